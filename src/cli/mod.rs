@@ -1,0 +1,97 @@
+//! The command line: `serve`, `images`, `doctor`. Each command builds a `TaskService` and
+//! calls it; none talks to Docker or SQLite itself.
+
+mod images;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::runtime::DockerRuntime;
+use crate::task::TaskService;
+
+#[derive(Debug, Parser)]
+#[command(name = "taskbox", version, about = "MCP server giving AI coding agents hardened Docker task sandboxes")]
+pub struct Cli {
+    /// Config file (default: $TASKBOX_CONFIG, else ~/.config/taskbox/config.toml).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory (default: $TASKBOX_HOME, else ~/.local/share/taskbox).
+    #[arg(long, global = true)]
+    pub home: Option<PathBuf>,
+    /// More logging on stderr (-v debug, -vv trace); TASKBOX_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP on stdin/stdout (what `claude mcp add taskbox -- taskbox serve` runs).
+    Serve,
+    /// Build the task images from the Dockerfiles compiled into this binary.
+    Images {
+        #[command(subcommand)]
+        command: images::ImagesCommand,
+    },
+    /// Check that Docker, the images and the data directory are usable.
+    Doctor,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(home) = cli.home {
+        config.home = Some(home);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::Images { command } => images::run(command).await,
+            Command::Doctor => doctor(config).await,
+        }
+    })
+}
+
+fn open_service(config: Config) -> anyhow::Result<Arc<TaskService>> {
+    Ok(Arc::new(TaskService::open(config, Arc::new(DockerRuntime::new()))?))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let service = open_service(config)?;
+    tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
+    match service.reconcile().await {
+        Ok(outcomes) => {
+            for o in outcomes {
+                tracing::warn!(task = %o.task_id, name = %o.name, reason = %o.reason, "task marked {}", o.to);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "startup reconciliation skipped"),
+    }
+    crate::transport::stdio::serve(service).await?;
+    Ok(())
+}
+
+async fn doctor(config: Config) -> anyhow::Result<()> {
+    let service = open_service(config)?;
+    eprintln!("data directory: {}", service.home().display());
+    let runtime = service.runtime();
+    runtime.ping().await.context("Docker")?;
+    eprintln!("docker: reachable");
+    for def in crate::runtime::images::BUILTIN_IMAGES {
+        let state = if runtime.image_exists(def.name).await? {
+            "present"
+        } else {
+            "missing (built on first use, or `taskbox images build`)"
+        };
+        eprintln!("image {}: {state}", def.name);
+    }
+    Ok(())
+}

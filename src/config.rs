@@ -1,0 +1,168 @@
+//! Server configuration: a TOML file, then environment variables, then CLI flags, each
+//! overriding the one before. Every key has a default, so no file is needed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Capabilities added back after `cap_drop: ALL`: what package managers and `chown`/`su`
+/// style tools need inside the container. KILL lets a root exec stop the agent user's
+/// processes when an execution times out.
+pub const DEFAULT_CAP_ADD: &[&str] = &["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"];
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory; `$TASKBOX_HOME` or the XDG data dir when unset.
+    pub home: Option<PathBuf>,
+    pub defaults: TaskDefaults,
+    pub security: Security,
+    pub execution: ExecutionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskDefaults {
+    pub image: String,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    pub network: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    /// Whether `execute_in_task` may run as root inside the container (still unprivileged
+    /// on the host: all capabilities but `cap_add` are dropped and no-new-privileges is set).
+    pub allow_root_exec: bool,
+    pub cap_add: Vec<String>,
+    pub max_memory_mb: u64,
+    pub max_cpus: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionConfig {
+    pub default_timeout_s: u64,
+    pub max_timeout_s: u64,
+    /// Bytes of each stream kept in a reply; the rest is elided and kept on disk.
+    pub output_cap_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            home: None,
+            defaults: TaskDefaults::default(),
+            security: Security::default(),
+            execution: ExecutionConfig::default(),
+        }
+    }
+}
+
+impl Default for TaskDefaults {
+    fn default() -> Self {
+        Self {
+            image: "taskbox-base".into(),
+            memory_mb: 2048,
+            cpus: 2.0,
+            pids: 512,
+            network: "egress".into(),
+        }
+    }
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            allow_root_exec: true,
+            cap_add: DEFAULT_CAP_ADD.iter().map(|c| (*c).to_string()).collect(),
+            max_memory_mb: 16384,
+            max_cpus: 16.0,
+        }
+    }
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        Self {
+            default_timeout_s: 120,
+            max_timeout_s: 3600,
+            output_cap_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the config file (`$TASKBOX_CONFIG`, else `~/.config/taskbox/config.toml`, when it
+    /// exists) and applies `$TASKBOX_HOME`.
+    pub fn load(explicit_path: Option<&Path>) -> Result<Self> {
+        let path = explicit_path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("TASKBOX_CONFIG").map(PathBuf::from))
+            .or_else(|| xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("taskbox/config.toml")));
+        let mut config = match path {
+            Some(path) if path.exists() => Self::from_file(&path)?,
+            Some(path) if explicit_path.is_some() => {
+                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+            }
+            _ => Self::default(),
+        };
+        if let Some(home) = std::env::var_os("TASKBOX_HOME") {
+            config.home = Some(PathBuf::from(home));
+        }
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The data directory: configured, else `$XDG_DATA_HOME/taskbox`, else `~/.local/share/taskbox`.
+    pub fn home_dir(&self) -> Result<PathBuf> {
+        if let Some(home) = &self.home {
+            return Ok(home.clone());
+        }
+        xdg_dir("XDG_DATA_HOME", ".local/share")
+            .map(|d| d.join("taskbox"))
+            .ok_or_else(|| Error::Config("cannot find a data directory: set TASKBOX_HOME".into()))
+    }
+}
+
+fn xdg_dir(var: &str, fallback_under_home: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(fallback_under_home)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let config: Config = toml::from_str("[defaults]\nmemory_mb = 512\n").unwrap();
+        assert_eq!(config.defaults.memory_mb, 512);
+        assert_eq!(config.defaults.image, "taskbox-base");
+        assert_eq!(config.execution, ExecutionConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("[defaults]\nmemroy_mb = 1\n").unwrap_err();
+        assert!(err.to_string().contains("memroy_mb"), "{err}");
+    }
+}

@@ -1,0 +1,114 @@
+//! The crate-wide error type, and the one place where errors become MCP tool errors.
+//!
+//! Subsystems (registry, store, runtime, workspace, lifecycle) have their own error enums;
+//! `Error` wraps them and adds the service-level failures an agent can act on. Every message
+//! says what happened and what to do next, because the reader is usually an agent that will
+//! retry based on it.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+
+use crate::registry::RegistryError;
+use crate::runtime::RuntimeError;
+use crate::store::StoreError;
+use crate::task::lifecycle::LifecycleError;
+use crate::workspace::WorkspaceError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no task named or with id '{task}'; call list_tasks to see the existing tasks, or create_task_sandbox to make one"
+    )]
+    TaskNotFound { task: String },
+
+    #[error(
+        "no task given and this session has no current task; pass `task` (a name or id), or call create_task_sandbox or attach_agent_to_task first"
+    )]
+    NoCurrentTask,
+
+    #[error("invalid task name '{name}': {reason}")]
+    InvalidName { name: String, reason: String },
+
+    #[error("a task named '{name}' already exists ({id}, {status}); pick another name, or attach_agent_to_task to work in it")]
+    NameTaken {
+        name: String,
+        id: String,
+        status: String,
+    },
+
+    #[error("invalid argument `{field}`: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+
+    #[error("task '{task}' is {status}; {hint}")]
+    WrongStatus {
+        task: String,
+        status: String,
+        hint: String,
+    },
+
+    #[error("{0}")]
+    Lifecycle(#[from] LifecycleError),
+
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+
+    #[error("task registry: {0}")]
+    Registry(#[from] RegistryError),
+
+    #[error("task files: {0}")]
+    Store(#[from] StoreError),
+
+    #[error("workspace: {0}")]
+    Workspace(#[from] WorkspaceError),
+
+    #[error("execution was cancelled by the client")]
+    Cancelled,
+
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The tool error an MCP client sees: `isError: true` with a readable message and the
+    /// same message as structured content, so agents can branch on `error.kind`.
+    pub fn to_tool_result(&self) -> CallToolResult {
+        let message = self.to_string();
+        let mut result = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
+        result.structured_content = Some(serde_json::json!({
+            "error": { "kind": self.kind(), "message": message }
+        }));
+        result
+    }
+
+    /// A stable, machine-readable name for the failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TaskNotFound { .. } => "task_not_found",
+            Self::NoCurrentTask => "no_current_task",
+            Self::InvalidName { .. } => "invalid_name",
+            Self::NameTaken { .. } => "name_taken",
+            Self::InvalidArgument { .. } => "invalid_argument",
+            Self::WrongStatus { .. } | Self::Lifecycle(_) => "wrong_status",
+            Self::Runtime(RuntimeError::Unavailable(_)) => "docker_unavailable",
+            Self::Runtime(_) => "docker_error",
+            Self::Registry(RegistryError::Conflict { .. }) => "conflict",
+            Self::Registry(_) => "registry_error",
+            Self::Store(_) => "store_error",
+            Self::Workspace(_) => "workspace_error",
+            Self::Cancelled => "cancelled",
+            Self::Config(_) => "config_error",
+            Self::Transport(_) => "transport_error",
+        }
+    }
+}

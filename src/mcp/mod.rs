@@ -1,0 +1,9 @@
+//! The MCP layer: `TaskboxServer` implements rmcp's `ServerHandler`. One instance serves one
+//! MCP session and holds only per-session conveniences (the current task, the log level);
+//! everything authoritative lives behind `TaskService`.
+
+mod logging;
+mod server;
+pub mod tools;
+
+pub use server::{INSTRUCTIONS, TaskboxServer};

@@ -1,0 +1,147 @@
+//! `TaskboxServer`: session state, the `ServerHandler` glue and the helpers every tool uses
+//! to turn a service call into a tool result.
+
+#![allow(deprecated)] // SetLevelRequestParams / logging capability (see logging.rs).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig, SetLevelRequestParams};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
+use serde::Serialize;
+
+use super::logging::LogLevel;
+use crate::error::{Error, Result};
+use crate::task::TaskService;
+
+pub const INSTRUCTIONS: &str = "\
+taskbox gives you a task sandbox: a hardened Docker container with a git workspace at /workspace. \
+Work inside it, not on the host.
+
+Workflow:
+1. create_task_sandbox(name, description) once per piece of work; it becomes this session's \
+current task, so later calls may omit `task`. To continue an existing task, attach_agent_to_task \
+(it returns recent executions to catch up on).
+2. execute_in_task(command, explanation) to run shell commands (bash -lc in /workspace). A non-zero \
+exit code is a normal result; read stdout/stderr. Long output is cut in the middle and kept on disk. \
+Use timeout_s for long commands (default 120 s).
+3. stop_task when pausing (files survive), resume_task to continue.
+4. detach_agent_from_task when you hand the task to someone else; delete_task(confirm: true) only \
+when the work is no longer wanted.
+
+get_task_status shows the container's live state, attachments and the last execution; \
+list_tasks shows every task. Errors say what to do next.";
+
+/// One MCP session's view of the server.
+#[derive(Clone)]
+pub struct TaskboxServer {
+    pub(crate) service: Arc<TaskService>,
+    pub(crate) session: Arc<Session>,
+    tool_router: ToolRouter<Self>,
+}
+
+pub(crate) struct Session {
+    pub id: String,
+    /// The task tools use when `task` is omitted: set by create and attach.
+    pub current_task: Mutex<Option<String>>,
+    pub log_level: Arc<LogLevel>,
+}
+
+impl TaskboxServer {
+    pub fn new(service: Arc<TaskService>) -> Self {
+        Self {
+            service,
+            session: Arc::new(Session {
+                id: format!("s-{}", ulid::Ulid::new().to_string().to_lowercase()),
+                current_task: Mutex::new(None),
+                log_level: Arc::new(LogLevel::default()),
+            }),
+            tool_router: Self::task_tools() + Self::agent_tools() + Self::exec_tools(),
+        }
+    }
+
+    pub(crate) fn set_current_task(&self, task_id: Option<String>) {
+        *self.session.current_task.lock().unwrap_or_else(|p| p.into_inner()) = task_id;
+    }
+
+    fn current_task(&self) -> Option<String> {
+        self.session.current_task.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The task a call is about: the `task` argument, else the session's current task.
+    pub(crate) fn task_ref(&self, task: Option<String>) -> Result<String> {
+        task.filter(|t| !t.is_empty())
+            .or_else(|| self.current_task())
+            .ok_or(Error::NoCurrentTask)
+    }
+
+    /// Runs a tool body that acts on one task and records the call in that task's event log.
+    /// The body gets the task's id; an error becomes a tool error (`isError: true`).
+    pub(crate) async fn on_task<F, Fut>(&self, tool: &str, task: Option<String>, body: F) -> CallToolResult
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<CallToolResult>>,
+    {
+        let started = Instant::now();
+        let task_id = match self.task_ref(task).and_then(|t| self.service.resolve(Some(&t))) {
+            Ok(task) => task.id,
+            Err(e) => return e.to_tool_result(),
+        };
+        let result = body(task_id.clone()).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let error = result.as_ref().err().map(ToString::to_string);
+        // A deleted task has no log left to write to.
+        if tool != "delete_task" || error.is_some() {
+            self.service
+                .record_tool_call(&task_id, tool, error.is_none(), error.as_deref(), duration_ms);
+        }
+        result.unwrap_or_else(|e| e.to_tool_result())
+    }
+
+    pub(crate) fn client_name(context: &RequestContext<RoleServer>) -> String {
+        context
+            .peer
+            .peer_info()
+            .map(|info| info.client_info.name.clone())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "agent".to_string())
+    }
+}
+
+/// A successful tool result: `value` as structured content, `text` for readers of plain text.
+pub(crate) fn reply<T: Serialize>(text: impl Into<String>, value: &T) -> Result<CallToolResult> {
+    let structured = serde_json::to_value(value)
+        .map_err(|e| Error::invalid("result", format!("cannot serialise the result: {e}")))?;
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text.into())]);
+    result.structured_content = Some(structured);
+    Ok(result)
+}
+
+/// Turns a tool body's outcome into what rmcp sends: errors are tool errors, never protocol errors.
+pub(crate) fn finish(result: Result<CallToolResult>) -> Result<CallToolResult, McpError> {
+    Ok(result.unwrap_or_else(|e| e.to_tool_result()))
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for TaskboxServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
+            .with_server_info(
+                Implementation::new("taskbox", env!("CARGO_PKG_VERSION"))
+                    .with_title("taskbox task sandboxes"),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.session.log_level.set(request.level);
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! `execute_in_task`: run a shell command in the task's container.
+
+use std::collections::BTreeMap;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::{ErrorData as McpError, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::mcp::server::{TaskboxServer, reply};
+use crate::task::service::{ExecRequest, ExecutionResult};
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteParams {
+    /// Task name or id; omit to use this session's current task.
+    pub task: Option<String>,
+    /// Shell command line, run with `bash -lc` (or `sh -c` in images without bash).
+    pub command: String,
+    /// Working directory; relative paths are under /workspace (default /workspace).
+    pub workdir: Option<String>,
+    /// Extra environment variables for this command.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Seconds before the command and every process it started are killed (default 120, at most 3600).
+    pub timeout_s: Option<u64>,
+    /// Text written to the command's standard input.
+    pub stdin: Option<String>,
+    /// "root" to run as root inside the container (e.g. to install packages), when the
+    /// server allows it; omit to run as the image's unprivileged user.
+    pub user: Option<String>,
+    /// Why you run this command; kept in the task's history for whoever picks the task up.
+    pub explanation: Option<String>,
+}
+
+fn summary(r: &ExecutionResult) -> String {
+    let mut text = match (r.exit_code, r.timed_out) {
+        (_, true) => format!("Timed out after {} ms; the command and its processes were killed.", r.duration_ms),
+        (Some(code), _) => format!("Exit code {code} in {} ms.", r.duration_ms),
+        (None, _) => format!("No exit code after {} ms.", r.duration_ms),
+    };
+    if !r.stdout.is_empty() {
+        text.push_str(&format!("\n--- stdout ---\n{}", r.stdout));
+    }
+    if !r.stderr.is_empty() {
+        text.push_str(&format!("\n--- stderr ---\n{}", r.stderr));
+    }
+    text
+}
+
+#[tool_router(router = exec_tools, vis = "pub(crate)")]
+impl TaskboxServer {
+    #[tool(
+        description = "Run a shell command in the task's container, in /workspace, as an unprivileged user. Returns execution_id, exit_code, stdout, stderr, truncated, duration_ms. A non-zero exit code is a normal result, not an error. Output over 64 KiB per stream keeps its head and tail, with a marker giving the cut size and the file holding the whole output. On timeout (timeout_s, default 120) or cancellation the whole process tree is killed.",
+        annotations(destructive_hint = false, idempotent_hint = false, open_world_hint = true)
+    )]
+    async fn execute_in_task(
+        &self,
+        Parameters(p): Parameters<ExecuteParams>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, McpError> {
+        let request = ExecRequest {
+            command: p.command,
+            workdir: p.workdir,
+            env: p.env.unwrap_or_default(),
+            timeout_s: p.timeout_s,
+            stdin: p.stdin,
+            user: p.user,
+            explanation: p.explanation,
+        };
+        Ok(self
+            .on_task("execute_in_task", p.task, |id| async move {
+                let result = self.service.execute(&id, request, cancel).await?;
+                reply(summary(&result), &result)
+            })
+            .await)
+    }
+}

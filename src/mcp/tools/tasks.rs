@@ -1,0 +1,250 @@
+//! Task lifecycle tools: create, list, status, stop, resume, delete.
+
+use std::collections::BTreeMap;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::mcp::logging::progress_to_client;
+use crate::mcp::server::{TaskboxServer, finish, reply};
+use crate::task::model::{Task, TaskStatus};
+use crate::task::service::CreateTaskRequest;
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskParams {
+    /// Handle for the task, unique among existing tasks: lowercase letters, digits and '-',
+    /// starting with a letter or digit, at most 63 characters (e.g. "fix-login").
+    pub name: String,
+    /// What the task is for; shown to agents that attach later.
+    pub description: Option<String>,
+    /// Container image (default "taskbox-base", built automatically on first use;
+    /// "taskbox-developer" adds compilers, Python and Node.js).
+    pub image: Option<String>,
+    /// "egress" (default): outbound network, isolated from other tasks. "none": no network.
+    pub network: Option<String>,
+    /// Memory limit in MB (default 2048).
+    pub memory_mb: Option<u64>,
+    /// CPU limit in cores, fractions allowed (default 2).
+    pub cpus: Option<f64>,
+    /// Environment variables set in the container for every command.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskParams {
+    /// Task name or id; omit to use this session's current task.
+    pub task: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListTasksParams {
+    /// Only tasks in this status: creating, running, stopped, completed, failed or archived.
+    pub status: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+    /// Tasks to skip, for paging (default 0).
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopTaskParams {
+    /// Task name or id; omit to use this session's current task.
+    pub task: Option<String>,
+    /// Seconds to wait for processes to exit before they are killed (default 10).
+    pub timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteTaskParams {
+    /// Task name or id (required: deletion never applies to an implied task).
+    pub task: String,
+    /// Must be true: deletion removes the container and the workspace for good.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct TaskReply<'a> {
+    task: &'a Task,
+}
+
+#[derive(Debug, Serialize)]
+struct ListReply<'a> {
+    tasks: &'a [Task],
+    total: u64,
+    limit: u32,
+    offset: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct DeletedReply<'a> {
+    deleted: &'a str,
+}
+
+pub(crate) fn task_line(task: &Task) -> String {
+    let mut line = format!("{} ({}) is {}", task.name, task.id, task.status);
+    if let Some(reason) = &task.status_reason {
+        line.push_str(&format!(": {reason}"));
+    }
+    line
+}
+
+#[tool_router(router = task_tools, vis = "pub(crate)")]
+impl TaskboxServer {
+    /// Create a task sandbox and make it this session's current task.
+    #[tool(
+        description = "Create a task sandbox: a hardened Docker container (no privileges, all capabilities dropped but a few, resource limits, its own network) with a git workspace mounted at /workspace. Use it once per piece of work, before running anything. Returns the task (id, name, status). The new task becomes this session's current task, so later calls may omit `task`. The first call may take a minute while the image is built.",
+        annotations(destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn create_task_sandbox(
+        &self,
+        Parameters(p): Parameters<CreateTaskParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let started = std::time::Instant::now();
+        let progress = progress_to_client(context.peer.clone(), self.session.log_level.clone(), "taskbox.images");
+        let request = CreateTaskRequest {
+            name: p.name,
+            description: p.description,
+            image: p.image,
+            network: p.network,
+            memory_mb: p.memory_mb,
+            cpus: p.cpus,
+            env: p.env.unwrap_or_default(),
+        };
+        // Run creation on its own task: if the client goes away mid-way, creation still
+        // finishes or rolls back instead of being dropped half-done.
+        let service = self.service.clone();
+        let created = tokio::spawn(async move { service.create_task(request, progress).await })
+            .await
+            .unwrap_or_else(|e| Err(Error::Config(format!("task creation panicked: {e}"))));
+        finish(created.and_then(|task| {
+            self.set_current_task(Some(task.id.clone()));
+            self.service.record_tool_call(
+                &task.id,
+                "create_task_sandbox",
+                true,
+                None,
+                started.elapsed().as_millis() as u64,
+            );
+            reply(
+                format!("Created {}. Workspace: /workspace. It is now this session's current task.", task_line(&task)),
+                &TaskReply { task: &task },
+            )
+        }))
+    }
+
+    #[tool(
+        description = "List tasks, newest first, with an optional status filter and paging. Returns `tasks` and `total` (the number matching the filter).",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> Result<CallToolResult, McpError> {
+        finish((|| {
+            let status = p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?;
+            let limit = p.limit.unwrap_or(50);
+            if limit == 0 || limit > 500 {
+                return Err(Error::invalid("limit", format!("{limit} is outside 1..=500")));
+            }
+            let offset = p.offset.unwrap_or(0);
+            let page = self.service.list(status, limit, offset)?;
+            let mut text = format!("{} task(s) match; showing {}.", page.total, page.tasks.len());
+            for task in &page.tasks {
+                text.push_str(&format!("\n- {}", task_line(task)));
+            }
+            reply(
+                text,
+                &ListReply {
+                    tasks: &page.tasks,
+                    total: page.total,
+                    limit,
+                    offset,
+                },
+            )
+        })())
+    }
+
+    #[tool(
+        description = "Show a task's status: the task record, its container's live state from Docker (running / exited / oom_killed / missing, exit code), attached agents, execution counts and the last execution.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_task_status(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .on_task("get_task_status", p.task, |id| async move {
+                let report = self.service.status(&id).await?;
+                let container = match &report.container {
+                    Some(c) => format!("container {}", c.state),
+                    None => format!(
+                        "container unknown{}",
+                        report.container_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                    ),
+                };
+                let text = format!(
+                    "{}; {container}; {} execution(s), {} failed; {} agent(s) attached.",
+                    task_line(&report.task),
+                    report.executions.total,
+                    report.executions.failed,
+                    report.attachments.len()
+                );
+                reply(text, &report)
+            })
+            .await)
+    }
+
+    #[tool(
+        description = "Stop a task's container. Files in /workspace and in the container are kept; resume_task starts it again. Running commands are killed after `timeout_s`.",
+        annotations(destructive_hint = false, idempotent_hint = false)
+    )]
+    async fn stop_task(&self, Parameters(p): Parameters<StopTaskParams>) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .on_task("stop_task", p.task, |id| async move {
+                let task = self.service.stop(&id, p.timeout_s).await?;
+                reply(
+                    format!("Stopped {}. Call resume_task to continue.", task_line(&task)),
+                    &TaskReply { task: &task },
+                )
+            })
+            .await)
+    }
+
+    #[tool(
+        description = "Start a stopped task's container again, with its files as they were. The task becomes this session's current task.",
+        annotations(destructive_hint = false, idempotent_hint = false)
+    )]
+    async fn resume_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .on_task("resume_task", p.task, |id| async move {
+                let task = self.service.resume(&id).await?;
+                self.set_current_task(Some(task.id.clone()));
+                reply(format!("Resumed {}.", task_line(&task)), &TaskReply { task: &task })
+            })
+            .await)
+    }
+
+    #[tool(
+        description = "Delete a task for good: removes its container, network, workspace and records. Requires confirm: true. Use only when the work is not wanted any more.",
+        annotations(destructive_hint = true, idempotent_hint = false)
+    )]
+    async fn delete_task(&self, Parameters(p): Parameters<DeleteTaskParams>) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .on_task("delete_task", Some(p.task), |id| async move {
+                let deleted = self.service.delete(&id, p.confirm).await?;
+                let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
+                if current.as_deref() == Some(deleted.as_str()) {
+                    *current = None;
+                }
+                drop(current);
+                reply(format!("Deleted task {deleted}."), &DeletedReply { deleted: &deleted })
+            })
+            .await)
+    }
+}

@@ -1,0 +1,25 @@
+//! The registry's index of task events (the JSONL file under tasks/<id>/ is the record).
+
+use rusqlite::params;
+
+use super::{Registry, Result, ts_to_sql};
+use crate::task::model::Event;
+
+impl Registry {
+    pub fn insert_event(&self, event: &Event) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)",
+            params![event.task_id, event.kind, ts_to_sql(&event.at), event.data.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn count_events(&self, task_id: &str, kind: &str) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM events WHERE task_id = ?1 AND type = ?2",
+            params![task_id, kind],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}

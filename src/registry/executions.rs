@@ -1,0 +1,219 @@
+//! Execution rows: one per `execute_in_task` call, inserted when it starts and completed when
+//! it ends, so a crash mid-execution still leaves a `running` record behind.
+
+use rusqlite::{Row, params};
+
+use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use crate::task::model::{Execution, ExecutionStatus};
+
+const COLUMNS: &str = "id, task_id, command, workdir, user, explanation, status, exit_code, timed_out, \
+     stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms";
+
+/// Execution counts of one task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct ExecutionCounts {
+    pub total: u64,
+    /// Finished with a non-zero exit code, timed out, cancelled or failed to run.
+    pub failed: u64,
+    pub running: u64,
+}
+
+impl Registry {
+    pub fn insert_execution(&self, exec: &Execution) -> Result<()> {
+        self.conn().execute(
+            &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+            params![
+                exec.id,
+                exec.task_id,
+                exec.command,
+                exec.workdir,
+                exec.user,
+                exec.explanation,
+                exec.status.as_str(),
+                exec.exit_code,
+                exec.timed_out,
+                exec.stdout_bytes as i64,
+                exec.stderr_bytes as i64,
+                exec.truncated,
+                ts_to_sql(&exec.started_at),
+                exec.finished_at.as_ref().map(ts_to_sql),
+                exec.duration_ms.map(|d| d as i64),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_execution(&self, exec: &Execution) -> Result<()> {
+        self.conn().execute(
+            "UPDATE executions SET status = ?2, exit_code = ?3, timed_out = ?4, stdout_bytes = ?5,
+                 stderr_bytes = ?6, truncated = ?7, finished_at = ?8, duration_ms = ?9
+             WHERE id = ?1",
+            params![
+                exec.id,
+                exec.status.as_str(),
+                exec.exit_code,
+                exec.timed_out,
+                exec.stdout_bytes as i64,
+                exec.stderr_bytes as i64,
+                exec.truncated,
+                exec.finished_at.as_ref().map(ts_to_sql),
+                exec.duration_ms.map(|d| d as i64),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub fn recent_executions(&self, task_id: &str, limit: u32) -> Result<Vec<Execution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE task_id = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2"
+        ))?;
+        let raws = stmt
+            .query_map(params![task_id, limit], RawExecution::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawExecution::into_execution).collect()
+    }
+
+    pub fn execution_counts(&self, task_id: &str) -> Result<ExecutionCounts> {
+        let (total, failed, running): (i64, i64, i64) = self.conn().query_row(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND exit_code != 0)), 0),
+                    COALESCE(SUM(status = 'running'), 0)
+             FROM executions WHERE task_id = ?1",
+            [task_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(ExecutionCounts {
+            total: total as u64,
+            failed: failed as u64,
+            running: running as u64,
+        })
+    }
+}
+
+struct RawExecution {
+    id: String,
+    task_id: String,
+    command: String,
+    workdir: Option<String>,
+    user: Option<String>,
+    explanation: Option<String>,
+    status: String,
+    exit_code: Option<i64>,
+    timed_out: bool,
+    stdout_bytes: i64,
+    stderr_bytes: i64,
+    truncated: bool,
+    started_at: String,
+    finished_at: Option<String>,
+    duration_ms: Option<i64>,
+}
+
+impl RawExecution {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            task_id: r.get(1)?,
+            command: r.get(2)?,
+            workdir: r.get(3)?,
+            user: r.get(4)?,
+            explanation: r.get(5)?,
+            status: r.get(6)?,
+            exit_code: r.get(7)?,
+            timed_out: r.get(8)?,
+            stdout_bytes: r.get(9)?,
+            stderr_bytes: r.get(10)?,
+            truncated: r.get(11)?,
+            started_at: r.get(12)?,
+            finished_at: r.get(13)?,
+            duration_ms: r.get(14)?,
+        })
+    }
+
+    fn into_execution(self) -> Result<Execution> {
+        Ok(Execution {
+            id: self.id,
+            task_id: self.task_id,
+            command: self.command,
+            workdir: self.workdir,
+            user: self.user,
+            explanation: self.explanation,
+            status: ExecutionStatus::parse(&self.status),
+            exit_code: self.exit_code,
+            timed_out: self.timed_out,
+            stdout_bytes: self.stdout_bytes.max(0) as u64,
+            stderr_bytes: self.stderr_bytes.max(0) as u64,
+            truncated: self.truncated,
+            started_at: ts_from_sql("started_at", self.started_at)?,
+            finished_at: self.finished_at.map(|t| ts_from_sql("finished_at", t)).transpose()?,
+            duration_ms: self.duration_ms.map(|d| d.max(0) as u64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::tasks::tests::sample_task;
+    use crate::task::model::{new_execution_id, now};
+    use pretty_assertions::assert_eq;
+
+    fn exec(task_id: &str, command: &str) -> Execution {
+        Execution {
+            id: new_execution_id(),
+            task_id: task_id.into(),
+            command: command.into(),
+            workdir: None,
+            user: None,
+            explanation: Some("why".into()),
+            status: ExecutionStatus::Running,
+            exit_code: None,
+            timed_out: false,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+            started_at: now(),
+            finished_at: None,
+            duration_ms: None,
+        }
+    }
+
+    #[test]
+    fn insert_finish_list_and_count() {
+        let reg = Registry::open_in_memory().unwrap();
+        let task = sample_task("alpha");
+        reg.insert_task(&task).unwrap();
+
+        let mut ok = exec(&task.id, "true");
+        reg.insert_execution(&ok).unwrap();
+        ok.status = ExecutionStatus::Finished;
+        ok.exit_code = Some(0);
+        ok.finished_at = Some(now());
+        ok.duration_ms = Some(5);
+        ok.stdout_bytes = 10;
+        reg.finish_execution(&ok).unwrap();
+
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut bad = exec(&task.id, "false");
+        reg.insert_execution(&bad).unwrap();
+        bad.status = ExecutionStatus::Finished;
+        bad.exit_code = Some(1);
+        reg.finish_execution(&bad).unwrap();
+
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let running = exec(&task.id, "sleep 9");
+        reg.insert_execution(&running).unwrap();
+
+        let counts = reg.execution_counts(&task.id).unwrap();
+        assert_eq!(counts, ExecutionCounts { total: 3, failed: 1, running: 1 });
+        let recent = reg.recent_executions(&task.id, 2).unwrap();
+        assert_eq!(
+            recent.iter().map(|e| e.command.as_str()).collect::<Vec<_>>(),
+            ["sleep 9", "false"]
+        );
+        let first = &reg.recent_executions(&task.id, 3).unwrap()[2];
+        assert_eq!(first.stdout_bytes, 10);
+        assert_eq!(first.duration_ms, Some(5));
+    }
+}

@@ -1,0 +1,343 @@
+//! Task rows: insert, look up by id or name, list with filters, optimistic update, purge.
+
+use std::path::PathBuf;
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
+use crate::task::model::{NetworkMode, ResourceLimits, Task, TaskStatus, now};
+
+const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
+     network_name, workspace, shell, memory_mb, cpus, pids, env_json, created_at, updated_at, version";
+
+/// One page of `list_tasks`, with the total that matches the filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub total: u64,
+}
+
+impl Registry {
+    pub fn insert_task(&self, task: &Task) -> Result<()> {
+        let env = serde_json::to_string(&task.env).unwrap_or_else(|_| "{}".into());
+        self.conn().execute(
+            &format!("INSERT INTO tasks ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+            params![
+                task.id,
+                task.name,
+                task.description,
+                task.status.as_str(),
+                task.status_reason,
+                task.image,
+                task.container_id,
+                task.network.as_str(),
+                task.network_name,
+                task.workspace.to_string_lossy(),
+                task.shell,
+                task.limits.memory_mb as i64,
+                task.limits.cpus,
+                task.limits.pids,
+                env,
+                ts_to_sql(&task.created_at),
+                ts_to_sql(&task.updated_at),
+                task.version,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
+        self.query_one(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"), id)
+    }
+
+    pub fn get_task_by_name(&self, name: &str) -> Result<Option<Task>> {
+        self.query_one(&format!("SELECT {COLUMNS} FROM tasks WHERE name = ?1"), name)
+    }
+
+    /// A task by id, else by name: tools accept either as `task`.
+    pub fn find_task(&self, id_or_name: &str) -> Result<Option<Task>> {
+        match self.get_task(id_or_name)? {
+            Some(task) => Ok(Some(task)),
+            None => self.get_task_by_name(id_or_name),
+        }
+    }
+
+    fn query_one(&self, sql: &str, key: &str) -> Result<Option<Task>> {
+        let conn = self.conn();
+        let raw = conn.query_row(sql, [key], RawTask::from_row).optional()?;
+        raw.map(RawTask::into_task).transpose()
+    }
+
+    /// Writes `task` if its `version` is still the stored one; returns it with the new version.
+    pub fn update_task(&self, task: &Task) -> Result<Task> {
+        let mut updated = task.clone();
+        updated.version = task.version + 1;
+        updated.updated_at = now();
+        let env = serde_json::to_string(&task.env).unwrap_or_else(|_| "{}".into());
+        let changed = self.conn().execute(
+            "UPDATE tasks SET name = ?2, description = ?3, status = ?4, status_reason = ?5, image = ?6,
+                 container_id = ?7, network = ?8, network_name = ?9, workspace = ?10, shell = ?11,
+                 memory_mb = ?12, cpus = ?13, pids = ?14, env_json = ?15, updated_at = ?16, version = ?17
+             WHERE id = ?1 AND version = ?18",
+            params![
+                updated.id,
+                updated.name,
+                updated.description,
+                updated.status.as_str(),
+                updated.status_reason,
+                updated.image,
+                updated.container_id,
+                updated.network.as_str(),
+                updated.network_name,
+                updated.workspace.to_string_lossy(),
+                updated.shell,
+                updated.limits.memory_mb as i64,
+                updated.limits.cpus,
+                updated.limits.pids,
+                env,
+                ts_to_sql(&updated.updated_at),
+                updated.version,
+                task.version,
+            ],
+        )?;
+        if changed == 0 {
+            return Err(RegistryError::Conflict {
+                task: task.id.clone(),
+                expected: task.version,
+            });
+        }
+        Ok(updated)
+    }
+
+    /// Newest first.
+    pub fn list_tasks(&self, status: Option<TaskStatus>, limit: u32, offset: u64) -> Result<TaskPage> {
+        let conn = self.conn();
+        let status = status.map(TaskStatus::as_str);
+        let total: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM tasks WHERE ?1 IS NULL OR status = ?1",
+            [status],
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tasks WHERE ?1 IS NULL OR status = ?1
+             ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+        ))?;
+        let raws = stmt
+            .query_map(params![status, limit, offset as i64], RawTask::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let tasks = raws.into_iter().map(RawTask::into_task).collect::<Result<Vec<_>>>()?;
+        Ok(TaskPage {
+            tasks,
+            total: total as u64,
+        })
+    }
+
+    /// Removes the task and, through the foreign keys, every row that belongs to it.
+    pub fn delete_task(&self, id: &str) -> Result<bool> {
+        Ok(self.conn().execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
+    }
+}
+
+/// Row values as SQLite returns them; converted outside the row callback so that bad data
+/// becomes a `Corrupt` error naming the column instead of a generic conversion failure.
+struct RawTask {
+    id: String,
+    name: String,
+    description: Option<String>,
+    status: String,
+    status_reason: Option<String>,
+    image: String,
+    container_id: Option<String>,
+    network: String,
+    network_name: Option<String>,
+    workspace: String,
+    shell: Option<String>,
+    memory_mb: i64,
+    cpus: f64,
+    pids: i64,
+    env_json: String,
+    created_at: String,
+    updated_at: String,
+    version: i64,
+}
+
+impl RawTask {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            description: r.get(2)?,
+            status: r.get(3)?,
+            status_reason: r.get(4)?,
+            image: r.get(5)?,
+            container_id: r.get(6)?,
+            network: r.get(7)?,
+            network_name: r.get(8)?,
+            workspace: r.get(9)?,
+            shell: r.get(10)?,
+            memory_mb: r.get(11)?,
+            cpus: r.get(12)?,
+            pids: r.get(13)?,
+            env_json: r.get(14)?,
+            created_at: r.get(15)?,
+            updated_at: r.get(16)?,
+            version: r.get(17)?,
+        })
+    }
+
+    fn into_task(self) -> Result<Task> {
+        let status = self
+            .status
+            .parse::<TaskStatus>()
+            .map_err(|_| RegistryError::Corrupt { column: "status", value: self.status.clone() })?;
+        let network = self
+            .network
+            .parse::<NetworkMode>()
+            .map_err(|_| RegistryError::Corrupt { column: "network", value: self.network.clone() })?;
+        let env = serde_json::from_str(&self.env_json)
+            .map_err(|_| RegistryError::Corrupt { column: "env_json", value: self.env_json.clone() })?;
+        Ok(Task {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            status,
+            status_reason: self.status_reason,
+            image: self.image,
+            container_id: self.container_id,
+            network,
+            network_name: self.network_name,
+            workspace: PathBuf::from(self.workspace),
+            shell: self.shell,
+            limits: ResourceLimits {
+                memory_mb: self.memory_mb.max(0) as u64,
+                cpus: self.cpus,
+                pids: self.pids,
+            },
+            env,
+            created_at: ts_from_sql("created_at", self.created_at)?,
+            updated_at: ts_from_sql("updated_at", self.updated_at)?,
+            version: self.version,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::task::model::new_task_id;
+    use pretty_assertions::assert_eq;
+
+    pub(crate) fn sample_task(name: &str) -> Task {
+        let at = now();
+        Task {
+            id: new_task_id(),
+            name: name.into(),
+            description: Some("a test task".into()),
+            status: TaskStatus::Creating,
+            status_reason: None,
+            image: "taskbox-base".into(),
+            container_id: None,
+            network: NetworkMode::Egress,
+            network_name: None,
+            workspace: PathBuf::from("/tmp/ws"),
+            shell: None,
+            limits: ResourceLimits {
+                memory_mb: 2048,
+                cpus: 2.0,
+                pids: 512,
+            },
+            env: [("A".to_string(), "1".to_string())].into(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        }
+    }
+
+    /// Timestamps round-trip at microsecond precision; align the sample with that.
+    fn stored(mut task: Task) -> Task {
+        task.created_at = ts_from_sql("t", ts_to_sql(&task.created_at)).unwrap();
+        task.updated_at = ts_from_sql("t", ts_to_sql(&task.updated_at)).unwrap();
+        task
+    }
+
+    #[test]
+    fn insert_then_find_by_id_and_name() {
+        let reg = Registry::open_in_memory().unwrap();
+        let task = stored(sample_task("alpha"));
+        reg.insert_task(&task).unwrap();
+        assert_eq!(reg.get_task(&task.id).unwrap(), Some(task.clone()));
+        assert_eq!(reg.find_task("alpha").unwrap(), Some(task.clone()));
+        assert_eq!(reg.find_task(&task.id).unwrap(), Some(task));
+        assert_eq!(reg.find_task("beta").unwrap(), None);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let reg = Registry::open_in_memory().unwrap();
+        reg.insert_task(&sample_task("alpha")).unwrap();
+        assert!(reg.insert_task(&sample_task("alpha")).is_err());
+    }
+
+    #[test]
+    fn update_bumps_version_and_stale_writes_conflict() {
+        let reg = Registry::open_in_memory().unwrap();
+        let task = sample_task("alpha");
+        reg.insert_task(&task).unwrap();
+
+        let mut first = task.clone();
+        first.status = TaskStatus::Running;
+        let saved = reg.update_task(&first).unwrap();
+        assert_eq!(saved.version, 2);
+        assert_eq!(reg.get_task(&task.id).unwrap().unwrap().status, TaskStatus::Running);
+
+        // A second writer still holding version 1 must not overwrite the first one's change.
+        let mut stale = task.clone();
+        stale.status = TaskStatus::Failed;
+        let err = reg.update_task(&stale).unwrap_err();
+        assert!(matches!(err, RegistryError::Conflict { expected: 1, .. }), "{err}");
+        assert_eq!(reg.get_task(&task.id).unwrap().unwrap().status, TaskStatus::Running);
+    }
+
+    #[test]
+    fn list_filters_pages_and_counts() {
+        let reg = Registry::open_in_memory().unwrap();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let mut task = sample_task(&format!("t{i}"));
+            if i % 2 == 0 {
+                task.status = TaskStatus::Running;
+            }
+            reg.insert_task(&task).unwrap();
+            ids.push(task.id);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let all = reg.list_tasks(None, 2, 0).unwrap();
+        assert_eq!(all.total, 5);
+        assert_eq!(
+            all.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["t4", "t3"]
+        );
+        let running = reg.list_tasks(Some(TaskStatus::Running), 10, 1).unwrap();
+        assert_eq!(running.total, 3);
+        assert_eq!(
+            running.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["t2", "t0"]
+        );
+    }
+
+    #[test]
+    fn delete_purges_dependent_rows() {
+        let reg = Registry::open_in_memory().unwrap();
+        let task = sample_task("alpha");
+        reg.insert_task(&task).unwrap();
+        reg.attach(&task.id, "agent", "session").unwrap();
+        assert!(reg.delete_task(&task.id).unwrap());
+        assert_eq!(reg.get_task(&task.id).unwrap(), None);
+        let left: i64 = reg
+            .conn()
+            .query_row("SELECT COUNT(*) FROM attachments", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        assert!(!reg.delete_task(&task.id).unwrap());
+    }
+}

@@ -1,0 +1,319 @@
+//! `ContainerRuntime` on a real Docker daemon through bollard.
+//!
+//! The connection is made lazily and the API version negotiated on first use, so the server
+//! starts (and answers `tools/list`) without Docker, and reports a clear error per call
+//! instead. A failed negotiation is retried on the next call.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::OnceCell;
+
+use super::{
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, NetworkAttachment, OutputChunk, Result,
+    RuntimeError,
+};
+
+#[derive(Default)]
+pub struct DockerRuntime {
+    docker: OnceCell<Docker>,
+}
+
+impl DockerRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn docker(&self) -> Result<&Docker> {
+        self.docker
+            .get_or_try_init(|| async {
+                let docker = Docker::connect_with_local_defaults().map_err(unavailable)?;
+                docker.negotiate_version().await.map_err(unavailable)
+            })
+            .await
+    }
+}
+
+fn unavailable(e: BollardError) -> RuntimeError {
+    RuntimeError::Unavailable(e.to_string())
+}
+
+/// Maps a bollard error, turning 404s into `NotFound` and transport failures into `Unavailable`.
+fn map_err(what: impl Into<String>) -> impl FnOnce(BollardError) -> RuntimeError {
+    move |e| match e {
+        BollardError::DockerResponseServerError { status_code: 404, .. } => RuntimeError::NotFound { what: what.into() },
+        BollardError::DockerResponseServerError { message, .. } => RuntimeError::Api(message),
+        BollardError::HyperLegacyError { .. }
+        | BollardError::SocketNotFoundError(_)
+        | BollardError::IOError { .. }
+        | BollardError::RequestTimeoutError => RuntimeError::Unavailable(e.to_string()),
+        other => RuntimeError::Api(other.to_string()),
+    }
+}
+
+fn ignore_not_found(result: Result<()>) -> Result<()> {
+    match result {
+        Err(RuntimeError::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn ping(&self) -> Result<()> {
+        self.docker().await?.ping().await.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker().await?.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) => match map_err(image)(e) {
+                RuntimeError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn image_user(&self, image: &str) -> Result<Option<String>> {
+        match self.docker().await?.inspect_image(image).await {
+            Ok(inspect) => Ok(Some(inspect.config.and_then(|c| c.user).unwrap_or_default())),
+            Err(e) => match map_err(image)(e) {
+                RuntimeError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn build_image(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<()> {
+        let docker = self.docker().await?;
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .labels(&HashMap::from([("taskbox.image".to_string(), tag.to_string())]))
+            .build();
+        let mut stream = docker.build_image(options, None, Some(bollard::body_full(context_tar.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| match map_err(tag)(e) {
+                RuntimeError::Api(message) => RuntimeError::Build {
+                    image: tag.to_string(),
+                    message,
+                },
+                other => other,
+            })?;
+            if let Some(detail) = info.error_detail {
+                return Err(RuntimeError::Build {
+                    image: tag.to_string(),
+                    message: detail.message.unwrap_or_else(|| "unknown error".into()),
+                });
+            }
+            for line in info.stream.iter().chain(info.status.iter()) {
+                let line = line.trim_end();
+                if !line.is_empty() {
+                    progress(line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker()
+            .await?
+            .create_network(request)
+            .await
+            .map(|_| ())
+            .map_err(map_err(format!("network {name}")))
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        ignore_not_found(
+            self.docker()
+                .await?
+                .remove_network(name)
+                .await
+                .map_err(map_err(format!("network {name}"))),
+        )
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let memory = (spec.memory_mb * 1024 * 1024) as i64;
+        let host_config = HostConfig {
+            binds: Some(vec![format!("{}:/workspace", spec.workspace.display())]),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(spec.cap_add.clone()),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            init: Some(true),
+            memory: Some(memory),
+            // Equal to memory: no swap, so the limit is real and OOM is reported as such.
+            memory_swap: Some(memory),
+            nano_cpus: Some((spec.cpus * 1e9) as i64),
+            pids_limit: Some(spec.pids),
+            ipc_mode: Some("private".into()),
+            network_mode: Some(match &spec.network {
+                NetworkAttachment::Bridge(name) => name.clone(),
+                NetworkAttachment::None => "none".into(),
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            // The container only has to stay up; commands arrive through exec.
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            entrypoint: Some(vec![]),
+            env: Some(spec.env.clone()),
+            working_dir: Some("/workspace".into()),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let created = self
+            .docker()
+            .await?
+            .create_container(Some(options), body)
+            .await
+            .map_err(map_err(format!("image {}", spec.image)))?;
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.docker()
+            .await?
+            .start_container(id, None)
+            .await
+            .map_err(map_err(format!("container {id}")))
+    }
+
+    async fn stop_container(&self, id: &str, timeout_s: i32) -> Result<()> {
+        let options = StopContainerOptionsBuilder::default().t(timeout_s).build();
+        match self.docker().await?.stop_container(id, Some(options)).await {
+            // 304: already stopped.
+            Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            other => other.map_err(map_err(format!("container {id}"))),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        ignore_not_found(
+            self.docker()
+                .await?
+                .remove_container(id, Some(options))
+                .await
+                .map_err(map_err(format!("container {id}"))),
+        )
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>> {
+        let inspect = match self
+            .docker()
+            .await?
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(map_err(format!("container {id}")))
+        {
+            Ok(inspect) => inspect,
+            Err(RuntimeError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let state = inspect.state.unwrap_or_default();
+        Ok(Some(ContainerState {
+            running: state.running.unwrap_or(false),
+            status: state.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            error: state.error.filter(|e| !e.is_empty()),
+            labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
+        }))
+    }
+
+    async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle> {
+        let docker = self.docker().await?;
+        let options = CreateExecOptions {
+            cmd: Some(spec.cmd),
+            env: Some(spec.env),
+            working_dir: spec.workdir,
+            user: spec.user,
+            attach_stdin: Some(spec.stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let created = docker
+            .create_exec(container, options)
+            .await
+            .map_err(map_err(format!("container {container}")))?;
+        let started = docker
+            .start_exec(&created.id, Some(StartExecOptions::default()))
+            .await
+            .map_err(map_err(format!("exec {}", created.id)))?;
+        let StartExecResults::Attached { output, mut input } = started else {
+            return Err(RuntimeError::Api("exec started detached".into()));
+        };
+        if let Some(stdin) = spec.stdin {
+            // Feed stdin from its own task so a command that writes before reading all of
+            // its input cannot deadlock against us; closing the write half sends EOF.
+            tokio::spawn(async move {
+                let _ = input.write_all(&stdin).await;
+                let _ = input.shutdown().await;
+            });
+        } else {
+            drop(input);
+        }
+        let output = output
+            .map_err(|e| RuntimeError::Api(e.to_string()))
+            .try_filter_map(|chunk| async move {
+                Ok(match chunk {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        Some(OutputChunk::Stdout(message))
+                    }
+                    LogOutput::StdErr { message } => Some(OutputChunk::Stderr(message)),
+                    LogOutput::StdIn { .. } => None,
+                })
+            })
+            .boxed();
+        Ok(ExecHandle {
+            exec_id: created.id,
+            output,
+        })
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
+        let inspect = self
+            .docker()
+            .await?
+            .inspect_exec(exec_id)
+            .await
+            .map_err(map_err(format!("exec {exec_id}")))?;
+        if inspect.running.unwrap_or(false) {
+            return Ok(None);
+        }
+        Ok(inspect.exit_code)
+    }
+}

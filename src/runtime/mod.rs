@@ -1,0 +1,120 @@
+//! The container runtime behind a narrow trait: `TaskService` talks to Docker only through
+//! `ContainerRuntime`. `docker.rs` is the real implementation (bollard); unit tests of service
+//! logic use `fake.rs`.
+
+pub mod docker;
+pub mod images;
+#[cfg(test)]
+pub mod fake;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+pub use docker::DockerRuntime;
+
+/// Labels put on everything taskbox creates, so orphans can be found and cleaned.
+pub const LABEL_TASK_ID: &str = "taskbox.task-id";
+pub const LABEL_HOME: &str = "taskbox.home";
+pub const LABEL_TASK_NAME: &str = "taskbox.task-name";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "cannot reach the Docker daemon ({0}); start Docker (as root: scripts/provision-docker.sh) and retry"
+    )]
+    Unavailable(String),
+    #[error("{what} not found in Docker")]
+    NotFound { what: String },
+    #[error("Docker: {0}")]
+    Api(String),
+    #[error("building image {image} failed: {message}")]
+    Build { image: String, message: String },
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkAttachment {
+    /// Join this (per-task) bridge network.
+    Bridge(String),
+    None,
+}
+
+/// Everything needed to create a task container with the hardened defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    pub env: Vec<String>,
+    pub workspace: PathBuf,
+    pub network: NetworkAttachment,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    pub cap_add: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerState {
+    pub running: bool,
+    /// Docker's status word: created, running, paused, restarting, removing, exited, dead.
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub stdin: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputChunk {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+/// A started execution: its output streams until the process exits.
+pub struct ExecHandle {
+    pub exec_id: String,
+    pub output: BoxStream<'static, Result<OutputChunk>>,
+}
+
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Checks that the daemon answers.
+    async fn ping(&self) -> Result<()>;
+    async fn image_exists(&self, image: &str) -> Result<bool>;
+    /// The image's default user (empty when it runs as root); `None` when the image is missing.
+    async fn image_user(&self, image: &str) -> Result<Option<String>>;
+    /// Builds `tag` from a tar build context; `progress` gets each line of build output.
+    async fn build_image(&self, tag: &str, context_tar: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Send + Sync))
+    -> Result<()>;
+
+    async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()>;
+    /// Removing a network that does not exist succeeds.
+    async fn remove_network(&self, name: &str) -> Result<()>;
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    async fn stop_container(&self, id: &str, timeout_s: i32) -> Result<()>;
+    /// Force-removes the container; removing one that does not exist succeeds.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    /// `None` when the container does not exist.
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>>;
+
+    async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle>;
+    /// The exit code once the exec has finished.
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>>;
+}

@@ -1,0 +1,77 @@
+//! The per-task files under `tasks/<id>/` (DESIGN.md §3): the state snapshot, the event log
+//! and the full outputs of executions. These are the record the registry can be rebuilt from.
+
+mod events;
+mod state_json;
+
+use std::path::{Path, PathBuf};
+
+pub use state_json::{StateSnapshot, atomic_write};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Paths and writers for the task directories of one data dir.
+#[derive(Debug, Clone)]
+pub struct TaskStore {
+    root: PathBuf,
+}
+
+impl TaskStore {
+    /// `root` is the `tasks/` directory of the data dir.
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.root.join(task_id)
+    }
+
+    pub fn state_path(&self, task_id: &str) -> PathBuf {
+        self.task_dir(task_id).join("state.json")
+    }
+
+    pub fn events_path(&self, task_id: &str) -> PathBuf {
+        self.task_dir(task_id).join("events.jsonl")
+    }
+
+    pub fn outputs_dir(&self, task_id: &str) -> PathBuf {
+        self.task_dir(task_id).join("outputs")
+    }
+
+    /// Creates `tasks/<id>/` and `tasks/<id>/outputs/`.
+    pub fn create_task_dir(&self, task_id: &str) -> Result<()> {
+        let outputs = self.outputs_dir(task_id);
+        std::fs::create_dir_all(&outputs).map_err(io_err(&outputs))
+    }
+
+    pub fn remove_task_dir(&self, task_id: &str) -> Result<()> {
+        let dir = self.task_dir(task_id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The task data model shared by the registry, the task files and the MCP layer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub type Timestamp = DateTime<Utc>;
+
+pub fn now() -> Timestamp {
+    Utc::now()
+}
+
+/// `t-` + ULID: short, unique and sortable by creation time.
+pub fn new_task_id() -> String {
+    format!("t-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// `e-` + ULID, for executions.
+pub fn new_execution_id() -> String {
+    format!("e-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// Task names are handles for agents and humans, and later branch names (`taskbox/<name>`).
+pub fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if name.len() > 63 {
+        Some(format!("it is {} characters long; the limit is 63", name.len()))
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        Some("it must start with a lowercase letter or a digit".to_string())
+    } else if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+        Some(format!("'{bad}' is not allowed"))
+    } else if name.starts_with("t-") && name.len() == 28 {
+        Some("it looks like a task id; ids and names must not be confused".to_string())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            name: name.to_string(),
+            reason: format!("{reason}. Names match [a-z0-9][a-z0-9-]{{0,62}}, e.g. 'fix-login'"),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Creating,
+    Running,
+    Stopped,
+    Completed,
+    Failed,
+    Archived,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        Self::Creating,
+        Self::Running,
+        Self::Stopped,
+        Self::Completed,
+        Self::Failed,
+        Self::Archived,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Archived => "archived",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    format!("'{s}' is not a status; use one of creating, running, stopped, completed, failed, archived"),
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// A bridge network of the task's own: outbound access, no route to other tasks.
+    Egress,
+    /// No network at all.
+    None,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Egress => "egress",
+            Self::None => "none",
+        }
+    }
+}
+
+impl FromStr for NetworkMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "egress" => Ok(Self::Egress),
+            "none" => Ok(Self::None),
+            other => Err(Error::invalid(
+                "network",
+                format!("'{other}' is not a network mode; use \"egress\" or \"none\""),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceLimits {
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+}
+
+/// A task as recorded in the registry and mirrored to `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Task {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: TaskStatus,
+    /// Why the task is in its status, when that is not obvious (e.g. why it failed).
+    pub status_reason: Option<String>,
+    pub image: String,
+    pub container_id: Option<String>,
+    pub network: NetworkMode,
+    /// The Docker network of an `egress` task.
+    pub network_name: Option<String>,
+    pub workspace: PathBuf,
+    /// The shell commands run under (`bash` or `sh`), detected when the container starts.
+    pub shell: Option<String>,
+    pub limits: ResourceLimits,
+    pub env: BTreeMap<String, String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Optimistic concurrency: every update must name the version it read.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Running,
+    Finished,
+    TimedOut,
+    Cancelled,
+    Failed,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "running" => Self::Running,
+            "finished" => Self::Finished,
+            "timed_out" => Self::TimedOut,
+            "cancelled" => Self::Cancelled,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// The registry's record of one `execute_in_task` call (never the output itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Execution {
+    pub id: String,
+    pub task_id: String,
+    pub command: String,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub explanation: Option<String>,
+    pub status: ExecutionStatus,
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub truncated: bool,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Attachment {
+    pub id: i64,
+    pub task_id: String,
+    pub agent: String,
+    pub session_id: String,
+    pub attached_at: Timestamp,
+    pub detached_at: Option<Timestamp>,
+}
+
+/// One line of `events.jsonl`, also indexed in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    pub at: Timestamp,
+    pub task_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(task_id: &str, kind: &str, data: serde_json::Value) -> Self {
+        Self {
+            at: now(),
+            task_id: task_id.to_string(),
+            kind: kind.to_string(),
+            data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_pattern() {
+        for good in ["a", "fix-login", "0day", &"a".repeat(63)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "Fix", "a_b", "a b", "ä", &"a".repeat(64), "../x"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_prefixed_and_sortable() {
+        let a = new_task_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_task_id();
+        assert!(a.starts_with("t-") && a.len() == 28, "{a}");
+        assert!(a < b);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_strings() {
+        for status in TaskStatus::ALL {
+            assert_eq!(status.as_str().parse::<TaskStatus>().unwrap(), status);
+        }
+        assert!("gone".parse::<TaskStatus>().is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! Capture of one output stream of an execution, capped for the reply.
+//!
+//! The reply keeps the first and last `cap / 2` bytes of a stream and a marker saying how much
+//! was cut and where the whole stream is. Small outputs never touch the disk; the moment a
+//! stream passes the cap, everything so far (still whole in memory at that point) is written
+//! to its log file and the rest streams there, so memory stays bounded whatever the command
+//! prints.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+pub struct StreamCapture {
+    cap: usize,
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    total: u64,
+    log_path: PathBuf,
+    log: Option<BufWriter<File>>,
+    log_error: Option<String>,
+}
+
+/// What a stream looks like in the reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedStream {
+    pub text: String,
+    pub bytes: u64,
+    pub truncated: bool,
+    /// The file holding the whole stream, when it was truncated.
+    pub full_output: Option<PathBuf>,
+}
+
+impl StreamCapture {
+    pub fn new(cap: usize, log_path: PathBuf) -> Self {
+        Self {
+            cap: cap.max(2),
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            total: 0,
+            log_path,
+            log: None,
+            log_error: None,
+        }
+    }
+
+    pub fn push(&mut self, mut chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.write_all(chunk) {
+                self.log_error.get_or_insert(e.to_string());
+            }
+        } else if self.total > self.cap as u64 {
+            self.spill(chunk);
+        }
+        let head_room = self.cap / 2 - self.head.len().min(self.cap / 2);
+        let to_head = head_room.min(chunk.len());
+        self.head.extend_from_slice(&chunk[..to_head]);
+        chunk = &chunk[to_head..];
+        let tail_cap = self.cap - self.cap / 2;
+        if chunk.len() >= tail_cap {
+            self.tail.clear();
+            self.tail.extend(&chunk[chunk.len() - tail_cap..]);
+        } else {
+            let overflow = (self.tail.len() + chunk.len()).saturating_sub(tail_cap);
+            self.tail.drain(..overflow);
+            self.tail.extend(chunk);
+        }
+    }
+
+    /// First overflow: the stream so far is exactly head + tail; write it and the new chunk.
+    fn spill(&mut self, chunk: &[u8]) {
+        let result = File::create(&self.log_path).and_then(|file| {
+            let mut log = BufWriter::new(file);
+            log.write_all(&self.head)?;
+            let (a, b) = self.tail.as_slices();
+            log.write_all(a)?;
+            log.write_all(b)?;
+            log.write_all(chunk)?;
+            Ok(log)
+        });
+        match result {
+            Ok(log) => self.log = Some(log),
+            Err(e) => self.log_error = Some(e.to_string()),
+        }
+    }
+
+    pub fn finish(mut self, stream_name: &str) -> CapturedStream {
+        let truncated = self.total > self.cap as u64;
+        if let Some(log) = &mut self.log
+            && let Err(e) = log.flush().and_then(|_| log.get_ref().sync_data())
+        {
+            self.log_error.get_or_insert(e.to_string());
+        }
+        let tail: Vec<u8> = self.tail.into_iter().collect();
+        if !truncated {
+            let mut all = self.head;
+            all.extend_from_slice(&tail);
+            return CapturedStream {
+                text: String::from_utf8_lossy(&all).into_owned(),
+                bytes: self.total,
+                truncated: false,
+                full_output: None,
+            };
+        }
+        let cut = self.total - (self.head.len() + tail.len()) as u64;
+        let where_ = match &self.log_error {
+            None => format!("full {stream_name} in {}", self.log_path.display()),
+            Some(e) => format!("the full {stream_name} could not be saved: {e}"),
+        };
+        let text = format!(
+            "{}\n[... taskbox: {cut} bytes of {stream_name} cut here ({} bytes in all); {where_} ...]\n{}",
+            String::from_utf8_lossy(&self.head),
+            self.total,
+            String::from_utf8_lossy(&tail),
+        );
+        CapturedStream {
+            text,
+            bytes: self.total,
+            truncated: true,
+            full_output: self.log_error.is_none().then_some(self.log_path),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn capture(cap: usize, chunks: &[&[u8]]) -> (CapturedStream, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = StreamCapture::new(cap, dir.path().join("out.log"));
+        for chunk in chunks {
+            c.push(chunk);
+        }
+        (c.finish("stdout"), dir)
+    }
+
+    #[test]
+    fn output_within_the_cap_is_whole_and_not_written() {
+        let (out, dir) = capture(10, &[b"hello", b"world"]);
+        assert_eq!(
+            out,
+            CapturedStream {
+                text: "helloworld".into(),
+                bytes: 10,
+                truncated: false,
+                full_output: None
+            }
+        );
+        assert!(!dir.path().join("out.log").exists());
+    }
+
+    #[test]
+    fn long_output_keeps_head_and_tail_and_saves_everything() {
+        let data: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let chunks: Vec<&[u8]> = data.chunks(7).collect();
+        let (out, dir) = capture(100, &chunks);
+        assert!(out.truncated);
+        assert_eq!(out.bytes, 1000);
+        let expected_head = String::from_utf8_lossy(&data[..50]);
+        let expected_tail = String::from_utf8_lossy(&data[950..]);
+        assert_eq!(
+            out.text,
+            format!(
+                "{expected_head}\n[... taskbox: 900 bytes of stdout cut here (1000 bytes in all); full stdout in {} ...]\n{expected_tail}",
+                dir.path().join("out.log").display()
+            )
+        );
+        assert_eq!(out.full_output, Some(dir.path().join("out.log")));
+        assert_eq!(std::fs::read(dir.path().join("out.log")).unwrap(), data);
+    }
+
+    #[test]
+    fn one_huge_chunk_is_handled() {
+        let data = vec![b'x'; 5000];
+        let (out, dir) = capture(64, &[&data]);
+        assert!(out.truncated);
+        assert_eq!(std::fs::read(dir.path().join("out.log")).unwrap(), data);
+        assert!(out.text.starts_with(&"x".repeat(32)));
+        assert!(out.text.ends_with(&"x".repeat(32)));
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        let (out, _dir) = capture(100, &[b"ok \xff\xfe done"]);
+        assert_eq!(out.text, "ok \u{fffd}\u{fffd} done");
+    }
+
+    #[test]
+    fn exactly_the_cap_is_not_truncated() {
+        let (out, _dir) = capture(8, &[b"1234", b"5678"]);
+        assert_eq!(out.text, "12345678");
+        assert!(!out.truncated);
+    }
+}

@@ -1,0 +1,259 @@
+//! Task creation: validate, record the task as `creating`, make its files, workspace, network
+//! and container, then mark it `running`. Any failure on the way undoes every step taken, so
+//! nothing is left behind: no container, network, workspace, task directory or registry row.
+
+use std::collections::BTreeMap;
+
+use super::{Progress, TaskService};
+use crate::error::{Error, Result};
+use crate::registry::RegistryError;
+use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, images};
+use crate::task::lifecycle::LifecycleEvent;
+use crate::task::model::{Event, NetworkMode, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name};
+use crate::workspace;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateTaskRequest {
+    pub name: String,
+    pub description: Option<String>,
+    pub image: Option<String>,
+    pub network: Option<String>,
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// What has been made so far, for the rollback.
+#[derive(Default)]
+struct Made {
+    row: Option<String>,
+    task_dir: Option<String>,
+    workspace: Option<std::path::PathBuf>,
+    network: Option<String>,
+    container: Option<String>,
+}
+
+impl TaskService {
+    pub async fn create_task(&self, request: CreateTaskRequest, progress: Progress) -> Result<Task> {
+        let task = self.new_task(request)?;
+        if let Some(existing) = self.registry.get_task_by_name(&task.name)? {
+            return Err(name_taken(existing));
+        }
+        // Image first: a missing Docker or image fails before anything is made.
+        let image_user = self.ensure_image(&task.image, &progress).await?;
+
+        let mut made = Made::default();
+        match self.build_task(task, &image_user, &mut made).await {
+            Ok(task) => Ok(task),
+            Err(error) => {
+                self.roll_back(&made, &error).await;
+                Err(error)
+            }
+        }
+    }
+
+    fn new_task(&self, request: CreateTaskRequest) -> Result<Task> {
+        validate_name(&request.name)?;
+        let defaults = &self.config.defaults;
+        let security = &self.config.security;
+        let network = request
+            .network
+            .as_deref()
+            .unwrap_or(&defaults.network)
+            .parse::<NetworkMode>()?;
+        let memory_mb = request.memory_mb.unwrap_or(defaults.memory_mb);
+        if !(64..=security.max_memory_mb).contains(&memory_mb) {
+            return Err(Error::invalid(
+                "memory_mb",
+                format!("{memory_mb} is outside 64..={}; pass a value in that range", security.max_memory_mb),
+            ));
+        }
+        let cpus = request.cpus.unwrap_or(defaults.cpus);
+        if !(cpus > 0.0 && cpus <= security.max_cpus) {
+            return Err(Error::invalid(
+                "cpus",
+                format!("{cpus} is outside (0, {}]; pass e.g. 1 or 0.5", security.max_cpus),
+            ));
+        }
+        validate_env(&request.env)?;
+        let id = new_task_id();
+        let at = now();
+        Ok(Task {
+            workspace: self.home.join("workspaces").join(&id),
+            id,
+            name: request.name,
+            description: request.description.filter(|d| !d.trim().is_empty()),
+            status: TaskStatus::Creating,
+            status_reason: None,
+            image: request.image.unwrap_or_else(|| defaults.image.clone()),
+            container_id: None,
+            network,
+            network_name: None,
+            shell: None,
+            limits: ResourceLimits {
+                memory_mb,
+                cpus,
+                pids: defaults.pids,
+            },
+            env: request.env,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        })
+    }
+
+    /// Returns the image's default user, building a built-in image when it is missing.
+    async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<String> {
+        if let Some(user) = self.runtime.image_user(image).await? {
+            return Ok(user);
+        }
+        let report = progress.clone();
+        images::ensure(self.runtime.as_ref(), image, &move |line: &str| report(line)).await?;
+        Ok(self.runtime.image_user(image).await?.unwrap_or_default())
+    }
+
+    async fn build_task(&self, mut task: Task, image_user: &str, made: &mut Made) -> Result<Task> {
+        match self.registry.insert_task(&task) {
+            Ok(()) => made.row = Some(task.id.clone()),
+            // Another process took the name between our check and the insert.
+            Err(RegistryError::Sqlite(e)) if is_unique_violation(&e) => {
+                return Err(match self.registry.get_task_by_name(&task.name)? {
+                    Some(existing) => name_taken(existing),
+                    None => RegistryError::Sqlite(e).into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        made.task_dir = Some(task.id.clone());
+        self.store.create_task_dir(&task.id)?;
+        self.write_state(&task);
+
+        made.workspace = Some(task.workspace.clone());
+        workspace::init(&task.workspace, &task.name, task.description.as_deref())?;
+
+        let labels = self.labels(&task);
+        let network = match task.network {
+            NetworkMode::Egress => {
+                let name = format!("taskbox-{}", task.id);
+                self.runtime.create_network(&name, labels.clone()).await?;
+                made.network = Some(name.clone());
+                task.network_name = Some(name.clone());
+                NetworkAttachment::Bridge(name)
+            }
+            NetworkMode::None => NetworkAttachment::None,
+        };
+        let spec = ContainerSpec {
+            name: format!("taskbox-{}", task.id),
+            image: task.image.clone(),
+            labels,
+            env: task.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            workspace: task.workspace.clone(),
+            network,
+            memory_mb: task.limits.memory_mb,
+            cpus: task.limits.cpus,
+            pids: task.limits.pids,
+            cap_add: self.config.security.cap_add.clone(),
+        };
+        let container = self.runtime.create_container(&spec).await?;
+        made.container = Some(container.clone());
+        self.runtime.start_container(&container).await?;
+        let shell = self.prepare_container(&container, image_user).await?;
+
+        let task = self.transition(task, LifecycleEvent::Started, None, |t| {
+            t.container_id = Some(container.clone());
+            t.shell = Some(shell.clone());
+        })?;
+        self.record(Event::new(
+            &task.id,
+            "task_created",
+            serde_json::json!({
+                "name": task.name, "image": task.image, "network": task.network,
+                "limits": task.limits, "container_id": task.container_id,
+            }),
+        ))?;
+        Ok(task)
+    }
+
+    /// One root exec that hands the workspace to the image's user (the server may run as
+    /// another uid) and finds the shell commands will run under.
+    async fn prepare_container(&self, container: &str, image_user: &str) -> Result<String> {
+        let owner = match image_user {
+            "" | "root" | "0" | "0:0" => String::new(),
+            user if user.contains(':') => user.to_string(),
+            user => format!("{user}:"),
+        };
+        let script = r#"if [ -n "$1" ]; then chown -R "$1" /workspace || exit 3; fi
+if [ -x /bin/bash ]; then echo bash; else echo sh; fi"#;
+        let spec = ExecSpec {
+            cmd: ["sh", "-c", script, "prepare", &owner].map(String::from).to_vec(),
+            user: Some("root".into()),
+            ..Default::default()
+        };
+        let (code, stdout, stderr) = self.run_captured(container, spec).await?;
+        if code != Some(0) {
+            return Err(Error::Runtime(crate::runtime::RuntimeError::Api(format!(
+                "preparing the container failed (exit {code:?}): {}",
+                stderr.trim()
+            ))));
+        }
+        Ok(if stdout.trim() == "bash" { "bash" } else { "sh" }.to_string())
+    }
+
+    async fn roll_back(&self, made: &Made, error: &Error) {
+        tracing::warn!(error = %error, "task creation failed; removing what was made");
+        if let Some(container) = &made.container
+            && let Err(e) = self.runtime.remove_container(container).await
+        {
+            tracing::error!(container, error = %e, "rollback: cannot remove container");
+        }
+        if let Some(network) = &made.network
+            && let Err(e) = self.runtime.remove_network(network).await
+        {
+            tracing::error!(network, error = %e, "rollback: cannot remove network");
+        }
+        if let Some(path) = &made.workspace
+            && let Err(e) = workspace::remove(path)
+        {
+            tracing::error!(error = %e, "rollback: cannot remove workspace");
+        }
+        if let Some(id) = &made.task_dir
+            && let Err(e) = self.store.remove_task_dir(id)
+        {
+            tracing::error!(task = id, error = %e, "rollback: cannot remove task directory");
+        }
+        if let Some(id) = &made.row
+            && let Err(e) = self.registry.delete_task(id)
+        {
+            tracing::error!(task = id, error = %e, "rollback: cannot remove registry row");
+        }
+    }
+}
+
+fn name_taken(existing: Task) -> Error {
+    Error::NameTaken {
+        name: existing.name,
+        id: existing.id,
+        status: existing.status.to_string(),
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+pub(super) fn validate_env(env: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in env {
+        let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(Error::invalid(
+                "env",
+                format!("'{key}' is not a valid variable name; use letters, digits and '_', not starting with a digit"),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(Error::invalid("env", format!("the value of '{key}' contains a NUL byte")));
+        }
+    }
+    Ok(())
+}

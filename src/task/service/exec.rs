@@ -1,0 +1,356 @@
+//! Running commands in a task's container.
+//!
+//! Every execution carries `TASKBOX_EXEC_ID=<id>` in its environment, which its child
+//! processes inherit. On timeout or cancellation a second exec, as the same user, kills every
+//! process whose environment holds that marker: the whole tree the command started, including
+//! background jobs and `setsid` escapes, not just the client side of the stream.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use schemars::JsonSchema;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::TaskService;
+use crate::error::{Error, Result};
+use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
+use crate::task::lifecycle::LifecycleEvent;
+use crate::task::model::{Event, Execution, ExecutionStatus, new_execution_id, now};
+use crate::task::output::{CapturedStream, StreamCapture};
+
+const MARKER_VAR: &str = "TASKBOX_EXEC_ID";
+
+/// Kills every process carrying `TASKBOX_EXEC_ID=$1`; repeats while it finds any, so a
+/// process forked during one sweep is caught by the next.
+const KILL_SCRIPT: &str = r#"id="$1"; round=0
+while [ $round -lt 10 ]; do
+  found=
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    [ "$pid" = "$$" ] && continue
+    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "TASKBOX_EXEC_ID=$id"; then
+      kill -9 "$pid" 2>/dev/null && found=1
+    fi
+  done
+  [ -z "$found" ] && break
+  round=$((round + 1))
+done"#;
+
+/// How long to keep reading output after the process tree was killed.
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecRequest {
+    pub command: String,
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout_s: Option<u64>,
+    pub stdin: Option<String>,
+    pub user: Option<String>,
+    pub explanation: Option<String>,
+}
+
+/// The reply to `execute_in_task`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ExecutionResult {
+    pub execution_id: String,
+    pub task_id: String,
+    /// The command's exit code; `null` when it was killed by a timeout or cancellation.
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+    /// Whether stdout or stderr was cut in this reply (the whole output is on disk).
+    pub truncated: bool,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Files holding the whole stdout / stderr, for streams that were cut.
+    pub full_output: FullOutput,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct FullOutput {
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+}
+
+enum Ending {
+    Exited,
+    TimedOut,
+    Cancelled,
+}
+
+impl TaskService {
+    pub async fn execute(&self, task: &str, request: ExecRequest, cancel: CancellationToken) -> Result<ExecutionResult> {
+        let task = self.resolve(Some(task))?;
+        let container = self.require_running(&task)?;
+        let exec_config = &self.config.execution;
+        let timeout_s = request.timeout_s.unwrap_or(exec_config.default_timeout_s);
+        if timeout_s == 0 || timeout_s > exec_config.max_timeout_s {
+            return Err(Error::invalid(
+                "timeout_s",
+                format!("{timeout_s} is outside 1..={}; pass a smaller timeout", exec_config.max_timeout_s),
+            ));
+        }
+        if request.command.trim().is_empty() {
+            return Err(Error::invalid("command", "it is empty; pass the shell command to run"));
+        }
+        let user = self.exec_user(request.user.as_deref())?;
+        let workdir = resolve_workdir(request.workdir.as_deref())?;
+        super::create::validate_env(&request.env)?;
+
+        let mut execution = Execution {
+            id: new_execution_id(),
+            task_id: task.id.clone(),
+            command: request.command.clone(),
+            workdir: request.workdir.clone(),
+            user: user.clone(),
+            explanation: request.explanation.clone(),
+            status: ExecutionStatus::Running,
+            exit_code: None,
+            timed_out: false,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+            started_at: now(),
+            finished_at: None,
+            duration_ms: None,
+        };
+        self.registry.insert_execution(&execution)?;
+
+        let mut env: Vec<String> = request.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("{MARKER_VAR}={}", execution.id));
+        let shell = task.shell.as_deref().unwrap_or("sh");
+        let flag = if shell == "bash" { "-lc" } else { "-c" };
+        let spec = ExecSpec {
+            cmd: vec![shell.to_string(), flag.to_string(), request.command.clone()],
+            env,
+            workdir: Some(workdir),
+            user: user.clone(),
+            stdin: request.stdin.map(String::into_bytes),
+        };
+
+        let started = Instant::now();
+        let outcome = self
+            .run_execution(&container, spec, &execution.id, &task.id, Duration::from_secs(timeout_s), &cancel)
+            .await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        execution.finished_at = Some(now());
+        execution.duration_ms = Some(duration_ms);
+
+        let (ending, exit_code, stdout, stderr) = match outcome {
+            Ok(parts) => parts,
+            Err(error) => {
+                execution.status = ExecutionStatus::Failed;
+                self.registry.finish_execution(&execution)?;
+                self.record_execution(&execution, Some(&error.to_string()))?;
+                return Err(self.explain_exec_failure(&task.id, error).await);
+            }
+        };
+        execution.exit_code = exit_code;
+        execution.stdout_bytes = stdout.bytes;
+        execution.stderr_bytes = stderr.bytes;
+        execution.truncated = stdout.truncated || stderr.truncated;
+        execution.timed_out = matches!(ending, Ending::TimedOut);
+        execution.status = match ending {
+            Ending::Exited => ExecutionStatus::Finished,
+            Ending::TimedOut => ExecutionStatus::TimedOut,
+            Ending::Cancelled => ExecutionStatus::Cancelled,
+        };
+        self.registry.finish_execution(&execution)?;
+        self.record_execution(&execution, None)?;
+        if matches!(ending, Ending::Cancelled) {
+            return Err(Error::Cancelled);
+        }
+        Ok(ExecutionResult {
+            execution_id: execution.id,
+            task_id: task.id,
+            exit_code,
+            timed_out: execution.timed_out,
+            truncated: execution.truncated,
+            stdout_bytes: stdout.bytes,
+            stderr_bytes: stderr.bytes,
+            full_output: FullOutput {
+                stdout: stdout.full_output.map(|p| p.display().to_string()),
+                stderr: stderr.full_output.map(|p| p.display().to_string()),
+            },
+            stdout: stdout.text,
+            stderr: stderr.text,
+            duration_ms,
+        })
+    }
+
+    async fn run_execution(
+        &self,
+        container: &str,
+        spec: ExecSpec,
+        exec_id: &str,
+        task_id: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(Ending, Option<i64>, CapturedStream, CapturedStream)> {
+        let user = spec.user.clone();
+        let cap = self.config.execution.output_cap_bytes;
+        let outputs = self.store.outputs_dir(task_id);
+        let mut stdout = StreamCapture::new(cap, outputs.join(format!("{exec_id}.log")));
+        let mut stderr = StreamCapture::new(cap, outputs.join(format!("{exec_id}.stderr.log")));
+
+        let mut handle = self.runtime.exec(container, spec).await?;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ending = Ending::Exited;
+        loop {
+            tokio::select! {
+                chunk = handle.output.next() => match chunk {
+                    Some(Ok(OutputChunk::Stdout(bytes))) => stdout.push(&bytes),
+                    Some(Ok(OutputChunk::Stderr(bytes))) => stderr.push(&bytes),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break,
+                },
+                () = &mut deadline, if matches!(ending, Ending::Exited) => {
+                    ending = Ending::TimedOut;
+                    break;
+                }
+                () = cancel.cancelled(), if matches!(ending, Ending::Exited) => {
+                    ending = Ending::Cancelled;
+                    break;
+                }
+            }
+        }
+        if !matches!(ending, Ending::Exited) {
+            self.kill_execution(container, exec_id, user).await;
+            // Collect what the tree printed before it died; give up on a stream that some
+            // escaped process still holds open.
+            let drain = async {
+                while let Some(chunk) = handle.output.next().await {
+                    match chunk {
+                        Ok(OutputChunk::Stdout(bytes)) => stdout.push(&bytes),
+                        Ok(OutputChunk::Stderr(bytes)) => stderr.push(&bytes),
+                        Err(_) => break,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_AFTER_KILL, drain).await;
+        }
+        let exit_code = match ending {
+            Ending::Exited => self.runtime.exec_exit_code(&handle.exec_id).await?,
+            _ => None,
+        };
+        Ok((ending, exit_code, stdout.finish("stdout"), stderr.finish("stderr")))
+    }
+
+    async fn kill_execution(&self, container: &str, exec_id: &str, user: Option<String>) {
+        let spec = ExecSpec {
+            cmd: ["sh", "-c", KILL_SCRIPT, "taskbox-kill", exec_id].map(String::from).to_vec(),
+            user,
+            ..Default::default()
+        };
+        if let Err(e) = self.run_captured(container, spec).await {
+            tracing::warn!(exec_id, error = %e, "cannot kill the execution's processes");
+        }
+    }
+
+    /// Runs a short internal command to completion and returns (exit code, stdout, stderr).
+    pub(super) async fn run_captured(&self, container: &str, spec: ExecSpec) -> Result<(Option<i64>, String, String)> {
+        let mut handle = self.runtime.exec(container, spec).await?;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(chunk) = handle.output.next().await {
+            match chunk? {
+                OutputChunk::Stdout(b) => out.extend_from_slice(&b),
+                OutputChunk::Stderr(b) => err.extend_from_slice(&b),
+            }
+        }
+        let code = self.runtime.exec_exit_code(&handle.exec_id).await?;
+        Ok((
+            code,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        ))
+    }
+
+    fn exec_user(&self, user: Option<&str>) -> Result<Option<String>> {
+        match user {
+            None | Some("") => Ok(None),
+            Some("root") if self.config.security.allow_root_exec => Ok(Some("root".into())),
+            Some("root") => Err(Error::invalid(
+                "user",
+                "running as root is disabled by the server's config (security.allow_root_exec); omit `user`",
+            )),
+            Some(other) => Err(Error::invalid(
+                "user",
+                format!("'{other}' is not allowed; omit `user` to run as the image's user, or pass \"root\""),
+            )),
+        }
+    }
+
+    fn record_execution(&self, execution: &Execution, error: Option<&str>) -> Result<()> {
+        let data = serde_json::json!({
+            "execution_id": execution.id,
+            "command": execution.command,
+            "status": execution.status,
+            "exit_code": execution.exit_code,
+            "timed_out": execution.timed_out,
+            "duration_ms": execution.duration_ms,
+            "stdout_bytes": execution.stdout_bytes,
+            "stderr_bytes": execution.stderr_bytes,
+            "truncated": execution.truncated,
+            "error": error,
+        });
+        self.record(Event::new(&execution.task_id, "execution", data))
+    }
+
+    /// An exec that failed because the container is gone or stopped means the task died:
+    /// record that, and tell the agent what happened instead of a raw Docker error.
+    async fn explain_exec_failure(&self, task_id: &str, error: Error) -> Error {
+        if !matches!(error, Error::Runtime(RuntimeError::NotFound { .. } | RuntimeError::Api(_))) {
+            return error;
+        }
+        let Ok(task) = self.resolve(Some(task_id)) else {
+            return error;
+        };
+        let Some(container) = task.container_id.clone() else {
+            return error;
+        };
+        let reason = match self.runtime.inspect_container(&container).await {
+            Ok(None) => format!("its container {container} no longer exists"),
+            Ok(Some(state)) if !state.running => describe_exit(&state),
+            _ => return error,
+        };
+        match self.transition(task, LifecycleEvent::ContainerDied, Some(reason.clone()), |_| {}) {
+            Ok(task) => Error::WrongStatus {
+                task: task.name,
+                status: task.status.to_string(),
+                hint: format!("{reason}; delete it and create a new task"),
+            },
+            Err(_) => error,
+        }
+    }
+}
+
+pub(super) fn describe_exit(state: &crate::runtime::ContainerState) -> String {
+    let mut reason = format!("its container {}", state.status);
+    if let Some(code) = state.exit_code {
+        reason.push_str(&format!(" with exit code {code}"));
+    }
+    if state.oom_killed {
+        reason.push_str(" (killed for running out of memory)");
+    }
+    if let Some(error) = &state.error {
+        reason.push_str(&format!(": {error}"));
+    }
+    reason
+}
+
+/// Relative workdirs are relative to /workspace; absolute ones are used as given (the file
+/// tools confine paths; a command can `cd` anywhere anyway).
+fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
+    match workdir {
+        None | Some("") => Ok("/workspace".into()),
+        Some(dir) if dir.contains('\0') => Err(Error::invalid("workdir", "it contains a NUL byte")),
+        Some(dir) if dir.starts_with('/') => Ok(dir.to_string()),
+        Some(dir) => Ok(format!("/workspace/{dir}")),
+    }
+}

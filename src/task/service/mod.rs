@@ -1,0 +1,213 @@
+//! `TaskService`: the one place where an operation on a task is carried out. MCP tools and
+//! the CLI parse their input, call a method here and shape its result; only this layer talks
+//! to the registry, the task files, the runtime and the workspace.
+
+mod create;
+mod exec;
+mod ops;
+mod reconcile;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+pub use create::CreateTaskRequest;
+pub use exec::{ExecRequest, ExecutionResult};
+pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
+pub use reconcile::ReconcileOutcome;
+
+use super::lifecycle::{LifecycleEvent, transition};
+use super::model::{Event, Task, TaskStatus};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::registry::{Registry, RegistryError, TaskPage};
+use crate::runtime::{ContainerRuntime, LABEL_HOME, LABEL_TASK_ID, LABEL_TASK_NAME};
+use crate::store::{StateSnapshot, TaskStore};
+
+/// Receives human-readable progress of long operations (image builds).
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A no-op progress sink.
+pub fn no_progress() -> Progress {
+    Arc::new(|_| {})
+}
+
+pub struct TaskService {
+    config: Config,
+    home: PathBuf,
+    registry: Registry,
+    store: TaskStore,
+    runtime: Arc<dyn ContainerRuntime>,
+}
+
+/// A status change, as recorded in the event log.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+struct StatusChange<'a> {
+    from: TaskStatus,
+    to: TaskStatus,
+    reason: Option<&'a str>,
+}
+
+impl TaskService {
+    /// Opens (creating when needed) the data dir: `registry.db`, `tasks/`, `workspaces/`.
+    pub fn open(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<Self> {
+        let home = config.home_dir()?;
+        for dir in [home.join("tasks"), home.join("workspaces")] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
+        }
+        // Labels name the home canonically so two spellings of one path agree.
+        let home = home.canonicalize().unwrap_or(home);
+        let registry = Registry::open(&home.join("registry.db"))?;
+        Ok(Self {
+            store: TaskStore::new(home.join("tasks")),
+            config,
+            home,
+            registry,
+            runtime,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn ContainerRuntime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> &TaskStore {
+        &self.store
+    }
+
+    /// Finds a task by id or name; `None` means "the session's current task" and is refused
+    /// by the caller before it gets here.
+    pub fn resolve(&self, task: Option<&str>) -> Result<Task> {
+        let task = task.ok_or(Error::NoCurrentTask)?;
+        self.registry
+            .find_task(task)?
+            .ok_or_else(|| Error::TaskNotFound { task: task.to_string() })
+    }
+
+    pub fn list(&self, status: Option<TaskStatus>, limit: u32, offset: u64) -> Result<TaskPage> {
+        Ok(self.registry.list_tasks(status, limit, offset)?)
+    }
+
+    /// Appends an event to the task's log and indexes it. The log is the record: an index
+    /// failure is logged, not fatal.
+    pub fn record(&self, event: Event) -> Result<()> {
+        self.store.append_event(&event)?;
+        if let Err(e) = self.registry.insert_event(&event) {
+            tracing::warn!(task = %event.task_id, error = %e, "cannot index event");
+        }
+        Ok(())
+    }
+
+    /// Records a tool call on a task (the MCP layer calls this for every call naming a task).
+    pub fn record_tool_call(&self, task_id: &str, tool: &str, ok: bool, error: Option<&str>, duration_ms: u64) {
+        let data = serde_json::json!({ "tool": tool, "ok": ok, "error": error, "duration_ms": duration_ms });
+        if let Err(e) = self.record(Event::new(task_id, "tool_call", data)) {
+            tracing::warn!(task = %task_id, error = %e, "cannot record tool call");
+        }
+    }
+
+    /// Applies a lifecycle event to the task and persists the result (registry row, then
+    /// state.json, then the event log). `update` adjusts other fields in the same write. On an
+    /// optimistic-version conflict the task is re-read and the transition re-checked.
+    fn transition(
+        &self,
+        mut task: Task,
+        event: LifecycleEvent,
+        reason: Option<String>,
+        update: impl Fn(&mut Task),
+    ) -> Result<Task> {
+        for _ in 0..5 {
+            let from = task.status;
+            let mut next = task.clone();
+            next.status = transition(from, event)?;
+            next.status_reason = reason.clone();
+            update(&mut next);
+            match self.registry.update_task(&next) {
+                Ok(saved) => {
+                    self.write_state(&saved);
+                    let change = StatusChange {
+                        from,
+                        to: saved.status,
+                        reason: reason.as_deref(),
+                    };
+                    self.record(Event::new(&saved.id, "status_changed", serde_json::json!(change)))?;
+                    return Ok(saved);
+                }
+                Err(RegistryError::Conflict { .. }) => {
+                    task = self
+                        .registry
+                        .get_task(&task.id)?
+                        .ok_or_else(|| Error::TaskNotFound { task: task.name.clone() })?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Registry(RegistryError::Conflict {
+            task: task.id,
+            expected: task.version,
+        }))
+    }
+
+    /// Rewrites state.json; failures are logged because the registry already holds the truth
+    /// and the validator can rebuild the file from it.
+    fn write_state(&self, task: &Task) {
+        let attachments = self.registry.active_attachments(&task.id).unwrap_or_default();
+        let snapshot = StateSnapshot {
+            task: task.clone(),
+            attachments,
+        };
+        if let Err(e) = self.store.write_state(&snapshot) {
+            tracing::warn!(task = %task.id, error = %e, "cannot write state.json");
+        }
+    }
+
+    fn labels(&self, task: &Task) -> std::collections::HashMap<String, String> {
+        [
+            (LABEL_TASK_ID, task.id.clone()),
+            (LABEL_TASK_NAME, task.name.clone()),
+            (LABEL_HOME, self.home.to_string_lossy().into_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    fn require_running(&self, task: &Task) -> Result<String> {
+        if task.status != TaskStatus::Running {
+            return Err(Error::WrongStatus {
+                task: task.name.clone(),
+                status: task.status.to_string(),
+                hint: status_hint(task.status).into(),
+            });
+        }
+        task.container_id.clone().ok_or_else(|| Error::WrongStatus {
+            task: task.name.clone(),
+            status: task.status.to_string(),
+            hint: "it has no container; delete it and create a new task".into(),
+        })
+    }
+}
+
+/// What to do when a task is not running and the caller needs it to be.
+fn status_hint(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Stopped => "call resume_task to start it again",
+        TaskStatus::Creating => "it is still being created; retry in a moment",
+        TaskStatus::Completed => "it is completed; create a new task to continue the work",
+        TaskStatus::Failed => "it failed (see get_task_status for why); delete it and create a new task",
+        TaskStatus::Archived => "it is archived; create a new task",
+        TaskStatus::Running => "it is running",
+    }
+}
+

@@ -1,0 +1,206 @@
+//! Attach/detach, status, stop/resume and delete.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::TaskService;
+use super::exec::describe_exit;
+use crate::error::{Error, Result};
+use crate::registry::ExecutionCounts;
+use crate::task::lifecycle::{LifecycleEvent, can_delete};
+use crate::task::model::{Attachment, Event, Execution, Task};
+use crate::workspace;
+
+/// How many executions attach returns as context.
+const RESUME_EXECUTIONS: u32 = 10;
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AttachResult {
+    pub task: Task,
+    pub attachment: Attachment,
+    pub resume: ResumeContext,
+}
+
+/// What an agent picking up a task needs to carry on.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ResumeContext {
+    /// Newest first.
+    pub recent_executions: Vec<Execution>,
+    pub active_attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TaskStatusReport {
+    pub task: Task,
+    /// The container as Docker sees it now; `null` when the task has none or Docker could
+    /// not be asked (see `container_error`).
+    pub container: Option<LiveContainer>,
+    pub container_error: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub executions: ExecutionCounts,
+    pub last_execution: Option<Execution>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LiveContainer {
+    pub id: String,
+    /// running, exited, created, paused, dead … or `missing` when it no longer exists.
+    pub state: String,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+}
+
+impl TaskService {
+    pub fn attach(&self, task: &str, agent: &str, session_id: &str) -> Result<AttachResult> {
+        let task = self.resolve(Some(task))?;
+        let attachment = self.registry.attach(&task.id, agent, session_id)?;
+        self.record(Event::new(
+            &task.id,
+            "agent_attached",
+            serde_json::json!({ "agent": agent, "session_id": session_id }),
+        ))?;
+        self.write_state(&task);
+        Ok(AttachResult {
+            resume: ResumeContext {
+                recent_executions: self.registry.recent_executions(&task.id, RESUME_EXECUTIONS)?,
+                active_attachments: self.registry.active_attachments(&task.id)?,
+            },
+            task,
+            attachment,
+        })
+    }
+
+    /// Ends this session's attachment(s) to the task; `agent` narrows it to one agent.
+    pub fn detach(&self, task: &str, agent: Option<&str>, session_id: &str) -> Result<(Task, Vec<Attachment>)> {
+        let task = self.resolve(Some(task))?;
+        let ended = self.registry.detach(&task.id, agent, session_id)?;
+        for attachment in &ended {
+            self.record(Event::new(
+                &task.id,
+                "agent_detached",
+                serde_json::json!({ "agent": attachment.agent, "session_id": session_id }),
+            ))?;
+        }
+        self.write_state(&task);
+        Ok((task, ended))
+    }
+
+    pub async fn status(&self, task: &str) -> Result<TaskStatusReport> {
+        let task = self.resolve(Some(task))?;
+        let (container, container_error) = match &task.container_id {
+            None => (None, None),
+            Some(id) => match self.runtime.inspect_container(id).await {
+                Ok(Some(state)) => (
+                    Some(LiveContainer {
+                        id: id.clone(),
+                        state: if state.oom_killed && !state.running {
+                            "oom_killed".into()
+                        } else {
+                            state.status.clone()
+                        },
+                        running: state.running,
+                        exit_code: state.exit_code,
+                        oom_killed: state.oom_killed,
+                        error: state.error,
+                    }),
+                    None,
+                ),
+                Ok(None) => (
+                    Some(LiveContainer {
+                        id: id.clone(),
+                        state: "missing".into(),
+                        running: false,
+                        exit_code: None,
+                        oom_killed: false,
+                        error: None,
+                    }),
+                    None,
+                ),
+                Err(e) => (None, Some(e.to_string())),
+            },
+        };
+        Ok(TaskStatusReport {
+            attachments: self.registry.active_attachments(&task.id)?,
+            executions: self.registry.execution_counts(&task.id)?,
+            last_execution: self.registry.recent_executions(&task.id, 1)?.into_iter().next(),
+            task,
+            container,
+            container_error,
+        })
+    }
+
+    pub async fn stop(&self, task: &str, timeout_s: Option<u64>) -> Result<Task> {
+        let task = self.resolve(Some(task))?;
+        // Check the move first so a stopped task is not stopped "again" in Docker.
+        crate::task::lifecycle::transition(task.status, LifecycleEvent::Stop)?;
+        let timeout = timeout_s.unwrap_or(10).min(300) as i32;
+        if let Some(container) = &task.container_id {
+            self.runtime.stop_container(container, timeout).await?;
+        }
+        self.transition(task, LifecycleEvent::Stop, None, |_| {})
+    }
+
+    pub async fn resume(&self, task: &str) -> Result<Task> {
+        let task = self.resolve(Some(task))?;
+        crate::task::lifecycle::transition(task.status, LifecycleEvent::Resume)?;
+        let container = task.container_id.clone().ok_or_else(|| Error::WrongStatus {
+            task: task.name.clone(),
+            status: task.status.to_string(),
+            hint: "it has no container; delete it and create a new task".into(),
+        })?;
+        match self.runtime.start_container(&container).await {
+            Ok(()) => self.transition(task, LifecycleEvent::Resume, None, |_| {}),
+            Err(crate::runtime::RuntimeError::NotFound { .. }) => {
+                let reason = format!("its container {container} no longer exists");
+                let task = self.transition(task, LifecycleEvent::ContainerDied, Some(reason.clone()), |_| {})?;
+                Err(Error::WrongStatus {
+                    task: task.name,
+                    status: task.status.to_string(),
+                    hint: format!("{reason}; delete it and create a new task"),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the container, network, workspace, task directory and registry rows. Each
+    /// removal tolerates what is already gone, so a delete interrupted half-way can be re-run.
+    pub async fn delete(&self, task: &str, confirm: bool) -> Result<String> {
+        let task = self.resolve(Some(task))?;
+        if !confirm {
+            return Err(Error::invalid(
+                "confirm",
+                format!(
+                    "deleting '{}' removes its container and workspace for good; call again with confirm: true",
+                    task.name
+                ),
+            ));
+        }
+        can_delete(task.status)?;
+        if let Some(container) = &task.container_id {
+            self.runtime.remove_container(container).await?;
+        }
+        if let Some(network) = &task.network_name {
+            self.runtime.remove_network(network).await?;
+        }
+        workspace::remove(&task.workspace)?;
+        self.store.remove_task_dir(&task.id)?;
+        self.registry.delete_task(&task.id)?;
+        tracing::info!(task = %task.id, name = %task.name, "task deleted");
+        Ok(task.id)
+    }
+
+    /// Marks a task whose container is gone or dead as failed, with the reason.
+    pub(super) fn mark_died(&self, task: Task, reason: String) -> Result<Task> {
+        self.transition(task, LifecycleEvent::ContainerDied, Some(reason), |_| {})
+    }
+}
+
+pub(super) fn died_reason(container: &str, state: Option<&crate::runtime::ContainerState>) -> String {
+    match state {
+        None => format!("its container {container} no longer exists"),
+        Some(state) => describe_exit(state),
+    }
+}
