@@ -14,6 +14,7 @@ CREATE TABLE tasks (
     network_name  TEXT,
     workspace     TEXT NOT NULL,
     shell         TEXT,
+    exec_user     TEXT,
     memory_mb     INTEGER NOT NULL,
     cpus          REAL NOT NULL,
     pids          INTEGER NOT NULL,

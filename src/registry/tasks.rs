@@ -8,7 +8,7 @@ use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
 use crate::task::model::{NetworkMode, ResourceLimits, Task, TaskStatus, now};
 
 const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
-     network_name, workspace, shell, memory_mb, cpus, pids, env_json, created_at, updated_at, version";
+     network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version";
 
 /// One page of `list_tasks`, with the total that matches the filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,7 @@ impl Registry {
     pub fn insert_task(&self, task: &Task) -> Result<()> {
         let env = serde_json::to_string(&task.env).unwrap_or_else(|_| "{}".into());
         self.conn().execute(
-            &format!("INSERT INTO tasks ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+            &format!("INSERT INTO tasks ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
             params![
                 task.id,
                 task.name,
@@ -34,6 +34,7 @@ impl Registry {
                 task.network_name,
                 task.workspace.to_string_lossy(),
                 task.shell,
+                task.exec_user,
                 task.limits.memory_mb as i64,
                 task.limits.cpus,
                 task.limits.pids,
@@ -77,8 +78,9 @@ impl Registry {
         let changed = self.conn().execute(
             "UPDATE tasks SET name = ?2, description = ?3, status = ?4, status_reason = ?5, image = ?6,
                  container_id = ?7, network = ?8, network_name = ?9, workspace = ?10, shell = ?11,
-                 memory_mb = ?12, cpus = ?13, pids = ?14, env_json = ?15, updated_at = ?16, version = ?17
-             WHERE id = ?1 AND version = ?18",
+                 exec_user = ?12, memory_mb = ?13, cpus = ?14, pids = ?15, env_json = ?16, updated_at = ?17,
+                 version = ?18
+             WHERE id = ?1 AND version = ?19",
             params![
                 updated.id,
                 updated.name,
@@ -91,6 +93,7 @@ impl Registry {
                 updated.network_name,
                 updated.workspace.to_string_lossy(),
                 updated.shell,
+                updated.exec_user,
                 updated.limits.memory_mb as i64,
                 updated.limits.cpus,
                 updated.limits.pids,
@@ -152,6 +155,7 @@ struct RawTask {
     network_name: Option<String>,
     workspace: String,
     shell: Option<String>,
+    exec_user: Option<String>,
     memory_mb: i64,
     cpus: f64,
     pids: i64,
@@ -175,13 +179,14 @@ impl RawTask {
             network_name: r.get(8)?,
             workspace: r.get(9)?,
             shell: r.get(10)?,
-            memory_mb: r.get(11)?,
-            cpus: r.get(12)?,
-            pids: r.get(13)?,
-            env_json: r.get(14)?,
-            created_at: r.get(15)?,
-            updated_at: r.get(16)?,
-            version: r.get(17)?,
+            exec_user: r.get(11)?,
+            memory_mb: r.get(12)?,
+            cpus: r.get(13)?,
+            pids: r.get(14)?,
+            env_json: r.get(15)?,
+            created_at: r.get(16)?,
+            updated_at: r.get(17)?,
+            version: r.get(18)?,
         })
     }
 
@@ -208,6 +213,7 @@ impl RawTask {
             network_name: self.network_name,
             workspace: PathBuf::from(self.workspace),
             shell: self.shell,
+            exec_user: self.exec_user,
             limits: ResourceLimits {
                 memory_mb: self.memory_mb.max(0) as u64,
                 cpus: self.cpus,
@@ -241,6 +247,7 @@ pub(crate) mod tests {
             network_name: None,
             workspace: PathBuf::from("/tmp/ws"),
             shell: None,
+            exec_user: Some("agent".into()),
             limits: ResourceLimits {
                 memory_mb: 2048,
                 cpus: 2.0,

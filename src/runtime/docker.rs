@@ -187,6 +187,7 @@ impl ContainerRuntime for DockerRuntime {
             entrypoint: Some(vec![]),
             env: Some(spec.env.clone()),
             working_dir: Some("/workspace".into()),
+            user: Some(spec.user.clone()),
             labels: Some(spec.labels.clone()),
             host_config: Some(host_config),
             ..Default::default()

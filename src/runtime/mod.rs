@@ -57,6 +57,10 @@ pub struct ContainerSpec {
     pub cpus: f64,
     pub pids: i64,
     pub cap_add: Vec<String>,
+    /// The container's own user. Root, so that `root` execs keep the added capabilities
+    /// (Docker clears effective capabilities of containers configured with a non-root user);
+    /// commands run as the image's user through `ExecSpec::user`.
+    pub user: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

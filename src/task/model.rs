@@ -161,6 +161,8 @@ pub struct Task {
     pub workspace: PathBuf,
     /// The shell commands run under (`bash` or `sh`), detected when the container starts.
     pub shell: Option<String>,
+    /// The user commands run as unless a call asks for root: the image's default user.
+    pub exec_user: Option<String>,
     pub limits: ResourceLimits,
     pub env: BTreeMap<String, String>,
     pub created_at: Timestamp,

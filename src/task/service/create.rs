@@ -90,6 +90,7 @@ impl TaskService {
             network,
             network_name: None,
             shell: None,
+            exec_user: None,
             limits: ResourceLimits {
                 memory_mb,
                 cpus,
@@ -153,15 +154,18 @@ impl TaskService {
             cpus: task.limits.cpus,
             pids: task.limits.pids,
             cap_add: self.config.security.cap_add.clone(),
+            user: "0".into(),
         };
         let container = self.runtime.create_container(&spec).await?;
         made.container = Some(container.clone());
         self.runtime.start_container(&container).await?;
         let shell = self.prepare_container(&container, image_user).await?;
 
+        let exec_user = Some(image_user.to_string()).filter(|u| !u.is_empty());
         let task = self.transition(task, LifecycleEvent::Started, None, |t| {
             t.container_id = Some(container.clone());
             t.shell = Some(shell.clone());
+            t.exec_user = exec_user.clone();
         })?;
         self.record(Event::new(
             &task.id,

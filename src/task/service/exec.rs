@@ -98,7 +98,7 @@ impl TaskService {
         if request.command.trim().is_empty() {
             return Err(Error::invalid("command", "it is empty; pass the shell command to run"));
         }
-        let user = self.exec_user(request.user.as_deref())?;
+        let user = self.requested_user(request.user.as_deref())?.or_else(|| task.exec_user.clone());
         let workdir = resolve_workdir(request.workdir.as_deref())?;
         super::create::validate_env(&request.env)?;
 
@@ -271,7 +271,7 @@ impl TaskService {
         ))
     }
 
-    fn exec_user(&self, user: Option<&str>) -> Result<Option<String>> {
+    fn requested_user(&self, user: Option<&str>) -> Result<Option<String>> {
         match user {
             None | Some("") => Ok(None),
             Some("root") if self.config.security.allow_root_exec => Ok(Some("root".into())),

@@ -1,0 +1,174 @@
+//! Test harness: the real `taskbox serve` binary driven by rmcp's client over stdio, each test
+//! with its own temp TASKBOX_HOME, passed to the child only (the test process's environment
+//! is never changed).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_taskbox");
+
+/// Whether Docker tests can run. In CI (`CI=true`) a missing Docker fails the test instead
+/// of skipping it, so a broken provisioning step cannot pass unnoticed.
+pub fn docker_available() -> bool {
+    let ok = StdCommand::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("Docker is not available but CI=true: Docker tests must run in CI (run scripts/provision-docker.sh)");
+        }
+        eprintln!("SKIPPED: Docker is not available (run scripts/provision-docker.sh to enable these tests)");
+    }
+    ok
+}
+
+/// Skips the calling test (returns early) when Docker is unavailable outside CI.
+#[macro_export]
+macro_rules! require_docker {
+    () => {
+        if !common::docker_available() {
+            return;
+        }
+    };
+}
+
+/// A data directory for one test; on drop, removes every container and network labelled
+/// with it, so a failing test leaves nothing behind in Docker.
+pub struct Home {
+    pub dir: TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new().prefix("taskbox-test-").tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    pub fn label_filter(&self) -> String {
+        format!("label=taskbox.home={}", self.path().display())
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let filter = self.label_filter();
+        if let Ok(out) = StdCommand::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+            if !ids.is_empty() {
+                let _ = StdCommand::new("docker").args(["rm", "-f"]).args(&ids).output();
+            }
+        }
+        if let Ok(out) = StdCommand::new("docker").args(["network", "ls", "-q", "--filter", &filter]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = StdCommand::new("docker").args(["network", "rm", id]).output();
+            }
+        }
+    }
+}
+
+pub type Client = RunningService<RoleClient, ClientConfig>;
+
+/// Starts `taskbox serve` on `home` and connects a client named `client_name`.
+pub async fn connect(home: &Path, client_name: &str) -> Client {
+    connect_with_env(home, client_name, &[]).await
+}
+
+pub async fn connect_with_env(home: &Path, client_name: &str, env: &[(&str, &str)]) -> Client {
+    let home = home.to_path_buf();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let command = tokio::process::Command::new(BIN).configure(|cmd| {
+        cmd.arg("serve")
+            .env("TASKBOX_HOME", &home)
+            .env("TASKBOX_CONFIG", home.join("config.toml"))
+            .env("TASKBOX_LOG", "taskbox=debug,warn");
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+    });
+    let transport = TokioChildProcess::new(command).unwrap();
+    let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new(client_name, "1.0.0"));
+    info.serve(transport).await.unwrap()
+}
+
+/// Calls a tool and returns the raw result.
+pub async fn call_raw(client: &Client, tool: &str, args: Value) -> CallToolResult {
+    let args = args.as_object().cloned().unwrap_or_default();
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{tool} failed at the protocol level: {e}"))
+}
+
+/// Calls a tool that must succeed; returns its structured content.
+pub async fn call(client: &Client, tool: &str, args: Value) -> Value {
+    let result = call_raw(client, tool, args.clone()).await;
+    assert_ne!(result.is_error, Some(true), "{tool}({args}) failed: {}", text(&result));
+    result.structured_content.clone().unwrap_or(Value::Null)
+}
+
+/// Calls a tool that must fail with a tool error; returns (kind, message).
+pub async fn call_err(client: &Client, tool: &str, args: Value) -> (String, String) {
+    let result = call_raw(client, tool, args.clone()).await;
+    assert_eq!(result.is_error, Some(true), "{tool}({args}) should have failed: {}", text(&result));
+    let error = &result.structured_content.clone().unwrap_or(Value::Null)["error"];
+    (
+        error["kind"].as_str().unwrap_or_default().to_string(),
+        error["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn create(client: &Client, name: &str) -> Value {
+    call(client, "create_task_sandbox", json!({ "name": name, "description": format!("test task {name}") })).await["task"]
+        .clone()
+}
+
+pub async fn exec(client: &Client, task: &str, command: &str) -> Value {
+    call(client, "execute_in_task", json!({ "task": task, "command": command })).await
+}
+
+/// `docker inspect` of one object, as JSON.
+pub fn docker_inspect(kind: &str, id: &str) -> Option<Value> {
+    let out = StdCommand::new("docker").args([kind, "inspect", id]).output().unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array().and_then(|a| a.first().cloned())
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = StdCommand::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reads events.jsonl of a task.
+pub fn events(home: &Path, task_id: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(home.join("tasks").join(task_id).join("events.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
