@@ -35,6 +35,8 @@ pub enum RegistryError {
         "task {task} was changed by another caller (expected version {expected}); read it again and retry"
     )]
     Conflict { task: String, expected: i64 },
+    #[error("cannot open the registry: {0}")]
+    Open(String),
     #[error("bad value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },
 }
@@ -47,8 +49,21 @@ pub struct Registry {
 
 impl Registry {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
+        // Switching to WAL and migrating take write locks that SQLite's busy handler cannot
+        // wait for (a deferred transaction upgrading its lock fails at once), so servers
+        // starting together take turns through an exclusive lock on a file beside the db.
+        let lock_path = path.with_extension("db.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| RegistryError::Open(format!("{}: {e}", lock_path.display())))?;
+        lock.lock()
+            .map_err(|e| RegistryError::Open(format!("cannot lock {}: {e}", lock_path.display())))?;
+        let registry = Self::init(Connection::open(path)?);
+        let _ = lock.unlock();
+        registry
     }
 
     pub fn open_in_memory() -> Result<Self> {

@@ -1,0 +1,112 @@
+//! The container a task gets, as Docker reports it: hardened defaults, labels, limits and a
+//! network of its own; and a half-way failure leaves nothing behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_are_hardened_and_labelled() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "hardening-test").await;
+    let task = create(&client, "hard").await;
+    let id = task["id"].as_str().unwrap();
+    let inspect = docker_inspect("container", task["container_id"].as_str().unwrap()).unwrap();
+    let host = &inspect["HostConfig"];
+
+    assert_eq!(host["Privileged"], false);
+    assert_eq!(host["CapDrop"], json!(["ALL"]));
+    assert_eq!(host["CapAdd"], json!(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
+    assert_eq!(host["Init"], true);
+    assert_eq!(host["Memory"], 2048 * 1024 * 1024_i64);
+    assert_eq!(host["MemorySwap"], 2048 * 1024 * 1024_i64);
+    assert_eq!(host["NanoCpus"], 2_000_000_000_i64);
+    assert_eq!(host["PidsLimit"], 512);
+    assert_eq!(host["PidMode"], "");
+    assert_eq!(host["IpcMode"], "private");
+    let network = task["network_name"].as_str().unwrap();
+    assert_eq!(host["NetworkMode"], network);
+    // The only mount is the workspace.
+    let binds = host["Binds"].as_array().unwrap();
+    assert_eq!(binds.len(), 1);
+    assert_eq!(binds[0], format!("{}:/workspace", home.path().join("workspaces").join(id).display()));
+    assert_eq!(inspect["Mounts"].as_array().unwrap().len(), 1);
+
+    let labels = &inspect["Config"]["Labels"];
+    assert_eq!(labels["taskbox.task-id"], id);
+    assert_eq!(labels["taskbox.task-name"], "hard");
+    assert_eq!(labels["taskbox.home"], home.path().display().to_string());
+    let net = docker_inspect("network", network).unwrap();
+    assert_eq!(net["Labels"]["taskbox.task-id"], id);
+    assert_eq!(net["Driver"], "bridge");
+
+    // Inside: commands run unprivileged, and no-new-privileges holds.
+    let r = exec(&client, "hard", "id -u; grep NoNewPrivs /proc/self/status; grep CapEff /proc/self/status").await;
+    assert_eq!(r["stdout"], "1000\nNoNewPrivs:\t1\nCapEff:\t0000000000000000\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_cannot_reach_each_other() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "isolation-test").await;
+    let a = create(&client, "net-a").await;
+    create(&client, "net-b").await;
+    let a_inspect = docker_inspect("container", a["container_id"].as_str().unwrap()).unwrap();
+    let a_ip = a_inspect["NetworkSettings"]["Networks"][a["network_name"].as_str().unwrap()]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!a_ip.is_empty());
+    // A listens on a port (perl-base's IO::Socket is in every Debian image).
+    let listen = "nohup perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c \"hi\\n\"; close $c }' >/dev/null 2>&1 & sleep 1";
+    exec(&client, "net-a", listen).await;
+    let probe = format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{a_ip}/8080 && head -n1 <&3' 2>/dev/null; echo rc=$?");
+    // A reaches its own listener (so the probe works) ...
+    let r = exec(&client, "net-a", &probe).await;
+    assert_eq!(r["stdout"], "hi\nrc=0\n");
+    // ... and B, on another task's network, cannot.
+    let r = exec(&client, "net-b", &probe).await;
+    let out = r["stdout"].as_str().unwrap();
+    assert!(!out.contains("rc=0") && !out.contains("hi"), "B reached A: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_creation_leaves_nothing_behind() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "rollback-test").await;
+    // An image that exists but cannot run the keep-alive command: the container is created,
+    // then fails to start, after the row, files, workspace and network were made.
+    let scratch = std::process::Command::new("sh")
+        .args(["-c", "tar cv --files-from /dev/null | docker import - taskbox-test-empty:latest"])
+        .output()
+        .unwrap();
+    assert!(scratch.status.success());
+    let (kind, message) =
+        call_err(&client, "create_task_sandbox", json!({ "name": "broken", "image": "taskbox-test-empty" })).await;
+    assert_eq!(kind, "docker_error", "{message}");
+
+    let list = call(&client, "list_tasks", json!({})).await;
+    assert_eq!(list["total"], 0, "a registry row was left behind");
+    assert_eq!(docker(&["ps", "-aq", "--filter", &home.label_filter()]), "", "a container was left behind");
+    assert_eq!(docker(&["network", "ls", "-q", "--filter", &home.label_filter()]), "", "a network was left behind");
+    assert_eq!(std::fs::read_dir(home.path().join("workspaces")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(home.path().join("tasks")).unwrap().count(), 0);
+
+    // The name is free again.
+    let task = create(&client, "broken").await;
+    assert_eq!(task["status"], "running");
+
+    // An image that does not exist fails before anything is made, with a next step.
+    let (kind, message) =
+        call_err(&client, "create_task_sandbox", json!({ "name": "ghost", "image": "no-such-image:1" })).await;
+    assert_eq!(kind, "docker_error");
+    assert!(message.contains("pull or build it first"), "{message}");
+}
