@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// processes when an execution times out.
 pub const DEFAULT_CAP_ADD: &[&str] = &["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"];
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Data directory; `$TASKBOX_HOME` or the XDG data dir when unset.
@@ -50,17 +50,6 @@ pub struct ExecutionConfig {
     pub max_timeout_s: u64,
     /// Bytes of each stream kept in a reply; the rest is elided and kept on disk.
     pub output_cap_bytes: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            home: None,
-            defaults: TaskDefaults::default(),
-            security: Security::default(),
-            execution: ExecutionConfig::default(),
-        }
-    }
 }
 
 impl Default for TaskDefaults {
@@ -118,8 +107,8 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 

@@ -30,22 +30,16 @@ pub enum Error {
     #[error("invalid task name '{name}': {reason}")]
     InvalidName { name: String, reason: String },
 
-    #[error("a task named '{name}' already exists ({id}, {status}); pick another name, or attach_agent_to_task to work in it")]
-    NameTaken {
-        name: String,
-        id: String,
-        status: String,
-    },
+    #[error(
+        "a task named '{name}' already exists ({id}, {status}); pick another name, or attach_agent_to_task to work in it"
+    )]
+    NameTaken { name: String, id: String, status: String },
 
     #[error("invalid argument `{field}`: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
 
     #[error("task '{task}' is {status}; {hint}")]
-    WrongStatus {
-        task: String,
-        status: String,
-        hint: String,
-    },
+    WrongStatus { task: String, status: String, hint: String },
 
     #[error("{0}")]
     Lifecycle(#[from] LifecycleError),

@@ -41,7 +41,11 @@ async fn timeout_kills_the_whole_process_tree() {
         }),
     )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(r["timed_out"], true);
     assert_eq!(r["exit_code"], serde_json::Value::Null);
     assert_eq!(r["stdout"], "started\n");
@@ -63,10 +67,12 @@ async fn cancellation_kills_the_whole_process_tree() {
 
     // Dropping the pending call makes rmcp's client send notifications/cancelled.
     let args = json!({ "command": "sleep 1001 & sleep 1000", "timeout_s": 600 });
-    let call_fut = client.call_tool(
-        CallToolRequestParams::new("execute_in_task").with_arguments(args.as_object().unwrap().clone()),
+    let call_fut = client
+        .call_tool(CallToolRequestParams::new("execute_in_task").with_arguments(args.as_object().unwrap().clone()));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), call_fut).await.is_err(),
+        "sleep returned early"
     );
-    assert!(tokio::time::timeout(Duration::from_secs(2), call_fut).await.is_err(), "sleep returned early");
 
     // The server kills the tree shortly after the notification.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -107,7 +113,12 @@ async fn users_workdirs_env_and_bad_arguments() {
     )
     .await;
 
-    let r = call(&client, "execute_in_task", json!({ "command": "id -un", "user": "root" })).await;
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({ "command": "id -un", "user": "root" }),
+    )
+    .await;
     assert_eq!(r["stdout"], "root\n");
     let r = call(
         &client,
@@ -116,7 +127,12 @@ async fn users_workdirs_env_and_bad_arguments() {
     )
     .await;
     assert_eq!(r["stdout"], "/workspace/sub\n");
-    let r = call(&client, "execute_in_task", json!({ "command": "pwd", "workdir": "sub" })).await;
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({ "command": "pwd", "workdir": "sub" }),
+    )
+    .await;
     assert_eq!(r["stdout"], "/workspace/sub\n");
     let r = call(
         &client,
@@ -130,12 +146,32 @@ async fn users_workdirs_env_and_bad_arguments() {
     assert_eq!(r["stdout"], "lo\n");
 
     for (args, kind, needle) in [
-        (json!({ "command": "true", "timeout_s": 0 }), "invalid_argument", "timeout_s"),
-        (json!({ "command": "true", "timeout_s": 3601 }), "invalid_argument", "1..=3600"),
+        (
+            json!({ "command": "true", "timeout_s": 0 }),
+            "invalid_argument",
+            "timeout_s",
+        ),
+        (
+            json!({ "command": "true", "timeout_s": 3601 }),
+            "invalid_argument",
+            "1..=3600",
+        ),
         (json!({ "command": "  " }), "invalid_argument", "command"),
-        (json!({ "command": "true", "user": "nobody" }), "invalid_argument", "user"),
-        (json!({ "command": "true", "env": { "1X": "a" } }), "invalid_argument", "1X"),
-        (json!({ "command": "true", "task": "nope" }), "task_not_found", "list_tasks"),
+        (
+            json!({ "command": "true", "user": "nobody" }),
+            "invalid_argument",
+            "user",
+        ),
+        (
+            json!({ "command": "true", "env": { "1X": "a" } }),
+            "invalid_argument",
+            "1X",
+        ),
+        (
+            json!({ "command": "true", "task": "nope" }),
+            "task_not_found",
+            "list_tasks",
+        ),
     ] {
         let (got_kind, message) = call_err(&client, "execute_in_task", args.clone()).await;
         assert_eq!(got_kind, kind, "{args}: {message}");

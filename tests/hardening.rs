@@ -21,7 +21,10 @@ async fn containers_are_hardened_and_labelled() {
 
     assert_eq!(host["Privileged"], false);
     assert_eq!(host["CapDrop"], json!(["ALL"]));
-    assert_eq!(host["CapAdd"], json!(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]));
+    assert_eq!(
+        host["CapAdd"],
+        json!(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"])
+    );
     assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
     assert_eq!(host["Init"], true);
     assert_eq!(host["Memory"], 2048 * 1024 * 1024_i64);
@@ -35,7 +38,10 @@ async fn containers_are_hardened_and_labelled() {
     // The only mount is the workspace.
     let binds = host["Binds"].as_array().unwrap();
     assert_eq!(binds.len(), 1);
-    assert_eq!(binds[0], format!("{}:/workspace", home.path().join("workspaces").join(id).display()));
+    assert_eq!(
+        binds[0],
+        format!("{}:/workspace", home.path().join("workspaces").join(id).display())
+    );
     assert_eq!(inspect["Mounts"].as_array().unwrap().len(), 1);
 
     let labels = &inspect["Config"]["Labels"];
@@ -47,7 +53,12 @@ async fn containers_are_hardened_and_labelled() {
     assert_eq!(net["Driver"], "bridge");
 
     // Inside: commands run unprivileged, and no-new-privileges holds.
-    let r = exec(&client, "hard", "id -u; grep NoNewPrivs /proc/self/status; grep CapEff /proc/self/status").await;
+    let r = exec(
+        &client,
+        "hard",
+        "id -u; grep NoNewPrivs /proc/self/status; grep CapEff /proc/self/status",
+    )
+    .await;
     assert_eq!(r["stdout"], "1000\nNoNewPrivs:\t1\nCapEff:\t0000000000000000\n");
 }
 
@@ -85,18 +96,33 @@ async fn a_failed_creation_leaves_nothing_behind() {
     // An image that exists but cannot run the keep-alive command: the container is created,
     // then fails to start, after the row, files, workspace and network were made.
     let scratch = std::process::Command::new("sh")
-        .args(["-c", "tar cv --files-from /dev/null | docker import - taskbox-test-empty:latest"])
+        .args([
+            "-c",
+            "tar cv --files-from /dev/null | docker import - taskbox-test-empty:latest",
+        ])
         .output()
         .unwrap();
     assert!(scratch.status.success());
-    let (kind, message) =
-        call_err(&client, "create_task_sandbox", json!({ "name": "broken", "image": "taskbox-test-empty" })).await;
+    let (kind, message) = call_err(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "broken", "image": "taskbox-test-empty" }),
+    )
+    .await;
     assert_eq!(kind, "docker_error", "{message}");
 
     let list = call(&client, "list_tasks", json!({})).await;
     assert_eq!(list["total"], 0, "a registry row was left behind");
-    assert_eq!(docker(&["ps", "-aq", "--filter", &home.label_filter()]), "", "a container was left behind");
-    assert_eq!(docker(&["network", "ls", "-q", "--filter", &home.label_filter()]), "", "a network was left behind");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &home.label_filter()]),
+        "",
+        "a container was left behind"
+    );
+    assert_eq!(
+        docker(&["network", "ls", "-q", "--filter", &home.label_filter()]),
+        "",
+        "a network was left behind"
+    );
     assert_eq!(std::fs::read_dir(home.path().join("workspaces")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(home.path().join("tasks")).unwrap().count(), 0);
 
@@ -105,8 +131,12 @@ async fn a_failed_creation_leaves_nothing_behind() {
     assert_eq!(task["status"], "running");
 
     // An image that does not exist fails before anything is made, with a next step.
-    let (kind, message) =
-        call_err(&client, "create_task_sandbox", json!({ "name": "ghost", "image": "no-such-image:1" })).await;
+    let (kind, message) = call_err(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "ghost", "image": "no-such-image:1" }),
+    )
+    .await;
     assert_eq!(kind, "docker_error");
     assert!(message.contains("pull or build it first"), "{message}");
 }

@@ -36,7 +36,12 @@ async fn two_servers_on_one_home_create_and_execute_at_once() {
     for client in [a, b] {
         let list = call(client, "list_tasks", json!({})).await;
         assert_eq!(list["total"], 2);
-        let mut names: Vec<_> = list["tasks"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+        let mut names: Vec<_> = list["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].clone())
+            .collect();
         names.sort_by_key(|n| n.to_string());
         assert_eq!(names, [json!("alpha"), json!("beta")]);
     }
@@ -76,7 +81,13 @@ async fn startup_marks_tasks_whose_containers_died_or_vanished_as_failed() {
     };
     let s = status("gone").await;
     assert_eq!(s["task"]["status"], "failed");
-    assert!(s["task"]["status_reason"].as_str().unwrap().contains("no longer exists"), "{s}");
+    assert!(
+        s["task"]["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists"),
+        "{s}"
+    );
     assert_eq!(s["container"]["state"], "missing");
     let s = status("dead").await;
     assert_eq!(s["task"]["status"], "failed");
@@ -118,16 +129,56 @@ async fn bad_input_gets_errors_that_say_what_to_do() {
     let home = Home::new();
     let client = connect(&home.path(), "errors-test").await;
     let cases = [
-        ("execute_in_task", json!({ "command": "true" }), "no_current_task", "create_task_sandbox"),
-        ("get_task_status", json!({ "task": "missing" }), "task_not_found", "list_tasks"),
-        ("create_task_sandbox", json!({ "name": "Bad_Name" }), "invalid_name", "[a-z0-9]"),
+        (
+            "execute_in_task",
+            json!({ "command": "true" }),
+            "no_current_task",
+            "create_task_sandbox",
+        ),
+        (
+            "get_task_status",
+            json!({ "task": "missing" }),
+            "task_not_found",
+            "list_tasks",
+        ),
+        (
+            "create_task_sandbox",
+            json!({ "name": "Bad_Name" }),
+            "invalid_name",
+            "[a-z0-9]",
+        ),
         ("create_task_sandbox", json!({ "name": "" }), "invalid_name", "empty"),
-        ("create_task_sandbox", json!({ "name": "x", "network": "host" }), "invalid_argument", "\"none\""),
-        ("create_task_sandbox", json!({ "name": "x", "memory_mb": 1 }), "invalid_argument", "64"),
-        ("create_task_sandbox", json!({ "name": "x", "cpus": 0 }), "invalid_argument", "cpus"),
-        ("list_tasks", json!({ "status": "sleeping" }), "invalid_argument", "running"),
+        (
+            "create_task_sandbox",
+            json!({ "name": "x", "network": "host" }),
+            "invalid_argument",
+            "\"none\"",
+        ),
+        (
+            "create_task_sandbox",
+            json!({ "name": "x", "memory_mb": 1 }),
+            "invalid_argument",
+            "64",
+        ),
+        (
+            "create_task_sandbox",
+            json!({ "name": "x", "cpus": 0 }),
+            "invalid_argument",
+            "cpus",
+        ),
+        (
+            "list_tasks",
+            json!({ "status": "sleeping" }),
+            "invalid_argument",
+            "running",
+        ),
         ("list_tasks", json!({ "limit": 0 }), "invalid_argument", "limit"),
-        ("delete_task", json!({ "task": "missing", "confirm": true }), "task_not_found", "missing"),
+        (
+            "delete_task",
+            json!({ "task": "missing", "confirm": true }),
+            "task_not_found",
+            "missing",
+        ),
         ("stop_task", json!({}), "no_current_task", "pass `task`"),
     ];
     for (tool, args, kind, needle) in cases {
@@ -143,7 +194,12 @@ async fn bad_input_gets_errors_that_say_what_to_do() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_docker_calls_fail_clearly_and_the_server_keeps_serving() {
     let home = Home::new();
-    let client = connect_with_env(&home.path(), "no-docker-test", &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]).await;
+    let client = connect_with_env(
+        &home.path(),
+        "no-docker-test",
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    )
+    .await;
     let (kind, message) = call_err(&client, "create_task_sandbox", json!({ "name": "nodocker" })).await;
     assert_eq!(kind, "docker_unavailable", "{message}");
     assert!(message.contains("start Docker"), "{message}");

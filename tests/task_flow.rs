@@ -25,7 +25,12 @@ async fn create_execute_inspect_stop_resume_delete() {
     assert!(id.starts_with("t-"));
 
     // echo, with `task` omitted: the current task is used.
-    let r = call(&client, "execute_in_task", json!({ "command": "echo hello; pwd; id -un" })).await;
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({ "command": "echo hello; pwd; id -un" }),
+    )
+    .await;
     assert_eq!(r["exit_code"], 0);
     assert_eq!(r["stdout"], "hello\n/workspace\nagent\n");
     assert_eq!(r["stderr"], "");
@@ -38,7 +43,12 @@ async fn create_execute_inspect_stop_resume_delete() {
     assert_eq!(r["stderr"], "oops\n");
 
     // stdin reaches the command.
-    let r = call(&client, "execute_in_task", json!({ "command": "tr a-z A-Z", "stdin": "shout" })).await;
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({ "command": "tr a-z A-Z", "stdin": "shout" }),
+    )
+    .await;
     assert_eq!(r["stdout"], "SHOUT");
 
     // 200 KB of output: head and tail in the reply, all of it on disk.
@@ -51,18 +61,36 @@ async fn create_execute_inspect_stop_resume_delete() {
     assert!(stdout.starts_with("1\n2\n3\n"), "{}", &stdout[..20]);
     assert!(stdout.ends_with("39999\n40000\n"));
     let cut = expected.len() - 64 * 1024;
-    assert!(stdout.contains(&format!("{cut} bytes of stdout cut here")), "marker missing");
+    assert!(
+        stdout.contains(&format!("{cut} bytes of stdout cut here")),
+        "marker missing"
+    );
     let full = r["full_output"]["stdout"].as_str().unwrap();
     assert!(stdout.contains(full), "the marker names the file");
     assert_eq!(std::fs::read_to_string(full).unwrap(), expected);
-    assert!(full.starts_with(&home.path().join("tasks").join(&id).join("outputs").display().to_string()));
+    assert!(
+        full.starts_with(
+            &home
+                .path()
+                .join("tasks")
+                .join(&id)
+                .join("outputs")
+                .display()
+                .to_string()
+        )
+    );
 
     // Non-UTF-8 output does not break the reply.
     let r = exec(&client, "flow", r"printf 'a\377\376b'").await;
     assert_eq!(r["stdout"], "a\u{fffd}\u{fffd}b");
 
     // The workspace is a git repository on the task branch.
-    let r = exec(&client, "flow", "git rev-parse --abbrev-ref HEAD && git log --format=%s").await;
+    let r = exec(
+        &client,
+        "flow",
+        "git rev-parse --abbrev-ref HEAD && git log --format=%s",
+    )
+    .await;
     assert_eq!(r["stdout"], "taskbox/flow\ntaskbox: start task flow\n");
 
     // list and status.
@@ -76,7 +104,10 @@ async fn create_execute_inspect_stop_resume_delete() {
     assert_eq!(status["container"]["running"], true);
     assert_eq!(status["executions"]["total"], 6);
     assert_eq!(status["executions"]["failed"], 1);
-    assert_eq!(status["last_execution"]["command"], "git rev-parse --abbrev-ref HEAD && git log --format=%s");
+    assert_eq!(
+        status["last_execution"]["command"],
+        "git rev-parse --abbrev-ref HEAD && git log --format=%s"
+    );
 
     // attach (agent defaults to the client's name) and detach.
     let attached = call(&client, "attach_agent_to_task", json!({ "task": id })).await;
@@ -92,10 +123,18 @@ async fn create_execute_inspect_stop_resume_delete() {
     assert_eq!(status["attachments"], json!([]));
 
     // stop / resume: files in /workspace and elsewhere in the container survive.
-    exec(&client, "flow", "echo kept > /workspace/note.txt && echo also > /tmp/scratch").await;
+    exec(
+        &client,
+        "flow",
+        "echo kept > /workspace/note.txt && echo also > /tmp/scratch",
+    )
+    .await;
     let stopped = call(&client, "stop_task", json!({ "task": "flow", "timeout_s": 1 })).await;
     assert_eq!(stopped["task"]["status"], "stopped");
-    assert_eq!(docker_inspect("container", &container).unwrap()["State"]["Running"], false);
+    assert_eq!(
+        docker_inspect("container", &container).unwrap()["State"]["Running"],
+        false
+    );
     let (kind, message) = call_err(&client, "execute_in_task", json!({ "task": "flow", "command": "true" })).await;
     assert_eq!(kind, "wrong_status");
     assert_eq!(message, "task 'flow' is stopped; call resume_task to start it again");
@@ -113,17 +152,33 @@ async fn create_execute_inspect_stop_resume_delete() {
     assert_eq!(state["task"]["status"], "running");
     let events = events(&home.path(), &id);
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    for kind in ["task_created", "status_changed", "execution", "tool_call", "agent_attached", "agent_detached"] {
+    for kind in [
+        "task_created",
+        "status_changed",
+        "execution",
+        "tool_call",
+        "agent_attached",
+        "agent_detached",
+    ] {
         assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
     }
     let executions: Vec<_> = events.iter().filter(|e| e["type"] == "execution").collect();
     assert_eq!(executions.len(), 8);
     assert_eq!(executions[1]["data"]["exit_code"], 3);
-    assert!(executions[0]["data"].get("stdout").is_none(), "events never hold output");
+    assert!(
+        executions[0]["data"].get("stdout").is_none(),
+        "events never hold output"
+    );
     let transitions: Vec<_> = events
         .iter()
         .filter(|e| e["type"] == "status_changed")
-        .map(|e| format!("{}>{}", e["data"]["from"].as_str().unwrap(), e["data"]["to"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{}>{}",
+                e["data"]["from"].as_str().unwrap(),
+                e["data"]["to"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(transitions, ["creating>running", "running>stopped", "stopped>running"]);
 
@@ -133,7 +188,10 @@ async fn create_execute_inspect_stop_resume_delete() {
     assert!(message.contains("confirm: true"), "{message}");
     let deleted = call(&client, "delete_task", json!({ "task": "flow", "confirm": true })).await;
     assert_eq!(deleted["deleted"], id.as_str());
-    assert!(docker_inspect("container", &container).is_none(), "container still exists");
+    assert!(
+        docker_inspect("container", &container).is_none(),
+        "container still exists"
+    );
     assert!(docker_inspect("network", &network).is_none(), "network still exists");
     assert!(!home.path().join("workspaces").join(&id).exists());
     assert!(!home.path().join("tasks").join(&id).exists());

@@ -7,10 +7,14 @@ use crate::runtime::{ContainerRuntime, DockerRuntime};
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
-    /// Build one or all task images (default: base).
+    /// Build one or all task images (default: base). Images that are present and were built
+    /// from this binary's Dockerfiles are kept unless --force.
     Build {
         #[arg(value_enum, default_value_t = Which::Base)]
         which: Which,
+        /// Rebuild even when the image is current.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -22,7 +26,7 @@ pub enum Which {
 }
 
 pub async fn run(command: ImagesCommand) -> anyhow::Result<()> {
-    let ImagesCommand::Build { which } = command;
+    let ImagesCommand::Build { which, force } = command;
     let runtime = DockerRuntime::new();
     runtime.ping().await?;
     let names: &[&str] = match which {
@@ -31,7 +35,13 @@ pub async fn run(command: ImagesCommand) -> anyhow::Result<()> {
         Which::All => &["taskbox-base", "taskbox-developer"],
     };
     for def in BUILTIN_IMAGES.iter().filter(|d| names.contains(&d.name)) {
-        images::build(&runtime, def, &|line: &str| eprintln!("{line}")).await?;
+        let progress = |line: &str| eprintln!("{line}");
+        if force {
+            images::build(&runtime, def, &progress).await?;
+        } else if !images::build_if_needed(&runtime, def, &progress).await? {
+            eprintln!("{} is up to date (--force rebuilds it)", def.name);
+            continue;
+        }
         eprintln!("built {}", def.name);
     }
     Ok(())

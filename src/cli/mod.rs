@@ -14,7 +14,11 @@ use crate::runtime::DockerRuntime;
 use crate::task::TaskService;
 
 #[derive(Debug, Parser)]
-#[command(name = "taskbox", version, about = "MCP server giving AI coding agents hardened Docker task sandboxes")]
+#[command(
+    name = "taskbox",
+    version,
+    about = "MCP server giving AI coding agents hardened Docker task sandboxes"
+)]
 pub struct Cli {
     /// Config file (default: $TASKBOX_CONFIG, else ~/.config/taskbox/config.toml).
     #[arg(long, global = true)]
@@ -86,10 +90,9 @@ async fn doctor(config: Config) -> anyhow::Result<()> {
     runtime.ping().await.context("Docker")?;
     eprintln!("docker: reachable");
     for def in crate::runtime::images::BUILTIN_IMAGES {
-        let state = if runtime.image_exists(def.name).await? {
-            "present"
-        } else {
-            "missing (built on first use, or `taskbox images build`)"
+        let state = match runtime.image_info(def.name).await? {
+            Some(_) => "present",
+            None => "missing (built on first use, or `taskbox images build`)",
         };
         eprintln!("image {}: {state}", def.name);
     }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig, SetLevelRequestParams};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
@@ -68,7 +70,11 @@ impl TaskboxServer {
     }
 
     fn current_task(&self) -> Option<String> {
-        self.session.current_task.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.session
+            .current_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The task a call is about: the `task` argument, else the session's current task.
@@ -130,8 +136,7 @@ impl ServerHandler for TaskboxServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
             .with_server_info(
-                Implementation::new("taskbox", env!("CARGO_PKG_VERSION"))
-                    .with_title("taskbox task sandboxes"),
+                Implementation::new("taskbox", env!("CARGO_PKG_VERSION")).with_title("taskbox task sandboxes"),
             )
             .with_instructions(INSTRUCTIONS)
     }

@@ -27,7 +27,14 @@ impl Registry {
                     "INSERT INTO attachments (task_id, agent, session_id, attached_at) VALUES (?1, ?2, ?3, ?4)",
                     params![task_id, agent, session_id, at],
                 )?;
-                (tx.last_insert_rowid(), task_id.into(), agent.into(), session_id.into(), at, None)
+                (
+                    tx.last_insert_rowid(),
+                    task_id.into(),
+                    agent.into(),
+                    session_id.into(),
+                    at,
+                    None,
+                )
             }
         };
         tx.commit()?;

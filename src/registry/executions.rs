@@ -206,7 +206,14 @@ mod tests {
         reg.insert_execution(&running).unwrap();
 
         let counts = reg.execution_counts(&task.id).unwrap();
-        assert_eq!(counts, ExecutionCounts { total: 3, failed: 1, running: 1 });
+        assert_eq!(
+            counts,
+            ExecutionCounts {
+                total: 3,
+                failed: 1,
+                running: 1
+            }
+        );
         let recent = reg.recent_executions(&task.id, 2).unwrap();
         assert_eq!(
             recent.iter().map(|e| e.command.as_str()).collect::<Vec<_>>(),

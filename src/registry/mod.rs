@@ -31,9 +31,7 @@ pub enum RegistryError {
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot migrate the registry schema: {0}")]
     Migration(#[from] rusqlite_migration::Error),
-    #[error(
-        "task {task} was changed by another caller (expected version {expected}); read it again and retry"
-    )]
+    #[error("task {task} was changed by another caller (expected version {expected}); read it again and retry")]
     Conflict { task: String, expected: i64 },
     #[error("cannot open the registry: {0}")]
     Open(String),
@@ -76,9 +74,7 @@ impl Registry {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { conn: Mutex::new(conn) })
     }
 
     /// The connection; a poisoned lock only means another thread panicked mid-call, and
@@ -109,10 +105,7 @@ mod tests {
         let path = dir.path().join("registry.db");
         drop(Registry::open(&path).unwrap());
         let again = Registry::open(&path).unwrap();
-        let mode: String = again
-            .conn()
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = again.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = again.conn().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(fk, 1);

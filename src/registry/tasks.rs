@@ -191,16 +191,21 @@ impl RawTask {
     }
 
     fn into_task(self) -> Result<Task> {
-        let status = self
-            .status
-            .parse::<TaskStatus>()
-            .map_err(|_| RegistryError::Corrupt { column: "status", value: self.status.clone() })?;
+        let status = self.status.parse::<TaskStatus>().map_err(|_| RegistryError::Corrupt {
+            column: "status",
+            value: self.status.clone(),
+        })?;
         let network = self
             .network
             .parse::<NetworkMode>()
-            .map_err(|_| RegistryError::Corrupt { column: "network", value: self.network.clone() })?;
-        let env = serde_json::from_str(&self.env_json)
-            .map_err(|_| RegistryError::Corrupt { column: "env_json", value: self.env_json.clone() })?;
+            .map_err(|_| RegistryError::Corrupt {
+                column: "network",
+                value: self.network.clone(),
+            })?;
+        let env = serde_json::from_str(&self.env_json).map_err(|_| RegistryError::Corrupt {
+            column: "env_json",
+            value: self.env_json.clone(),
+        })?;
         Ok(Task {
             id: self.id,
             name: self.name,

@@ -13,16 +13,16 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, NetworkAttachment, OutputChunk, Result,
-    RuntimeError,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, NetworkAttachment, OutputChunk,
+    Result, RuntimeError,
 };
 
 #[derive(Default)]
@@ -52,7 +52,9 @@ fn unavailable(e: BollardError) -> RuntimeError {
 /// Maps a bollard error, turning 404s into `NotFound` and transport failures into `Unavailable`.
 fn map_err(what: impl Into<String>) -> impl FnOnce(BollardError) -> RuntimeError {
     move |e| match e {
-        BollardError::DockerResponseServerError { status_code: 404, .. } => RuntimeError::NotFound { what: what.into() },
+        BollardError::DockerResponseServerError { status_code: 404, .. } => {
+            RuntimeError::NotFound { what: what.into() }
+        }
         BollardError::DockerResponseServerError { message, .. } => RuntimeError::Api(message),
         BollardError::HyperLegacyError { .. }
         | BollardError::SocketNotFoundError(_)
@@ -75,19 +77,15 @@ impl ContainerRuntime for DockerRuntime {
         self.docker().await?.ping().await.map(|_| ()).map_err(unavailable)
     }
 
-    async fn image_exists(&self, image: &str) -> Result<bool> {
+    async fn image_info(&self, image: &str) -> Result<Option<ImageInfo>> {
         match self.docker().await?.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(e) => match map_err(image)(e) {
-                RuntimeError::NotFound { .. } => Ok(false),
-                other => Err(other),
-            },
-        }
-    }
-
-    async fn image_user(&self, image: &str) -> Result<Option<String>> {
-        match self.docker().await?.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(inspect.config.and_then(|c| c.user).unwrap_or_default())),
+            Ok(inspect) => {
+                let config = inspect.config.unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    user: config.user.unwrap_or_default(),
+                    labels: config.labels.unwrap_or_default(),
+                }))
+            }
             Err(e) => match map_err(image)(e) {
                 RuntimeError::NotFound { .. } => Ok(None),
                 other => Err(other),
@@ -99,6 +97,7 @@ impl ContainerRuntime for DockerRuntime {
         &self,
         tag: &str,
         context_tar: Vec<u8>,
+        labels: HashMap<String, String>,
         progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
     ) -> Result<()> {
         let docker = self.docker().await?;
@@ -107,7 +106,7 @@ impl ContainerRuntime for DockerRuntime {
             .t(tag)
             .rm(true)
             .forcerm(true)
-            .labels(&HashMap::from([("taskbox.image".to_string(), tag.to_string())]))
+            .labels(&labels)
             .build();
         let mut stream = docker.build_image(options, None, Some(bollard::body_full(context_tar.into())));
         while let Some(item) = stream.next().await {

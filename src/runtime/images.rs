@@ -1,7 +1,9 @@
 //! The task images shipped with taskbox: their Dockerfiles are compiled into the binary and
 //! built through the runtime, with progress reported line by line.
 
-use super::{ContainerRuntime, Result, RuntimeError};
+use std::collections::HashMap;
+
+use super::{ContainerRuntime, ImageInfo, Result, RuntimeError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageDef {
@@ -44,30 +46,78 @@ pub fn build_context(dockerfile: &str) -> Result<Vec<u8>> {
         .map_err(|e| RuntimeError::Api(format!("cannot make the build context: {e}")))
 }
 
-/// Builds a built-in image (and the built-in image it starts from, when that is missing).
+/// Label holding a hash of the Dockerfile a built-in image was built from, so an image built
+/// by an older taskbox is rebuilt instead of silently used.
+pub const LABEL_DOCKERFILE_HASH: &str = "taskbox.dockerfile-hash";
+
+/// FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
+fn dockerfile_hash(dockerfile: &str) -> String {
+    let hash = dockerfile.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// The labels a built-in image is built with.
+pub fn labels(def: &ImageDef) -> HashMap<String, String> {
+    HashMap::from([
+        ("taskbox.image".to_string(), def.name.to_string()),
+        (LABEL_DOCKERFILE_HASH.to_string(), dockerfile_hash(def.dockerfile)),
+    ])
+}
+
+fn is_current(def: &ImageDef, info: Option<&ImageInfo>) -> bool {
+    info.and_then(|i| i.labels.get(LABEL_DOCKERFILE_HASH)) == Some(&dockerfile_hash(def.dockerfile))
+}
+
+/// Builds a built-in image, first building the built-in image it starts from when that is
+/// missing or stale.
 pub async fn build(
     runtime: &dyn ContainerRuntime,
     def: &ImageDef,
     progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
 ) -> Result<()> {
     if let Some(parent) = def.parent.and_then(builtin)
-        && !runtime.image_exists(parent.name).await?
+        && !is_current(parent, runtime.image_info(parent.name).await?.as_ref())
     {
         Box::pin(build(runtime, parent, progress)).await?;
     }
     progress(&format!("building image {}", def.name));
-    runtime.build_image(def.name, build_context(def.dockerfile)?, progress).await
+    runtime
+        .build_image(def.name, build_context(def.dockerfile)?, labels(def), progress)
+        .await
 }
 
-/// Makes sure `image` exists: a built-in image is built when missing; any other image must
-/// already be there (nothing is pulled implicitly).
-pub async fn ensure(runtime: &dyn ContainerRuntime, image: &str, progress: &(dyn for<'a> Fn(&'a str) + Send + Sync)) -> Result<()> {
-    if runtime.image_exists(image).await? {
-        return Ok(());
+/// Builds a built-in image unless it is present and current; returns whether it built.
+pub async fn build_if_needed(
+    runtime: &dyn ContainerRuntime,
+    def: &ImageDef,
+    progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+) -> Result<bool> {
+    if is_current(def, runtime.image_info(def.name).await?.as_ref()) {
+        return Ok(false);
     }
-    match builtin(image) {
-        Some(def) => build(runtime, def, progress).await,
-        None => Err(RuntimeError::NotFound {
+    build(runtime, def, progress).await?;
+    Ok(true)
+}
+
+/// Makes sure `image` exists and returns its details: a built-in image is built when missing
+/// or stale; any other image must already be there (nothing is pulled implicitly).
+pub async fn ensure(
+    runtime: &dyn ContainerRuntime,
+    image: &str,
+    progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+) -> Result<ImageInfo> {
+    let info = runtime.image_info(image).await?;
+    match (builtin(image), info) {
+        (Some(def), info) if !is_current(def, info.as_ref()) => {
+            build(runtime, def, progress).await?;
+            runtime.image_info(image).await?.ok_or_else(|| RuntimeError::NotFound {
+                what: format!("image {image} right after building it"),
+            })
+        }
+        (_, Some(info)) => Ok(info),
+        (_, None) => Err(RuntimeError::NotFound {
             what: format!(
                 "image {image} (only taskbox-base and taskbox-developer are built automatically; pull or build it first)"
             ),
@@ -92,9 +142,30 @@ mod tests {
     }
 
     #[test]
+    fn hash_is_stable_and_tracks_the_dockerfile() {
+        assert_eq!(dockerfile_hash(""), "cbf29ce484222325");
+        assert_ne!(dockerfile_hash("FROM a\n"), dockerfile_hash("FROM b\n"));
+        let def = &BUILTIN_IMAGES[0];
+        let current = ImageInfo {
+            user: String::new(),
+            labels: labels(def),
+        };
+        assert!(is_current(def, Some(&current)));
+        let old = ImageInfo {
+            user: String::new(),
+            labels: HashMap::new(),
+        };
+        assert!(!is_current(def, Some(&old)));
+        assert!(!is_current(def, None));
+    }
+
+    #[test]
     fn builtins_resolve_with_or_without_tag() {
         assert_eq!(builtin("taskbox-base:latest").map(|d| d.name), Some("taskbox-base"));
-        assert_eq!(builtin("taskbox-developer").and_then(|d| d.parent), Some("taskbox-base"));
+        assert_eq!(
+            builtin("taskbox-developer").and_then(|d| d.parent),
+            Some("taskbox-base")
+        );
         assert!(builtin("ubuntu").is_none());
     }
 }

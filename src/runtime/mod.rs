@@ -3,9 +3,9 @@
 //! logic use `fake.rs`.
 
 pub mod docker;
-pub mod images;
 #[cfg(test)]
 pub mod fake;
+pub mod images;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,9 +23,7 @@ pub const LABEL_TASK_NAME: &str = "taskbox.task-name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error(
-        "cannot reach the Docker daemon ({0}); start Docker (as root: scripts/provision-docker.sh) and retry"
-    )]
+    #[error("cannot reach the Docker daemon ({0}); start Docker (as root: scripts/provision-docker.sh) and retry")]
     Unavailable(String),
     #[error("{what} not found in Docker")]
     NotFound { what: String },
@@ -75,6 +73,13 @@ pub struct ContainerState {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageInfo {
+    /// The image's default user; empty when it runs as root.
+    pub user: String,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecSpec {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
@@ -99,12 +104,17 @@ pub struct ExecHandle {
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Checks that the daemon answers.
     async fn ping(&self) -> Result<()>;
-    async fn image_exists(&self, image: &str) -> Result<bool>;
-    /// The image's default user (empty when it runs as root); `None` when the image is missing.
-    async fn image_user(&self, image: &str) -> Result<Option<String>>;
-    /// Builds `tag` from a tar build context; `progress` gets each line of build output.
-    async fn build_image(&self, tag: &str, context_tar: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Send + Sync))
-    -> Result<()>;
+    /// The image's user and labels; `None` when the image is missing.
+    async fn image_info(&self, image: &str) -> Result<Option<ImageInfo>>;
+    /// Builds `tag` from a tar build context, with `labels` on the image; `progress` gets each
+    /// line of build output.
+    async fn build_image(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        labels: HashMap<String, String>,
+        progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<()>;
 
     async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()>;
     /// Removing a network that does not exist succeeds.

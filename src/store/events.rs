@@ -54,8 +54,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = TaskStore::new(dir.path().to_path_buf());
         store.create_task_dir("t-1").unwrap();
-        store.append_event(&Event::new("t-1", "created", json!({"a": 1}))).unwrap();
-        store.append_event(&Event::new("t-1", "exec", json!({"exit_code": 0}))).unwrap();
+        store
+            .append_event(&Event::new("t-1", "created", json!({"a": 1})))
+            .unwrap();
+        store
+            .append_event(&Event::new("t-1", "exec", json!({"exit_code": 0})))
+            .unwrap();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(store.events_path("t-1"))

@@ -35,7 +35,10 @@ pub fn validate_name(name: &str) -> Result<()> {
         Some(format!("it is {} characters long; the limit is 63", name.len()))
     } else if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
         Some("it must start with a lowercase letter or a digit".to_string())
-    } else if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+    } else if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
         Some(format!("'{bad}' is not allowed"))
     } else if name.starts_with("t-") && name.len() == 28 {
         Some("it looks like a task id; ids and names must not be confused".to_string())
@@ -99,7 +102,9 @@ impl FromStr for TaskStatus {
             .ok_or_else(|| {
                 Error::invalid(
                     "status",
-                    format!("'{s}' is not a status; use one of creating, running, stopped, completed, failed, archived"),
+                    format!(
+                        "'{s}' is not a status; use one of creating, running, stopped, completed, failed, archived"
+                    ),
                 )
             })
     }

@@ -82,10 +82,13 @@ mod tests {
         init(&ws, "fix-login", Some("Fix the login form")).unwrap();
         let repo = Repository::open(&ws).unwrap();
         let head = repo.head().unwrap();
-        assert_eq!(head.shorthand(), Some("taskbox/fix-login"));
+        assert_eq!(head.shorthand().unwrap(), "taskbox/fix-login");
         let commit = head.peel_to_commit().unwrap();
         assert_eq!(commit.parent_count(), 0);
-        assert_eq!(commit.message(), Some("taskbox: start task fix-login\n\nFix the login form\n"));
+        assert_eq!(
+            commit.message().unwrap(),
+            "taskbox: start task fix-login\n\nFix the login form\n"
+        );
         assert_eq!(repo.config().unwrap().get_string("user.name").unwrap(), AGENT_NAME);
 
         remove(&ws).unwrap();

@@ -26,7 +26,9 @@ pub fn docker_available() -> bool {
         .unwrap_or(false);
     if !ok {
         if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("Docker is not available but CI=true: Docker tests must run in CI (run scripts/provision-docker.sh)");
+            panic!(
+                "Docker is not available but CI=true: Docker tests must run in CI (run scripts/provision-docker.sh)"
+            );
         }
         eprintln!("SKIPPED: Docker is not available (run scripts/provision-docker.sh to enable these tests)");
     }
@@ -68,13 +70,22 @@ impl Home {
 impl Drop for Home {
     fn drop(&mut self) {
         let filter = self.label_filter();
-        if let Ok(out) = StdCommand::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+        if let Ok(out) = StdCommand::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
             if !ids.is_empty() {
                 let _ = StdCommand::new("docker").args(["rm", "-f"]).args(&ids).output();
             }
         }
-        if let Ok(out) = StdCommand::new("docker").args(["network", "ls", "-q", "--filter", &filter]).output() {
+        if let Ok(out) = StdCommand::new("docker")
+            .args(["network", "ls", "-q", "--filter", &filter])
+            .output()
+        {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = StdCommand::new("docker").args(["network", "rm", id]).output();
             }
@@ -125,7 +136,12 @@ pub async fn call(client: &Client, tool: &str, args: Value) -> Value {
 /// Calls a tool that must fail with a tool error; returns (kind, message).
 pub async fn call_err(client: &Client, tool: &str, args: Value) -> (String, String) {
     let result = call_raw(client, tool, args.clone()).await;
-    assert_eq!(result.is_error, Some(true), "{tool}({args}) should have failed: {}", text(&result));
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool}({args}) should have failed: {}",
+        text(&result)
+    );
     let error = &result.structured_content.clone().unwrap_or(Value::Null)["error"];
     (
         error["kind"].as_str().unwrap_or_default().to_string(),
@@ -143,7 +159,12 @@ pub fn text(result: &CallToolResult) -> String {
 }
 
 pub async fn create(client: &Client, name: &str) -> Value {
-    call(client, "create_task_sandbox", json!({ "name": name, "description": format!("test task {name}") })).await["task"]
+    call(
+        client,
+        "create_task_sandbox",
+        json!({ "name": name, "description": format!("test task {name}") }),
+    )
+    .await["task"]
         .clone()
 }
 
@@ -163,7 +184,11 @@ pub fn docker_inspect(kind: &str, id: &str) -> Option<Value> {
 
 pub fn docker(args: &[&str]) -> String {
     let out = StdCommand::new("docker").args(args).output().unwrap();
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

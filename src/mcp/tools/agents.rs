@@ -46,7 +46,10 @@ impl TaskboxServer {
         Parameters(p): Parameters<AttachParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let agent = p.agent.filter(|a| !a.is_empty()).unwrap_or_else(|| Self::client_name(&context));
+        let agent = p
+            .agent
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| Self::client_name(&context));
         Ok(self
             .on_task("attach_agent_to_task", Some(p.task), |id| async move {
                 let attached = self.service.attach(&id, &agent, &self.session.id)?;
@@ -58,7 +61,9 @@ impl TaskboxServer {
                 if !attached.resume.recent_executions.is_empty() {
                     text.push_str("\nRecent executions (newest first):");
                     for e in &attached.resume.recent_executions {
-                        let code = e.exit_code.map_or_else(|| e.status.as_str().to_string(), |c| format!("exit {c}"));
+                        let code = e
+                            .exit_code
+                            .map_or_else(|| e.status.as_str().to_string(), |c| format!("exit {c}"));
                         text.push_str(&format!("\n- [{code}] {}", e.command));
                     }
                 }
@@ -71,7 +76,10 @@ impl TaskboxServer {
         description = "Detach this session's agent(s) from a task, e.g. when handing it over. The task keeps running; it stops being this session's current task.",
         annotations(destructive_hint = false, idempotent_hint = true)
     )]
-    async fn detach_agent_from_task(&self, Parameters(p): Parameters<DetachParams>) -> Result<CallToolResult, McpError> {
+    async fn detach_agent_from_task(
+        &self,
+        Parameters(p): Parameters<DetachParams>,
+    ) -> Result<CallToolResult, McpError> {
         Ok(self
             .on_task("detach_agent_from_task", p.task, |id| async move {
                 let (task, detached) = self.service.detach(&id, p.agent.as_deref(), &self.session.id)?;
@@ -84,7 +92,13 @@ impl TaskboxServer {
                     0 => format!("This session had no agent attached to {}; nothing changed.", task.name),
                     n => format!("Detached {n} agent(s) from {}.", task_line(&task)),
                 };
-                reply(text, &DetachReply { task: &task, detached: &detached })
+                reply(
+                    text,
+                    &DetachReply {
+                        task: &task,
+                        detached: &detached,
+                    },
+                )
             })
             .await)
     }

@@ -36,7 +36,10 @@ pub struct ExecuteParams {
 
 fn summary(r: &ExecutionResult) -> String {
     let mut text = match (r.exit_code, r.timed_out) {
-        (_, true) => format!("Timed out after {} ms; the command and its processes were killed.", r.duration_ms),
+        (_, true) => format!(
+            "Timed out after {} ms; the command and its processes were killed.",
+            r.duration_ms
+        ),
         (Some(code), _) => format!("Exit code {code} in {} ms.", r.duration_ms),
         (None, _) => format!("No exit code after {} ms.", r.duration_ms),
     };

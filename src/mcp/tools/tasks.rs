@@ -138,7 +138,10 @@ impl TaskboxServer {
                 started.elapsed().as_millis() as u64,
             );
             reply(
-                format!("Created {}. Workspace: /workspace. It is now this session's current task.", task_line(&task)),
+                format!(
+                    "Created {}. Workspace: /workspace. It is now this session's current task.",
+                    task_line(&task)
+                ),
                 &TaskReply { task: &task },
             )
         }))
@@ -185,7 +188,11 @@ impl TaskboxServer {
                     Some(c) => format!("container {}", c.state),
                     None => format!(
                         "container unknown{}",
-                        report.container_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                        report
+                            .container_error
+                            .as_ref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
                     ),
                 };
                 let text = format!(

@@ -65,7 +65,10 @@ impl TaskService {
         if !(64..=security.max_memory_mb).contains(&memory_mb) {
             return Err(Error::invalid(
                 "memory_mb",
-                format!("{memory_mb} is outside 64..={}; pass a value in that range", security.max_memory_mb),
+                format!(
+                    "{memory_mb} is outside 64..={}; pass a value in that range",
+                    security.max_memory_mb
+                ),
             ));
         }
         let cpus = request.cpus.unwrap_or(defaults.cpus);
@@ -103,14 +106,11 @@ impl TaskService {
         })
     }
 
-    /// Returns the image's default user, building a built-in image when it is missing.
+    /// Returns the image's default user, building a built-in image when it is missing or stale.
     async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<String> {
-        if let Some(user) = self.runtime.image_user(image).await? {
-            return Ok(user);
-        }
         let report = progress.clone();
-        images::ensure(self.runtime.as_ref(), image, &move |line: &str| report(line)).await?;
-        Ok(self.runtime.image_user(image).await?.unwrap_or_default())
+        let info = images::ensure(self.runtime.as_ref(), image, &move |line: &str| report(line)).await?;
+        Ok(info.user)
     }
 
     async fn build_task(&self, mut task: Task, image_user: &str, made: &mut Made) -> Result<Task> {
@@ -256,7 +256,10 @@ pub(super) fn validate_env(env: &BTreeMap<String, String>) -> Result<()> {
             ));
         }
         if value.contains('\0') {
-            return Err(Error::invalid("env", format!("the value of '{key}' contains a NUL byte")));
+            return Err(Error::invalid(
+                "env",
+                format!("the value of '{key}' contains a NUL byte"),
+            ));
         }
     }
     Ok(())

@@ -84,7 +84,12 @@ enum Ending {
 }
 
 impl TaskService {
-    pub async fn execute(&self, task: &str, request: ExecRequest, cancel: CancellationToken) -> Result<ExecutionResult> {
+    pub async fn execute(
+        &self,
+        task: &str,
+        request: ExecRequest,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult> {
         let task = self.resolve(Some(task))?;
         let container = self.require_running(&task)?;
         let exec_config = &self.config.execution;
@@ -92,13 +97,18 @@ impl TaskService {
         if timeout_s == 0 || timeout_s > exec_config.max_timeout_s {
             return Err(Error::invalid(
                 "timeout_s",
-                format!("{timeout_s} is outside 1..={}; pass a smaller timeout", exec_config.max_timeout_s),
+                format!(
+                    "{timeout_s} is outside 1..={}; pass a smaller timeout",
+                    exec_config.max_timeout_s
+                ),
             ));
         }
         if request.command.trim().is_empty() {
             return Err(Error::invalid("command", "it is empty; pass the shell command to run"));
         }
-        let user = self.requested_user(request.user.as_deref())?.or_else(|| task.exec_user.clone());
+        let user = self
+            .requested_user(request.user.as_deref())?
+            .or_else(|| task.exec_user.clone());
         let workdir = resolve_workdir(request.workdir.as_deref())?;
         super::create::validate_env(&request.env)?;
 
@@ -135,7 +145,14 @@ impl TaskService {
 
         let started = Instant::now();
         let outcome = self
-            .run_execution(&container, spec, &execution.id, &task.id, Duration::from_secs(timeout_s), &cancel)
+            .run_execution(
+                &container,
+                spec,
+                &execution.id,
+                &task.id,
+                Duration::from_secs(timeout_s),
+                &cancel,
+            )
             .await;
         let duration_ms = started.elapsed().as_millis() as u64;
         execution.finished_at = Some(now());
@@ -244,7 +261,9 @@ impl TaskService {
 
     async fn kill_execution(&self, container: &str, exec_id: &str, user: Option<String>) {
         let spec = ExecSpec {
-            cmd: ["sh", "-c", KILL_SCRIPT, "taskbox-kill", exec_id].map(String::from).to_vec(),
+            cmd: ["sh", "-c", KILL_SCRIPT, "taskbox-kill", exec_id]
+                .map(String::from)
+                .to_vec(),
             user,
             ..Default::default()
         };
@@ -305,7 +324,10 @@ impl TaskService {
     /// An exec that failed because the container is gone or stopped means the task died:
     /// record that, and tell the agent what happened instead of a raw Docker error.
     async fn explain_exec_failure(&self, task_id: &str, error: Error) -> Error {
-        if !matches!(error, Error::Runtime(RuntimeError::NotFound { .. } | RuntimeError::Api(_))) {
+        if !matches!(
+            error,
+            Error::Runtime(RuntimeError::NotFound { .. } | RuntimeError::Api(_))
+        ) {
             return error;
         }
         let Ok(task) = self.resolve(Some(task_id)) else {

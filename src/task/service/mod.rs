@@ -145,10 +145,9 @@ impl TaskService {
                     return Ok(saved);
                 }
                 Err(RegistryError::Conflict { .. }) => {
-                    task = self
-                        .registry
-                        .get_task(&task.id)?
-                        .ok_or_else(|| Error::TaskNotFound { task: task.name.clone() })?;
+                    task = self.registry.get_task(&task.id)?.ok_or_else(|| Error::TaskNotFound {
+                        task: task.name.clone(),
+                    })?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -211,3 +210,5 @@ fn status_hint(status: TaskStatus) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod tests;

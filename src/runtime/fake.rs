@@ -1,0 +1,154 @@
+//! An in-memory `ContainerRuntime` for unit tests of service logic (never used by the
+//! binary or the integration tests). Execs answer from a script of canned replies; any
+//! operation can be made to fail to exercise rollbacks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::{
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, OutputChunk, Result, RuntimeError,
+};
+
+#[derive(Default)]
+pub struct FakeRuntime {
+    pub state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    /// Image → labels.
+    pub images: HashMap<String, HashMap<String, String>>,
+    pub networks: HashSet<String>,
+    /// Container id → running.
+    pub containers: HashMap<String, bool>,
+    /// Operations that fail: "create_network", "create_container", "start_container", "exec".
+    pub fail: HashSet<&'static str>,
+    pub execs: Vec<ExecSpec>,
+    next_id: u64,
+}
+
+impl FakeRuntime {
+    pub fn with_image(image: &str) -> Self {
+        let fake = Self::default();
+        let labels = super::images::builtin(image)
+            .map(super::images::labels)
+            .unwrap_or_default();
+        fake.lock().images.insert(image.to_string(), labels);
+        fake
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap()
+    }
+
+    fn check(&self, op: &'static str) -> Result<()> {
+        if self.lock().fail.contains(op) {
+            return Err(RuntimeError::Api(format!("{op} failed (fake)")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FakeRuntime {
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn image_info(&self, image: &str) -> Result<Option<ImageInfo>> {
+        Ok(self.lock().images.get(image).map(|labels| ImageInfo {
+            user: "agent".into(),
+            labels: labels.clone(),
+        }))
+    }
+
+    async fn build_image(
+        &self,
+        tag: &str,
+        _: Vec<u8>,
+        labels: HashMap<String, String>,
+        progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<()> {
+        progress("fake build");
+        self.lock().images.insert(tag.to_string(), labels);
+        Ok(())
+    }
+
+    async fn create_network(&self, name: &str, _: HashMap<String, String>) -> Result<()> {
+        self.check("create_network")?;
+        self.lock().networks.insert(name.to_string());
+        Ok(())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.lock().networks.remove(name);
+        Ok(())
+    }
+
+    async fn create_container(&self, _: &ContainerSpec) -> Result<String> {
+        self.check("create_container")?;
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = format!("c{}", state.next_id);
+        state.containers.insert(id.clone(), false);
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.check("start_container")?;
+        match self.lock().containers.get_mut(id) {
+            Some(running) => {
+                *running = true;
+                Ok(())
+            }
+            None => Err(RuntimeError::NotFound { what: id.to_string() }),
+        }
+    }
+
+    async fn stop_container(&self, id: &str, _: i32) -> Result<()> {
+        if let Some(running) = self.lock().containers.get_mut(id) {
+            *running = false;
+        }
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        self.lock().containers.remove(id);
+        Ok(())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>> {
+        Ok(self.lock().containers.get(id).map(|running| ContainerState {
+            running: *running,
+            status: if *running { "running" } else { "exited" }.into(),
+            exit_code: Some(0),
+            oom_killed: false,
+            error: None,
+            labels: HashMap::new(),
+        }))
+    }
+
+    async fn exec(&self, _: &str, spec: ExecSpec) -> Result<ExecHandle> {
+        self.check("exec")?;
+        // The container-preparation exec answers with the shell; others echo their command.
+        let reply = if spec.cmd.iter().any(|a| a.contains("chown")) {
+            "bash\n".to_string()
+        } else {
+            spec.cmd.last().cloned().unwrap_or_default()
+        };
+        self.lock().execs.push(spec);
+        let output = futures_util::stream::iter([Ok(OutputChunk::Stdout(Bytes::from(reply)))]).boxed();
+        Ok(ExecHandle {
+            exec_id: "x".into(),
+            output,
+        })
+    }
+
+    async fn exec_exit_code(&self, _: &str) -> Result<Option<i64>> {
+        Ok(Some(0))
+    }
+}

@@ -1,0 +1,102 @@
+//! Service logic on the fake runtime: what creation leaves behind when a step fails, and
+//! how calls on a task in the wrong status are refused. Real Docker is covered in tests/.
+
+use std::sync::Arc;
+
+use pretty_assertions::assert_eq;
+
+use super::*;
+use crate::runtime::fake::FakeRuntime;
+
+fn service(fake: Arc<FakeRuntime>) -> (TaskService, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        home: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    };
+    (TaskService::open(config, fake).unwrap(), dir)
+}
+
+fn request(name: &str) -> CreateTaskRequest {
+    CreateTaskRequest {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+#[tokio::test]
+async fn each_failing_step_of_creation_rolls_back_everything() {
+    for step in ["create_network", "create_container", "start_container", "exec"] {
+        let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
+        fake.lock().fail.insert(step);
+        let (service, dir) = service(fake.clone());
+        let err = service.create_task(request("doomed"), no_progress()).await.unwrap_err();
+        assert!(err.to_string().contains(step), "{step}: {err}");
+        let state = fake.lock();
+        assert!(state.containers.is_empty(), "{step}: container left");
+        assert!(state.networks.is_empty(), "{step}: network left");
+        assert_eq!(service.list(None, 10, 0).unwrap().total, 0, "{step}: row left");
+        assert_eq!(entries(&dir.path().join("tasks")), 0, "{step}: task dir left");
+        assert_eq!(entries(&dir.path().join("workspaces")), 0, "{step}: workspace left");
+    }
+}
+
+#[tokio::test]
+async fn creation_builds_a_missing_builtin_image_with_progress() {
+    let fake = Arc::new(FakeRuntime::default());
+    let (service, _dir) = service(fake.clone());
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let progress: Progress = Arc::new(move |line: &str| sink.lock().unwrap().push(line.to_string()));
+    let task = service.create_task(request("fresh"), progress).await.unwrap();
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!(task.exec_user.as_deref(), Some("agent"));
+    assert_eq!(task.shell.as_deref(), Some("bash"));
+    assert_eq!(*lines.lock().unwrap(), ["building image taskbox-base", "fake build"]);
+}
+
+#[tokio::test]
+async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
+    let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
+    let (service, _dir) = service(fake.clone());
+    let task = service.create_task(request("pausing"), no_progress()).await.unwrap();
+    service.stop(&task.id, None).await.unwrap();
+    let err = service
+        .execute(
+            "pausing",
+            ExecRequest {
+                command: "true".into(),
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "task 'pausing' is stopped; call resume_task to start it again"
+    );
+    let execs_before = fake.lock().execs.len();
+    assert!(service.stop("pausing", None).await.is_err());
+    assert_eq!(fake.lock().execs.len(), execs_before);
+    let resumed = service.resume("pausing").await.unwrap();
+    assert_eq!(resumed.status, TaskStatus::Running);
+    assert_eq!(resumed.version, 4, "created, started, stopped, resumed");
+}
+
+#[tokio::test]
+async fn a_transition_on_a_stale_copy_rereads_and_rechecks() {
+    let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
+    let (service, _dir) = service(fake);
+    let stale = service.create_task(request("raced"), no_progress()).await.unwrap();
+    // Another caller stops the task; our stale copy still says running.
+    service.stop("raced", None).await.unwrap();
+    let err = service
+        .transition(stale, LifecycleEvent::Stop, None, |_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("already stopped"), "{err}");
+}

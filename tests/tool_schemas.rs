@@ -1,0 +1,72 @@
+//! Locks the public tool contract (DESIGN.md §7): names, descriptions, input schemas and
+//! annotations, as a real client lists them. A change here is a change to the contract:
+//! update the snapshot with `UPDATE_SNAPSHOTS=1 cargo test --test tool_schemas` and note the
+//! change in docs/tools.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use pretty_assertions::assert_eq;
+
+const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/tools.json");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_list_matches_the_snapshot() {
+    let home = Home::new();
+    let client = connect(&home.path(), "schema-test").await;
+    let mut tools = client.list_all_tools().await.unwrap();
+    tools.sort_by(|a, b| a.name.cmp(&b.name));
+    let actual = serde_json::to_string_pretty(&tools).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(SNAPSHOT, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+    assert_eq!(expected, actual, "tool contract changed; see the module comment");
+
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        [
+            "attach_agent_to_task",
+            "create_task_sandbox",
+            "delete_task",
+            "detach_agent_from_task",
+            "execute_in_task",
+            "get_task_status",
+            "list_tasks",
+            "resume_task",
+            "stop_task",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_identifies_itself_and_teaches_the_workflow() {
+    let home = Home::new();
+    let client = connect(&home.path(), "info-test").await;
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "taskbox");
+    let instructions = info.instructions.clone().unwrap();
+    for step in [
+        "create_task_sandbox",
+        "execute_in_task",
+        "stop_task",
+        "attach_agent_to_task",
+    ] {
+        assert!(instructions.contains(step), "instructions do not mention {step}");
+    }
+    assert!(info.capabilities.tools.is_some());
+    #[allow(deprecated)]
+    {
+        assert!(info.capabilities.logging.is_some());
+        // logging/setLevel is answered (the MCP Inspector calls it before anything else).
+        client
+            .set_level(rmcp::model::SetLevelRequestParams::new(
+                rmcp::model::LoggingLevel::Debug,
+            ))
+            .await
+            .unwrap();
+    }
+}
