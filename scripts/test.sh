@@ -24,4 +24,21 @@ else
   log "Docker is not available: Docker tests will be skipped"
 fi
 
+# A stock MCP client for tests/stock_client.rs: the Python `mcp` package in a venv kept
+# outside the clone, so later runs reuse it.
+pyenv=${TASKBOX_PYENV:-/var/tmp/taskbox-pyenv}
+if [ ! -x "$pyenv/bin/python" ] || ! "$pyenv/bin/python" -c 'import mcp' 2>/dev/null; then
+  log "installing the Python mcp client into $pyenv"
+  if ! { python3 -m venv "$pyenv" && "$pyenv/bin/pip" install --quiet --disable-pip-version-check mcp; } >&2; then
+    if [ "$ci" = true ]; then
+      log "cannot install the Python mcp package and CI=true: failing"
+      exit 1
+    fi
+    log "cannot install the Python mcp package: its test will be skipped"
+  fi
+fi
+if "$pyenv/bin/python" -c 'import mcp' 2>/dev/null; then
+  export TASKBOX_TEST_PYTHON="$pyenv/bin/python"
+fi
+
 cargo test --all-targets --no-fail-fast "$@"

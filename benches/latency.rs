@@ -1,0 +1,200 @@
+//! Latency of taskbox against raw Docker, measured side by side in one run:
+//!
+//! - `create_task_sandbox` (round trip through rmcp's stdio client) vs `docker run -d` of the
+//!   same image with the same keep-alive command;
+//! - `execute_in_task` running `true` vs `docker exec <container> true`.
+//!
+//! The two are interleaved (A B A B …) so drift of a noisy machine hits both alike; medians
+//! and the median of the per-pair ratios are printed. Run: `cargo bench --bench latency`
+//! (needs Docker and the taskbox-base image). BENCH_EXEC_RUNS / BENCH_CREATE_RUNS set the
+//! number of pairs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use serde_json::{Value, json};
+
+type Client = RunningService<RoleClient, ClientConfig>;
+
+fn runs(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn call(client: &Client, tool: &str, args: Value) -> Value {
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args.as_object().unwrap().clone()))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{tool}: {:?}", result.content);
+    result.structured_content.unwrap()
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (Duration, T) {
+    let start = Instant::now();
+    let value = f.await;
+    (start.elapsed(), value)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn report(what: &str, ours: &[Duration], theirs: &[Duration], their_name: &str) {
+    let a: Vec<f64> = ours.iter().copied().map(ms).collect();
+    let b: Vec<f64> = theirs.iter().copied().map(ms).collect();
+    let ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x / y).collect();
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{what:<34} median {:>8.1} ms  (min {:>7.1}, max {:>7.1})  n={}",
+        median(a.clone()),
+        min(&a),
+        max(&a),
+        a.len()
+    );
+    println!(
+        "{their_name:<34} median {:>8.1} ms  (min {:>7.1}, max {:>7.1})  n={}",
+        median(b.clone()),
+        min(&b),
+        max(&b),
+        b.len()
+    );
+    println!(
+        "{:<34} median {:>8.2}x (min {:.2}x, max {:.2}x)\n",
+        "ratio taskbox / docker",
+        median(ratios.clone()),
+        min(&ratios),
+        max(&ratios)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let exec_runs = if quick { 3 } else { runs("BENCH_EXEC_RUNS", 50) };
+    let create_runs = if quick { 1 } else { runs("BENCH_CREATE_RUNS", 10) };
+    if Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        println!("latency bench skipped: Docker is not available");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().to_path_buf();
+    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox")).configure(|cmd| {
+        cmd.arg("serve")
+            .env("TASKBOX_HOME", &home_path)
+            .env("TASKBOX_CONFIG", home_path.join("config.toml"))
+            .env("TASKBOX_LOG", "warn");
+    });
+    let client = ClientConfig::new(ClientCapabilities::default(), Implementation::new("latency-bench", "1"))
+        .serve(TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap();
+
+    // Warm up both paths (image present, first connections made).
+    call(&client, "create_task_sandbox", json!({ "name": "warmup" })).await;
+    let raw = docker(&[
+        "run",
+        "-d",
+        "--init",
+        "--entrypoint",
+        "",
+        "taskbox-base",
+        "sleep",
+        "infinity",
+    ]);
+    docker(&["exec", &raw, "true"]);
+
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..exec_runs {
+        let (d, r) = timed(call(
+            &client,
+            "execute_in_task",
+            json!({ "task": "warmup", "command": "true" }),
+        ))
+        .await;
+        assert_eq!(r["exit_code"], 0);
+        ours.push(d);
+        let (d, _) = timed(async { docker(&["exec", &raw, "true"]) }).await;
+        theirs.push(d);
+    }
+    report(
+        "execute_in_task `true` (stdio RTT)",
+        &ours,
+        &theirs,
+        "docker exec <c> true",
+    );
+
+    let (mut ours, mut theirs, mut raws) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..create_runs {
+        let (d, _) = timed(call(
+            &client,
+            "create_task_sandbox",
+            json!({ "name": format!("bench-{i}") }),
+        ))
+        .await;
+        ours.push(d);
+        let (d, id) = timed(async {
+            docker(&[
+                "run",
+                "-d",
+                "--init",
+                "--entrypoint",
+                "",
+                "taskbox-base",
+                "sleep",
+                "infinity",
+            ])
+        })
+        .await;
+        theirs.push(d);
+        raws.push(id);
+    }
+    report("create_task_sandbox (stdio RTT)", &ours, &theirs, "docker run -d");
+
+    for i in 0..create_runs {
+        call(
+            &client,
+            "delete_task",
+            json!({ "task": format!("bench-{i}"), "confirm": true }),
+        )
+        .await;
+    }
+    call(&client, "delete_task", json!({ "task": "warmup", "confirm": true })).await;
+    raws.push(raw);
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(raws.iter().map(String::as_str));
+    docker(&rm);
+    client.cancel().await.unwrap();
+}
