@@ -41,4 +41,15 @@ if "$pyenv/bin/python" -c 'import mcp' 2>/dev/null; then
   export TASKBOX_TEST_PYTHON="$pyenv/bin/python"
 fi
 
-cargo test --all-targets --no-fail-fast "$@"
+# Keep cargo's own output, and close with one summary line over every test binary (the
+# latency bench runs last in quick mode and prints no summary of its own).
+log_file=$(mktemp)
+trap 'rm -f "$log_file"' EXIT
+set +e
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log_file"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log_file" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
+failed=$(grep -oE '^test result: .*; ([0-9]+) failed' "$log_file" | grep -oE '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
+printf '\n%s passed, %s failed\n' "$passed" "$failed"
+exit "$status"
