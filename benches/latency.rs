@@ -44,6 +44,14 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The raw-Docker equivalent of a task container: same image, init and keep-alive command.
+fn docker_run_keepalive(extra: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--init", "--entrypoint", ""];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["taskbox-base", "sleep", "infinity"]);
+    docker(&args)
+}
+
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (Duration, T) {
     let start = Instant::now();
     let value = f.await;
@@ -123,16 +131,7 @@ async fn main() {
 
     // Warm up both paths (image present, first connections made).
     call(&client, "create_task_sandbox", json!({ "name": "warmup" })).await;
-    let raw = docker(&[
-        "run",
-        "-d",
-        "--init",
-        "--entrypoint",
-        "",
-        "taskbox-base",
-        "sleep",
-        "infinity",
-    ]);
+    let raw = docker_run_keepalive(&[]);
     docker(&["exec", &raw, "true"]);
 
     let mut ours = Vec::new();
@@ -165,23 +164,38 @@ async fn main() {
         ))
         .await;
         ours.push(d);
-        let (d, id) = timed(async {
-            docker(&[
-                "run",
-                "-d",
-                "--init",
-                "--entrypoint",
-                "",
-                "taskbox-base",
-                "sleep",
-                "infinity",
-            ])
-        })
-        .await;
+        let (d, id) = timed(async { docker_run_keepalive(&[]) }).await;
         theirs.push(d);
         raws.push(id);
     }
     report("create_task_sandbox (stdio RTT)", &ours, &theirs, "docker run -d");
+
+    // What taskbox does in Docker terms: a network of the task's own, then a container on it.
+    let (mut ours, mut theirs, mut nets) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..create_runs {
+        let (d, _) = timed(call(
+            &client,
+            "create_task_sandbox",
+            json!({ "name": format!("bench-net-{i}") }),
+        ))
+        .await;
+        ours.push(d);
+        let net = format!("taskbox-bench-{}-{i}", std::process::id());
+        let (d, id) = timed(async {
+            docker(&["network", "create", &net]);
+            docker_run_keepalive(&["--network", &net])
+        })
+        .await;
+        theirs.push(d);
+        raws.push(id);
+        nets.push(net);
+    }
+    report(
+        "create_task_sandbox (stdio RTT)",
+        &ours,
+        &theirs,
+        "docker network create + run -d",
+    );
 
     for i in 0..create_runs {
         call(
@@ -196,5 +210,8 @@ async fn main() {
     let mut rm = vec!["rm", "-f"];
     rm.extend(raws.iter().map(String::as_str));
     docker(&rm);
+    for net in &nets {
+        docker(&["network", "rm", net]);
+    }
     client.cancel().await.unwrap();
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::runtime::SubnetPool;
+use crate::runtime::subnets::Cidr;
 
 /// Capabilities added back after `cap_drop: ALL`: what package managers and `chown`/`su`
 /// style tools need inside the container. KILL lets a root exec stop the agent user's
@@ -20,6 +22,44 @@ pub struct Config {
     pub defaults: TaskDefaults,
     pub security: Security,
     pub execution: ExecutionConfig,
+    pub network: NetworkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Address range per-task networks are carved from (Docker's own pools hold only ~30).
+    pub subnet_pool: String,
+    /// Size of each task's subnet: /28 leaves 13 addresses for containers.
+    pub subnet_prefix: u8,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            subnet_pool: "10.213.0.0/16".into(),
+            subnet_prefix: 28,
+        }
+    }
+}
+
+impl NetworkConfig {
+    pub fn subnet_pool(&self) -> Result<SubnetPool> {
+        let pool: Cidr = self
+            .subnet_pool
+            .parse()
+            .map_err(|e| Error::Config(format!("network.subnet_pool: {e}")))?;
+        if !(pool.prefix..=29).contains(&self.subnet_prefix) {
+            return Err(Error::Config(format!(
+                "network.subnet_prefix must lie between the pool's /{} and /29, not /{}",
+                pool.prefix, self.subnet_prefix
+            )));
+        }
+        Ok(SubnetPool {
+            pool,
+            subnet_prefix: self.subnet_prefix,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -147,6 +187,16 @@ mod tests {
         assert_eq!(config.defaults.memory_mb, 512);
         assert_eq!(config.defaults.image, "taskbox-base");
         assert_eq!(config.execution, ExecutionConfig::default());
+    }
+
+    #[test]
+    fn subnet_pool_is_validated() {
+        assert_eq!(Config::default().network.subnet_pool().unwrap().subnet_prefix, 28);
+        let bad = NetworkConfig {
+            subnet_pool: "10.0.0.0/24".into(),
+            subnet_prefix: 16,
+        };
+        assert!(bad.subnet_pool().unwrap_err().to_string().contains("/24"));
     }
 
     #[test]

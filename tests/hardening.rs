@@ -140,3 +140,52 @@ async fn a_failed_creation_leaves_nothing_behind() {
     assert_eq!(kind, "docker_error");
     assert!(message.contains("pull or build it first"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_egress_tasks_than_dockers_default_pools_hold() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "pool-test").await;
+    // Docker's default address pools hold about 31 bridge networks; taskbox carves /28s out
+    // of its own pool instead, so this many tasks with a network each must all start.
+    let mut subnets = std::collections::BTreeSet::new();
+    for i in 0..35 {
+        let task = create(&client, &format!("pool-{i}")).await;
+        let net = docker_inspect("network", task["network_name"].as_str().unwrap()).unwrap();
+        let subnet = net["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().to_string();
+        assert!(subnet.starts_with("10.213.") && subnet.ends_with("/28"), "{subnet}");
+        subnets.insert(subnet);
+    }
+    assert_eq!(subnets.len(), 35, "subnets must be distinct");
+    let r = exec(&client, "pool-34", "ls /sys/class/net | sort | tr '\\n' ' '").await;
+    assert_eq!(r["stdout"], "eth0 lo ");
+    for i in 0..35 {
+        call(&client, "delete_task", json!({ "task": format!("pool-{i}"), "confirm": true })).await;
+    }
+    assert_eq!(docker(&["network", "ls", "-q", "--filter", &home.label_filter()]), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_can_install_packages_over_egress() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "egress-test").await;
+    create(&client, "egress").await;
+    // apt drops to its _apt user and chowns its files: the capabilities added back after
+    // cap_drop ALL are what make this work, and the task's own network reaches the mirror.
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({
+            "command": "apt-get update -qq && apt-get install -y -qq --no-install-recommends jq >/dev/null && jq --version",
+            "user": "root",
+            "timeout_s": 600,
+        }),
+    )
+    .await;
+    assert_eq!(r["exit_code"], 0, "{r}");
+    assert!(r["stdout"].as_str().unwrap().starts_with("jq-"), "{r}");
+    // The unprivileged user cannot.
+    let r = exec(&client, "egress", "apt-get install -y jq 2>&1; echo rc=$?").await;
+    assert!(r["stdout"].as_str().unwrap().contains("Permission denied"), "{r}");
+}

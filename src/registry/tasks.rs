@@ -2,13 +2,51 @@
 
 use std::path::PathBuf;
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
 use crate::task::model::{NetworkMode, ResourceLimits, Task, TaskStatus, now};
 
 const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version";
+
+const COLUMN_COUNT: usize = 19;
+
+/// `?1, ?2, … ?19` starting at `first`.
+fn placeholders(first: usize) -> String {
+    (first..first + COLUMN_COUNT)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The task's values in `COLUMNS` order.
+fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
+    let text = |s: &str| Value::Text(s.to_string());
+    let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, text);
+    [
+        text(&task.id),
+        text(&task.name),
+        opt(&task.description),
+        text(task.status.as_str()),
+        opt(&task.status_reason),
+        text(&task.image),
+        opt(&task.container_id),
+        text(task.network.as_str()),
+        opt(&task.network_name),
+        text(&task.workspace.to_string_lossy()),
+        opt(&task.shell),
+        opt(&task.exec_user),
+        Value::Integer(task.limits.memory_mb as i64),
+        Value::Real(task.limits.cpus),
+        Value::Integer(task.limits.pids),
+        text(&serde_json::to_string(&task.env).unwrap_or_else(|_| "{}".into())),
+        text(&ts_to_sql(&task.created_at)),
+        text(&ts_to_sql(&task.updated_at)),
+        Value::Integer(task.version),
+    ]
+}
 
 /// One page of `list_tasks`, with the total that matches the filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,30 +57,9 @@ pub struct TaskPage {
 
 impl Registry {
     pub fn insert_task(&self, task: &Task) -> Result<()> {
-        let env = serde_json::to_string(&task.env).unwrap_or_else(|_| "{}".into());
         self.conn().execute(
-            &format!("INSERT INTO tasks ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
-            params![
-                task.id,
-                task.name,
-                task.description,
-                task.status.as_str(),
-                task.status_reason,
-                task.image,
-                task.container_id,
-                task.network.as_str(),
-                task.network_name,
-                task.workspace.to_string_lossy(),
-                task.shell,
-                task.exec_user,
-                task.limits.memory_mb as i64,
-                task.limits.cpus,
-                task.limits.pids,
-                env,
-                ts_to_sql(&task.created_at),
-                ts_to_sql(&task.updated_at),
-                task.version,
-            ],
+            &format!("INSERT INTO tasks ({COLUMNS}) VALUES ({})", placeholders(1)),
+            params_from_iter(bind(task)),
         )?;
         Ok(())
     }
@@ -74,34 +91,17 @@ impl Registry {
         let mut updated = task.clone();
         updated.version = task.version + 1;
         updated.updated_at = now();
-        let env = serde_json::to_string(&task.env).unwrap_or_else(|_| "{}".into());
+        // Every column is rewritten (the id and created_at with their own values), in the same
+        // order as the insert; the extra last parameter is the version this write expects.
+        let mut values = bind(&updated).to_vec();
+        values.push(Value::Integer(task.version));
         let changed = self.conn().execute(
-            "UPDATE tasks SET name = ?2, description = ?3, status = ?4, status_reason = ?5, image = ?6,
-                 container_id = ?7, network = ?8, network_name = ?9, workspace = ?10, shell = ?11,
-                 exec_user = ?12, memory_mb = ?13, cpus = ?14, pids = ?15, env_json = ?16, updated_at = ?17,
-                 version = ?18
-             WHERE id = ?1 AND version = ?19",
-            params![
-                updated.id,
-                updated.name,
-                updated.description,
-                updated.status.as_str(),
-                updated.status_reason,
-                updated.image,
-                updated.container_id,
-                updated.network.as_str(),
-                updated.network_name,
-                updated.workspace.to_string_lossy(),
-                updated.shell,
-                updated.exec_user,
-                updated.limits.memory_mb as i64,
-                updated.limits.cpus,
-                updated.limits.pids,
-                env,
-                ts_to_sql(&updated.updated_at),
-                updated.version,
-                task.version,
-            ],
+            &format!(
+                "UPDATE tasks SET ({COLUMNS}) = ({}) WHERE id = ?1 AND version = ?{}",
+                placeholders(1),
+                COLUMN_COUNT + 1
+            ),
+            params_from_iter(values),
         )?;
         if changed == 0 {
             return Err(RegistryError::Conflict {

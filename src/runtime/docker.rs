@@ -11,18 +11,19 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, ListNetworksOptions,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 
+use super::subnets::{Cidr, free_subnets};
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, NetworkAttachment, OutputChunk,
-    Result, RuntimeError,
+    Result, RuntimeError, SubnetPool, stable_hash,
 };
 
 #[derive(Default)]
@@ -133,19 +134,42 @@ impl ContainerRuntime for DockerRuntime {
         Ok(())
     }
 
-    async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        self.docker()
-            .await?
-            .create_network(request)
+    async fn create_network(&self, name: &str, labels: HashMap<String, String>, pool: &SubnetPool) -> Result<()> {
+        let docker = self.docker().await?;
+        let used: Vec<Cidr> = docker
+            .list_networks(None::<ListNetworksOptions>)
             .await
-            .map(|_| ())
-            .map_err(map_err(format!("network {name}")))
+            .map_err(map_err("networks"))?
+            .into_iter()
+            .flat_map(|n| n.ipam.and_then(|ipam| ipam.config).unwrap_or_default())
+            .filter_map(|config| config.subnet?.parse().ok())
+            .collect();
+        // A handful of tries: a subnet can be taken by another server between our listing
+        // and our create, which Docker reports as an overlap.
+        for subnet in free_subnets(pool.pool, pool.subnet_prefix, &used, stable_hash(name.as_bytes())).take(8) {
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                labels: Some(labels.clone()),
+                ipam: Some(Ipam {
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(subnet.to_string()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            match docker.create_network(request).await {
+                Ok(_) => return Ok(()),
+                Err(BollardError::DockerResponseServerError { message, .. }) if message.contains("overlap") => continue,
+                Err(e) => return Err(map_err(format!("network {name}"))(e)),
+            }
+        }
+        Err(RuntimeError::Api(format!(
+            "no free /{} subnet left in {} for the task network; delete tasks you no longer need, or set [network] subnet_pool to a larger range",
+            pool.subnet_prefix, pool.pool
+        )))
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, OutputChunk, Result, RuntimeError,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, OutputChunk, Result,
+    RuntimeError, SubnetPool,
 };
 
 #[derive(Default)]
@@ -78,7 +79,7 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
-    async fn create_network(&self, name: &str, _: HashMap<String, String>) -> Result<()> {
+    async fn create_network(&self, name: &str, _: HashMap<String, String>, _: &SubnetPool) -> Result<()> {
         self.check("create_network")?;
         self.lock().networks.insert(name.to_string());
         Ok(())

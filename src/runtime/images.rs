@@ -50,12 +50,8 @@ pub fn build_context(dockerfile: &str) -> Result<Vec<u8>> {
 /// by an older taskbox is rebuilt instead of silently used.
 pub const LABEL_DOCKERFILE_HASH: &str = "taskbox.dockerfile-hash";
 
-/// FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
 fn dockerfile_hash(dockerfile: &str) -> String {
-    let hash = dockerfile.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
+    format!("{:016x}", super::stable_hash(dockerfile.as_bytes()))
 }
 
 /// The labels a built-in image is built with.

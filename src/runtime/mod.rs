@@ -6,6 +6,7 @@ pub mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod images;
+pub mod subnets;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +35,20 @@ pub enum RuntimeError {
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// FNV-1a: a hash that is stable across Rust versions and platforms, unlike `DefaultHasher`.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Where per-task networks get their subnets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubnetPool {
+    pub pool: subnets::Cidr,
+    pub subnet_prefix: u8,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkAttachment {
@@ -116,7 +131,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
     ) -> Result<()>;
 
-    async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()>;
+    /// Creates a bridge network on a free subnet of `pool` (subnets of size `subnet_prefix`).
+    async fn create_network(&self, name: &str, labels: HashMap<String, String>, pool: &SubnetPool) -> Result<()>;
     /// Removing a network that does not exist succeeds.
     async fn remove_network(&self, name: &str) -> Result<()>;
 

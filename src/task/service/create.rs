@@ -136,7 +136,9 @@ impl TaskService {
         let network = match task.network {
             NetworkMode::Egress => {
                 let name = format!("taskbox-{}", task.id);
-                self.runtime.create_network(&name, labels.clone()).await?;
+                self.runtime
+                    .create_network(&name, labels.clone(), &self.subnet_pool)
+                    .await?;
                 made.network = Some(name.clone());
                 task.network_name = Some(name.clone());
                 NetworkAttachment::Bridge(name)

@@ -23,7 +23,7 @@ use super::model::{Event, Task, TaskStatus};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::registry::{Registry, RegistryError, TaskPage};
-use crate::runtime::{ContainerRuntime, LABEL_HOME, LABEL_TASK_ID, LABEL_TASK_NAME};
+use crate::runtime::{ContainerRuntime, LABEL_HOME, LABEL_TASK_ID, LABEL_TASK_NAME, SubnetPool};
 use crate::store::{StateSnapshot, TaskStore};
 
 /// Receives human-readable progress of long operations (image builds).
@@ -36,6 +36,7 @@ pub fn no_progress() -> Progress {
 
 pub struct TaskService {
     config: Config,
+    subnet_pool: SubnetPool,
     home: PathBuf,
     registry: Registry,
     store: TaskStore,
@@ -62,6 +63,7 @@ impl TaskService {
         let home = home.canonicalize().unwrap_or(home);
         let registry = Registry::open(&home.join("registry.db"))?;
         Ok(Self {
+            subnet_pool: config.network.subnet_pool()?,
             store: TaskStore::new(home.join("tasks")),
             config,
             home,
