@@ -15,8 +15,8 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 if scripts/provision-docker.sh; then
   scripts/build-base-image.sh
-  log "building the taskbox-base image (skipped when present)"
-  cargo run --quiet -- images build base
+  log "building the task images (skipped when current)"
+  cargo run --quiet -- images build all
 elif [ "$ci" = true ]; then
   log "Docker could not be provisioned and CI=true: failing"
   exit 1

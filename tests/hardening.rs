@@ -160,7 +160,12 @@ async fn more_egress_tasks_than_dockers_default_pools_hold() {
     let r = exec(&client, "pool-34", "ls /sys/class/net | sort | tr '\\n' ' '").await;
     assert_eq!(r["stdout"], "eth0 lo ");
     for i in 0..35 {
-        call(&client, "delete_task", json!({ "task": format!("pool-{i}"), "confirm": true })).await;
+        call(
+            &client,
+            "delete_task",
+            json!({ "task": format!("pool-{i}"), "confirm": true }),
+        )
+        .await;
     }
     assert_eq!(docker(&["network", "ls", "-q", "--filter", &home.label_filter()]), "");
 }
@@ -188,4 +193,25 @@ async fn root_can_install_packages_over_egress() {
     // The unprivileged user cannot.
     let r = exec(&client, "egress", "apt-get install -y jq 2>&1; echo rc=$?").await;
     assert!(r["stdout"].as_str().unwrap().contains("Permission denied"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn developer_image_has_its_toolchains() {
+    require_docker!();
+    if docker_inspect("image", "taskbox-developer").is_none() {
+        assert!(std::env::var("CI").is_err(), "CI=true but taskbox-developer is missing: scripts/test.sh builds it");
+        eprintln!("SKIPPED: taskbox-developer is not built (taskbox images build developer)");
+        return;
+    }
+    let home = Home::new();
+    let client = connect(&home.path(), "developer-test").await;
+    call(&client, "create_task_sandbox", json!({ "name": "dev", "image": "taskbox-developer", "network": "none" })).await;
+    let r = exec(
+        &client,
+        "dev",
+        "set -e; for t in gcc make python3 pip3 node npm rg jq git; do command -v $t >/dev/null || echo missing $t; done; \
+         python3 -m venv /tmp/venv && echo venv-ok; id -un",
+    )
+    .await;
+    assert_eq!(r["stdout"], "venv-ok\nagent\n", "{r}");
 }

@@ -13,13 +13,4 @@ impl Registry {
         )?;
         Ok(())
     }
-
-    pub fn count_events(&self, task_id: &str, kind: &str) -> Result<u64> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM events WHERE task_id = ?1 AND type = ?2",
-            params![task_id, kind],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
-    }
 }

@@ -27,12 +27,6 @@ impl TaskStore {
         })?;
         atomic_write(&path, |file| file.write_all(&bytes))
     }
-
-    pub fn read_state(&self, task_id: &str) -> Result<StateSnapshot> {
-        let path = self.state_path(task_id);
-        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { path, source })
-    }
 }
 
 /// Replaces `path` with what `write` puts in a temp file beside it. If `write` fails, `path`

@@ -72,20 +72,12 @@ impl TaskService {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     pub fn home(&self) -> &Path {
         &self.home
     }
 
     pub fn runtime(&self) -> &Arc<dyn ContainerRuntime> {
         &self.runtime
-    }
-
-    pub fn store(&self) -> &TaskStore {
-        &self.store
     }
 
     /// Finds a task by id or name; `None` means "the session's current task" and is refused
