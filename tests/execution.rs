@@ -30,13 +30,14 @@ async fn timeout_kills_the_whole_process_tree() {
     let client = connect(&home.path(), "timeout-test").await;
     create(&client, "timeouts").await;
 
-    // A foreground sleep, a background one, and one that escaped into its own session.
+    // A foreground sleep, a background one, one that escaped into its own session, and one
+    // that cleared its environment (still a descendant).
     let started = Instant::now();
     let r = call(
         &client,
         "execute_in_task",
         json!({
-            "command": "sleep 1001 & setsid sleep 1002 & echo started; sleep 1000",
+            "command": "sleep 1001 & setsid sleep 1002 & env -i /bin/sleep 1003 & echo started; sleep 1000",
             "timeout_s": 2,
         }),
     )
@@ -168,6 +169,11 @@ async fn users_workdirs_env_and_bad_arguments() {
             "1X",
         ),
         (
+            json!({ "command": "true", "env": { "TASKBOX_EXEC_ID": "x" } }),
+            "invalid_argument",
+            "reserved",
+        ),
+        (
             json!({ "command": "true", "task": "nope" }),
             "task_not_found",
             "list_tasks",
@@ -188,4 +194,30 @@ async fn users_workdirs_env_and_bad_arguments() {
         Ok(r) => assert_eq!(r.is_error, Some(true), "{}", text(&r)),
         Err(e) => assert!(e.to_string().contains("bogus"), "{e}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_commands_cannot_leave_setuid_files_on_the_host() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "setuid-test").await;
+    let task = create(&client, "setuid").await;
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({
+            "command": "cp /bin/true /workspace/suid && chmod 6755 /workspace/suid && stat -c %a /workspace/suid",
+            "user": "root",
+        }),
+    )
+    .await;
+    assert_eq!(r["stdout"], "6755\n", "the command itself saw its chmod");
+    use std::os::unix::fs::PermissionsExt;
+    let host_file = home
+        .path()
+        .join("workspaces")
+        .join(task["id"].as_str().unwrap())
+        .join("suid");
+    let mode = std::fs::metadata(&host_file).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(format!("{mode:o}"), "755", "set-id bits survived on the host");
 }

@@ -199,13 +199,21 @@ async fn root_can_install_packages_over_egress() {
 async fn developer_image_has_its_toolchains() {
     require_docker!();
     if docker_inspect("image", "taskbox-developer").is_none() {
-        assert!(std::env::var("CI").is_err(), "CI=true but taskbox-developer is missing: scripts/test.sh builds it");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but taskbox-developer is missing: scripts/test.sh builds it"
+        );
         eprintln!("SKIPPED: taskbox-developer is not built (taskbox images build developer)");
         return;
     }
     let home = Home::new();
     let client = connect(&home.path(), "developer-test").await;
-    call(&client, "create_task_sandbox", json!({ "name": "dev", "image": "taskbox-developer", "network": "none" })).await;
+    call(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "dev", "image": "taskbox-developer", "network": "none" }),
+    )
+    .await;
     let r = exec(
         &client,
         "dev",

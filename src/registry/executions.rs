@@ -63,6 +63,14 @@ impl Registry {
         Ok(())
     }
 
+    /// Marks executions still `running` that started before `cutoff` as failed.
+    pub fn fail_stale_executions(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE executions SET status = 'failed' WHERE status = 'running' AND started_at < ?1",
+            [ts_to_sql(&cutoff)],
+        )?)
+    }
+
     /// Newest first.
     pub fn recent_executions(&self, task_id: &str, limit: u32) -> Result<Vec<Execution>> {
         let conn = self.conn();
@@ -214,6 +222,10 @@ mod tests {
                 running: 1
             }
         );
+        // Only executions started before the cutoff are considered stale.
+        assert_eq!(reg.fail_stale_executions(running.started_at).unwrap(), 0);
+        assert_eq!(reg.fail_stale_executions(now()).unwrap(), 1);
+        assert_eq!(reg.execution_counts(&task.id).unwrap().failed, 2);
         let recent = reg.recent_executions(&task.id, 2).unwrap();
         assert_eq!(
             recent.iter().map(|e| e.command.as_str()).collect::<Vec<_>>(),

@@ -18,6 +18,8 @@ pub struct StreamCapture {
     total: u64,
     log_path: PathBuf,
     log: Option<BufWriter<File>>,
+    /// Set once the stream passed the cap; the spill is tried only then, never again.
+    spilled: bool,
     log_error: Option<String>,
 }
 
@@ -40,6 +42,7 @@ impl StreamCapture {
             total: 0,
             log_path,
             log: None,
+            spilled: false,
             log_error: None,
         }
     }
@@ -50,7 +53,8 @@ impl StreamCapture {
             if let Err(e) = log.write_all(chunk) {
                 self.log_error.get_or_insert(e.to_string());
             }
-        } else if self.total > self.cap as u64 {
+        } else if self.total > self.cap as u64 && !self.spilled {
+            self.spilled = true;
             self.spill(chunk);
         }
         let head_room = self.cap / 2 - self.head.len().min(self.cap / 2);
@@ -186,6 +190,22 @@ mod tests {
     fn invalid_utf8_becomes_replacement_characters() {
         let (out, _dir) = capture(100, &[b"ok \xff\xfe done"]);
         assert_eq!(out.text, "ok \u{fffd}\u{fffd} done");
+    }
+
+    #[test]
+    fn an_unwritable_log_is_reported_once_and_never_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("out.log");
+        let mut c = StreamCapture::new(8, path.clone());
+        c.push(b"0123456789");
+        // The directory appears later: a retry would now write a log missing the middle.
+        std::fs::create_dir(dir.path().join("missing-dir")).unwrap();
+        c.push(b"abcdefghij");
+        let out = c.finish("stdout");
+        assert!(out.truncated);
+        assert_eq!(out.full_output, None);
+        assert!(out.text.contains("could not be saved"), "{}", out.text);
+        assert!(!path.exists());
     }
 
     #[test]

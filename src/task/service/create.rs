@@ -41,6 +41,16 @@ impl TaskService {
         }
         // Image first: a missing Docker or image fails before anything is made.
         let image_user = self.ensure_image(&task.image, &progress).await?;
+        if is_root(&image_user) && !self.config.security.allow_root_exec {
+            return Err(Error::invalid(
+                "image",
+                format!(
+                    "image '{}' runs as root and this server does not allow root execution \
+                     (security.allow_root_exec); use an image with an unprivileged USER, e.g. taskbox-base",
+                    task.image
+                ),
+            ));
+        }
 
         let mut made = Made::default();
         match self.build_task(task, &image_user, &mut made).await {
@@ -184,7 +194,7 @@ impl TaskService {
     /// another uid) and finds the shell commands will run under.
     async fn prepare_container(&self, container: &str, image_user: &str) -> Result<String> {
         let owner = match image_user {
-            "" | "root" | "0" | "0:0" => String::new(),
+            user if is_root(user) => String::new(),
             user if user.contains(':') => user.to_string(),
             user => format!("{user}:"),
         };
@@ -235,6 +245,11 @@ if [ -x /bin/bash ]; then echo bash; else echo sh; fi"#;
     }
 }
 
+/// Whether an image's configured user is root (Docker's default when the image sets none).
+fn is_root(user: &str) -> bool {
+    matches!(user.split(':').next().unwrap_or(""), "" | "root" | "0")
+}
+
 fn name_taken(existing: Task) -> Error {
     Error::NameTaken {
         name: existing.name,
@@ -255,6 +270,12 @@ pub(super) fn validate_env(env: &BTreeMap<String, String>) -> Result<()> {
             return Err(Error::invalid(
                 "env",
                 format!("'{key}' is not a valid variable name; use letters, digits and '_', not starting with a digit"),
+            ));
+        }
+        if key.starts_with("TASKBOX_") {
+            return Err(Error::invalid(
+                "env",
+                format!("'{key}': names starting with TASKBOX_ are reserved for taskbox itself"),
             ));
         }
         if value.contains('\0') {

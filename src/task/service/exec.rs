@@ -17,26 +17,47 @@ use super::TaskService;
 use crate::error::{Error, Result};
 use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
 use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Event, Execution, ExecutionStatus, new_execution_id, now};
+use crate::task::model::{Event, Execution, ExecutionStatus, TaskStatus, new_execution_id, now};
 use crate::task::output::{CapturedStream, StreamCapture};
 
 const MARKER_VAR: &str = "TASKBOX_EXEC_ID";
 
-/// Kills every process carrying `TASKBOX_EXEC_ID=$1`; repeats while it finds any, so a
+/// Kills every process carrying `TASKBOX_EXEC_ID=$1` and every descendant of one (a child
+/// that cleared its environment is still a descendant); repeats while it finds any, so a
 /// process forked during one sweep is caught by the next.
 const KILL_SCRIPT: &str = r#"id="$1"; round=0
 while [ $round -lt 10 ]; do
-  found=
+  doomed=" "
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [ "$pid" = "$$" ] && continue
     if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "TASKBOX_EXEC_ID=$id"; then
-      kill -9 "$pid" 2>/dev/null && found=1
+      doomed="$doomed$pid "
     fi
   done
-  [ -z "$found" ] && break
+  grown=1
+  while [ -n "$grown" ] && [ "$doomed" != " " ]; do
+    grown=
+    for d in /proc/[0-9]*; do
+      pid=${d#/proc/}
+      case "$doomed" in *" $pid "*) continue ;; esac
+      ppid=$(sed -n 's/^PPid:[[:space:]]*//p' "$d/status" 2>/dev/null)
+      case "$doomed" in *" $ppid "*) doomed="$doomed$pid "; grown=1 ;; esac
+    done
+  done
+  [ "$doomed" = " " ] && break
+  kill -9 $doomed 2>/dev/null
   round=$((round + 1))
 done"#;
+
+/// Clears set-user-id and set-group-id bits in the workspace. The workspace is a host
+/// directory, so a setuid-root file made by a root command would be a way to root on the
+/// host for anyone who runs it there.
+const STRIP_SETID_SCRIPT: &str = "find /workspace -xdev -type f -perm /6000 -exec chmod ug-s {} + 2>/dev/null; true";
+
+/// How long the kill may take before the container is restarted instead (a fork bomb at the
+/// pids limit leaves no room to start the killer).
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to keep reading output after the process tree was killed.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(5);
@@ -81,6 +102,8 @@ enum Ending {
     Exited,
     TimedOut,
     Cancelled,
+    /// The output stream from Docker broke; the process tree is killed like on a timeout.
+    StreamFailed(String),
 }
 
 impl TaskService {
@@ -176,11 +199,22 @@ impl TaskService {
             Ending::Exited => ExecutionStatus::Finished,
             Ending::TimedOut => ExecutionStatus::TimedOut,
             Ending::Cancelled => ExecutionStatus::Cancelled,
+            Ending::StreamFailed(_) => ExecutionStatus::Failed,
+        };
+        let stream_error = match &ending {
+            Ending::StreamFailed(e) => Some(format!(
+                "lost the output stream from Docker ({e}); the command's processes were killed"
+            )),
+            _ => None,
         };
         self.registry.finish_execution(&execution)?;
-        self.record_execution(&execution, None)?;
-        if matches!(ending, Ending::Cancelled) {
-            return Err(Error::Cancelled);
+        self.record_execution(&execution, stream_error.as_deref())?;
+        match ending {
+            Ending::Cancelled => return Err(Error::Cancelled),
+            Ending::StreamFailed(_) => {
+                return Err(Error::Runtime(RuntimeError::Api(stream_error.unwrap_or_default())));
+            }
+            _ => {}
         }
         Ok(ExecutionResult {
             execution_id: execution.id,
@@ -224,7 +258,10 @@ impl TaskService {
                 chunk = handle.output.next() => match chunk {
                     Some(Ok(OutputChunk::Stdout(bytes))) => stdout.push(&bytes),
                     Some(Ok(OutputChunk::Stderr(bytes))) => stderr.push(&bytes),
-                    Some(Err(e)) => return Err(e.into()),
+                    Some(Err(e)) => {
+                        ending = Ending::StreamFailed(e.to_string());
+                        break;
+                    }
                     None => break,
                 },
                 () = &mut deadline, if matches!(ending, Ending::Exited) => {
@@ -238,7 +275,7 @@ impl TaskService {
             }
         }
         if !matches!(ending, Ending::Exited) {
-            self.kill_execution(container, exec_id, user).await;
+            self.kill_execution(container, exec_id, user.clone()).await;
             // Collect what the tree printed before it died; give up on a stream that some
             // escaped process still holds open.
             let drain = async {
@@ -253,9 +290,17 @@ impl TaskService {
             let _ = tokio::time::timeout(DRAIN_AFTER_KILL, drain).await;
         }
         let exit_code = match ending {
-            Ending::Exited => self.runtime.exec_exit_code(&handle.exec_id).await?,
+            // The command ran; losing its output over a failed inspect would be worse than
+            // reporting no exit code.
+            Ending::Exited => self.runtime.exec_exit_code(&handle.exec_id).await.unwrap_or_else(|e| {
+                tracing::warn!(exec_id, error = %e, "cannot read the exit code");
+                None
+            }),
             _ => None,
         };
+        if user.as_deref().is_none_or(|u| u == "root" || u == "0") {
+            self.strip_setid(container).await;
+        }
         Ok((ending, exit_code, stdout.finish("stdout"), stderr.finish("stderr")))
     }
 
@@ -267,8 +312,32 @@ impl TaskService {
             user,
             ..Default::default()
         };
+        let error = match tokio::time::timeout(KILL_TIMEOUT, self.run_captured(container, spec)).await {
+            Ok(Ok((Some(0), _, _))) => return,
+            Ok(Ok((code, _, stderr))) => format!("the kill command exited with {code:?}: {}", stderr.trim()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the kill command did not finish within {KILL_TIMEOUT:?}"),
+        };
+        // Last resort: restarting the container ends every process in it; the files stay.
+        tracing::warn!(exec_id, %error, "cannot kill the execution's processes; restarting the container");
+        let restarted = async {
+            self.runtime.stop_container(container, 0).await?;
+            self.runtime.start_container(container).await
+        };
+        if let Err(e) = restarted.await {
+            tracing::error!(exec_id, error = %e, "cannot restart the container after a failed kill");
+        }
+    }
+
+    /// See `STRIP_SETID_SCRIPT`; run after root commands and before a task stops.
+    pub(super) async fn strip_setid(&self, container: &str) {
+        let spec = ExecSpec {
+            cmd: ["sh", "-c", STRIP_SETID_SCRIPT].map(String::from).to_vec(),
+            user: Some("root".into()),
+            ..Default::default()
+        };
         if let Err(e) = self.run_captured(container, spec).await {
-            tracing::warn!(exec_id, error = %e, "cannot kill the execution's processes");
+            tracing::warn!(container, error = %e, "cannot clear set-id bits in the workspace");
         }
     }
 
@@ -333,6 +402,14 @@ impl TaskService {
         let Ok(task) = self.resolve(Some(task_id)) else {
             return error;
         };
+        // Someone stopped the task while this call was starting: that is not a death.
+        if task.status != TaskStatus::Running {
+            return Error::WrongStatus {
+                task: task.name,
+                status: task.status.to_string(),
+                hint: super::status_hint(task.status).into(),
+            };
+        }
         let Some(container) = task.container_id.clone() else {
             return error;
         };

@@ -137,6 +137,9 @@ impl TaskService {
         crate::task::lifecycle::transition(task.status, LifecycleEvent::Stop)?;
         let timeout = timeout_s.unwrap_or(10).min(300) as i32;
         if let Some(container) = &task.container_id {
+            // A root process left running may have made setuid files since the last root
+            // command; the workspace outlives the container on the host.
+            self.strip_setid(container).await;
             self.runtime.stop_container(container, timeout).await?;
         }
         self.transition(task, LifecycleEvent::Stop, None, |_| {})
@@ -190,11 +193,6 @@ impl TaskService {
         self.registry.delete_task(&task.id)?;
         tracing::info!(task = %task.id, name = %task.name, "task deleted");
         Ok(task.id)
-    }
-
-    /// Marks a task whose container is gone or dead as failed, with the reason.
-    pub(super) fn mark_died(&self, task: Task, reason: String) -> Result<Task> {
-        self.transition(task, LifecycleEvent::ContainerDied, Some(reason), |_| {})
     }
 }
 

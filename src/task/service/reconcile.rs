@@ -1,6 +1,7 @@
 //! Startup reconciliation: compare every live task with Docker and record what changed while
 //! no server was watching. A task whose container vanished or died is marked failed with the
-//! reason in its event log; nothing is silently dropped.
+//! reason in its event log; nothing is silently dropped. One task that cannot be checked does
+//! not stop the others from being checked.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use super::TaskService;
 use super::ops::died_reason;
 use crate::error::Result;
 use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{TaskStatus, now};
+use crate::task::model::{Task, TaskStatus, now};
 
 /// A `creating` row older than this belongs to a server that died mid-creation.
 const STALE_CREATING: Duration = Duration::from_secs(600);
@@ -28,52 +29,74 @@ pub struct ReconcileOutcome {
 impl TaskService {
     pub async fn reconcile(&self) -> Result<Vec<ReconcileOutcome>> {
         self.runtime.ping().await?;
+        self.fail_stale_executions();
         let mut outcomes = Vec::new();
         for status in [TaskStatus::Running, TaskStatus::Stopped, TaskStatus::Creating] {
-            let page = self.registry.list_tasks(Some(status), u32::MAX, 0)?;
-            for task in page.tasks {
-                let reason = if status == TaskStatus::Creating {
-                    let age = (now() - task.created_at).to_std().unwrap_or_default();
-                    if age < STALE_CREATING {
-                        continue;
-                    }
-                    if let Some(container) = &task.container_id {
-                        self.runtime.remove_container(container).await?;
-                    }
-                    if let Some(network) = &task.network_name {
-                        self.runtime.remove_network(network).await?;
-                    }
-                    "the server stopped while the task was being created".to_string()
-                } else {
-                    let Some(container) = task.container_id.clone() else {
-                        continue;
-                    };
-                    let state = self.runtime.inspect_container(&container).await?;
-                    let alive = match &state {
-                        None => false,
-                        Some(state) => state.running || status != TaskStatus::Running,
-                    };
-                    if alive {
-                        continue;
-                    }
-                    died_reason(&container, state.as_ref())
-                };
+            for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {
                 let (id, name) = (task.id.clone(), task.name.clone());
-                let saved = if status == TaskStatus::Creating {
-                    self.transition(task, LifecycleEvent::CreationFailed, Some(reason.clone()), |_| {})?
-                } else {
-                    self.mark_died(task, reason.clone())?
-                };
-                tracing::warn!(task = %id, %name, %reason, "reconcile: task marked failed");
-                outcomes.push(ReconcileOutcome {
-                    task_id: id,
-                    name,
-                    from: status,
-                    to: saved.status,
-                    reason,
-                });
+                match self.reconcile_task(task).await {
+                    Ok(Some(outcome)) => {
+                        tracing::warn!(task = %id, %name, reason = %outcome.reason, "reconcile: task marked failed");
+                        outcomes.push(outcome);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(task = %id, %name, error = %e, "reconcile: cannot check task"),
+                }
             }
         }
         Ok(outcomes)
+    }
+
+    async fn reconcile_task(&self, task: Task) -> Result<Option<ReconcileOutcome>> {
+        let from = task.status;
+        let (event, reason) = if from == TaskStatus::Creating {
+            let age = (now() - task.created_at).to_std().unwrap_or_default();
+            if age < STALE_CREATING {
+                return Ok(None);
+            }
+            // The row learns its container and network only when creation finishes, but
+            // their names are derived from the id, so what a crashed creation made is found.
+            let name = format!("taskbox-{}", task.id);
+            self.runtime.remove_container(&name).await?;
+            self.runtime.remove_network(&name).await?;
+            crate::workspace::remove(&task.workspace)?;
+            (
+                LifecycleEvent::CreationFailed,
+                "the server stopped while the task was being created".to_string(),
+            )
+        } else {
+            let Some(container) = task.container_id.clone() else {
+                return Ok(None);
+            };
+            let state = self.runtime.inspect_container(&container).await?;
+            let alive = match &state {
+                None => false,
+                Some(state) => state.running || from != TaskStatus::Running,
+            };
+            if alive {
+                return Ok(None);
+            }
+            (LifecycleEvent::ContainerDied, died_reason(&container, state.as_ref()))
+        };
+        let (task_id, name) = (task.id.clone(), task.name.clone());
+        let saved = self.transition(task, event, Some(reason.clone()), |_| {})?;
+        Ok(Some(ReconcileOutcome {
+            task_id,
+            name,
+            from,
+            to: saved.status,
+            reason,
+        }))
+    }
+
+    /// Executions still `running` long after the longest allowed timeout belonged to a server
+    /// that stopped mid-execution; record them as failed instead of running forever.
+    fn fail_stale_executions(&self) {
+        let grace = chrono::Duration::seconds(self.config.execution.max_timeout_s as i64 + 300);
+        match self.registry.fail_stale_executions(now() - grace) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "reconcile: stale running executions marked failed"),
+            Err(e) => tracing::warn!(error = %e, "reconcile: cannot check stale executions"),
+        }
     }
 }
