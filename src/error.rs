@@ -64,6 +64,9 @@ pub enum Error {
 
     #[error("transport: {0}")]
     Transport(String),
+
+    #[error("the server is shutting down; retry with a new server")]
+    ShuttingDown,
 }
 
 impl Error {
@@ -103,6 +106,7 @@ impl Error {
             Self::Cancelled => "cancelled",
             Self::Config(_) => "config_error",
             Self::Transport(_) => "transport_error",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 }

@@ -65,6 +65,11 @@ impl TaskboxServer {
         }
     }
 
+    /// This MCP session's id, as recorded in attachments.
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
+
     pub(crate) fn set_current_task(&self, task_id: Option<String>) {
         *self.session.current_task.lock().unwrap_or_else(|p| p.into_inner()) = task_id;
     }

@@ -57,6 +57,20 @@ impl Registry {
         rows.into_iter().map(into_attachment).collect()
     }
 
+    /// Ends every open attachment of an MCP session, on any task.
+    pub fn detach_session(&self, session_id: &str) -> Result<Vec<Attachment>> {
+        let at = ts_to_sql(&now());
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "UPDATE attachments SET detached_at = ?2 WHERE session_id = ?1 AND detached_at IS NULL
+             RETURNING id, task_id, agent, session_id, attached_at, detached_at",
+        )?;
+        let rows = stmt
+            .query_map(params![session_id, at], raw)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(into_attachment).collect()
+    }
+
     pub fn active_attachments(&self, task_id: &str) -> Result<Vec<Attachment>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -101,11 +115,18 @@ mod tests {
         assert_eq!(reg.active_attachments(&task.id).unwrap().len(), 2);
 
         assert!(reg.detach(&task.id, Some("claude"), "s2").unwrap().is_empty());
+        let other = sample_task("beta");
+        reg.insert_task(&other).unwrap();
+        reg.attach(&other.id, "opencode", "s2").unwrap();
         let ended = reg.detach(&task.id, None, "s1").unwrap();
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].agent, "claude");
         assert!(ended[0].detached_at.is_some());
         let left = reg.active_attachments(&task.id).unwrap();
         assert_eq!(left.iter().map(|a| a.agent.as_str()).collect::<Vec<_>>(), ["opencode"]);
+        // A session that ends leaves no attachment behind, on any task.
+        assert_eq!(reg.detach_session("s2").unwrap().len(), 2);
+        assert!(reg.active_attachments(&task.id).unwrap().is_empty());
+        assert!(reg.active_attachments(&other.id).unwrap().is_empty());
     }
 }

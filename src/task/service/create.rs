@@ -35,6 +35,13 @@ struct Made {
 
 impl TaskService {
     pub async fn create_task(&self, request: CreateTaskRequest, progress: Progress) -> Result<Task> {
+        self.refuse_if_shutting_down()?;
+        self.in_flight
+            .track_future(self.create_tracked(request, progress))
+            .await
+    }
+
+    async fn create_tracked(&self, request: CreateTaskRequest, progress: Progress) -> Result<Task> {
         let task = self.new_task(request)?;
         if let Some(existing) = self.registry.get_task_by_name(&task.name)? {
             return Err(name_taken(existing));

@@ -113,6 +113,18 @@ impl TaskService {
         request: ExecRequest,
         cancel: CancellationToken,
     ) -> Result<ExecutionResult> {
+        self.refuse_if_shutting_down()?;
+        self.in_flight
+            .track_future(self.execute_tracked(task, request, cancel))
+            .await
+    }
+
+    async fn execute_tracked(
+        &self,
+        task: &str,
+        request: ExecRequest,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionResult> {
         let task = self.resolve(Some(task))?;
         let container = self.require_running(&task)?;
         let exec_config = &self.config.execution;
@@ -269,6 +281,10 @@ impl TaskService {
                     break;
                 }
                 () = cancel.cancelled(), if matches!(ending, Ending::Exited) => {
+                    ending = Ending::Cancelled;
+                    break;
+                }
+                () = self.shutting_down.cancelled(), if matches!(ending, Ending::Exited) => {
                     ending = Ending::Cancelled;
                     break;
                 }

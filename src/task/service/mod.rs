@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use create::CreateTaskRequest;
 pub use exec::{ExecRequest, ExecutionResult};
@@ -35,6 +37,10 @@ pub fn no_progress() -> Progress {
 }
 
 pub struct TaskService {
+    /// Creations and executions in flight, so shutdown can wait for them.
+    in_flight: TaskTracker,
+    /// Cancelled at shutdown: running executions are killed and recorded as cancelled.
+    shutting_down: CancellationToken,
     config: Config,
     subnet_pool: SubnetPool,
     home: PathBuf,
@@ -63,6 +69,8 @@ impl TaskService {
         let home = home.canonicalize().unwrap_or(home);
         let registry = Registry::open(&home.join("registry.db"))?;
         Ok(Self {
+            in_flight: TaskTracker::new(),
+            shutting_down: CancellationToken::new(),
             subnet_pool: config.network.subnet_pool()?,
             store: TaskStore::new(home.join("tasks")),
             config,
@@ -70,6 +78,48 @@ impl TaskService {
             registry,
             runtime,
         })
+    }
+
+    /// Stops serving work: running executions are killed and recorded, creations in flight
+    /// finish (or roll back); waits for them up to `grace`.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.shutting_down.cancel();
+        self.in_flight.close();
+        if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
+            tracing::warn!(
+                left = self.in_flight.len(),
+                "shutdown: work still in flight after {grace:?}"
+            );
+        }
+    }
+
+    fn refuse_if_shutting_down(&self) -> Result<()> {
+        if self.shutting_down.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Ends every attachment an MCP session still holds (the session is over).
+    pub fn end_session(&self, session_id: &str) {
+        let ended = match self.registry.detach_session(session_id) {
+            Ok(ended) => ended,
+            Err(e) => {
+                tracing::warn!(session_id, error = %e, "cannot end the session's attachments");
+                return;
+            }
+        };
+        for attachment in ended {
+            let data = serde_json::json!({
+                "agent": attachment.agent, "session_id": session_id, "reason": "session ended",
+            });
+            if let Err(e) = self.record(Event::new(&attachment.task_id, "agent_detached", data)) {
+                tracing::warn!(task = %attachment.task_id, error = %e, "cannot record detach");
+            }
+            if let Ok(Some(task)) = self.registry.get_task(&attachment.task_id) {
+                self.write_state(&task);
+            }
+        }
     }
 
     pub fn home(&self) -> &Path {
@@ -152,16 +202,19 @@ impl TaskService {
         }))
     }
 
-    /// Rewrites state.json; failures are logged because the registry already holds the truth
-    /// and the validator can rebuild the file from it.
+    /// Rewrites state.json; failures are logged, not fatal: the registry holds the same facts
+    /// and the next change rewrites the file.
     fn write_state(&self, task: &Task) {
-        let attachments = self.registry.active_attachments(&task.id).unwrap_or_default();
-        let snapshot = StateSnapshot {
-            task: task.clone(),
-            attachments,
+        // Another server may have written a newer version since `task` was read: snapshot
+        // the row as it is now, so the file never goes back to an older state.
+        let task = match self.registry.get_task(&task.id) {
+            Ok(Some(latest)) if latest.version > task.version => latest,
+            _ => task.clone(),
         };
+        let attachments = self.registry.active_attachments(&task.id).unwrap_or_default();
+        let snapshot = StateSnapshot { task, attachments };
         if let Err(e) = self.store.write_state(&snapshot) {
-            tracing::warn!(task = %task.id, error = %e, "cannot write state.json");
+            tracing::warn!(task = %snapshot.task.id, error = %e, "cannot write state.json");
         }
     }
 
