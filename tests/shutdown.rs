@@ -65,7 +65,6 @@ fn closing_stdin_mid_execution_kills_it_and_ends_the_session() {
     std::thread::sleep(Duration::from_millis(1500));
 
     // The client goes away.
-    drop(send);
     drop(stdin);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {

@@ -1,9 +1,8 @@
-//! `taskbox images build [base|developer|all]`, with build progress on stderr.
+//! `taskbox images build [base|developer|all] [--force]`, with build progress on stderr.
 
 use clap::{Subcommand, ValueEnum};
 
-use crate::runtime::images::{self, BUILTIN_IMAGES};
-use crate::runtime::{ContainerRuntime, DockerRuntime};
+use crate::task::TaskService;
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
@@ -25,24 +24,20 @@ pub enum Which {
     All,
 }
 
-pub async fn run(command: ImagesCommand) -> anyhow::Result<()> {
+pub async fn run(service: &TaskService, command: ImagesCommand) -> anyhow::Result<()> {
     let ImagesCommand::Build { which, force } = command;
-    let runtime = DockerRuntime::new();
-    runtime.ping().await?;
     let names: &[&str] = match which {
         Which::Base => &["taskbox-base"],
         Which::Developer => &["taskbox-developer"],
         Which::All => &["taskbox-base", "taskbox-developer"],
     };
-    for def in BUILTIN_IMAGES.iter().filter(|d| names.contains(&d.name)) {
-        let progress = |line: &str| eprintln!("{line}");
-        if force {
-            images::build(&runtime, def, &progress).await?;
-        } else if !images::build_if_needed(&runtime, def, &progress).await? {
-            eprintln!("{} is up to date (--force rebuilds it)", def.name);
-            continue;
+    let progress = |line: &str| eprintln!("{line}");
+    for (name, built) in service.build_images(names, force, &progress).await? {
+        if built {
+            eprintln!("built {name}");
+        } else {
+            eprintln!("{name} is up to date (--force rebuilds it)");
         }
-        eprintln!("built {}", def.name);
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
-            Command::Images { command } => images::run(command).await,
+            Command::Images { command } => images::run(&*open_service(config)?, command).await,
             Command::Doctor => doctor(config).await,
         }
     })
@@ -86,15 +86,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn doctor(config: Config) -> anyhow::Result<()> {
     let service = open_service(config)?;
     eprintln!("data directory: {}", service.home().display());
-    let runtime = service.runtime();
-    runtime.ping().await.context("Docker")?;
+    let report = service.doctor().await?;
+    if let Some(error) = report.docker_error {
+        anyhow::bail!("docker: {error}");
+    }
     eprintln!("docker: reachable");
-    for def in crate::runtime::images::BUILTIN_IMAGES {
-        let state = match runtime.image_info(def.name).await? {
-            Some(_) => "present",
-            None => "missing (built on first use, or `taskbox images build`)",
+    for (name, present) in report.images {
+        let state = if present {
+            "present"
+        } else {
+            "missing (built on first use, or `taskbox images build`)"
         };
-        eprintln!("image {}: {state}", def.name);
+        eprintln!("image {name}: {state}");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod create;
 mod exec;
+mod images;
 mod ops;
 mod reconcile;
 
@@ -17,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 pub use create::CreateTaskRequest;
 pub use exec::{ExecRequest, ExecutionResult};
+pub use images::DoctorReport;
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
 
@@ -124,10 +126,6 @@ impl TaskService {
 
     pub fn home(&self) -> &Path {
         &self.home
-    }
-
-    pub fn runtime(&self) -> &Arc<dyn ContainerRuntime> {
-        &self.runtime
     }
 
     /// Finds a task by id or name; `None` means "the session's current task" and is refused
