@@ -120,6 +120,7 @@ async fn main() {
     let home_path = home.path().to_path_buf();
     let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox")).configure(|cmd| {
         cmd.arg("serve")
+            .current_dir(&home_path)
             .env("TASKBOX_HOME", &home_path)
             .env("TASKBOX_CONFIG", home_path.join("config.toml"))
             .env("TASKBOX_LOG", "warn");

@@ -23,6 +23,29 @@ pub struct Config {
     pub security: Security,
     pub execution: ExecutionConfig,
     pub network: NetworkConfig,
+    pub workspace: WorkspaceConfig,
+    pub checkpoints: CheckpointConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// Directories a task's `repo_path` must lie in; empty means the server's working
+    /// directory. Keeps an agent from sandboxing ~/.ssh or /etc into a networked container.
+    pub allowed_repo_roots: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Automatic checkpoints kept per task (older ones are removed); labelled ones are kept.
+    pub keep_automatic: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self { keep_automatic: 10 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

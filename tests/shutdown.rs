@@ -20,6 +20,7 @@ fn closing_stdin_mid_execution_kills_it_and_ends_the_session() {
     let home = Home::new();
     let mut child = Command::new(BIN)
         .arg("serve")
+        .current_dir(home.path())
         .env("TASKBOX_HOME", home.path())
         .env("TASKBOX_CONFIG", home.path().join("config.toml"))
         .stdin(Stdio::piped())

@@ -25,6 +25,7 @@ fn python_mcp_client_creates_runs_uname_and_deletes() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/python_smoke.py");
     let out = std::process::Command::new(python)
         .args([script, BIN, "py-smoke"])
+        .current_dir(home.path())
         .env("TASKBOX_HOME", home.path())
         .env("TASKBOX_CONFIG", home.path().join("config.toml"))
         .output()

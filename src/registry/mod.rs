@@ -5,6 +5,7 @@
 //! task rows carry an optimistic `version`. Nothing here is cached in memory.
 
 mod attachments;
+mod checkpoints;
 mod events;
 mod executions;
 mod tasks;
@@ -20,7 +21,10 @@ use rusqlite_migration::{M, Migrations};
 pub use executions::ExecutionCounts;
 pub use tasks::TaskPage;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/001_initial_schema.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../migrations/001_initial_schema.sql")),
+    M::up(include_str!("../../migrations/002_workspaces.sql")),
+];
 
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);

@@ -6,12 +6,13 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{NetworkMode, ResourceLimits, Task, TaskStatus, now};
+use crate::task::model::{NetworkMode, ResourceLimits, Task, TaskRepo, TaskStatus, now};
 
 const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
-     network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version";
+     network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
+     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from";
 
-const COLUMN_COUNT: usize = 19;
+const COLUMN_COUNT: usize = 26;
 
 /// `?1, ?2, … ?19` starting at `first`.
 fn placeholders(first: usize) -> String {
@@ -45,6 +46,16 @@ fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
         text(&ts_to_sql(&task.created_at)),
         text(&ts_to_sql(&task.updated_at)),
         Value::Integer(task.version),
+        task.repo
+            .path
+            .as_ref()
+            .map_or(Value::Null, |p| text(&p.to_string_lossy())),
+        Value::Integer(i64::from(task.repo.private)),
+        opt(&task.repo.branch),
+        opt(&task.repo.base_commit),
+        opt(&task.repo.synced_commit),
+        opt(&task.container_image),
+        opt(&task.forked_from),
     ]
 }
 
@@ -163,6 +174,13 @@ struct RawTask {
     created_at: String,
     updated_at: String,
     version: i64,
+    repo_path: Option<String>,
+    repo_private: bool,
+    branch: Option<String>,
+    base_commit: Option<String>,
+    synced_commit: Option<String>,
+    container_image: Option<String>,
+    forked_from: Option<String>,
 }
 
 impl RawTask {
@@ -187,6 +205,13 @@ impl RawTask {
             created_at: r.get(16)?,
             updated_at: r.get(17)?,
             version: r.get(18)?,
+            repo_path: r.get(19)?,
+            repo_private: r.get(20)?,
+            branch: r.get(21)?,
+            base_commit: r.get(22)?,
+            synced_commit: r.get(23)?,
+            container_image: r.get(24)?,
+            forked_from: r.get(25)?,
         })
     }
 
@@ -225,6 +250,15 @@ impl RawTask {
                 pids: self.pids,
             },
             env,
+            repo: TaskRepo {
+                path: self.repo_path.map(PathBuf::from),
+                private: self.repo_private,
+                branch: self.branch,
+                base_commit: self.base_commit,
+                synced_commit: self.synced_commit,
+            },
+            container_image: self.container_image,
+            forked_from: self.forked_from,
             created_at: ts_from_sql("created_at", self.created_at)?,
             updated_at: ts_from_sql("updated_at", self.updated_at)?,
             version: self.version,
@@ -259,6 +293,15 @@ pub(crate) mod tests {
                 pids: 512,
             },
             env: [("A".to_string(), "1".to_string())].into(),
+            repo: TaskRepo {
+                path: Some(PathBuf::from("/src/repo")),
+                private: false,
+                branch: Some(format!("taskbox/{name}")),
+                base_commit: Some("0123abcd".into()),
+                synced_commit: None,
+            },
+            container_image: None,
+            forked_from: None,
             created_at: at,
             updated_at: at,
             version: 1,

@@ -11,9 +11,9 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, ListNetworksOptions,
+    BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveImageOptions, InspectContainerOptions, ListNetworksOptions,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -274,6 +274,39 @@ impl ContainerRuntime for DockerRuntime {
             error: state.error.filter(|e| !e.is_empty()),
             labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
         }))
+    }
+
+    async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String> {
+        let (repo, tag) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = CommitContainerOptionsBuilder::default()
+            .container(id)
+            .repo(repo)
+            .tag(tag)
+            .comment("taskbox checkpoint")
+            .pause(true)
+            .build();
+        let config = ContainerConfig {
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let created = self
+            .docker()
+            .await?
+            .commit_container(options, config)
+            .await
+            .map_err(map_err(format!("container {id}")))?;
+        Ok(created.id)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        ignore_not_found(
+            self.docker()
+                .await?
+                .remove_image(image, None::<RemoveImageOptions>, None)
+                .await
+                .map(|_| ())
+                .map_err(map_err(format!("image {image}"))),
+        )
     }
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle> {

@@ -133,6 +133,18 @@ impl ContainerRuntime for FakeRuntime {
         }))
     }
 
+    async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String> {
+        self.check("commit_container")?;
+        let image = format!("sha256:{id}-{tag}");
+        self.lock().images.insert(image.clone(), labels);
+        Ok(image)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        self.lock().images.remove(image);
+        Ok(())
+    }
+
     async fn exec(&self, _: &str, spec: ExecSpec) -> Result<ExecHandle> {
         self.check("exec")?;
         // The container-preparation exec answers with the shell; others echo their command.

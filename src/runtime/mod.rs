@@ -144,6 +144,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// `None` when the container does not exist.
     async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>>;
 
+    /// `docker commit`: the container's file system (not its mounts) as image `tag`; returns
+    /// the image id.
+    async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String>;
+    /// Removes an image; one that does not exist is fine, one in use by a container is an error.
+    async fn remove_image(&self, image: &str) -> Result<()>;
+
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle>;
     /// The exit code once the exec has finished.
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>>;

@@ -8,6 +8,7 @@
 //!    └─fail─▶ failed ◀┘ (container died)   │
 //!  running|stopped ──complete──▶ completed
 //!  stopped|completed|failed ──cleanup──▶ archived
+//!  running|stopped|failed ──restore──▶ running   (container recreated from a checkpoint)
 //!  any but creating ──delete(confirm)──▶ (purged)
 //! ```
 
@@ -25,6 +26,8 @@ pub enum LifecycleEvent {
     ContainerDied,
     Complete,
     Cleanup,
+    /// Back to a checkpoint: a new container, the workspace reset.
+    Restore,
 }
 
 impl LifecycleEvent {
@@ -37,6 +40,7 @@ impl LifecycleEvent {
             Self::ContainerDied => "mark as failed",
             Self::Complete => "complete",
             Self::Cleanup => "clean up",
+            Self::Restore => "restore",
         }
     }
 }
@@ -62,6 +66,7 @@ pub fn transition(from: TaskStatus, event: LifecycleEvent) -> Result<TaskStatus,
         (S::Stopped, E::ContainerDied) => S::Failed,
         (S::Running | S::Stopped, E::Complete) => S::Completed,
         (S::Stopped | S::Completed | S::Failed, E::Cleanup) => S::Archived,
+        (S::Running | S::Stopped | S::Failed, E::Restore) => S::Running,
         _ => {
             return Err(LifecycleError {
                 from,
@@ -110,7 +115,7 @@ mod tests {
     use TaskStatus as S;
     use pretty_assertions::assert_eq;
 
-    const EVENTS: [LifecycleEvent; 7] = [
+    const EVENTS: [LifecycleEvent; 8] = [
         E::Started,
         E::CreationFailed,
         E::Stop,
@@ -118,6 +123,7 @@ mod tests {
         E::ContainerDied,
         E::Complete,
         E::Cleanup,
+        E::Restore,
     ];
 
     /// The whole table: every (status, event) pair, legal or not.
@@ -135,6 +141,9 @@ mod tests {
             (S::Stopped, E::Cleanup, S::Archived),
             (S::Completed, E::Cleanup, S::Archived),
             (S::Failed, E::Cleanup, S::Archived),
+            (S::Running, E::Restore, S::Running),
+            (S::Stopped, E::Restore, S::Running),
+            (S::Failed, E::Restore, S::Running),
         ];
         let mut checked = 0;
         for from in S::ALL {

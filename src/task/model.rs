@@ -170,10 +170,31 @@ pub struct Task {
     pub exec_user: Option<String>,
     pub limits: ResourceLimits,
     pub env: BTreeMap<String, String>,
+    /// Where the task's work lands as commits on `branch`.
+    pub repo: TaskRepo,
+    /// The image the current container runs (a checkpoint image after a restore).
+    pub container_image: Option<String>,
+    /// `<task>:<n>` of the checkpoint this task was forked from.
+    pub forked_from: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Optimistic concurrency: every update must name the version it read.
     pub version: i64,
+}
+
+/// The repository a task's work is written to, only ever by the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskRepo {
+    /// The developer's repository (its work tree), or the task's private bare repository.
+    pub path: Option<PathBuf>,
+    /// Whether `path` is the task's private repository (no source repository was given).
+    pub private: bool,
+    /// `taskbox/<name>`.
+    pub branch: Option<String>,
+    /// The commit the task started from.
+    pub base_commit: Option<String>,
+    /// The commit `branch` was last moved to.
+    pub synced_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -226,6 +247,27 @@ pub struct Execution {
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub duration_ms: Option<u64>,
+}
+
+/// Layer 4: a task's workspace (a commit on its branch) and container (an image) at a moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Checkpoint {
+    pub id: String,
+    pub task_id: String,
+    /// 1, 2, … per task; `<task>:<seq>` names the checkpoint too.
+    pub seq: i64,
+    pub label: Option<String>,
+    /// Made by the server (before a restore, say) rather than asked for; only the newest
+    /// `checkpoints.keep_automatic` of these are kept.
+    pub automatic: bool,
+    pub git_commit: Option<String>,
+    pub image_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// `c-` + ULID, for checkpoints.
+pub fn new_checkpoint_id() -> String {
+    format!("c-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

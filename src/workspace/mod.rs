@@ -1,9 +1,18 @@
-//! Task workspaces: every workspace is a git repository (so checkpoints, diffs and history work
-//! the same for every task), mounted into the container at `/workspace`.
+//! Task repositories and workspaces (DESIGN.md §6).
+//!
+//! Every task has a *host repository* that only the server writes: the developer's repository,
+//! or a private bare repository under `tasks/<id>/repo.git`. The task's work lives there as
+//! commits on `taskbox/<name>`. The *workspace* is a separate clone, mounted at `/workspace`;
+//! the agent owns it, `.git` included.
+//!
+//! The server never runs git2 on a workspace: its `.git` is agent-controlled (a `core.worktree`
+//! or a symlink there could make a server-side checkout write anywhere on the host). git in
+//! the workspace runs inside the container; commits come out of it as a pack that libgit2
+//! validates into the host repository (`host::index_pack`), and the server moves the branch.
+
+pub mod host;
 
 use std::path::{Path, PathBuf};
-
-use git2::{Repository, RepositoryInitOptions, Signature};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -15,50 +24,46 @@ pub enum WorkspaceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is not inside a git repository; pass a repository's path as repo_path")]
+    NotARepository { path: PathBuf },
+    #[error("{path} is a bare repository; pass a repository with a work tree as repo_path")]
+    BareRepository { path: PathBuf },
+    #[error(
+        "branch {branch} already exists in {repo} and is not this task's; pick another task name, or delete the branch (git branch -D {branch})"
+    )]
+    BranchExists { branch: String, repo: PathBuf },
+    #[error("'{rev}' does not name a commit in {repo}: {message}")]
+    UnknownRevision {
+        rev: String,
+        repo: PathBuf,
+        message: String,
+    },
+    #[error(
+        "branch {branch} is checked out in {repo}, so taskbox will not move it under your work tree; switch that work tree to another branch"
+    )]
+    BranchCheckedOut { branch: String, repo: PathBuf },
+    #[error("branch {branch} in {repo} was moved by someone else since taskbox last wrote it; it was left alone")]
+    BranchMoved { branch: String, repo: PathBuf },
 }
 
 pub type Result<T, E = WorkspaceError> = std::result::Result<T, E>;
 
 /// Who the server's own commits are by.
-const SERVER_NAME: &str = "taskbox";
-const SERVER_EMAIL: &str = "taskbox@localhost";
+pub const SERVER_NAME: &str = "taskbox";
+pub const SERVER_EMAIL: &str = "taskbox@localhost";
 /// Identity for commits the agent makes inside the container, so `git commit` works there
 /// without any global git config.
-const AGENT_NAME: &str = "taskbox agent";
-const AGENT_EMAIL: &str = "agent@taskbox.local";
+pub const AGENT_NAME: &str = "taskbox agent";
+pub const AGENT_EMAIL: &str = "agent@taskbox.local";
 
 /// The branch a task's work lives on.
 pub fn task_branch(task_name: &str) -> String {
     format!("taskbox/{task_name}")
 }
 
-/// Creates `path` as a fresh git repository on the task branch with one empty commit, so the
-/// agent starts with a `git log` and later checkpoints have a base to diff against.
-pub fn init(path: &Path, task_name: &str, description: Option<&str>) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|source| WorkspaceError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let branch = task_branch(task_name);
-    let mut options = RepositoryInitOptions::new();
-    options.initial_head(&branch).no_reinit(true);
-    let repo = Repository::init_opts(path, &options)?;
-    {
-        let mut config = repo.config()?;
-        config.set_str("user.name", AGENT_NAME)?;
-        config.set_str("user.email", AGENT_EMAIL)?;
-    }
-    let signature = Signature::now(SERVER_NAME, SERVER_EMAIL)?;
-    let tree_id = repo.index()?.write_tree()?;
-    let tree = repo.find_tree(tree_id)?;
-    let mut message = format!("taskbox: start task {task_name}\n");
-    if let Some(description) = description.filter(|d| !d.trim().is_empty()) {
-        message.push('\n');
-        message.push_str(description.trim());
-        message.push('\n');
-    }
-    repo.commit(Some("HEAD"), &signature, &signature, &message, &tree, &[])?;
-    Ok(())
+/// The hidden ref that keeps a checkpoint's commit alive in the host repository.
+pub fn checkpoint_ref(task_id: &str, seq: i64) -> String {
+    format!("refs/taskbox/{task_id}/checkpoints/{seq}")
 }
 
 pub fn remove(path: &Path) -> Result<()> {
@@ -68,31 +73,5 @@ pub fn remove(path: &Path) -> Result<()> {
             source,
         }),
         _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn init_makes_a_repo_on_the_task_branch_with_one_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = dir.path().join("ws");
-        init(&ws, "fix-login", Some("Fix the login form")).unwrap();
-        let repo = Repository::open(&ws).unwrap();
-        let head = repo.head().unwrap();
-        assert_eq!(head.shorthand().unwrap(), "taskbox/fix-login");
-        let commit = head.peel_to_commit().unwrap();
-        assert_eq!(commit.parent_count(), 0);
-        assert_eq!(
-            commit.message().unwrap(),
-            "taskbox: start task fix-login\n\nFix the login form\n"
-        );
-        assert_eq!(repo.config().unwrap().get_string("user.name").unwrap(), AGENT_NAME);
-
-        remove(&ws).unwrap();
-        assert!(!ws.exists());
-        remove(&ws).unwrap();
     }
 }

@@ -104,7 +104,9 @@ pub async fn connect_with_env(home: &Path, client_name: &str, env: &[(&str, &str
     let home = home.to_path_buf();
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let command = tokio::process::Command::new(BIN).configure(|cmd| {
+        // The server's working directory is its default source repository: never this one.
         cmd.arg("serve")
+            .current_dir(&home)
             .env("TASKBOX_HOME", &home)
             .env("TASKBOX_CONFIG", home.join("config.toml"))
             .env("TASKBOX_LOG", "taskbox=debug,warn");

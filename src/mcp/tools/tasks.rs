@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::mcp::logging::progress_to_client;
 use crate::mcp::server::{TaskboxServer, finish, reply};
 use crate::task::model::{Task, TaskStatus};
-use crate::task::service::CreateTaskRequest;
+use crate::task::service::{CreateTaskRequest, RepoRequest};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,20 @@ pub struct CreateTaskParams {
     pub cpus: Option<f64>,
     /// Environment variables set in the container for every command.
     pub env: Option<BTreeMap<String, String>>,
+    /// Source git repository (default: the server's working directory, when it is inside a
+    /// git repository). The task gets branch `taskbox/<name>` there, and a workspace holding
+    /// it. It must lie inside the server's allowed repository roots. Without any repository,
+    /// the task gets a private one.
+    pub repo_path: Option<String>,
+    /// Commit, branch or tag the task starts from (default HEAD).
+    pub base_ref: Option<String>,
+    /// Bring the repository's uncommitted changes into the task as its first commit (they
+    /// are left out, with a warning, otherwise).
+    #[serde(default)]
+    pub include_uncommitted: bool,
+    /// Start from a checkpoint instead ("<task>:<n>" or a checkpoint id): a fork with its own
+    /// branch, whose workspace and container begin as the checkpoint's.
+    pub from_checkpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -79,6 +93,12 @@ struct TaskReply<'a> {
 }
 
 #[derive(Debug, Serialize)]
+struct StoppedReply<'a> {
+    task: &'a Task,
+    warnings: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
 struct ListReply<'a> {
     tasks: &'a [Task],
     total: u64,
@@ -121,6 +141,12 @@ impl TaskboxServer {
             memory_mb: p.memory_mb,
             cpus: p.cpus,
             env: p.env.unwrap_or_default(),
+            repo: RepoRequest {
+                repo_path: p.repo_path.map(Into::into),
+                base_ref: p.base_ref,
+                include_uncommitted: p.include_uncommitted,
+            },
+            from_checkpoint: p.from_checkpoint,
         };
         // Run creation on its own task: if the client goes away mid-way, creation still
         // finishes or rolls back instead of being dropped half-done.
@@ -128,7 +154,8 @@ impl TaskboxServer {
         let created = tokio::spawn(async move { service.create_task(request, progress).await })
             .await
             .unwrap_or_else(|e| Err(Error::Config(format!("task creation panicked: {e}"))));
-        finish(created.and_then(|task| {
+        finish(created.and_then(|created| {
+            let task = &created.task;
             self.set_current_task(Some(task.id.clone()));
             self.service.record_tool_call(
                 &task.id,
@@ -137,13 +164,15 @@ impl TaskboxServer {
                 None,
                 started.elapsed().as_millis() as u64,
             );
-            reply(
-                format!(
-                    "Created {}. Workspace: /workspace. It is now this session's current task.",
-                    task_line(&task)
-                ),
-                &TaskReply { task: &task },
-            )
+            let mut text = format!(
+                "Created {}. Workspace: /workspace, on branch {}. It is now this session's current task.",
+                task_line(task),
+                task.repo.branch.as_deref().unwrap_or("-")
+            );
+            for warning in &created.warnings {
+                text.push_str(&format!("\nWarning: {warning}"));
+            }
+            reply(text, &created)
         }))
     }
 
@@ -214,11 +243,16 @@ impl TaskboxServer {
     async fn stop_task(&self, Parameters(p): Parameters<StopTaskParams>) -> Result<CallToolResult, McpError> {
         Ok(self
             .on_task("stop_task", p.task, |id| async move {
-                let task = self.service.stop(&id, p.timeout_s).await?;
-                reply(
-                    format!("Stopped {}. Call resume_task to continue.", task_line(&task)),
-                    &TaskReply { task: &task },
-                )
+                let (task, warnings) = self.service.stop(&id, p.timeout_s).await?;
+                let mut text = format!(
+                    "Stopped {}; its work is committed on branch {}. Call resume_task to continue.",
+                    task_line(&task),
+                    task.repo.branch.as_deref().unwrap_or("-")
+                );
+                for warning in &warnings {
+                    text.push_str(&format!("\nWarning: {warning}"));
+                }
+                reply(text, &StoppedReply { task: &task, warnings: &warnings })
             })
             .await)
     }

@@ -3,14 +3,18 @@
 //! nothing is left behind: no container, network, workspace, task directory or registry row.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService};
 use crate::error::{Error, Result};
 use crate::registry::RegistryError;
-use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, images};
+use crate::runtime::{ExecSpec, images};
 use crate::task::lifecycle::LifecycleEvent;
 use crate::task::model::{Event, NetworkMode, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name};
-use crate::workspace;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateTaskRequest {
@@ -21,33 +25,58 @@ pub struct CreateTaskRequest {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub env: BTreeMap<String, String>,
+    pub repo: RepoRequest,
+    /// `<task>:<n>` or a checkpoint id: start from that checkpoint's workspace and container.
+    pub from_checkpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CreatedTask {
+    pub task: Task,
+    /// Things the caller should know (e.g. uncommitted changes that were left out).
+    pub warnings: Vec<String>,
 }
 
 /// What has been made so far, for the rollback.
 #[derive(Default)]
-struct Made {
+pub(super) struct Made {
     row: Option<String>,
     task_dir: Option<String>,
-    workspace: Option<std::path::PathBuf>,
+    pub workspace: Option<PathBuf>,
+    /// (repository, branch) created in the developer's repository.
+    pub branch: Option<(PathBuf, String)>,
     network: Option<String>,
     container: Option<String>,
 }
 
 impl TaskService {
-    pub async fn create_task(&self, request: CreateTaskRequest, progress: Progress) -> Result<Task> {
+    pub async fn create_task(&self, request: CreateTaskRequest, progress: Progress) -> Result<CreatedTask> {
         self.refuse_if_shutting_down()?;
         self.in_flight
             .track_future(self.create_tracked(request, progress))
             .await
     }
 
-    async fn create_tracked(&self, request: CreateTaskRequest, progress: Progress) -> Result<Task> {
-        let task = self.new_task(request)?;
+    async fn create_tracked(&self, request: CreateTaskRequest, progress: Progress) -> Result<CreatedTask> {
+        let fork = match &request.from_checkpoint {
+            Some(reference) => Some(self.fork_source(reference)?),
+            None => None,
+        };
+        let repo_request = request.repo.clone();
+        let mut task = self.new_task(request)?;
         if let Some(existing) = self.registry.get_task_by_name(&task.name)? {
             return Err(name_taken(existing));
         }
         // Image first: a missing Docker or image fails before anything is made.
-        let image_user = self.ensure_image(&task.image, &progress).await?;
+        let image_user = match &fork {
+            Some((fork, image)) => {
+                task.image = fork.from.source.image.clone();
+                task.container_image = Some(image.clone());
+                task.forked_from = Some(fork.reference.clone());
+                fork.from.source.exec_user.clone().unwrap_or_default()
+            }
+            None => self.ensure_image(&task.image, &progress).await?,
+        };
         if is_root(&image_user) && !self.config.security.allow_root_exec {
             return Err(Error::invalid(
                 "image",
@@ -60,13 +89,31 @@ impl TaskService {
         }
 
         let mut made = Made::default();
-        match self.build_task(task, &image_user, &mut made).await {
-            Ok(task) => Ok(task),
+        let fork_from = fork.as_ref().map(|(f, _)| &f.from);
+        match self.build_task(task, &repo_request, fork_from, &image_user, &mut made).await {
+            Ok(created) => Ok(created),
             Err(error) => {
                 self.roll_back(&made, &error).await;
                 Err(error)
             }
         }
+    }
+
+    /// The task and checkpoint a fork starts from, and the image its container starts from.
+    fn fork_source(&self, reference: &str) -> Result<(Fork, String)> {
+        let (source, checkpoint) = self.resolve_checkpoint(reference, None)?;
+        let image = checkpoint.image_id.clone().ok_or_else(|| Error::invalid("from_checkpoint", "it has no image"))?;
+        let commit = checkpoint
+            .git_commit
+            .clone()
+            .ok_or_else(|| Error::invalid("from_checkpoint", "it has no commit"))?;
+        Ok((
+            Fork {
+                reference: format!("{}:{}", source.name, checkpoint.seq),
+                from: ForkFrom { source, commit },
+            },
+            image,
+        ))
     }
 
     fn new_task(&self, request: CreateTaskRequest) -> Result<Task> {
@@ -117,6 +164,9 @@ impl TaskService {
                 pids: defaults.pids,
             },
             env: request.env,
+            repo: Default::default(),
+            container_image: None,
+            forked_from: None,
             created_at: at,
             updated_at: at,
             version: 1,
@@ -130,7 +180,14 @@ impl TaskService {
         Ok(info.user)
     }
 
-    async fn build_task(&self, mut task: Task, image_user: &str, made: &mut Made) -> Result<Task> {
+    async fn build_task(
+        &self,
+        mut task: Task,
+        repo: &RepoRequest,
+        fork: Option<&ForkFrom>,
+        image_user: &str,
+        made: &mut Made,
+    ) -> Result<CreatedTask> {
         match self.registry.insert_task(&task) {
             Ok(()) => made.row = Some(task.id.clone()),
             // Another process took the name between our check and the insert.
@@ -146,43 +203,30 @@ impl TaskService {
         self.store.create_task_dir(&task.id)?;
         self.write_state(&task);
 
-        made.workspace = Some(task.workspace.clone());
-        workspace::init(&task.workspace, &task.name, task.description.as_deref())?;
+        let warnings = self.prepare_repo(&mut task, repo, fork, made)?;
+        // Record the repository now: a server that dies from here on leaves a row that
+        // says where the task branch is.
+        task = self.update(task.clone(), |t| t.repo = task.repo.clone())?;
 
-        let labels = self.labels(&task);
-        let network = match task.network {
-            NetworkMode::Egress => {
-                let name = format!("taskbox-{}", task.id);
-                self.runtime
-                    .create_network(&name, labels.clone(), &self.subnet_pool)
-                    .await?;
-                made.network = Some(name.clone());
-                task.network_name = Some(name.clone());
-                NetworkAttachment::Bridge(name)
-            }
-            NetworkMode::None => NetworkAttachment::None,
-        };
-        let spec = ContainerSpec {
-            name: format!("taskbox-{}", task.id),
-            image: task.image.clone(),
-            labels,
-            env: task.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            workspace: task.workspace.clone(),
-            network,
-            memory_mb: task.limits.memory_mb,
-            cpus: task.limits.cpus,
-            pids: task.limits.pids,
-            cap_add: self.config.security.cap_add.clone(),
-            user: "0".into(),
-        };
-        let container = self.runtime.create_container(&spec).await?;
+        if task.network == NetworkMode::Egress {
+            let name = format!("taskbox-{}", task.id);
+            self.runtime
+                .create_network(&name, self.labels(&task), &self.subnet_pool)
+                .await?;
+            made.network = Some(name.clone());
+            task.network_name = Some(name);
+        }
+        let image = task.container_image.clone().unwrap_or_else(|| task.image.clone());
+        let container = self.start_container_for(&task, &image).await?;
         made.container = Some(container.clone());
-        self.runtime.start_container(&container).await?;
         let shell = self.prepare_container(&container, image_user).await?;
 
         let exec_user = Some(image_user.to_string()).filter(|u| !u.is_empty());
+        let network_name = task.network_name.clone();
         let task = self.transition(task, LifecycleEvent::Started, None, |t| {
             t.container_id = Some(container.clone());
+            t.container_image = Some(image.clone());
+            t.network_name = network_name.clone();
             t.shell = Some(shell.clone());
             t.exec_user = exec_user.clone();
         })?;
@@ -191,15 +235,16 @@ impl TaskService {
             "task_created",
             serde_json::json!({
                 "name": task.name, "image": task.image, "network": task.network,
-                "limits": task.limits, "container_id": task.container_id,
+                "limits": task.limits, "container_id": task.container_id, "repo": task.repo,
+                "forked_from": task.forked_from, "warnings": warnings,
             }),
         ))?;
-        Ok(task)
+        Ok(CreatedTask { task, warnings })
     }
 
     /// One root exec that hands the workspace to the image's user (the server may run as
     /// another uid) and finds the shell commands will run under.
-    async fn prepare_container(&self, container: &str, image_user: &str) -> Result<String> {
+    pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<String> {
         let owner = match image_user {
             user if is_root(user) => String::new(),
             user if user.contains(':') => user.to_string(),
@@ -234,10 +279,11 @@ if [ -x /bin/bash ]; then echo bash; else echo sh; fi"#;
         {
             tracing::error!(network, error = %e, "rollback: cannot remove network");
         }
-        if let Some(path) = &made.workspace
-            && let Err(e) = workspace::remove(path)
-        {
-            tracing::error!(error = %e, "rollback: cannot remove workspace");
+        if let Some(path) = &made.workspace {
+            remove_workspace(path);
+        }
+        if let Some((repo, branch)) = &made.branch {
+            remove_branch(repo, branch);
         }
         if let Some(id) = &made.task_dir
             && let Err(e) = self.store.remove_task_dir(id)
@@ -255,6 +301,12 @@ if [ -x /bin/bash ]; then echo bash; else echo sh; fi"#;
 /// Whether an image's configured user is root (Docker's default when the image sets none).
 fn is_root(user: &str) -> bool {
     matches!(user.split(':').next().unwrap_or(""), "" | "root" | "0")
+}
+
+/// A fork's source, and how to name it.
+struct Fork {
+    reference: String,
+    from: ForkFrom,
 }
 
 fn name_taken(existing: Task) -> Error {

@@ -359,6 +359,20 @@ impl TaskService {
 
     /// Runs a short internal command to completion and returns (exit code, stdout, stderr).
     pub(super) async fn run_captured(&self, container: &str, spec: ExecSpec) -> Result<(Option<i64>, String, String)> {
+        let (code, out, err) = self.run_captured_bytes(container, spec).await?;
+        Ok((
+            code,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        ))
+    }
+
+    /// Like `run_captured`, with stdout and stderr as bytes (a git pack, say).
+    pub(super) async fn run_captured_bytes(
+        &self,
+        container: &str,
+        spec: ExecSpec,
+    ) -> Result<(Option<i64>, Vec<u8>, Vec<u8>)> {
         let mut handle = self.runtime.exec(container, spec).await?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         while let Some(chunk) = handle.output.next().await {
@@ -368,11 +382,7 @@ impl TaskService {
             }
         }
         let code = self.runtime.exec_exit_code(&handle.exec_id).await?;
-        Ok((
-            code,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        ))
+        Ok((code, out, err))
     }
 
     fn requested_user(&self, user: Option<&str>) -> Result<Option<String>> {

@@ -2,11 +2,13 @@
 //! the CLI parse their input, call a method here and shape its result; only this layer talks
 //! to the registry, the task files, the runtime and the workspace.
 
+mod checkpoint;
 mod create;
 mod exec;
 mod images;
 mod ops;
 mod reconcile;
+mod repo;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,11 +18,13 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use create::CreateTaskRequest;
+pub use checkpoint::{CheckpointResult, RestoreResult};
+pub use create::{CreateTaskRequest, CreatedTask};
 pub use exec::{ExecRequest, ExecutionResult};
 pub use images::DoctorReport;
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
+pub use repo::{RepoRequest, SyncOutcome, TaskDiff};
 
 use super::lifecycle::{LifecycleEvent, transition};
 use super::model::{Event, Task, TaskStatus};
@@ -45,6 +49,8 @@ pub struct TaskService {
     shutting_down: CancellationToken,
     config: Config,
     subnet_pool: SubnetPool,
+    /// The server's working directory: the default source repository and allowed root.
+    cwd: PathBuf,
     home: PathBuf,
     registry: Registry,
     store: TaskStore,
@@ -74,6 +80,8 @@ impl TaskService {
             in_flight: TaskTracker::new(),
             shutting_down: CancellationToken::new(),
             subnet_pool: config.network.subnet_pool()?,
+            cwd: std::env::current_dir()
+                .map_err(|e| Error::Config(format!("cannot read the working directory: {e}")))?,
             store: TaskStore::new(home.join("tasks")),
             config,
             home,
@@ -164,32 +172,46 @@ impl TaskService {
     /// optimistic-version conflict the task is re-read and the transition re-checked.
     fn transition(
         &self,
-        mut task: Task,
+        task: Task,
         event: LifecycleEvent,
         reason: Option<String>,
         update: impl Fn(&mut Task),
     ) -> Result<Task> {
+        self.save(task, Some((event, reason)), update)
+    }
+
+    /// Changes fields of the task other than its status, with the same conflict handling.
+    fn update(&self, task: Task, update: impl Fn(&mut Task)) -> Result<Task> {
+        self.save(task, None, update)
+    }
+
+    fn save(&self, mut task: Task, event: Option<(LifecycleEvent, Option<String>)>, update: impl Fn(&mut Task)) -> Result<Task> {
         for _ in 0..5 {
             let from = task.status;
             let mut next = task.clone();
-            next.status = transition(from, event)?;
-            next.status_reason = reason.clone();
+            if let Some((event, reason)) = &event {
+                next.status = transition(from, *event)?;
+                next.status_reason = reason.clone();
+            }
             update(&mut next);
             match self.registry.update_task(&next) {
                 Ok(saved) => {
                     self.write_state(&saved);
-                    let change = StatusChange {
-                        from,
-                        to: saved.status,
-                        reason: reason.as_deref(),
-                    };
-                    self.record(Event::new(&saved.id, "status_changed", serde_json::json!(change)))?;
+                    if let Some((_, reason)) = &event {
+                        let change = StatusChange {
+                            from,
+                            to: saved.status,
+                            reason: reason.as_deref(),
+                        };
+                        self.record(Event::new(&saved.id, "status_changed", serde_json::json!(change)))?;
+                    }
                     return Ok(saved);
                 }
                 Err(RegistryError::Conflict { .. }) => {
-                    task = self.registry.get_task(&task.id)?.ok_or_else(|| Error::TaskNotFound {
-                        task: task.name.clone(),
-                    })?;
+                    task = self
+                        .registry
+                        .get_task(&task.id)?
+                        .ok_or_else(|| Error::TaskNotFound { task: task.name.clone() })?;
                 }
                 Err(e) => return Err(e.into()),
             }

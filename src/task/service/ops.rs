@@ -131,18 +131,32 @@ impl TaskService {
         })
     }
 
-    pub async fn stop(&self, task: &str, timeout_s: Option<u64>) -> Result<Task> {
-        let task = self.resolve(Some(task))?;
+    /// Syncs the workspace to the task branch, then stops the container. Returns warnings
+    /// (a sync that could not move the branch, say); the files stay either way.
+    pub async fn stop(&self, task: &str, timeout_s: Option<u64>) -> Result<(Task, Vec<String>)> {
+        let mut task = self.resolve(Some(task))?;
         // Check the move first so a stopped task is not stopped "again" in Docker.
         crate::task::lifecycle::transition(task.status, LifecycleEvent::Stop)?;
         let timeout = timeout_s.unwrap_or(10).min(300) as i32;
+        let mut warnings = Vec::new();
+        if task.repo.path.is_some() {
+            match self.sync(&task, "taskbox: sync on stop").await {
+                Ok((synced, outcome)) => {
+                    task = synced;
+                    warnings.extend(outcome.warning);
+                }
+                Err(e) => warnings.push(format!(
+                    "the workspace could not be synced to the task branch ({e}); its files are kept in the workspace"
+                )),
+            }
+        }
         if let Some(container) = &task.container_id {
             // A root process left running may have made setuid files since the last root
             // command; the workspace outlives the container on the host.
             self.strip_setid(container).await;
             self.runtime.stop_container(container, timeout).await?;
         }
-        self.transition(task, LifecycleEvent::Stop, None, |_| {})
+        Ok((self.transition(task, LifecycleEvent::Stop, None, |_| {})?, warnings))
     }
 
     pub async fn resume(&self, task: &str) -> Result<Task> {
@@ -188,6 +202,8 @@ impl TaskService {
         if let Some(network) = &task.network_name {
             self.runtime.remove_network(network).await?;
         }
+        // Checkpoint images and refs go; the task branch in the developer's repository stays.
+        self.remove_checkpoints(&task).await?;
         workspace::remove(&task.workspace)?;
         self.store.remove_task_dir(&task.id)?;
         self.registry.delete_task(&task.id)?;

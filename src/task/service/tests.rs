@@ -10,10 +10,12 @@ use crate::runtime::fake::FakeRuntime;
 
 fn service(fake: Arc<FakeRuntime>) -> (TaskService, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         home: Some(dir.path().to_path_buf()),
         ..Config::default()
     };
+    // The test process runs inside taskbox's own repository: keep tasks out of it.
+    config.workspace.allowed_repo_roots = vec![dir.path().to_path_buf()];
     (TaskService::open(config, fake).unwrap(), dir)
 }
 
@@ -52,7 +54,7 @@ async fn creation_builds_a_missing_builtin_image_with_progress() {
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = lines.clone();
     let progress: Progress = Arc::new(move |line: &str| sink.lock().unwrap().push(line.to_string()));
-    let task = service.create_task(request("fresh"), progress).await.unwrap();
+    let task = service.create_task(request("fresh"), progress).await.unwrap().task;
     assert_eq!(task.status, TaskStatus::Running);
     assert_eq!(task.exec_user.as_deref(), Some("agent"));
     assert_eq!(task.shell.as_deref(), Some("bash"));
@@ -63,7 +65,7 @@ async fn creation_builds_a_missing_builtin_image_with_progress() {
 async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
     let (service, _dir) = service(fake.clone());
-    let task = service.create_task(request("pausing"), no_progress()).await.unwrap();
+    let task = service.create_task(request("pausing"), no_progress()).await.unwrap().task;
     service.stop(&task.id, None).await.unwrap();
     let err = service
         .execute(
@@ -85,14 +87,14 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     assert_eq!(fake.lock().execs.len(), execs_before);
     let resumed = service.resume("pausing").await.unwrap();
     assert_eq!(resumed.status, TaskStatus::Running);
-    assert_eq!(resumed.version, 4, "created, started, stopped, resumed");
+    assert_eq!(resumed.version, 5, "created, repository recorded, started, stopped, resumed");
 }
 
 #[tokio::test]
 async fn a_transition_on_a_stale_copy_rereads_and_rechecks() {
     let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
     let (service, _dir) = service(fake);
-    let stale = service.create_task(request("raced"), no_progress()).await.unwrap();
+    let stale = service.create_task(request("raced"), no_progress()).await.unwrap().task;
     // Another caller stops the task; our stale copy still says running.
     service.stop("raced", None).await.unwrap();
     let err = service

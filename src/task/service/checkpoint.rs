@@ -1,0 +1,326 @@
+//! Checkpoints (layer 4): the workspace as a commit on the task branch, the container as an
+//! image, a manifest, a registry row and an event. Restore goes back to one, after taking a
+//! "pre-restore" checkpoint so that the restore itself can be undone.
+
+use std::io::Write;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::TaskService;
+use crate::error::{Error, Result};
+use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, RuntimeError};
+use crate::store::atomic_write;
+use crate::task::lifecycle::LifecycleEvent;
+use crate::task::model::{Checkpoint, Event, Task, TaskStatus, new_checkpoint_id, now};
+use crate::workspace::{checkpoint_ref, host};
+
+/// Resets the workspace to a commit (as the agent's user, inside the container): tracked
+/// files as in the commit, untracked files removed; ignored files (build outputs, caches) stay.
+const RESET_SCRIPT: &str = r#"set -e
+cd /workspace
+git -c core.hooksPath=/dev/null reset -q --hard "$1"
+git clean -fdq"#;
+
+/// Unpacks objects a workspace lost (the agent may have pruned them) from a pack on stdin.
+const UNPACK_SCRIPT: &str = "cd /workspace && git cat-file -e \"$1^{commit}\" 2>/dev/null || git unpack-objects -q";
+
+/// What `tasks/<id>/checkpoints/<n>.json` holds.
+#[derive(Debug, Clone, Serialize)]
+struct Manifest<'a> {
+    checkpoint: &'a Checkpoint,
+    task: &'a Task,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CheckpointResult {
+    pub checkpoint: Checkpoint,
+    /// `<task name>:<seq>`, usable wherever a checkpoint is asked for.
+    pub reference: String,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RestoreResult {
+    pub task: Task,
+    pub restored: Checkpoint,
+    /// The checkpoint taken just before; restore it to undo this restore.
+    pub pre_restore: Option<Checkpoint>,
+    pub warnings: Vec<String>,
+}
+
+impl TaskService {
+    pub async fn create_checkpoint(&self, task: &str, label: Option<String>) -> Result<CheckpointResult> {
+        let task = self.resolve(Some(task))?;
+        self.checkpoint(task, label, false).await
+    }
+
+    pub(super) async fn checkpoint(&self, task: Task, label: Option<String>, automatic: bool) -> Result<CheckpointResult> {
+        let container = task.container_id.clone().ok_or_else(|| Error::WrongStatus {
+            task: task.name.clone(),
+            status: task.status.to_string(),
+            hint: "it has no container to checkpoint".into(),
+        })?;
+        let mut warnings = Vec::new();
+        let label = label.filter(|l| !l.trim().is_empty());
+        // A stopped task was synced when it stopped; a running one is synced now.
+        let task = match task.status {
+            TaskStatus::Running => {
+                let message = format!("taskbox: checkpoint{}", label.as_deref().map(|l| format!(": {l}")).unwrap_or_default());
+                let (task, outcome) = self.sync(&task, &message).await?;
+                warnings.extend(outcome.warning);
+                task
+            }
+            TaskStatus::Stopped => task,
+            status => {
+                return Err(Error::WrongStatus {
+                    task: task.name.clone(),
+                    status: status.to_string(),
+                    hint: "only running or stopped tasks can be checkpointed".into(),
+                });
+            }
+        };
+        let id = new_checkpoint_id();
+        let mut labels = self.labels(&task);
+        labels.insert("taskbox.checkpoint".into(), id.clone());
+        let image_id = self
+            .runtime
+            .commit_container(&container, &format!("taskbox-checkpoint:{id}"), labels)
+            .await?;
+        let mut checkpoint = Checkpoint {
+            id,
+            task_id: task.id.clone(),
+            seq: 0,
+            label,
+            automatic,
+            git_commit: task.repo.synced_commit.clone(),
+            image_id: Some(image_id),
+            created_at: now(),
+        };
+        checkpoint.seq = self.registry.insert_checkpoint(&checkpoint)?;
+        if let (Some(repo), Some(commit)) = (&task.repo.path, &checkpoint.git_commit)
+            && let Ok(oid) = commit.parse()
+        {
+            host::set_ref(repo, &checkpoint_ref(&task.id, checkpoint.seq), oid)?;
+        }
+        self.write_manifest(&checkpoint, &task)?;
+        self.record(Event::new(&task.id, "checkpoint_created", serde_json::json!(checkpoint)))?;
+        if automatic {
+            self.prune_automatic(&task);
+        }
+        Ok(CheckpointResult {
+            reference: format!("{}:{}", task.name, checkpoint.seq),
+            checkpoint,
+            warnings,
+        })
+    }
+
+    fn write_manifest(&self, checkpoint: &Checkpoint, task: &Task) -> Result<()> {
+        let dir = self.store.task_dir(&task.id).join("checkpoints");
+        let path = dir.join(format!("{}.json", checkpoint.seq));
+        let manifest = serde_json::to_vec_pretty(&Manifest { checkpoint, task })
+            .map_err(|e| Error::invalid("checkpoint", format!("cannot serialise the manifest: {e}")))?;
+        std::fs::create_dir_all(&dir).map_err(|source| crate::store::StoreError::Io { path: dir.clone(), source })?;
+        atomic_write(&path, |f| f.write_all(&manifest))?;
+        Ok(())
+    }
+
+    pub fn list_checkpoints(&self, task: &str) -> Result<(Task, Vec<Checkpoint>)> {
+        let task = self.resolve(Some(task))?;
+        let checkpoints = self.registry.list_checkpoints(&task.id)?;
+        Ok((task, checkpoints))
+    }
+
+    /// A checkpoint by id (`c-…`) or as `<task>:<seq>`; `task` is the default for a bare number.
+    pub fn resolve_checkpoint(&self, reference: &str, task: Option<&str>) -> Result<(Task, Checkpoint)> {
+        let not_found = || Error::invalid(
+            "checkpoint",
+            format!("no checkpoint '{reference}'; pass an id from create_checkpoint or list_checkpoints, or <task>:<n>"),
+        );
+        if let Some(checkpoint) = self.registry.get_checkpoint(reference)? {
+            let task = self.resolve(Some(&checkpoint.task_id))?;
+            return Ok((task, checkpoint));
+        }
+        let (task_ref, seq) = match reference.rsplit_once(':') {
+            Some((t, n)) => (Some(t), n),
+            None => (task, reference),
+        };
+        let seq: i64 = seq.parse().map_err(|_| not_found())?;
+        let task = self.resolve(task_ref)?;
+        let checkpoint = self.registry.get_checkpoint_by_seq(&task.id, seq)?.ok_or_else(not_found)?;
+        Ok((task, checkpoint))
+    }
+
+    pub async fn restore_checkpoint(&self, task: Option<&str>, reference: &str) -> Result<RestoreResult> {
+        let (task, checkpoint) = self.resolve_checkpoint(reference, task)?;
+        let image = checkpoint.image_id.clone().ok_or_else(|| Error::invalid("checkpoint", "it has no image"))?;
+        let commit = checkpoint.git_commit.clone().ok_or_else(|| Error::invalid("checkpoint", "it has no commit"))?;
+        crate::task::lifecycle::transition(task.status, LifecycleEvent::Restore)?;
+        let mut warnings = Vec::new();
+
+        // 1. Keep what is there now, so the restore can be undone.
+        let container_alive = match &task.container_id {
+            Some(id) => self.runtime.inspect_container(id).await?.is_some(),
+            None => false,
+        };
+        let pre_restore = if container_alive && matches!(task.status, TaskStatus::Running | TaskStatus::Stopped) {
+            let result = self.checkpoint(task.clone(), Some("pre-restore".into()), true).await?;
+            warnings.extend(result.warnings);
+            Some(result.checkpoint)
+        } else {
+            warnings.push("the task's container was gone, so no pre-restore checkpoint was taken".into());
+            None
+        };
+        let task = self.resolve(Some(&task.id))?;
+
+        // 2. A new container from the checkpoint's image, with the task's configuration.
+        if let Some(old) = &task.container_id {
+            self.runtime.remove_container(old).await?;
+        }
+        let container = self.start_container_for(&task, &image).await?;
+        let shell = self.prepare_container(&container, task.exec_user.as_deref().unwrap_or("")).await?;
+
+        // 3. The workspace back at the checkpoint's commit.
+        if let Some(repo) = &task.repo.path
+            && let Ok(oid) = commit.parse()
+        {
+            let pack = host::pack_commit(repo, oid)?;
+            let spec = ExecSpec {
+                cmd: ["sh", "-c", UNPACK_SCRIPT, "taskbox-unpack", &commit].map(String::from).to_vec(),
+                user: task.exec_user.clone(),
+                stdin: Some(pack),
+                ..Default::default()
+            };
+            self.run_checked(&container, spec, "giving the workspace the checkpoint's commit").await?;
+        }
+        let spec = ExecSpec {
+            cmd: ["sh", "-c", RESET_SCRIPT, "taskbox-reset", &commit].map(String::from).to_vec(),
+            user: task.exec_user.clone(),
+            ..Default::default()
+        };
+        self.run_checked(&container, spec, "resetting the workspace").await?;
+
+        // 4. The branch follows; the commits after it stay reachable from the pre-restore
+        //    checkpoint's ref.
+        let mut synced = task.repo.synced_commit.clone();
+        if let (Some(repo), Some(branch), Ok(oid)) = (&task.repo.path, &task.repo.branch, commit.parse()) {
+            let expected = task.repo.synced_commit.as_deref().and_then(|c| c.parse().ok());
+            match host::move_branch(repo, branch, oid, expected) {
+                Ok(()) => synced = Some(commit.clone()),
+                Err(e) => warnings.push(format!("{e}; the workspace was restored anyway")),
+            }
+        }
+        let task = self.transition(task, LifecycleEvent::Restore, None, |t| {
+            t.container_id = Some(container.clone());
+            t.container_image = Some(image.clone());
+            t.shell = Some(shell.clone());
+            t.repo.synced_commit = synced.clone();
+        })?;
+        self.record(Event::new(
+            &task.id,
+            "checkpoint_restored",
+            serde_json::json!({ "checkpoint": checkpoint.id, "seq": checkpoint.seq, "pre_restore": pre_restore.as_ref().map(|c| c.seq) }),
+        ))?;
+        Ok(RestoreResult {
+            task,
+            restored: checkpoint,
+            pre_restore,
+            warnings,
+        })
+    }
+
+    /// Creates and starts the task's container from `image` (its network must exist).
+    pub(super) async fn start_container_for(&self, task: &Task, image: &str) -> Result<String> {
+        let network = match &task.network_name {
+            Some(name) => NetworkAttachment::Bridge(name.clone()),
+            None => NetworkAttachment::None,
+        };
+        let spec = ContainerSpec {
+            name: format!("taskbox-{}", task.id),
+            image: image.to_string(),
+            labels: self.labels(task),
+            env: task.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            workspace: task.workspace.clone(),
+            network,
+            memory_mb: task.limits.memory_mb,
+            cpus: task.limits.cpus,
+            pids: task.limits.pids,
+            cap_add: self.config.security.cap_add.clone(),
+            user: "0".into(),
+        };
+        let container = self.runtime.create_container(&spec).await?;
+        if let Err(e) = self.runtime.start_container(&container).await {
+            let _ = self.runtime.remove_container(&container).await;
+            return Err(e.into());
+        }
+        Ok(container)
+    }
+
+    async fn run_checked(&self, container: &str, spec: ExecSpec, what: &str) -> Result<()> {
+        let (code, _, stderr) = self.run_captured(container, spec).await?;
+        if code != Some(0) {
+            return Err(Error::Runtime(RuntimeError::Api(format!("{what} failed: {}", stderr.trim()))));
+        }
+        Ok(())
+    }
+
+    /// Keeps the newest `checkpoints.keep_automatic` automatic checkpoints of the task.
+    fn prune_automatic(&self, task: &Task) {
+        let keep = self.config.checkpoints.keep_automatic;
+        let Ok(checkpoints) = self.registry.list_checkpoints(&task.id) else {
+            return;
+        };
+        let stale: Vec<Checkpoint> = checkpoints.into_iter().filter(|c| c.automatic).skip(keep).collect();
+        if stale.is_empty() {
+            return;
+        }
+        let runtime = self.runtime.clone();
+        let images: Vec<String> = stale.iter().filter_map(|c| c.image_id.clone()).collect();
+        for checkpoint in &stale {
+            self.forget_checkpoint(task, checkpoint);
+        }
+        // Image removal is slow and may fail while a container still uses the image (the
+        // task restored from it); neither should hold up the caller.
+        tokio::spawn(async move {
+            for image in images {
+                if let Err(e) = runtime.remove_image(&image).await {
+                    tracing::debug!(image, error = %e, "pruned checkpoint image kept");
+                }
+            }
+        });
+    }
+
+    /// Removes a checkpoint's row, manifest and ref (not its image).
+    pub(super) fn forget_checkpoint(&self, task: &Task, checkpoint: &Checkpoint) {
+        if let Some(repo) = &task.repo.path
+            && let Err(e) = host::delete_ref(repo, &checkpoint_ref(&task.id, checkpoint.seq))
+        {
+            tracing::warn!(task = %task.id, error = %e, "cannot delete checkpoint ref");
+        }
+        let manifest = self
+            .store
+            .task_dir(&task.id)
+            .join("checkpoints")
+            .join(format!("{}.json", checkpoint.seq));
+        let _ = std::fs::remove_file(manifest);
+        if let Err(e) = self.registry.delete_checkpoint(&checkpoint.id) {
+            tracing::warn!(task = %task.id, error = %e, "cannot delete checkpoint row");
+        }
+    }
+
+    /// On delete: every checkpoint's image and ref goes with the task.
+    pub(super) async fn remove_checkpoints(&self, task: &Task) -> Result<()> {
+        for checkpoint in self.registry.list_checkpoints(&task.id)? {
+            if let Some(image) = &checkpoint.image_id {
+                match self.runtime.remove_image(image).await {
+                    Err(e @ RuntimeError::Unavailable(_)) => return Err(e.into()),
+                    // A fork's container may still run from it; Docker keeps it then.
+                    Err(e) => tracing::warn!(image, error = %e, "checkpoint image kept"),
+                    Ok(()) => {}
+                }
+            }
+            self.forget_checkpoint(task, &checkpoint);
+        }
+        Ok(())
+    }
+}

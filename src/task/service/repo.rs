@@ -1,0 +1,378 @@
+//! The task's git side: choosing and checking the source repository, the task branch and the
+//! workspace clone at creation; syncing the workspace to the branch; the diff.
+//!
+//! Syncing never opens the workspace repository on the host (its `.git` is the agent's): git
+//! runs inside the container, new objects come out as a pack that libgit2 validates into the
+//! host repository, and the server moves the branch.
+
+use std::path::{Path, PathBuf};
+
+use git2::Oid;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::TaskService;
+use super::create::Made;
+use crate::error::{Error, Result};
+use crate::runtime::ExecSpec;
+use crate::task::model::{Event, Task, TaskRepo};
+use crate::task::output::StreamCapture;
+use crate::workspace::{self, WorkspaceError, host, task_branch};
+
+/// Where a new task's work starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepoRequest {
+    pub repo_path: Option<PathBuf>,
+    pub base_ref: Option<String>,
+    pub include_uncommitted: bool,
+}
+
+/// A fork's starting point: a checkpoint of another task.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ForkFrom {
+    pub source: Task,
+    pub commit: String,
+}
+
+/// Commits the workspace's changes and prints HEAD. Hooks and signing are off: the commit
+/// is the server's, whatever the agent configured in `.git`.
+const COMMIT_SCRIPT: &str = r#"set -e
+cd /workspace
+git rev-parse --git-dir >/dev/null 2>&1 || { echo "/workspace is not a git repository any more (was .git removed?); restore a checkpoint" >&2; exit 3; }
+git add -A
+if ! git diff --cached --quiet; then
+  git -c user.name=taskbox -c user.email=taskbox@localhost -c core.hooksPath=/dev/null -c commit.gpgsign=false \
+    commit -q --no-verify -m "$1"
+fi
+git rev-parse --verify HEAD"#;
+
+/// Writes a pack of everything HEAD needs that the commits given as arguments (when the
+/// workspace still has them) do not already provide.
+const PACK_SCRIPT: &str = r#"cd /workspace
+known=
+for c in "$@"; do
+  if git cat-file -e "$c^{commit}" 2>/dev/null; then known="$known ^$c"; fi
+done
+git rev-list --objects HEAD $known | git pack-objects --stdout -q"#;
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct SyncOutcome {
+    /// The workspace's HEAD after committing its changes.
+    pub commit: String,
+    /// Whether the task branch in the host repository now points at `commit`.
+    pub branch_moved: bool,
+    pub warning: Option<String>,
+}
+
+/// `task_diff`'s result.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TaskDiff {
+    pub branch: String,
+    pub base: String,
+    pub head: String,
+    pub files: Vec<host::FileDiff>,
+    pub patch: String,
+    pub truncated: bool,
+    /// The file holding the whole patch, when it was cut.
+    pub full_patch: Option<String>,
+    pub warning: Option<String>,
+}
+
+impl TaskService {
+    /// Sets up the task's host repository, branch and workspace clone; returns warnings
+    /// (uncommitted changes left out, submodules that could not be checked out).
+    pub(super) fn prepare_repo(
+        &self,
+        task: &mut Task,
+        request: &RepoRequest,
+        fork: Option<&ForkFrom>,
+        made: &mut Made,
+    ) -> Result<Vec<String>> {
+        let branch = task_branch(&task.name);
+        let mut warnings = Vec::new();
+        let (repo, start) = match fork {
+            Some(fork) => self.fork_repo(task, fork)?,
+            None => match self.source_repo(request.repo_path.as_deref())? {
+                Some(root) => self.user_repo(&root, request, &mut warnings)?,
+                None => {
+                    let path = self.store.task_dir(&task.id).join("repo.git");
+                    let message = start_message(&task.name, task.description.as_deref());
+                    let commit = host::init_private(&path, &branch, &message)?;
+                    (
+                        TaskRepo {
+                            path: Some(path),
+                            private: true,
+                            ..Default::default()
+                        },
+                        commit,
+                    )
+                }
+            },
+        };
+        let repo_path = repo.path.clone().unwrap_or_default();
+        if !repo.private {
+            host::create_branch(&repo_path, &branch, start)?;
+            made.branch = Some((repo_path.clone(), branch.clone()));
+        } else if fork.is_some() {
+            host::create_branch(&repo_path, &branch, start)?;
+        }
+        task.repo = TaskRepo {
+            branch: Some(branch.clone()),
+            synced_commit: Some(start.to_string()),
+            base_commit: repo.base_commit.or(Some(start.to_string())),
+            ..repo
+        };
+        made.workspace = Some(task.workspace.clone());
+        host::clone_workspace(&repo_path, &branch, &task.workspace)?;
+        if !task.repo.private
+            && let Err(e) = host::init_submodules(&repo_path, &task.workspace)
+        {
+            warnings.push(format!("submodules could not be checked out: {e}"));
+        }
+        Ok(warnings)
+    }
+
+    /// The source repository: `repo_path`, else the server's working directory when that is
+    /// inside a git repository. It must lie inside an allowed root.
+    fn source_repo(&self, requested: Option<&Path>) -> Result<Option<PathBuf>> {
+        let root = match requested {
+            Some(path) => {
+                let path = if path.is_absolute() { path.to_path_buf() } else { self.cwd.join(path) };
+                host::discover(&path)?
+            }
+            None => match host::discover(&self.cwd) {
+                Ok(root) => root,
+                Err(_) => return Ok(None),
+            },
+        };
+        let allowed = self.allowed_repo_roots();
+        if !allowed.iter().any(|a| root.starts_with(a)) {
+            if requested.is_none() {
+                return Ok(None);
+            }
+            let list = allowed.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(", ");
+            return Err(Error::invalid(
+                "repo_path",
+                format!(
+                    "{} is outside the allowed repository roots ({list}); add it to workspace.allowed_repo_roots in the server's config",
+                    root.display()
+                ),
+            ));
+        }
+        Ok(Some(root))
+    }
+
+    fn allowed_repo_roots(&self) -> Vec<PathBuf> {
+        let roots = &self.config.workspace.allowed_repo_roots;
+        let roots = if roots.is_empty() { std::slice::from_ref(&self.cwd) } else { roots.as_slice() };
+        roots.iter().map(|r| r.canonicalize().unwrap_or_else(|_| r.clone())).collect()
+    }
+
+    fn user_repo(
+        &self,
+        root: &Path,
+        request: &RepoRequest,
+        warnings: &mut Vec<String>,
+    ) -> Result<(TaskRepo, Oid)> {
+        let base_ref = request.base_ref.as_deref().unwrap_or("HEAD");
+        let base = host::resolve_commit(root, base_ref)?;
+        let on_head = host::resolve_commit(root, "HEAD").ok() == Some(base);
+        let changes = if on_head { host::uncommitted(root)? } else { Vec::new() };
+        if request.include_uncommitted && !on_head {
+            return Err(Error::invalid(
+                "include_uncommitted",
+                format!("uncommitted changes sit on HEAD, but base_ref '{base_ref}' is another commit; omit one of the two"),
+            ));
+        }
+        let start = if changes.is_empty() {
+            base
+        } else if request.include_uncommitted {
+            let message = format!("taskbox: uncommitted changes from {}\n", root.display());
+            host::commit_changes(root, base, &changes, &message)?
+        } else {
+            let shown: Vec<&str> = changes.iter().take(5).map(|c| c.path.as_str()).collect();
+            warnings.push(format!(
+                "{} uncommitted change(s) in {} are not in the task ({}{}); they stay in your work tree. Pass include_uncommitted: true to bring them in as the task's first commit",
+                changes.len(),
+                root.display(),
+                shown.join(", "),
+                if changes.len() > shown.len() { ", …" } else { "" }
+            ));
+            base
+        };
+        Ok((
+            TaskRepo {
+                path: Some(root.to_path_buf()),
+                private: false,
+                base_commit: Some(base.to_string()),
+                ..Default::default()
+            },
+            start,
+        ))
+    }
+
+    fn fork_repo(&self, task: &Task, fork: &ForkFrom) -> Result<(TaskRepo, Oid)> {
+        let source_path = fork.source.repo.path.clone().unwrap_or_default();
+        let commit: Oid = fork
+            .commit
+            .parse()
+            .map_err(|_| Error::invalid("from_checkpoint", "the checkpoint has no valid commit"))?;
+        let path = if fork.source.repo.private {
+            let path = self.store.task_dir(&task.id).join("repo.git");
+            host::clone_private(&source_path, &path)?;
+            path
+        } else {
+            source_path
+        };
+        Ok((
+            TaskRepo {
+                path: Some(path),
+                private: fork.source.repo.private,
+                base_commit: Some(commit.to_string()),
+                ..Default::default()
+            },
+            commit,
+        ))
+    }
+
+    /// Commits every change in the workspace (tracked and untracked, honouring .gitignore)
+    /// inside the container, copies the new objects into the host repository and moves the
+    /// task branch there. The container must be running.
+    pub(super) async fn sync(&self, task: &Task, message: &str) -> Result<(Task, SyncOutcome)> {
+        let container = self.require_running(task)?;
+        let repo_path = task.repo.path.clone().ok_or_else(|| no_repo(task))?;
+        let branch = task.repo.branch.clone().ok_or_else(|| no_repo(task))?;
+        let user = task.exec_user.clone();
+
+        let spec = ExecSpec {
+            cmd: ["sh", "-c", COMMIT_SCRIPT, "taskbox-sync", message].map(String::from).to_vec(),
+            user: user.clone(),
+            ..Default::default()
+        };
+        let (code, stdout, stderr) = self.run_captured(&container, spec).await?;
+        let head = stdout.lines().last().unwrap_or_default().trim().to_string();
+        let head_oid: Oid = match (code, head.parse()) {
+            (Some(0), Ok(oid)) => oid,
+            _ => {
+                return Err(Error::Workspace(WorkspaceError::Io {
+                    path: PathBuf::from("/workspace"),
+                    source: std::io::Error::other(format!("committing the workspace failed: {}", stderr.trim())),
+                }));
+            }
+        };
+
+        if !host::has_commit(&repo_path, head_oid)? {
+            let known: Vec<String> = [&task.repo.synced_commit, &task.repo.base_commit]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let mut cmd = vec!["sh".to_string(), "-c".into(), PACK_SCRIPT.into(), "taskbox-pack".into()];
+            cmd.extend(known);
+            let spec = ExecSpec {
+                cmd,
+                user,
+                ..Default::default()
+            };
+            let (code, pack, stderr) = self.run_captured_bytes(&container, spec).await?;
+            if code != Some(0) {
+                return Err(Error::Workspace(WorkspaceError::Io {
+                    path: PathBuf::from("/workspace"),
+                    source: std::io::Error::other(format!(
+                        "packing the workspace's commits failed: {}",
+                        String::from_utf8_lossy(&stderr).trim()
+                    )),
+                }));
+            }
+            host::index_pack(&repo_path, &pack)?;
+        }
+
+        let expected = task.repo.synced_commit.as_deref().and_then(|c| c.parse().ok());
+        let (moved, warning) = match host::move_branch(&repo_path, &branch, head_oid, expected) {
+            Ok(()) => (true, None),
+            Err(e @ (WorkspaceError::BranchCheckedOut { .. } | WorkspaceError::BranchMoved { .. })) => {
+                (false, Some(format!("{e}; the work is safe in the task's checkpoints and workspace")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let outcome = SyncOutcome {
+            commit: head.clone(),
+            branch_moved: moved,
+            warning,
+        };
+        let task = if moved && task.repo.synced_commit.as_deref() != Some(head.as_str()) {
+            self.update(task.clone(), |t| t.repo.synced_commit = Some(head.clone()))?
+        } else {
+            task.clone()
+        };
+        self.record(Event::new(&task.id, "synced", serde_json::json!(outcome)))?;
+        Ok((task, outcome))
+    }
+
+    /// The task branch against its base, after syncing a running task's workspace to it.
+    pub async fn diff(&self, task: &str) -> Result<TaskDiff> {
+        let mut task = self.resolve(Some(task))?;
+        let mut warning = None;
+        if task.status == crate::task::model::TaskStatus::Running {
+            let (synced, outcome) = self.sync(&task, "taskbox: sync for task_diff").await?;
+            task = synced;
+            warning = outcome.warning;
+        }
+        let repo_path = task.repo.path.clone().ok_or_else(|| no_repo(&task))?;
+        let branch = task.repo.branch.clone().ok_or_else(|| no_repo(&task))?;
+        let base = task.repo.base_commit.clone().ok_or_else(|| no_repo(&task))?;
+        let head = task.repo.synced_commit.clone().unwrap_or_else(|| base.clone());
+        let parse = |c: &str| c.parse::<Oid>().map_err(|_| no_repo(&task));
+        let (files, patch) = host::diff(&repo_path, parse(&base)?, parse(&head)?)?;
+        let log = self
+            .store
+            .outputs_dir(&task.id)
+            .join(format!("diff-{}.patch", crate::task::model::new_execution_id()));
+        let mut capture = StreamCapture::new(self.config.execution.output_cap_bytes, log);
+        capture.push(&patch);
+        let patch = capture.finish("patch");
+        Ok(TaskDiff {
+            branch,
+            base,
+            head,
+            files,
+            patch: patch.text,
+            truncated: patch.truncated,
+            full_patch: patch.full_output.map(|p| p.display().to_string()),
+            warning,
+        })
+    }
+}
+
+fn no_repo(task: &Task) -> Error {
+    Error::WrongStatus {
+        task: task.name.clone(),
+        status: task.status.to_string(),
+        hint: "it has no task repository (it was created before workspaces were git-backed); create a new task".into(),
+    }
+}
+
+/// The message of a task's first commit in a private repository.
+pub(super) fn start_message(name: &str, description: Option<&str>) -> String {
+    let mut message = format!("taskbox: start task {name}\n");
+    if let Some(description) = description.filter(|d| !d.trim().is_empty()) {
+        message.push('\n');
+        message.push_str(description.trim());
+        message.push('\n');
+    }
+    message
+}
+
+/// Removes the task branch a failed creation made in the developer's repository.
+pub(super) fn remove_branch(repo: &Path, branch: &str) {
+    if let Err(e) = host::delete_ref(repo, &format!("refs/heads/{branch}")) {
+        tracing::error!(repo = %repo.display(), branch, error = %e, "rollback: cannot remove branch");
+    }
+}
+
+pub(super) fn remove_workspace(path: &Path) {
+    if let Err(e) = workspace::remove(path) {
+        tracing::error!(error = %e, "rollback: cannot remove workspace");
+    }
+}
