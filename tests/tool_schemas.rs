@@ -30,14 +30,22 @@ async fn tool_list_matches_the_snapshot() {
         names,
         [
             "attach_agent_to_task",
+            "create_checkpoint",
             "create_task_sandbox",
             "delete_task",
             "detach_agent_from_task",
+            "edit_file",
             "execute_in_task",
             "get_task_status",
+            "list_checkpoints",
+            "list_files",
             "list_tasks",
+            "read_file",
+            "restore_checkpoint",
             "resume_task",
             "stop_task",
+            "task_diff",
+            "write_file",
         ]
     );
 }

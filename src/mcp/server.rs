@@ -61,7 +61,11 @@ impl TaskboxServer {
                 current_task: Mutex::new(None),
                 log_level: Arc::new(LogLevel::default()),
             }),
-            tool_router: Self::task_tools() + Self::agent_tools() + Self::exec_tools(),
+            tool_router: Self::task_tools()
+                + Self::agent_tools()
+                + Self::exec_tools()
+                + Self::file_tools()
+                + Self::checkpoint_tools(),
         }
     }
 

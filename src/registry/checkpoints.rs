@@ -15,7 +15,15 @@ impl Registry {
             "INSERT INTO checkpoints (id, task_id, seq, label, automatic, git_commit, image_id, created_at)
              SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6, ?7 FROM checkpoints WHERE task_id = ?2
              RETURNING seq",
-            params![c.id, c.task_id, c.label, c.automatic, c.git_commit, c.image_id, ts_to_sql(&c.created_at)],
+            params![
+                c.id,
+                c.task_id,
+                c.label,
+                c.automatic,
+                c.git_commit,
+                c.image_id,
+                ts_to_sql(&c.created_at)
+            ],
             |r| r.get(0),
         )?)
     }
@@ -23,8 +31,9 @@ impl Registry {
     /// Newest first.
     pub fn list_checkpoints(&self, task_id: &str) -> Result<Vec<Checkpoint>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM checkpoints WHERE task_id = ?1 ORDER BY seq DESC"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM checkpoints WHERE task_id = ?1 ORDER BY seq DESC"
+        ))?;
         let rows = stmt.query_map([task_id], raw)?.collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(into_checkpoint).collect()
     }
@@ -55,10 +64,28 @@ impl Registry {
     }
 }
 
-type RawCheckpoint = (String, String, i64, Option<String>, bool, Option<String>, Option<String>, String);
+type RawCheckpoint = (
+    String,
+    String,
+    i64,
+    Option<String>,
+    bool,
+    Option<String>,
+    Option<String>,
+    String,
+);
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawCheckpoint> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
 }
 
 fn into_checkpoint(

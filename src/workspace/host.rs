@@ -243,7 +243,10 @@ pub fn move_branch(repo_path: &Path, branch: &str, commit: Oid, expected: Option
                 branch: branch.to_string(),
                 repo: repo_path.to_path_buf(),
             }),
-        _ => repo.reference(&refname, commit, true, &message).map(|_| ()).map_err(Into::into),
+        _ => repo
+            .reference(&refname, commit, true, &message)
+            .map(|_| ())
+            .map_err(Into::into),
     }
 }
 
@@ -330,12 +333,23 @@ mod tests {
 
     fn git(dir: &Path, args: &[&str]) -> String {
         let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .current_dir(dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -419,7 +433,10 @@ mod tests {
         let head: Oid = git(&ws_path, &["rev-parse", "HEAD"]).parse().unwrap();
         assert!(!has_commit(root, head).unwrap());
         let pack = std::process::Command::new("sh")
-            .args(["-c", &format!("git rev-list --objects HEAD --not {base} | git pack-objects --stdout -q")])
+            .args([
+                "-c",
+                &format!("git rev-list --objects HEAD --not {base} | git pack-objects --stdout -q"),
+            ])
             .current_dir(&ws_path)
             .output()
             .unwrap()

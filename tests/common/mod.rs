@@ -199,3 +199,49 @@ pub fn events(home: &Path, task_id: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(home.join("tasks").join(task_id).join("events.jsonl")).unwrap_or_default();
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
+
+/// Runs git in `dir` (test fixtures only), with an identity and no user config.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = StdCommand::new("git")
+        .args([
+            "-c",
+            "user.name=dev",
+            "-c",
+            "user.email=dev@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(["-c", "protocol.file.allow=always"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// A developer's repository under `parent`: a.txt, src/lib.rs, a .gitignore for *.log, and
+/// two commits on main.
+pub fn dev_repo(parent: &Path, name: &str) -> PathBuf {
+    let root = parent.join(name);
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    git(&root, &["init", "-q"]);
+    std::fs::write(root.join("a.txt"), "one\n").unwrap();
+    std::fs::write(root.join(".gitignore"), "*.log\n").unwrap();
+    git(&root, &["add", "."]);
+    git(&root, &["commit", "-qm", "initial"]);
+    std::fs::write(root.join("src/lib.rs"), "pub fn answer() -> u32 { 42 }\n").unwrap();
+    git(&root, &["add", "."]);
+    git(&root, &["commit", "-qm", "add lib"]);
+    root
+}
+
+/// Writes the server's config file for a home (before `connect`).
+pub fn write_config(home: &Path, toml: &str) {
+    std::fs::write(home.join("config.toml"), toml).unwrap();
+}

@@ -2,9 +2,13 @@
 //! and shapes the result; the doc comments on the params become the JSON schema descriptions.
 
 mod agents;
+mod checkpoints;
 mod exec;
+mod files;
 mod tasks;
 
 pub use agents::{AttachParams, DetachParams};
+pub use checkpoints::{CreateCheckpointParams, RestoreCheckpointParams};
 pub use exec::ExecuteParams;
+pub use files::{EditFileParams, ListFilesParams, ReadFileParams, WriteFileParams};
 pub use tasks::{CreateTaskParams, DeleteTaskParams, ListTasksParams, StopTaskParams, TaskParams};

@@ -252,7 +252,13 @@ impl TaskboxServer {
                 for warning in &warnings {
                     text.push_str(&format!("\nWarning: {warning}"));
                 }
-                reply(text, &StoppedReply { task: &task, warnings: &warnings })
+                reply(
+                    text,
+                    &StoppedReply {
+                        task: &task,
+                        warnings: &warnings,
+                    },
+                )
             })
             .await)
     }

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
+use super::repo::git_script;
 use crate::error::{Error, Result};
 use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, RuntimeError};
 use crate::store::atomic_write;
@@ -19,11 +20,11 @@ use crate::workspace::{checkpoint_ref, host};
 /// files as in the commit, untracked files removed; ignored files (build outputs, caches) stay.
 const RESET_SCRIPT: &str = r#"set -e
 cd /workspace
-git -c core.hooksPath=/dev/null reset -q --hard "$1"
-git clean -fdq"#;
+g reset -q --hard "$1"
+g clean -fdq"#;
 
 /// Unpacks objects a workspace lost (the agent may have pruned them) from a pack on stdin.
-const UNPACK_SCRIPT: &str = "cd /workspace && git cat-file -e \"$1^{commit}\" 2>/dev/null || git unpack-objects -q";
+const UNPACK_SCRIPT: &str = "cd /workspace && g cat-file -e \"$1^{commit}\" 2>/dev/null || g unpack-objects -q";
 
 /// What `tasks/<id>/checkpoints/<n>.json` holds.
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +56,12 @@ impl TaskService {
         self.checkpoint(task, label, false).await
     }
 
-    pub(super) async fn checkpoint(&self, task: Task, label: Option<String>, automatic: bool) -> Result<CheckpointResult> {
+    pub(super) async fn checkpoint(
+        &self,
+        task: Task,
+        label: Option<String>,
+        automatic: bool,
+    ) -> Result<CheckpointResult> {
         let container = task.container_id.clone().ok_or_else(|| Error::WrongStatus {
             task: task.name.clone(),
             status: task.status.to_string(),
@@ -66,7 +72,10 @@ impl TaskService {
         // A stopped task was synced when it stopped; a running one is synced now.
         let task = match task.status {
             TaskStatus::Running => {
-                let message = format!("taskbox: checkpoint{}", label.as_deref().map(|l| format!(": {l}")).unwrap_or_default());
+                let message = format!(
+                    "taskbox: checkpoint{}",
+                    label.as_deref().map(|l| format!(": {l}")).unwrap_or_default()
+                );
                 let (task, outcome) = self.sync(&task, &message).await?;
                 warnings.extend(outcome.warning);
                 task
@@ -104,7 +113,11 @@ impl TaskService {
             host::set_ref(repo, &checkpoint_ref(&task.id, checkpoint.seq), oid)?;
         }
         self.write_manifest(&checkpoint, &task)?;
-        self.record(Event::new(&task.id, "checkpoint_created", serde_json::json!(checkpoint)))?;
+        self.record(Event::new(
+            &task.id,
+            "checkpoint_created",
+            serde_json::json!(checkpoint),
+        ))?;
         if automatic {
             self.prune_automatic(&task);
         }
@@ -120,7 +133,10 @@ impl TaskService {
         let path = dir.join(format!("{}.json", checkpoint.seq));
         let manifest = serde_json::to_vec_pretty(&Manifest { checkpoint, task })
             .map_err(|e| Error::invalid("checkpoint", format!("cannot serialise the manifest: {e}")))?;
-        std::fs::create_dir_all(&dir).map_err(|source| crate::store::StoreError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| crate::store::StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         atomic_write(&path, |f| f.write_all(&manifest))?;
         Ok(())
     }
@@ -133,10 +149,14 @@ impl TaskService {
 
     /// A checkpoint by id (`c-…`) or as `<task>:<seq>`; `task` is the default for a bare number.
     pub fn resolve_checkpoint(&self, reference: &str, task: Option<&str>) -> Result<(Task, Checkpoint)> {
-        let not_found = || Error::invalid(
-            "checkpoint",
-            format!("no checkpoint '{reference}'; pass an id from create_checkpoint or list_checkpoints, or <task>:<n>"),
-        );
+        let not_found = || {
+            Error::invalid(
+                "checkpoint",
+                format!(
+                    "no checkpoint '{reference}'; pass an id from create_checkpoint or list_checkpoints, or <task>:<n>"
+                ),
+            )
+        };
         if let Some(checkpoint) = self.registry.get_checkpoint(reference)? {
             let task = self.resolve(Some(&checkpoint.task_id))?;
             return Ok((task, checkpoint));
@@ -147,14 +167,24 @@ impl TaskService {
         };
         let seq: i64 = seq.parse().map_err(|_| not_found())?;
         let task = self.resolve(task_ref)?;
-        let checkpoint = self.registry.get_checkpoint_by_seq(&task.id, seq)?.ok_or_else(not_found)?;
+        let checkpoint = self
+            .registry
+            .get_checkpoint_by_seq(&task.id, seq)?
+            .ok_or_else(not_found)?;
         Ok((task, checkpoint))
     }
 
-    pub async fn restore_checkpoint(&self, task: Option<&str>, reference: &str) -> Result<RestoreResult> {
-        let (task, checkpoint) = self.resolve_checkpoint(reference, task)?;
-        let image = checkpoint.image_id.clone().ok_or_else(|| Error::invalid("checkpoint", "it has no image"))?;
-        let commit = checkpoint.git_commit.clone().ok_or_else(|| Error::invalid("checkpoint", "it has no commit"))?;
+    /// Restores a checkpoint, named by id or `<task>:<n>`.
+    pub async fn restore_checkpoint(&self, reference: &str) -> Result<RestoreResult> {
+        let (task, checkpoint) = self.resolve_checkpoint(reference, None)?;
+        let image = checkpoint
+            .image_id
+            .clone()
+            .ok_or_else(|| Error::invalid("checkpoint", "it has no image"))?;
+        let commit = checkpoint
+            .git_commit
+            .clone()
+            .ok_or_else(|| Error::invalid("checkpoint", "it has no commit"))?;
         crate::task::lifecycle::transition(task.status, LifecycleEvent::Restore)?;
         let mut warnings = Vec::new();
 
@@ -178,7 +208,9 @@ impl TaskService {
             self.runtime.remove_container(old).await?;
         }
         let container = self.start_container_for(&task, &image).await?;
-        let shell = self.prepare_container(&container, task.exec_user.as_deref().unwrap_or("")).await?;
+        let shell = self
+            .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
+            .await?;
 
         // 3. The workspace back at the checkpoint's commit.
         if let Some(repo) = &task.repo.path
@@ -186,15 +218,16 @@ impl TaskService {
         {
             let pack = host::pack_commit(repo, oid)?;
             let spec = ExecSpec {
-                cmd: ["sh", "-c", UNPACK_SCRIPT, "taskbox-unpack", &commit].map(String::from).to_vec(),
+                cmd: git_script(UNPACK_SCRIPT, "taskbox-unpack", &[&commit]),
                 user: task.exec_user.clone(),
                 stdin: Some(pack),
                 ..Default::default()
             };
-            self.run_checked(&container, spec, "giving the workspace the checkpoint's commit").await?;
+            self.run_checked(&container, spec, "giving the workspace the checkpoint's commit")
+                .await?;
         }
         let spec = ExecSpec {
-            cmd: ["sh", "-c", RESET_SCRIPT, "taskbox-reset", &commit].map(String::from).to_vec(),
+            cmd: git_script(RESET_SCRIPT, "taskbox-reset", &[&commit]),
             user: task.exec_user.clone(),
             ..Default::default()
         };
@@ -259,7 +292,10 @@ impl TaskService {
     async fn run_checked(&self, container: &str, spec: ExecSpec, what: &str) -> Result<()> {
         let (code, _, stderr) = self.run_captured(container, spec).await?;
         if code != Some(0) {
-            return Err(Error::Runtime(RuntimeError::Api(format!("{what} failed: {}", stderr.trim()))));
+            return Err(Error::Runtime(RuntimeError::Api(format!(
+                "{what} failed: {}",
+                stderr.trim()
+            ))));
         }
         Ok(())
     }

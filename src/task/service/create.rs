@@ -90,7 +90,10 @@ impl TaskService {
 
         let mut made = Made::default();
         let fork_from = fork.as_ref().map(|(f, _)| &f.from);
-        match self.build_task(task, &repo_request, fork_from, &image_user, &mut made).await {
+        match self
+            .build_task(task, &repo_request, fork_from, &image_user, &mut made)
+            .await
+        {
             Ok(created) => Ok(created),
             Err(error) => {
                 self.roll_back(&made, &error).await;
@@ -102,7 +105,10 @@ impl TaskService {
     /// The task and checkpoint a fork starts from, and the image its container starts from.
     fn fork_source(&self, reference: &str) -> Result<(Fork, String)> {
         let (source, checkpoint) = self.resolve_checkpoint(reference, None)?;
-        let image = checkpoint.image_id.clone().ok_or_else(|| Error::invalid("from_checkpoint", "it has no image"))?;
+        let image = checkpoint
+            .image_id
+            .clone()
+            .ok_or_else(|| Error::invalid("from_checkpoint", "it has no image"))?;
         let commit = checkpoint
             .git_commit
             .clone()

@@ -5,6 +5,7 @@
 mod checkpoint;
 mod create;
 mod exec;
+mod files;
 mod images;
 mod ops;
 mod reconcile;
@@ -21,6 +22,7 @@ use tokio_util::task::TaskTracker;
 pub use checkpoint::{CheckpointResult, RestoreResult};
 pub use create::{CreateTaskRequest, CreatedTask};
 pub use exec::{ExecRequest, ExecutionResult};
+pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
 pub use images::DoctorReport;
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
@@ -185,7 +187,12 @@ impl TaskService {
         self.save(task, None, update)
     }
 
-    fn save(&self, mut task: Task, event: Option<(LifecycleEvent, Option<String>)>, update: impl Fn(&mut Task)) -> Result<Task> {
+    fn save(
+        &self,
+        mut task: Task,
+        event: Option<(LifecycleEvent, Option<String>)>,
+        update: impl Fn(&mut Task),
+    ) -> Result<Task> {
         for _ in 0..5 {
             let from = task.status;
             let mut next = task.clone();
@@ -208,10 +215,9 @@ impl TaskService {
                     return Ok(saved);
                 }
                 Err(RegistryError::Conflict { .. }) => {
-                    task = self
-                        .registry
-                        .get_task(&task.id)?
-                        .ok_or_else(|| Error::TaskNotFound { task: task.name.clone() })?;
+                    task = self.registry.get_task(&task.id)?.ok_or_else(|| Error::TaskNotFound {
+                        task: task.name.clone(),
+                    })?;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -34,26 +34,43 @@ pub(super) struct ForkFrom {
     pub commit: String,
 }
 
-/// Commits the workspace's changes and prints HEAD. Hooks and signing are off: the commit
-/// is the server's, whatever the agent configured in `.git`.
+/// Prefix of every script that runs git for the server inside the container: the repository
+/// is /workspace whatever the agent set in `.git/config` (`core.worktree`, say), and nothing
+/// the agent configured runs or interferes (hooks, fsmonitor, signing).
+pub(super) const GIT_PRELUDE: &str = r#"export GIT_DIR=/workspace/.git GIT_WORK_TREE=/workspace GIT_OPTIONAL_LOCKS=0
+g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c commit.gpgsign=false -c user.name=taskbox -c user.email=taskbox@localhost "$@"; }
+"#;
+
+/// `sh -c <prelude + script> <name> <args…>`: a git script for the container.
+pub(super) fn git_script(script: &str, name: &str, args: &[&str]) -> Vec<String> {
+    let mut cmd = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!("{GIT_PRELUDE}{script}"),
+        name.to_string(),
+    ];
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    cmd
+}
+
+/// Commits the workspace's changes and prints HEAD.
 const COMMIT_SCRIPT: &str = r#"set -e
 cd /workspace
-git rev-parse --git-dir >/dev/null 2>&1 || { echo "/workspace is not a git repository any more (was .git removed?); restore a checkpoint" >&2; exit 3; }
-git add -A
-if ! git diff --cached --quiet; then
-  git -c user.name=taskbox -c user.email=taskbox@localhost -c core.hooksPath=/dev/null -c commit.gpgsign=false \
-    commit -q --no-verify -m "$1"
+g rev-parse --git-dir >/dev/null 2>&1 || { echo "/workspace is not a git repository any more (was .git removed?); restore a checkpoint" >&2; exit 3; }
+g add -A
+if ! g diff --cached --quiet; then
+  g commit -q --no-verify -m "$1"
 fi
-git rev-parse --verify HEAD"#;
+g rev-parse --verify HEAD"#;
 
 /// Writes a pack of everything HEAD needs that the commits given as arguments (when the
 /// workspace still has them) do not already provide.
 const PACK_SCRIPT: &str = r#"cd /workspace
 known=
 for c in "$@"; do
-  if git cat-file -e "$c^{commit}" 2>/dev/null; then known="$known ^$c"; fi
+  if g cat-file -e "$c^{commit}" 2>/dev/null; then known="$known ^$c"; fi
 done
-git rev-list --objects HEAD $known | git pack-objects --stdout -q"#;
+g rev-list --objects HEAD $known | g pack-objects --stdout -q"#;
 
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
@@ -138,7 +155,11 @@ impl TaskService {
     fn source_repo(&self, requested: Option<&Path>) -> Result<Option<PathBuf>> {
         let root = match requested {
             Some(path) => {
-                let path = if path.is_absolute() { path.to_path_buf() } else { self.cwd.join(path) };
+                let path = if path.is_absolute() {
+                    path.to_path_buf()
+                } else {
+                    self.cwd.join(path)
+                };
                 host::discover(&path)?
             }
             None => match host::discover(&self.cwd) {
@@ -151,7 +172,11 @@ impl TaskService {
             if requested.is_none() {
                 return Ok(None);
             }
-            let list = allowed.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(", ");
+            let list = allowed
+                .iter()
+                .map(|a| a.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(Error::invalid(
                 "repo_path",
                 format!(
@@ -165,16 +190,18 @@ impl TaskService {
 
     fn allowed_repo_roots(&self) -> Vec<PathBuf> {
         let roots = &self.config.workspace.allowed_repo_roots;
-        let roots = if roots.is_empty() { std::slice::from_ref(&self.cwd) } else { roots.as_slice() };
-        roots.iter().map(|r| r.canonicalize().unwrap_or_else(|_| r.clone())).collect()
+        let roots = if roots.is_empty() {
+            std::slice::from_ref(&self.cwd)
+        } else {
+            roots.as_slice()
+        };
+        roots
+            .iter()
+            .map(|r| r.canonicalize().unwrap_or_else(|_| r.clone()))
+            .collect()
     }
 
-    fn user_repo(
-        &self,
-        root: &Path,
-        request: &RepoRequest,
-        warnings: &mut Vec<String>,
-    ) -> Result<(TaskRepo, Oid)> {
+    fn user_repo(&self, root: &Path, request: &RepoRequest, warnings: &mut Vec<String>) -> Result<(TaskRepo, Oid)> {
         let base_ref = request.base_ref.as_deref().unwrap_or("HEAD");
         let base = host::resolve_commit(root, base_ref)?;
         let on_head = host::resolve_commit(root, "HEAD").ok() == Some(base);
@@ -182,7 +209,9 @@ impl TaskService {
         if request.include_uncommitted && !on_head {
             return Err(Error::invalid(
                 "include_uncommitted",
-                format!("uncommitted changes sit on HEAD, but base_ref '{base_ref}' is another commit; omit one of the two"),
+                format!(
+                    "uncommitted changes sit on HEAD, but base_ref '{base_ref}' is another commit; omit one of the two"
+                ),
             ));
         }
         let start = if changes.is_empty() {
@@ -246,7 +275,7 @@ impl TaskService {
         let user = task.exec_user.clone();
 
         let spec = ExecSpec {
-            cmd: ["sh", "-c", COMMIT_SCRIPT, "taskbox-sync", message].map(String::from).to_vec(),
+            cmd: git_script(COMMIT_SCRIPT, "taskbox-sync", &[message]),
             user: user.clone(),
             ..Default::default()
         };
@@ -268,8 +297,8 @@ impl TaskService {
                 .flatten()
                 .cloned()
                 .collect();
-            let mut cmd = vec!["sh".to_string(), "-c".into(), PACK_SCRIPT.into(), "taskbox-pack".into()];
-            cmd.extend(known);
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            let cmd = git_script(PACK_SCRIPT, "taskbox-pack", &known);
             let spec = ExecSpec {
                 cmd,
                 user,
@@ -291,9 +320,10 @@ impl TaskService {
         let expected = task.repo.synced_commit.as_deref().and_then(|c| c.parse().ok());
         let (moved, warning) = match host::move_branch(&repo_path, &branch, head_oid, expected) {
             Ok(()) => (true, None),
-            Err(e @ (WorkspaceError::BranchCheckedOut { .. } | WorkspaceError::BranchMoved { .. })) => {
-                (false, Some(format!("{e}; the work is safe in the task's checkpoints and workspace")))
-            }
+            Err(e @ (WorkspaceError::BranchCheckedOut { .. } | WorkspaceError::BranchMoved { .. })) => (
+                false,
+                Some(format!("{e}; the work is safe in the task's checkpoints and workspace")),
+            ),
             Err(e) => return Err(e.into()),
         };
         let outcome = SyncOutcome {

@@ -65,7 +65,11 @@ async fn creation_builds_a_missing_builtin_image_with_progress() {
 async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
     let (service, _dir) = service(fake.clone());
-    let task = service.create_task(request("pausing"), no_progress()).await.unwrap().task;
+    let task = service
+        .create_task(request("pausing"), no_progress())
+        .await
+        .unwrap()
+        .task;
     service.stop(&task.id, None).await.unwrap();
     let err = service
         .execute(
@@ -87,7 +91,10 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     assert_eq!(fake.lock().execs.len(), execs_before);
     let resumed = service.resume("pausing").await.unwrap();
     assert_eq!(resumed.status, TaskStatus::Running);
-    assert_eq!(resumed.version, 5, "created, repository recorded, started, stopped, resumed");
+    assert_eq!(
+        resumed.version, 5,
+        "created, repository recorded, started, stopped, resumed"
+    );
 }
 
 #[tokio::test]
