@@ -1,0 +1,250 @@
+//! Workspace costs, through the real binary and rmcp's stdio client, on a generated
+//! repository of 10,000 files / 100 MB (incompressible content):
+//!
+//! - `create_task_sandbox` over that repository, next to a task with no repository (the
+//!   difference is what the workspace costs beyond starting the container);
+//! - `create_checkpoint` after 1,000 files changed, next to `docker commit` of the same
+//!   container (what the git side adds);
+//! - `restore_checkpoint`.
+//!
+//! Run: `cargo bench --bench workspaces` (needs Docker and the taskbox-base image).
+//! BENCH_RUNS sets the repetitions (default 3). Under `cargo test` it runs once on a small
+//! repository as a smoke test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use serde_json::{Value, json};
+
+type Client = RunningService<RoleClient, ClientConfig>;
+
+async fn call(client: &Client, tool: &str, args: Value) -> Value {
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args.as_object().unwrap().clone()))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{tool}: {:?}", result.content);
+    result.structured_content.unwrap()
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `files` files of `size` pseudo-random bytes in 100 directories, committed on main.
+fn generate_repo(root: &Path, files: usize, size: usize) {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..files {
+        let dir = root.join(format!("d{:02}", i % 100));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        std::fs::write(dir.join(format!("f{i:05}.bin")), data).unwrap();
+    }
+    run(root, "git", &["-c", "init.defaultBranch=main", "init", "-q"]);
+    run(root, "git", &["add", "-A"]);
+    run(
+        root,
+        "git",
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-qm",
+            "generated",
+        ],
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn row(what: &str, values: &[Duration]) -> f64 {
+    let v: Vec<f64> = values.iter().copied().map(ms).collect();
+    let m = median(v.clone());
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{what:<52} median {m:>8.1} ms  (min {min:>8.1}, max {max:>8.1})  n={}",
+        v.len()
+    );
+    m
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (Duration, T) {
+    let start = Instant::now();
+    let value = f.await;
+    (start.elapsed(), value)
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let runs = if quick {
+        1
+    } else {
+        std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+    };
+    let (files, size, changed) = if quick {
+        (200, 1024, 50)
+    } else {
+        (10_000, 10_240, 1_000)
+    };
+    if Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        println!("workspaces bench skipped: Docker is not available");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let repos = home.path().join("repos");
+    let repo = repos.join("big");
+    std::fs::create_dir_all(&repo).unwrap();
+    let started = Instant::now();
+    generate_repo(&repo, files, size);
+    println!(
+        "repository: {files} files, {} MB, generated in {:.1} s",
+        files * size / 1_000_000,
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", repos.display()),
+    )
+    .unwrap();
+    let home_path = home.path().to_path_buf();
+    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox")).configure(|cmd| {
+        cmd.arg("serve")
+            .current_dir(&home_path)
+            .env("TASKBOX_HOME", &home_path)
+            .env("TASKBOX_CONFIG", home_path.join("config.toml"))
+            .env("TASKBOX_LOG", "warn");
+    });
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("workspaces-bench", "1"),
+    )
+    .serve(TokioChildProcess::new(command).unwrap())
+    .await
+    .unwrap();
+    call(&client, "create_task_sandbox", json!({ "name": "warmup" })).await;
+
+    let (mut with_repo, mut without) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let (d, _) = timed(call(
+            &client,
+            "create_task_sandbox",
+            json!({ "name": format!("plain-{i}") }),
+        ))
+        .await;
+        without.push(d);
+        let args = json!({ "name": format!("big-{i}"), "repo_path": repo.display().to_string() });
+        let (d, _) = timed(call(&client, "create_task_sandbox", args)).await;
+        with_repo.push(d);
+    }
+    println!();
+    let a = row("create_task_sandbox, no repository", &without);
+    let b = row(
+        &format!("create_task_sandbox over the {files}-file repository"),
+        &with_repo,
+    );
+    println!(
+        "{:<52} {:>8.1} ms (target < 2000 ms)\n",
+        "=> the workspace beyond the container start",
+        b - a
+    );
+
+    let (mut checkpoints, mut commits, mut restores) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let task = format!("big-{i}");
+        let change = format!("for f in $(git ls-files | head -n {changed}); do echo change >> $f; done");
+        call(
+            &client,
+            "execute_in_task",
+            json!({ "task": task, "command": change, "timeout_s": 600 }),
+        )
+        .await;
+        let (d, cp) = timed(call(
+            &client,
+            "create_checkpoint",
+            json!({ "task": task, "label": "bench" }),
+        ))
+        .await;
+        checkpoints.push(d);
+        assert_eq!(cp["checkpoint"]["seq"], 1);
+        let status = call(&client, "get_task_status", json!({ "task": task })).await;
+        let container = status["task"]["container_id"].as_str().unwrap().to_string();
+        let (d, _) = timed(async {
+            let out = Command::new("docker")
+                .args(["commit", &container, "taskbox-bench-raw:latest"])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        })
+        .await;
+        commits.push(d);
+        call(
+            &client,
+            "execute_in_task",
+            json!({ "task": task, "command": "git rm -rq d0* && echo x > new", "timeout_s": 600 }),
+        )
+        .await;
+        let (d, _) = timed(call(
+            &client,
+            "restore_checkpoint",
+            json!({ "checkpoint": format!("{task}:1") }),
+        ))
+        .await;
+        restores.push(d);
+    }
+    row(&format!("create_checkpoint, {changed} files changed"), &checkpoints);
+    row("docker commit of the same container", &commits);
+    println!("{:<52} (target < 2000 ms)\n", "");
+    row("restore_checkpoint (pre-restore checkpoint included)", &restores);
+    println!("{:<52} (target < 3000 ms)", "");
+
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", "taskbox-bench-raw:latest"])
+        .output();
+    let list = call(&client, "list_tasks", json!({ "limit": 500 })).await;
+    for task in list["tasks"].as_array().unwrap() {
+        call(&client, "delete_task", json!({ "task": task["id"], "confirm": true })).await;
+    }
+    client.cancel().await.unwrap();
+}
