@@ -30,6 +30,7 @@ async fn tool_list_matches_the_snapshot() {
         names,
         [
             "attach_agent_to_task",
+            "complete_task",
             "create_checkpoint",
             "create_task_sandbox",
             "delete_task",

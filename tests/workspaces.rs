@@ -251,17 +251,25 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
         .collect();
     assert_eq!(seqs, [3, 2, 1]);
 
-    // Back to the good state, then stop: the branch ends at the last sync.
+    // Back to the good state, stop and resume (stop syncs too), then complete.
     call(&client, "restore_checkpoint", json!({ "checkpoint": "flow:1" })).await;
     exec(&client, "flow", "echo final > final.txt").await;
     let stopped = call(&client, "stop_task", json!({})).await;
     assert_eq!(stopped["warnings"], json!([]));
+    call(&client, "resume_task", json!({})).await;
+    exec(&client, "flow", "echo done >> final.txt").await;
+    let completed = call(&client, "complete_task", json!({})).await;
+    assert_eq!(completed["task"]["status"], "completed");
+    let (_, message) = call_err(&client, "resume_task", json!({ "task": "flow" })).await;
+    assert!(message.contains("completed"), "{message}");
     let log = git(&repo, &["log", "--format=%s", "taskbox/flow"]);
     assert_eq!(
         log,
-        "taskbox: sync on stop\ntaskbox: checkpoint: first\nagent: notes\nadd lib\ninitial"
+        "taskbox: complete task\ntaskbox: sync on stop\ntaskbox: checkpoint: first\nagent: notes\nadd lib\ninitial"
     );
-    assert_eq!(git(&repo, &["show", "taskbox/flow:final.txt"]), "final");
+    let tip = git(&repo, &["rev-parse", "taskbox/flow"]);
+    assert_eq!(completed["task"]["repo"]["synced_commit"], tip.as_str());
+    assert_eq!(git(&repo, &["show", "taskbox/flow:final.txt"]), "final\ndone");
 
     // Nothing else in the developer's repository changed.
     assert_eq!(host_state(&repo), before);

@@ -264,6 +264,34 @@ impl TaskboxServer {
     }
 
     #[tool(
+        description = "Complete the task: commits the workspace's work on the task branch `taskbox/<name>` in the host repository (where a human reviews and merges it), stops the container and marks the task completed. Use it when the work is done.",
+        annotations(destructive_hint = false, idempotent_hint = false)
+    )]
+    async fn complete_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .on_task("complete_task", p.task, |id| async move {
+                let (task, warnings) = self.service.complete(&id).await?;
+                let mut text = format!(
+                    "Completed {}. The work is on branch {} at {}.",
+                    task_line(&task),
+                    task.repo.branch.as_deref().unwrap_or("-"),
+                    task.repo.synced_commit.as_deref().unwrap_or("-")
+                );
+                for warning in &warnings {
+                    text.push_str(&format!("\nWarning: {warning}"));
+                }
+                reply(
+                    text,
+                    &StoppedReply {
+                        task: &task,
+                        warnings: &warnings,
+                    },
+                )
+            })
+            .await)
+    }
+
+    #[tool(
         description = "Start a stopped task's container again, with its files as they were. The task becomes this session's current task.",
         annotations(destructive_hint = false, idempotent_hint = false)
     )]

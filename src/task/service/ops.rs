@@ -134,13 +134,31 @@ impl TaskService {
     /// Syncs the workspace to the task branch, then stops the container. Returns warnings
     /// (a sync that could not move the branch, say); the files stay either way.
     pub async fn stop(&self, task: &str, timeout_s: Option<u64>) -> Result<(Task, Vec<String>)> {
+        self.finish_work(task, timeout_s, LifecycleEvent::Stop, "taskbox: sync on stop")
+            .await
+    }
+
+    /// Finalises the task: its work committed on the task branch, the container stopped, the
+    /// status `completed` (the workspace and checkpoints stay until cleanup or delete).
+    pub async fn complete(&self, task: &str) -> Result<(Task, Vec<String>)> {
+        self.finish_work(task, None, LifecycleEvent::Complete, "taskbox: complete task")
+            .await
+    }
+
+    async fn finish_work(
+        &self,
+        task: &str,
+        timeout_s: Option<u64>,
+        event: LifecycleEvent,
+        message: &str,
+    ) -> Result<(Task, Vec<String>)> {
         let mut task = self.resolve(Some(task))?;
         // Check the move first so a stopped task is not stopped "again" in Docker.
-        crate::task::lifecycle::transition(task.status, LifecycleEvent::Stop)?;
+        crate::task::lifecycle::transition(task.status, event)?;
         let timeout = timeout_s.unwrap_or(10).min(300) as i32;
         let mut warnings = Vec::new();
-        if task.repo.path.is_some() {
-            match self.sync(&task, "taskbox: sync on stop").await {
+        if task.repo.path.is_some() && task.status == crate::task::model::TaskStatus::Running {
+            match self.sync(&task, message).await {
                 Ok((synced, outcome)) => {
                     task = synced;
                     warnings.extend(outcome.warning);
@@ -150,13 +168,15 @@ impl TaskService {
                 )),
             }
         }
-        if let Some(container) = &task.container_id {
+        if let Some(container) = &task.container_id
+            && task.status == crate::task::model::TaskStatus::Running
+        {
             // A root process left running may have made setuid files since the last root
             // command; the workspace outlives the container on the host.
             self.strip_setid(container).await;
             self.runtime.stop_container(container, timeout).await?;
         }
-        Ok((self.transition(task, LifecycleEvent::Stop, None, |_| {})?, warnings))
+        Ok((self.transition(task, event, None, |_| {})?, warnings))
     }
 
     pub async fn resume(&self, task: &str) -> Result<Task> {
