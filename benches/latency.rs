@@ -123,7 +123,10 @@ async fn main() {
             .current_dir(&home_path)
             .env("TASKBOX_HOME", &home_path)
             .env("TASKBOX_CONFIG", home_path.join("config.toml"))
-            .env("TASKBOX_LOG", "warn");
+            .env(
+                "TASKBOX_LOG",
+                std::env::var("TASKBOX_LOG").unwrap_or_else(|_| "warn".into()),
+            );
     });
     let client = ClientConfig::new(ClientCapabilities::default(), Implementation::new("latency-bench", "1"))
         .serve(TokioChildProcess::new(command).unwrap())

@@ -60,19 +60,20 @@ fn generate_repo(root: &Path, files: usize, size: usize) {
     }
     run(root, "git", &["-c", "init.defaultBranch=main", "init", "-q"]);
     run(root, "git", &["add", "-A"]);
-    run(
-        root,
-        "git",
-        &[
-            "-c",
-            "user.name=b",
-            "-c",
-            "user.email=b@b",
-            "commit",
-            "-qm",
-            "generated",
-        ],
-    );
+    // No background auto-gc racing the bench; packed, as real repositories mostly are.
+    let commit = [
+        "-c",
+        "user.name=b",
+        "-c",
+        "user.email=b@b",
+        "-c",
+        "gc.auto=0",
+        "commit",
+        "-qm",
+        "generated",
+    ];
+    run(root, "git", &commit);
+    run(root, "git", &["gc", "-q"]);
 }
 
 fn ms(d: Duration) -> f64 {
@@ -154,7 +155,10 @@ async fn main() {
             .current_dir(&home_path)
             .env("TASKBOX_HOME", &home_path)
             .env("TASKBOX_CONFIG", home_path.join("config.toml"))
-            .env("TASKBOX_LOG", "warn");
+            .env(
+                "TASKBOX_LOG",
+                std::env::var("TASKBOX_LOG").unwrap_or_else(|_| "warn".into()),
+            );
     });
     let client = ClientConfig::new(
         ClientCapabilities::default(),

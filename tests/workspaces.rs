@@ -617,3 +617,35 @@ async fn old_automatic_checkpoints_are_pruned_and_labelled_ones_kept() {
     }
     assert!(docker_inspect("image", &pre_images[3]).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_works_after_the_agent_destroyed_its_git_history() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "pruned-test").await;
+    create(&client, "pruned").await;
+    exec(&client, "pruned", "echo precious > keep.txt").await;
+    let cp = call(&client, "create_checkpoint", json!({ "label": "precious" })).await;
+    let commit = cp["checkpoint"]["git_commit"].as_str().unwrap().to_string();
+    // The agent rewrites history and prunes every object the checkpoint needs.
+    let r = exec(
+        &client,
+        "pruned",
+        &format!(
+            "git checkout -q --orphan scratch && git rm -rqf . && echo other > other.txt && git add . && \
+             git commit -qm scratch && git branch -D taskbox/pruned >/dev/null && \
+             git reflog expire --expire=now --all && git gc -q --prune=now && \
+             (git cat-file -e {commit} 2>/dev/null && echo still-there || echo gone)"
+        ),
+    )
+    .await;
+    assert_eq!(r["stdout"], "gone\n", "{r}");
+    call(&client, "restore_checkpoint", json!({ "checkpoint": "pruned:1" })).await;
+    let r = exec(
+        &client,
+        "pruned",
+        "cat keep.txt; ls other.txt 2>/dev/null || echo no-other; git rev-parse HEAD",
+    )
+    .await;
+    assert_eq!(r["stdout"], format!("precious\nno-other\n{commit}\n"));
+}

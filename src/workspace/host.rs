@@ -161,10 +161,25 @@ pub fn clone_private(source: &Path, dest: &Path) -> Result<()> {
 /// back at the host (no remote). Objects are copied, never hard-linked: the agent will own
 /// these files.
 pub fn clone_workspace(repo_path: &Path, branch: &str, dest: &Path) -> Result<()> {
-    let repo = RepoBuilder::new()
-        .clone_local(CloneLocal::NoLinks)
-        .branch(branch)
-        .clone(&repo_path.to_string_lossy(), dest)?;
+    // A local clone copies the object files; a `git gc` running in the developer's
+    // repository at the same time can pack them away mid-copy. Start again when that happens.
+    let mut attempt = 0;
+    let repo = loop {
+        match RepoBuilder::new()
+            .clone_local(CloneLocal::NoLinks)
+            .branch(branch)
+            .clone(&repo_path.to_string_lossy(), dest)
+        {
+            Ok(repo) => break repo,
+            Err(e) if attempt < 3 && e.class() == git2::ErrorClass::Os => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "local clone raced with the source repository; retrying");
+                super::remove(dest)?;
+                std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     repo.remote_delete("origin")?;
     let mut config = repo.config()?;
     for key in [format!("branch.{branch}.remote"), format!("branch.{branch}.merge")] {

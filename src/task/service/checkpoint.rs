@@ -18,13 +18,15 @@ use crate::workspace::{checkpoint_ref, host};
 
 /// Resets the workspace to a commit (as the agent's user, inside the container): tracked
 /// files as in the commit, untracked files removed; ignored files (build outputs, caches) stay.
+/// Exits 4 when the workspace lacks the commit (the agent may have pruned it).
 const RESET_SCRIPT: &str = r#"set -e
 cd /workspace
+g cat-file -e "$1^{commit}" 2>/dev/null || exit 4
 g reset -q --hard "$1"
 g clean -fdq"#;
 
-/// Unpacks objects a workspace lost (the agent may have pruned them) from a pack on stdin.
-const UNPACK_SCRIPT: &str = "cd /workspace && g cat-file -e \"$1^{commit}\" 2>/dev/null || g unpack-objects -q";
+/// Unpacks the objects of a commit a workspace lost, from a pack on stdin.
+const UNPACK_SCRIPT: &str = "cd /workspace && g unpack-objects -q";
 
 /// What `tasks/<id>/checkpoints/<n>.json` holds.
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +189,7 @@ impl TaskService {
             .ok_or_else(|| Error::invalid("checkpoint", "it has no commit"))?;
         crate::task::lifecycle::transition(task.status, LifecycleEvent::Restore)?;
         let mut warnings = Vec::new();
+        let started = std::time::Instant::now();
 
         // 1. Keep what is there now, so the restore can be undone.
         let container_alive = match &task.container_id {
@@ -202,6 +205,7 @@ impl TaskService {
             None
         };
         let task = self.resolve(Some(&task.id))?;
+        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "restore: pre-restore checkpoint");
 
         // 2. A new container from the checkpoint's image, with the task's configuration.
         if let Some(old) = &task.container_id {
@@ -212,26 +216,35 @@ impl TaskService {
             .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
             .await?;
 
-        // 3. The workspace back at the checkpoint's commit.
-        if let Some(repo) = &task.repo.path
-            && let Ok(oid) = commit.parse()
-        {
-            let pack = host::pack_commit(repo, oid)?;
-            let spec = ExecSpec {
-                cmd: git_script(UNPACK_SCRIPT, "taskbox-unpack", &[&commit]),
-                user: task.exec_user.clone(),
-                stdin: Some(pack),
-                ..Default::default()
-            };
-            self.run_checked(&container, spec, "giving the workspace the checkpoint's commit")
-                .await?;
-        }
-        let spec = ExecSpec {
+        // 3. The workspace back at the checkpoint's commit; only when the workspace lost that
+        //    commit does it get it from the host repository first.
+        let reset = ExecSpec {
             cmd: git_script(RESET_SCRIPT, "taskbox-reset", &[&commit]),
             user: task.exec_user.clone(),
             ..Default::default()
         };
-        self.run_checked(&container, spec, "resetting the workspace").await?;
+        let (code, _, stderr) = self.run_captured(&container, reset.clone()).await?;
+        match (code, &task.repo.path, commit.parse()) {
+            (Some(0), _, _) => {}
+            (Some(4), Some(repo), Ok(oid)) => {
+                let spec = ExecSpec {
+                    cmd: git_script(UNPACK_SCRIPT, "taskbox-unpack", &[]),
+                    user: task.exec_user.clone(),
+                    stdin: Some(host::pack_commit(repo, oid)?),
+                    ..Default::default()
+                };
+                self.run_checked(&container, spec, "giving the workspace the checkpoint's commit")
+                    .await?;
+                self.run_checked(&container, reset, "resetting the workspace").await?;
+            }
+            _ => {
+                return Err(Error::Runtime(RuntimeError::Api(format!(
+                    "resetting the workspace failed: {}",
+                    stderr.trim()
+                ))));
+            }
+        }
+        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "restore: workspace reset");
 
         // 4. The branch follows; the commits after it stay reachable from the pre-restore
         //    checkpoint's ref.

@@ -256,7 +256,9 @@ impl TaskService {
             user if user.contains(':') => user.to_string(),
             user => format!("{user}:"),
         };
-        let script = r#"if [ -n "$1" ]; then chown -R "$1" /workspace || exit 3; fi
+        // Only what the user does not own yet: all of a fresh workspace, next to nothing of a
+        // restored one.
+        let script = r#"if [ -n "$1" ]; then find /workspace ! -user "${1%%:*}" -exec chown -h "$1" {} + || exit 3; fi
 if [ -x /bin/bash ]; then echo bash; else echo sh; fi"#;
         let spec = ExecSpec {
             cmd: ["sh", "-c", script, "prepare", &owner].map(String::from).to_vec(),
