@@ -209,7 +209,9 @@ impl TaskService {
         self.store.create_task_dir(&task.id)?;
         self.write_state(&task);
 
+        let started = std::time::Instant::now();
         let warnings = self.prepare_repo(&mut task, repo, fork, made)?;
+        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: repository and workspace ready");
         // Record the repository now: a server that dies from here on leaves a row that
         // says where the task branch is.
         task = self.update(task.clone(), |t| t.repo = task.repo.clone())?;
@@ -225,7 +227,9 @@ impl TaskService {
         let image = task.container_image.clone().unwrap_or_else(|| task.image.clone());
         let container = self.start_container_for(&task, &image).await?;
         made.container = Some(container.clone());
+        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container started");
         let shell = self.prepare_container(&container, image_user).await?;
+        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container prepared");
 
         let exec_user = Some(image_user.to_string()).filter(|u| !u.is_empty());
         let network_name = task.network_name.clone();
