@@ -11,27 +11,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
-use serde_json::{Value, json};
-
-type Client = RunningService<RoleClient, ClientConfig>;
+use common::*;
+use serde_json::json;
 
 fn runs(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-async fn call(client: &Client, tool: &str, args: Value) -> Value {
-    let result = client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args.as_object().unwrap().clone()))
-        .await
-        .unwrap();
-    assert_ne!(result.is_error, Some(true), "{tool}: {:?}", result.content);
-    result.structured_content.unwrap()
 }
 
 fn docker(args: &[&str]) -> String {
@@ -50,26 +39,6 @@ fn docker_run_keepalive(extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     args.extend_from_slice(&["taskbox-base", "sleep", "infinity"]);
     docker(&args)
-}
-
-async fn timed<T>(f: impl std::future::Future<Output = T>) -> (Duration, T) {
-    let start = Instant::now();
-    let value = f.await;
-    (start.elapsed(), value)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 fn report(what: &str, ours: &[Duration], theirs: &[Duration], their_name: &str) {
@@ -104,34 +73,15 @@ fn report(what: &str, ours: &[Duration], theirs: &[Duration], their_name: &str) 
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
-    let quick = !std::env::args().any(|a| a == "--bench");
+    let quick = quick();
     let exec_runs = if quick { 3 } else { runs("BENCH_EXEC_RUNS", 50) };
     let create_runs = if quick { 1 } else { runs("BENCH_CREATE_RUNS", 10) };
-    if Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
+    if !docker_available() {
         println!("latency bench skipped: Docker is not available");
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let home_path = home.path().to_path_buf();
-    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox")).configure(|cmd| {
-        cmd.arg("serve")
-            .current_dir(&home_path)
-            .env("TASKBOX_HOME", &home_path)
-            .env("TASKBOX_CONFIG", home_path.join("config.toml"))
-            .env(
-                "TASKBOX_LOG",
-                std::env::var("TASKBOX_LOG").unwrap_or_else(|_| "warn".into()),
-            );
-    });
-    let client = ClientConfig::new(ClientCapabilities::default(), Implementation::new("latency-bench", "1"))
-        .serve(TokioChildProcess::new(command).unwrap())
-        .await
-        .unwrap();
+    let client = start_server(home.path(), "latency-bench").await;
 
     // Warm up both paths (image present, first connections made).
     call(&client, "create_task_sandbox", json!({ "name": "warmup" })).await;

@@ -13,25 +13,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
-use serde_json::{Value, json};
-
-type Client = RunningService<RoleClient, ClientConfig>;
-
-async fn call(client: &Client, tool: &str, args: Value) -> Value {
-    let result = client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args.as_object().unwrap().clone()))
-        .await
-        .unwrap();
-    assert_ne!(result.is_error, Some(true), "{tool}: {:?}", result.content);
-    result.structured_content.unwrap()
-}
+use common::*;
+use serde_json::json;
 
 fn run(dir: &Path, program: &str, args: &[&str]) {
     let out = Command::new(program).args(args).current_dir(dir).output().unwrap();
@@ -76,41 +65,9 @@ fn generate_repo(root: &Path, files: usize, size: usize) {
     run(root, "git", &["gc", "-q"]);
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn row(what: &str, values: &[Duration]) -> f64 {
-    let v: Vec<f64> = values.iter().copied().map(ms).collect();
-    let m = median(v.clone());
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(0.0, f64::max);
-    println!(
-        "{what:<52} median {m:>8.1} ms  (min {min:>8.1}, max {max:>8.1})  n={}",
-        v.len()
-    );
-    m
-}
-
-async fn timed<T>(f: impl std::future::Future<Output = T>) -> (Duration, T) {
-    let start = Instant::now();
-    let value = f.await;
-    (start.elapsed(), value)
-}
-
 #[tokio::main]
 async fn main() {
-    let quick = !std::env::args().any(|a| a == "--bench");
+    let quick = quick();
     let runs = if quick {
         1
     } else {
@@ -124,12 +81,7 @@ async fn main() {
     } else {
         (10_000, 10_240, 1_000)
     };
-    if Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
+    if !docker_available() {
         println!("workspaces bench skipped: Docker is not available");
         return;
     }
@@ -149,24 +101,7 @@ async fn main() {
         format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", repos.display()),
     )
     .unwrap();
-    let home_path = home.path().to_path_buf();
-    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox")).configure(|cmd| {
-        cmd.arg("serve")
-            .current_dir(&home_path)
-            .env("TASKBOX_HOME", &home_path)
-            .env("TASKBOX_CONFIG", home_path.join("config.toml"))
-            .env(
-                "TASKBOX_LOG",
-                std::env::var("TASKBOX_LOG").unwrap_or_else(|_| "warn".into()),
-            );
-    });
-    let client = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("workspaces-bench", "1"),
-    )
-    .serve(TokioChildProcess::new(command).unwrap())
-    .await
-    .unwrap();
+    let client = start_server(home.path(), "workspaces-bench").await;
     call(&client, "create_task_sandbox", json!({ "name": "warmup" })).await;
 
     // Each create over the repository is paired with a plain `git clone --no-hardlinks` of it

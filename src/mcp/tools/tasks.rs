@@ -111,6 +111,17 @@ struct DeletedReply<'a> {
     deleted: &'a str,
 }
 
+/// The reply of stop and complete: where the work is, and any warnings.
+fn with_warnings(mut text: String, task: &Task, warnings: &[String]) -> crate::error::Result<CallToolResult> {
+    if let (Some(branch), Some(commit)) = (&task.repo.branch, &task.repo.synced_commit) {
+        text.push_str(&format!(" Its work is committed on branch {branch} at {commit}."));
+    }
+    for warning in warnings {
+        text.push_str(&format!("\nWarning: {warning}"));
+    }
+    reply(text, &StoppedReply { task, warnings })
+}
+
 pub(crate) fn task_line(task: &Task) -> String {
     let mut line = format!("{} ({}) is {}", task.name, task.id, task.status);
     if let Some(reason) = &task.status_reason {
@@ -244,21 +255,8 @@ impl TaskboxServer {
         Ok(self
             .on_task("stop_task", p.task, |id| async move {
                 let (task, warnings) = self.service.stop(&id, p.timeout_s).await?;
-                let mut text = format!(
-                    "Stopped {}; its work is committed on branch {}. Call resume_task to continue.",
-                    task_line(&task),
-                    task.repo.branch.as_deref().unwrap_or("-")
-                );
-                for warning in &warnings {
-                    text.push_str(&format!("\nWarning: {warning}"));
-                }
-                reply(
-                    text,
-                    &StoppedReply {
-                        task: &task,
-                        warnings: &warnings,
-                    },
-                )
+                let text = format!("Stopped {}. Call resume_task to continue.", task_line(&task));
+                with_warnings(text, &task, &warnings)
             })
             .await)
     }
@@ -271,22 +269,8 @@ impl TaskboxServer {
         Ok(self
             .on_task("complete_task", p.task, |id| async move {
                 let (task, warnings) = self.service.complete(&id).await?;
-                let mut text = format!(
-                    "Completed {}. The work is on branch {} at {}.",
-                    task_line(&task),
-                    task.repo.branch.as_deref().unwrap_or("-"),
-                    task.repo.synced_commit.as_deref().unwrap_or("-")
-                );
-                for warning in &warnings {
-                    text.push_str(&format!("\nWarning: {warning}"));
-                }
-                reply(
-                    text,
-                    &StoppedReply {
-                        task: &task,
-                        warnings: &warnings,
-                    },
-                )
+                let text = format!("Completed {}.", task_line(&task));
+                with_warnings(text, &task, &warnings)
             })
             .await)
     }

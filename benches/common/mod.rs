@@ -1,0 +1,90 @@
+//! What the benchmarks share: starting the real `taskbox serve` behind rmcp's stdio client,
+//! calling tools, timing and summarising.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use serde_json::Value;
+
+pub type Client = RunningService<RoleClient, ClientConfig>;
+
+/// Whether a Docker daemon answers; the benches skip (with a message) when not.
+pub fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `cargo bench` passes `--bench`; under `cargo test` the benches run a quick smoke version.
+pub fn quick() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
+/// The release binary serving `home` (its config file there too), in `home` as working dir.
+pub async fn start_server(home: &Path, client_name: &str) -> Client {
+    let home = home.to_path_buf();
+    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox")).configure(|cmd| {
+        cmd.arg("serve")
+            .current_dir(&home)
+            .env("TASKBOX_HOME", &home)
+            .env("TASKBOX_CONFIG", home.join("config.toml"))
+            .env(
+                "TASKBOX_LOG",
+                std::env::var("TASKBOX_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+    });
+    ClientConfig::new(ClientCapabilities::default(), Implementation::new(client_name, "1"))
+        .serve(TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap()
+}
+
+pub async fn call(client: &Client, tool: &str, args: Value) -> Value {
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args.as_object().unwrap().clone()))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{tool}: {:?}", result.content);
+    result.structured_content.unwrap()
+}
+
+pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (Duration, T) {
+    let start = Instant::now();
+    let value = f.await;
+    (start.elapsed(), value)
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Prints `what`'s median, min and max in ms; returns the median.
+pub fn row(what: &str, values: &[Duration]) -> f64 {
+    let v: Vec<f64> = values.iter().copied().map(ms).collect();
+    let m = median(v.clone());
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{what:<52} median {m:>8.1} ms  (min {min:>8.1}, max {max:>8.1})  n={}",
+        v.len()
+    );
+    m
+}
