@@ -143,7 +143,12 @@ impl TaskService {
             ..repo
         };
         made.workspace = Some(task.workspace.clone());
+        let started = std::time::Instant::now();
         host::clone_workspace(&repo_path, &branch, &task.workspace)?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "create: workspace cloned"
+        );
         if !task.repo.private
             && let Err(e) = host::init_submodules(&repo_path, &task.workspace)
         {
@@ -207,7 +212,12 @@ impl TaskService {
         let base_ref = request.base_ref.as_deref().unwrap_or("HEAD");
         let base = host::resolve_commit(root, base_ref)?;
         let on_head = host::resolve_commit(root, "HEAD").ok() == Some(base);
+        let started = std::time::Instant::now();
         let changes = if on_head { host::uncommitted(root)? } else { Vec::new() };
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "create: uncommitted changes checked"
+        );
         if request.include_uncommitted && !on_head {
             return Err(Error::invalid(
                 "include_uncommitted",
