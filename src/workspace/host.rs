@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use git2::build::{CheckoutBuilder, CloneLocal, RepoBuilder};
+use git2::build::{CloneLocal, RepoBuilder};
 use git2::{BranchType, Index, IndexEntry, IndexTime, Oid, Repository, Signature, Status, StatusOptions};
 
 use super::{AGENT_EMAIL, AGENT_NAME, Result, SERVER_EMAIL, SERVER_NAME, WorkspaceError};
@@ -377,12 +377,6 @@ pub fn diff(repo_path: &Path, base: Oid, head: Oid) -> Result<(Vec<FileDiff>, Ve
         true
     })?;
     Ok((files, patch))
-}
-
-/// Resets a fresh clone's work tree to HEAD (used by tests and forks).
-pub fn checkout_head(repo_path: &Path) -> Result<()> {
-    open(repo_path)?.checkout_head(Some(CheckoutBuilder::new().force()))?;
-    Ok(())
 }
 
 #[cfg(test)]
