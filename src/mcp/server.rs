@@ -65,7 +65,8 @@ impl TaskboxServer {
                 + Self::agent_tools()
                 + Self::exec_tools()
                 + Self::file_tools()
-                + Self::checkpoint_tools(),
+                + Self::checkpoint_tools()
+                + Self::memory_tools(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use rusqlite::{Row, params};
 
+use super::memory::{ExecutionFilter, FAILED};
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
 use crate::task::model::{Execution, ExecutionStatus};
 
@@ -69,6 +70,47 @@ impl Registry {
             "UPDATE executions SET status = 'failed' WHERE status = 'running' AND started_at < ?1",
             [ts_to_sql(&cutoff)],
         )?)
+    }
+
+    /// Executions of a task, newest first, filtered; with the number matching the filter.
+    pub fn list_executions(
+        &self,
+        task_id: &str,
+        filter: &ExecutionFilter,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<Execution>, u64)> {
+        let condition = format!(
+            "task_id = ?1 AND (?2 IS NULL OR exit_code = ?2) AND (?3 = 0 OR {FAILED})
+             AND (?4 IS NULL OR instr(command, ?4) > 0)"
+        );
+        let conn = self.conn();
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM executions WHERE {condition}"),
+            params![task_id, filter.exit_code, filter.failed, filter.command],
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE {condition} ORDER BY started_at DESC, id DESC LIMIT ?5 OFFSET ?6"
+        ))?;
+        let raws = stmt
+            .query_map(
+                params![
+                    task_id,
+                    filter.exit_code,
+                    filter.failed,
+                    filter.command,
+                    limit,
+                    offset as i64
+                ],
+                RawExecution::from_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let executions = raws
+            .into_iter()
+            .map(RawExecution::into_execution)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((executions, total as u64))
     }
 
     /// Newest first.

@@ -8,6 +8,7 @@ mod attachments;
 mod checkpoints;
 mod events;
 mod executions;
+mod memory;
 mod tasks;
 
 use std::path::Path;
@@ -19,11 +20,13 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
 pub use executions::ExecutionCounts;
+pub use memory::{ExecutionFilter, SearchHit, Stats, fts_query as memory_query};
 pub use tasks::TaskPage;
 
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/001_initial_schema.sql")),
     M::up(include_str!("../../migrations/002_workspaces.sql")),
+    M::up(include_str!("../../migrations/003_task_memory.sql")),
 ];
 
 /// How long a statement waits for another process's write lock before giving up.

@@ -1,6 +1,7 @@
 //! The per-task files under `tasks/<id>/` (DESIGN.md §3): the state snapshot, the event log
 //! and the full outputs of executions. These are the record the registry can be rebuilt from.
 
+mod decisions;
 mod events;
 mod state_json;
 

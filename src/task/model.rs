@@ -280,6 +280,17 @@ pub struct Attachment {
     pub detached_at: Option<Timestamp>,
 }
 
+/// Layer 3: a decision recorded by an agent or a hook, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Decision {
+    pub id: i64,
+    pub task_id: String,
+    pub decision: String,
+    pub rationale: Option<String>,
+    pub agent: Option<String>,
+    pub created_at: Timestamp,
+}
+
 /// One line of `events.jsonl`, also indexed in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {

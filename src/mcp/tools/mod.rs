@@ -5,6 +5,7 @@ mod agents;
 mod checkpoints;
 mod exec;
 mod files;
+mod memory;
 mod tasks;
 
 pub use agents::{AttachParams, DetachParams};

@@ -8,7 +8,7 @@ use super::exec::describe_exit;
 use crate::error::{Error, Result};
 use crate::registry::ExecutionCounts;
 use crate::task::lifecycle::{LifecycleEvent, can_delete};
-use crate::task::model::{Attachment, Event, Execution, Task};
+use crate::task::model::{Attachment, Decision, Event, Execution, Task};
 use crate::workspace;
 
 /// How many executions attach returns as context.
@@ -26,6 +26,8 @@ pub struct AttachResult {
 pub struct ResumeContext {
     /// Newest first.
     pub recent_executions: Vec<Execution>,
+    /// Newest first.
+    pub recent_decisions: Vec<Decision>,
     pub active_attachments: Vec<Attachment>,
 }
 
@@ -65,6 +67,7 @@ impl TaskService {
         Ok(AttachResult {
             resume: ResumeContext {
                 recent_executions: self.registry.recent_executions(&task.id, RESUME_EXECUTIONS)?,
+                recent_decisions: self.registry.list_decisions(&task.id, RESUME_EXECUTIONS, 0)?.0,
                 active_attachments: self.registry.active_attachments(&task.id)?,
             },
             task,

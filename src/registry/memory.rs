@@ -1,0 +1,371 @@
+//! What agents ask about past work: event history, executions with filters, decisions,
+//! full-text search across tasks, and statistics.
+
+use rusqlite::{Row, params};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use crate::task::model::{Decision, Event, Timestamp};
+
+/// Filters of `task_executions`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionFilter {
+    pub exit_code: Option<i64>,
+    /// Only executions that failed (non-zero exit, timeout, cancelled, error).
+    pub failed: bool,
+    /// Commands containing this text.
+    pub command: Option<String>,
+}
+
+/// One full-text match.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SearchHit {
+    pub task_id: String,
+    /// task (name and description), decision, or command.
+    pub kind: String,
+    /// The matching text, with the matches in [brackets].
+    pub snippet: String,
+    /// bm25: lower is better.
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct Stats {
+    /// Tasks per status (overall statistics only).
+    pub tasks_by_status: Vec<(String, u64)>,
+    pub executions: u64,
+    pub failed_executions: u64,
+    pub failure_rate: f64,
+    pub duration_p50_ms: Option<u64>,
+    pub duration_p95_ms: Option<u64>,
+    pub checkpoints: u64,
+    pub decisions: u64,
+    /// (command, times run), most frequent first.
+    pub top_commands: Vec<(String, u64)>,
+}
+
+pub(super) const FAILED: &str =
+    "(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND exit_code != 0))";
+
+impl Registry {
+    /// Events of a task, newest first, with optional type and time filters.
+    pub fn list_events(
+        &self,
+        task_id: &str,
+        types: &[String],
+        since: Option<&Timestamp>,
+        until: Option<&Timestamp>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<Event>, u64)> {
+        let types_json = serde_json::to_string(types).unwrap_or_else(|_| "[]".into());
+        let since = since.map(ts_to_sql);
+        let until = until.map(ts_to_sql);
+        let filter = "task_id = ?1
+             AND (json_array_length(?2) = 0 OR type IN (SELECT value FROM json_each(?2)))
+             AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)";
+        let conn = self.conn();
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM events WHERE {filter}"),
+            params![task_id, types_json, since, until],
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT task_id, type, at, data_json FROM events WHERE {filter} ORDER BY id DESC LIMIT ?5 OFFSET ?6"
+        ))?;
+        let rows = stmt
+            .query_map(params![task_id, types_json, since, until, limit, offset as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let events = rows
+            .into_iter()
+            .map(|(task_id, kind, at, data)| {
+                Ok(Event {
+                    at: ts_from_sql("at", at)?,
+                    task_id,
+                    kind,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((events, total as u64))
+    }
+
+    pub fn insert_decision(&self, d: &Decision) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO decisions (task_id, decision, rationale, agent, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![d.task_id, d.decision, d.rationale, d.agent, ts_to_sql(&d.created_at)],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Newest first.
+    pub fn list_decisions(&self, task_id: &str, limit: u32, offset: u64) -> Result<(Vec<Decision>, u64)> {
+        let conn = self.conn();
+        let total: i64 = conn.query_row("SELECT COUNT(*) FROM decisions WHERE task_id = ?1", [task_id], |r| {
+            r.get(0)
+        })?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, task_id, decision, rationale, agent, created_at FROM decisions
+             WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![task_id, limit, offset as i64], raw_decision)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let decisions = rows
+            .into_iter()
+            .map(|(id, task_id, decision, rationale, agent, at)| {
+                Ok(Decision {
+                    id,
+                    task_id,
+                    decision,
+                    rationale,
+                    agent,
+                    created_at: ts_from_sql("created_at", at)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((decisions, total as u64))
+    }
+
+    /// Full-text matches over task names and descriptions, decisions and commands, best first.
+    /// `query` is an FTS5 expression (see `fts_query`).
+    pub fn search(&self, query: &str, per_kind: u32) -> Result<Vec<SearchHit>> {
+        // Each kind takes its own best matches (FTS5 answers `ORDER BY rank LIMIT` without
+        // scoring every match). Scores of different kinds do not compare; callers rank kinds.
+        let sql = "
+            SELECT * FROM (SELECT t.id, 'task', snippet(search_tasks, 0, '[', ']', '…', 12), bm25(search_tasks)
+                FROM search_tasks JOIN tasks t ON t.rowid = search_tasks.rowid
+                WHERE search_tasks MATCH ?1 ORDER BY rank LIMIT ?2)
+            UNION ALL
+            SELECT * FROM (SELECT d.task_id, 'decision', snippet(search_decisions, 0, '[', ']', '…', 12), bm25(search_decisions)
+                FROM search_decisions JOIN decisions d ON d.id = search_decisions.rowid
+                WHERE search_decisions MATCH ?1 ORDER BY rank LIMIT ?2)
+            UNION ALL
+            SELECT * FROM (SELECT e.task_id, 'command', snippet(search_commands, 0, '[', ']', '…', 12), bm25(search_commands)
+                FROM search_commands JOIN executions e ON e.rowid = search_commands.rowid
+                WHERE search_commands MATCH ?1 ORDER BY rank LIMIT ?2)
+            ORDER BY 4";
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let hits = stmt
+            .query_map(params![query, per_kind], |r| {
+                Ok(SearchHit {
+                    task_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    snippet: r.get(2)?,
+                    score: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(hits)
+    }
+
+    /// Statistics of one task, or of all tasks when `task_id` is `None`.
+    pub fn stats(&self, task_id: Option<&str>) -> Result<Stats> {
+        let conn = self.conn();
+        let (executions, failed): (i64, i64) = conn.query_row(
+            &format!("SELECT COUNT(*), COALESCE(SUM({FAILED}), 0) FROM executions WHERE ?1 IS NULL OR task_id = ?1"),
+            [task_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let timed: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM executions WHERE duration_ms IS NOT NULL AND (?1 IS NULL OR task_id = ?1)",
+            [task_id],
+            |r| r.get(0),
+        )?;
+        let percentile = |p: f64| -> Result<Option<u64>> {
+            if timed == 0 {
+                return Ok(None);
+            }
+            let offset = ((timed - 1) as f64 * p).round() as i64;
+            let value: i64 = conn.query_row(
+                "SELECT duration_ms FROM executions WHERE duration_ms IS NOT NULL AND (?1 IS NULL OR task_id = ?1)
+                 ORDER BY duration_ms LIMIT 1 OFFSET ?2",
+                params![task_id, offset],
+                |r| r.get(0),
+            )?;
+            Ok(Some(value.max(0) as u64))
+        };
+        let (p50, p95) = (percentile(0.5)?, percentile(0.95)?);
+        let count = |table: &str| -> Result<u64> {
+            let n: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE ?1 IS NULL OR task_id = ?1"),
+                [task_id],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        };
+        let (checkpoints, decisions) = (count("checkpoints")?, count("decisions")?);
+        let mut stmt = conn.prepare_cached(
+            "SELECT command, COUNT(*) AS n FROM executions WHERE ?1 IS NULL OR task_id = ?1
+             GROUP BY command ORDER BY n DESC, command LIMIT 5",
+        )?;
+        let top_commands = stmt
+            .query_map([task_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let tasks_by_status = if task_id.is_none() {
+            let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status ORDER BY status")?;
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Stats {
+            tasks_by_status,
+            executions: executions as u64,
+            failed_executions: failed as u64,
+            failure_rate: if executions == 0 {
+                0.0
+            } else {
+                failed as f64 / executions as f64
+            },
+            duration_p50_ms: p50,
+            duration_p95_ms: p95,
+            checkpoints,
+            decisions,
+            top_commands,
+        })
+    }
+}
+
+type RawDecision = (i64, String, String, Option<String>, Option<String>, String);
+
+fn raw_decision(r: &Row<'_>) -> rusqlite::Result<RawDecision> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+/// Turns free text into an FTS5 query: every word must match, as a word or a word's start.
+/// Quoting each word keeps FTS5 operators and punctuation in the input from being parsed.
+pub fn fts_query(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{}\"*", w.replace('"', "")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::tasks::tests::sample_task;
+    use crate::task::model::{Execution, ExecutionStatus, new_execution_id, now};
+    use pretty_assertions::assert_eq;
+
+    fn execution(task_id: &str, command: &str, exit: i64, ms: u64) -> Execution {
+        Execution {
+            id: new_execution_id(),
+            task_id: task_id.into(),
+            command: command.into(),
+            workdir: None,
+            user: None,
+            explanation: None,
+            status: ExecutionStatus::Finished,
+            exit_code: Some(exit),
+            timed_out: false,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+            started_at: now(),
+            finished_at: Some(now()),
+            duration_ms: Some(ms),
+        }
+    }
+
+    #[test]
+    fn search_ranks_names_and_finds_decisions_and_commands_with_snippets() {
+        let reg = Registry::open_in_memory().unwrap();
+        let mut login = sample_task("fix-login");
+        login.description = Some("The login form rejects valid passwords".into());
+        reg.insert_task(&login).unwrap();
+        let mut other = sample_task("docs");
+        other.description = Some("Write the user guide".into());
+        reg.insert_task(&other).unwrap();
+        reg.insert_execution(&execution(&other.id, "grep -r login src/", 0, 5))
+            .unwrap();
+        reg.insert_decision(&Decision {
+            id: 0,
+            task_id: other.id.clone(),
+            decision: "Document the login flow last".into(),
+            rationale: Some("it is changing".into()),
+            agent: None,
+            created_at: now(),
+        })
+        .unwrap();
+
+        let hits = reg.search(&fts_query("login").unwrap(), 10).unwrap();
+        let summary: Vec<(&str, &str)> = hits.iter().map(|h| (h.task_id.as_str(), h.kind.as_str())).collect();
+        assert_eq!(
+            summary[0],
+            (login.id.as_str(), "task"),
+            "the task named after it ranks first"
+        );
+        assert!(summary.contains(&(other.id.as_str(), "decision")));
+        assert!(summary.contains(&(other.id.as_str(), "command")));
+        assert!(hits[0].snippet.contains("[login]"), "{}", hits[0].snippet);
+        // Prefixes match; FTS5 syntax in the input is harmless.
+        assert_eq!(reg.search(&fts_query("passw").unwrap(), 10).unwrap().len(), 1);
+        assert!(
+            reg.search(&fts_query("NOT \"x\" OR (").unwrap(), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(fts_query("  --  "), None);
+        // Deleting a task takes its text out of the index.
+        reg.delete_task(&other.id).unwrap();
+        let hits = reg.search(&fts_query("login").unwrap(), 10).unwrap();
+        assert!(hits.iter().all(|h| h.task_id == login.id));
+    }
+
+    #[test]
+    fn executions_filter_and_stats_add_up() {
+        let reg = Registry::open_in_memory().unwrap();
+        let task = sample_task("stats");
+        reg.insert_task(&task).unwrap();
+        for (i, (cmd, exit)) in [("make", 0), ("make", 2), ("make test", 0), ("ls", 0)]
+            .iter()
+            .enumerate()
+        {
+            reg.insert_execution(&execution(&task.id, cmd, *exit, (i as u64 + 1) * 10))
+                .unwrap();
+        }
+        let (failed, total) = reg
+            .list_executions(
+                &task.id,
+                &ExecutionFilter {
+                    failed: true,
+                    ..Default::default()
+                },
+                10,
+                0,
+            )
+            .unwrap();
+        assert_eq!((failed.len(), total), (1, 1));
+        assert_eq!(failed[0].exit_code, Some(2));
+        let filter = ExecutionFilter {
+            command: Some("make".into()),
+            ..Default::default()
+        };
+        assert_eq!(reg.list_executions(&task.id, &filter, 2, 0).unwrap().1, 3);
+        assert_eq!(reg.list_executions(&task.id, &filter, 2, 0).unwrap().0.len(), 2);
+
+        let stats = reg.stats(Some(&task.id)).unwrap();
+        assert_eq!(stats.executions, 4);
+        assert_eq!(stats.failed_executions, 1);
+        assert_eq!(stats.failure_rate, 0.25);
+        assert_eq!(stats.duration_p50_ms, Some(30));
+        assert_eq!(stats.duration_p95_ms, Some(40));
+        assert_eq!(stats.top_commands[0], ("make".to_string(), 2));
+        let overall = reg.stats(None).unwrap();
+        assert_eq!(overall.tasks_by_status, [("creating".to_string(), 1)]);
+    }
+}
