@@ -25,6 +25,14 @@ pub struct Config {
     pub network: NetworkConfig,
     pub workspace: WorkspaceConfig,
     pub checkpoints: CheckpointConfig,
+    pub commands: CommandsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// A directory of `<name>.md` slash commands that override or add to the built-in ones.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -143,3 +143,66 @@ async fn history_executions_decisions_search_and_stats() {
     assert_eq!(overall["executions"], 5);
     assert_eq!(overall["tasks_by_status"], json!([["running", 2]]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_archives_finished_tasks_and_keeps_their_records_and_work() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "cleanup-test").await;
+    let done = create(&client, "done").await;
+    exec(&client, "done", "echo result > out.txt").await;
+    call(&client, "complete_task", json!({ "task": "done" })).await;
+    create(&client, "paused").await;
+    call(&client, "stop_task", json!({ "task": "paused" })).await;
+    create(&client, "busy").await;
+
+    let (kind, message) = call_err(&client, "cleanup_task", json!({})).await;
+    assert_eq!(kind, "invalid_argument");
+    assert!(message.contains("give a task, or a filter"), "{message}");
+    let (_, message) = call_err(&client, "cleanup_task", json!({ "task": "busy" })).await;
+    assert!(message.contains("running"), "{message}");
+    let (_, message) = call_err(
+        &client,
+        "cleanup_task",
+        json!({ "status": "completed", "older_than": "soon" }),
+    )
+    .await;
+    assert!(message.contains("30m"), "{message}");
+
+    // A dry run lists and changes nothing.
+    let dry = call(&client, "cleanup_task", json!({ "older_than": "0s", "dry_run": true })).await;
+    let mut names: Vec<&str> = dry["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["done", "paused"]);
+    assert!(dry["tasks"].as_array().unwrap().iter().all(|t| t["archived"] == false));
+
+    let cleaned = call(&client, "cleanup_task", json!({ "status": "completed" })).await;
+    assert_eq!(cleaned["tasks"][0]["name"], "done");
+    assert_eq!(cleaned["tasks"][0]["archived"], true);
+    let status = call(&client, "get_task_status", json!({ "task": "done" })).await;
+    assert_eq!(status["task"]["status"], "archived");
+    assert_eq!(status["container"]["state"], "missing");
+    let id = done["id"].as_str().unwrap();
+    assert!(!home.path().join("workspaces").join(id).exists());
+    // Records and work stay: history, and the branch in the task's repository.
+    let history = call(
+        &client,
+        "task_history",
+        json!({ "task": "done", "types": ["execution"] }),
+    )
+    .await;
+    assert_eq!(history["total"], 1);
+    let repo = home.path().join("tasks").join(id).join("repo.git");
+    assert_eq!(git(&repo, &["show", "taskbox/done:out.txt"]), "result");
+    // The paused and the running task were not touched.
+    assert_eq!(
+        call(&client, "get_task_status", json!({ "task": "paused" })).await["task"]["status"],
+        "stopped"
+    );
+    assert_eq!(exec(&client, "busy", "echo ok").await["stdout"], "ok\n");
+}

@@ -30,6 +30,7 @@ async fn tool_list_matches_the_snapshot() {
         names,
         [
             "attach_agent_to_task",
+            "cleanup_task",
             "complete_task",
             "create_checkpoint",
             "create_task_sandbox",
@@ -73,6 +74,7 @@ async fn server_identifies_itself_and_teaches_the_workflow() {
         assert!(instructions.contains(step), "instructions do not mention {step}");
     }
     assert!(info.capabilities.tools.is_some());
+    assert!(info.capabilities.prompts.is_some());
     #[allow(deprecated)]
     {
         assert!(info.capabilities.logging.is_some());

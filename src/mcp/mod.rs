@@ -3,6 +3,7 @@
 //! everything authoritative lives behind `TaskService`.
 
 mod logging;
+pub mod prompts;
 mod server;
 pub mod tools;
 

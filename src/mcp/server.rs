@@ -9,13 +9,15 @@ use std::time::Instant;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
 
 use super::logging::LogLevel;
+use super::prompts::{self, Command};
 use crate::error::{Error, Result};
 use crate::task::TaskService;
 
@@ -42,6 +44,7 @@ list_tasks shows every task. Errors say what to do next.";
 pub struct TaskboxServer {
     pub(crate) service: Arc<TaskService>,
     pub(crate) session: Arc<Session>,
+    commands: Arc<Vec<Command>>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -54,7 +57,12 @@ pub(crate) struct Session {
 
 impl TaskboxServer {
     pub fn new(service: Arc<TaskService>) -> Self {
+        let commands = prompts::load(service.commands_dir()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot load the configured commands; serving the built-in ones");
+            prompts::load(None).unwrap_or_default()
+        });
         Self {
+            commands: Arc::new(commands),
             service,
             session: Arc::new(Session {
                 id: format!("s-{}", ulid::Ulid::new().to_string().to_lowercase()),
@@ -144,11 +152,51 @@ pub(crate) fn finish(result: Result<CallToolResult>) -> Result<CallToolResult, M
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TaskboxServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
-            .with_server_info(
-                Implementation::new("taskbox", env!("CARGO_PKG_VERSION")).with_title("taskbox task sandboxes"),
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new("taskbox", env!("CARGO_PKG_VERSION")).with_title("taskbox task sandboxes"),
+        )
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(
+            self.commands.iter().map(Command::to_prompt).collect(),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let command = self.commands.iter().find(|c| c.name == request.name).ok_or_else(|| {
+            let names: Vec<&str> = self.commands.iter().map(|c| c.name.as_str()).collect();
+            McpError::invalid_params(
+                format!("no prompt '{}'; the prompts are: {}", request.name, names.join(", ")),
+                None,
             )
-            .with_instructions(INSTRUCTIONS)
+        })?;
+        let values = request
+            .arguments
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+            .collect();
+        command
+            .render(&values)
+            .map(Into::into)
+            .map_err(|e| McpError::invalid_params(e.to_string(), None))
     }
 
     async fn set_level(

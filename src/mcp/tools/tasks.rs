@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::mcp::logging::progress_to_client;
 use crate::mcp::server::{TaskboxServer, finish, reply};
 use crate::task::model::{Task, TaskStatus};
-use crate::task::service::{CreateTaskRequest, RepoRequest};
+use crate::task::service::{CleanupRequest, CreateTaskRequest, RepoRequest, parse_duration};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +85,20 @@ pub struct DeleteTaskParams {
     /// Must be true: deletion removes the container and the workspace for good.
     #[serde(default)]
     pub confirm: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupTaskParams {
+    /// One task (name or id) to archive; omit to select by `status` and/or `older_than`.
+    pub task: Option<String>,
+    /// Only tasks in this status: stopped, completed or failed (default: all three).
+    pub status: Option<String>,
+    /// Only tasks last changed longer ago than this: e.g. 30m, 12h, 7d, 2w.
+    pub older_than: Option<String>,
+    /// List what would be archived without changing anything.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -273,6 +287,37 @@ impl TaskboxServer {
                 with_warnings(text, &task, &warnings)
             })
             .await)
+    }
+
+    #[tool(
+        description = "Archive finished tasks (stopped, completed or failed): removes their containers, networks, workspaces and checkpoint images; keeps their records and the task branches with their work. One task, or a filter (status, older_than). Use dry_run first to see what would go.",
+        annotations(destructive_hint = true, idempotent_hint = true)
+    )]
+    async fn cleanup_task(&self, Parameters(p): Parameters<CleanupTaskParams>) -> Result<CallToolResult, McpError> {
+        let request = (|| {
+            Ok::<_, Error>(CleanupRequest {
+                task: p.task.clone(),
+                status: p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?,
+                older_than: p.older_than.as_deref().map(parse_duration).transpose()?,
+                dry_run: p.dry_run,
+            })
+        })();
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return Ok(e.to_tool_result()),
+        };
+        let cleaned = self.service.cleanup(&request).await;
+        finish(cleaned.and_then(|items| {
+            let verb = if request.dry_run { "Would archive" } else { "Archived" };
+            let mut text = format!("{verb} {} task(s).", items.len());
+            for item in &items {
+                text.push_str(&format!("\n- {} ({})", item.name, item.task_id));
+                if let Some(error) = &item.error {
+                    text.push_str(&format!(": not archived: {error}"));
+                }
+            }
+            reply(text, &serde_json::json!({ "dry_run": request.dry_run, "tasks": items }))
+        }))
     }
 
     #[tool(

@@ -3,6 +3,7 @@
 //! to the registry, the task files, the runtime and the workspace.
 
 mod checkpoint;
+mod cleanup;
 mod create;
 mod exec;
 mod files;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use checkpoint::{CheckpointResult, RestoreResult};
+pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
 pub use exec::{ExecRequest, ExecutionResult};
 pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
@@ -134,6 +136,11 @@ impl TaskService {
                 self.write_state(&task);
             }
         }
+    }
+
+    /// The configured directory of extra slash commands.
+    pub fn commands_dir(&self) -> Option<&Path> {
+        self.config.commands.dir.as_deref()
     }
 
     pub fn home(&self) -> &Path {
