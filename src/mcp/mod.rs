@@ -4,6 +4,7 @@
 
 mod logging;
 pub mod prompts;
+mod resources;
 mod server;
 pub mod tools;
 

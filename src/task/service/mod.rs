@@ -12,6 +12,7 @@ mod memory;
 mod ops;
 mod reconcile;
 mod repo;
+mod resources;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use memory::{FoundTask, Page};
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
 pub use repo::{RepoRequest, SyncOutcome, TaskDiff};
+pub use resources::TaskFile;
 
 use super::lifecycle::{LifecycleEvent, transition};
 use super::model::{Event, Task, TaskStatus};
