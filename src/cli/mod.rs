@@ -2,6 +2,7 @@
 //! calls it; none talks to Docker or SQLite itself.
 
 mod images;
+mod install;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,12 +45,21 @@ pub enum Command {
     },
     /// Check that Docker, the images and the data directory are usable.
     Doctor,
+    /// Register taskbox with a client (Claude Code or opencode) and install its slash commands.
+    Install(install::InstallArgs),
+    /// Undo `install`: remove taskbox's entry and slash commands (other servers are kept).
+    Uninstall(install::InstallArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(home) = cli.home {
         config.home = Some(home);
+    }
+    match &cli.command {
+        Command::Install(args) => return install::install(args, config.commands.dir.as_deref()),
+        Command::Uninstall(args) => return install::uninstall(args),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve => serve(config).await,
             Command::Images { command } => images::run(&*open_service(config)?, command).await,
             Command::Doctor => doctor(config).await,
+            Command::Install(_) | Command::Uninstall(_) => Ok(()),
         }
     })
 }

@@ -1,0 +1,233 @@
+//! `taskbox install claude|opencode` and `taskbox uninstall`: register the server with a client
+//! and install the slash commands in that client's own format and folder.
+//!
+//! The client's config file is merged, never replaced: other servers and keys stay, the
+//! previous file is kept as `<file>.taskbox-backup`, and running it twice changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::mcp::prompts::{self, Command};
+
+/// Marks command files taskbox wrote, so uninstall removes only those.
+const MARKER: &str = "<!-- installed by taskbox -->";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Client {
+    Claude,
+    Opencode,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[arg(value_enum)]
+    pub client: Client,
+    /// Project directory to install into (default: the current directory).
+    #[arg(long, conflicts_with = "user")]
+    pub project: Option<PathBuf>,
+    /// Install for the user (all projects) instead of one project.
+    #[arg(long)]
+    pub user: bool,
+}
+
+/// Where a client keeps its config and commands.
+struct Target {
+    config: PathBuf,
+    commands: PathBuf,
+}
+
+fn target(args: &InstallArgs) -> anyhow::Result<Target> {
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .context("HOME is not set; use --project")
+    };
+    Ok(match (args.client, args.user) {
+        (Client::Claude, false) => {
+            let dir = project_dir(args)?;
+            Target {
+                config: dir.join(".mcp.json"),
+                commands: dir.join(".claude/commands"),
+            }
+        }
+        (Client::Claude, true) => Target {
+            config: home()?.join(".claude.json"),
+            commands: home()?.join(".claude/commands"),
+        },
+        (Client::Opencode, false) => {
+            let dir = project_dir(args)?;
+            Target {
+                config: dir.join("opencode.json"),
+                commands: dir.join(".opencode/command"),
+            }
+        }
+        (Client::Opencode, true) => {
+            let config = match std::env::var_os("XDG_CONFIG_HOME") {
+                Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+                _ => home()?.join(".config"),
+            }
+            .join("opencode");
+            Target {
+                config: config.join("opencode.json"),
+                commands: config.join("command"),
+            }
+        }
+    })
+}
+
+fn project_dir(args: &InstallArgs) -> anyhow::Result<PathBuf> {
+    let dir = match &args.project {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    Ok(dir)
+}
+
+pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Result<()> {
+    let target = target(args)?;
+    let binary = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context("cannot find the taskbox binary's path")?;
+    let binary = binary.to_string_lossy().into_owned();
+    let entry = match args.client {
+        Client::Claude => json!({ "type": "stdio", "command": binary, "args": ["serve"] }),
+        Client::Opencode => json!({ "type": "local", "command": [binary, "serve"], "enabled": true }),
+    };
+    let changed = edit_config(&target.config, |config| {
+        let servers = servers(config, args.client)?;
+        let changed = servers.get("taskbox") != Some(&entry);
+        servers.insert("taskbox".into(), entry.clone());
+        Ok(changed)
+    })?;
+    eprintln!(
+        "{} {}",
+        if changed {
+            "registered taskbox in"
+        } else {
+            "taskbox already registered in"
+        },
+        target.config.display()
+    );
+    std::fs::create_dir_all(&target.commands)?;
+    for command in prompts::load(commands_dir)? {
+        let path = target.commands.join(format!("{}.md", command.name));
+        if path.exists() && !std::fs::read_to_string(&path).unwrap_or_default().contains(MARKER) {
+            eprintln!("kept {} (not written by taskbox)", path.display());
+            continue;
+        }
+        std::fs::write(&path, client_command(&command, args.client))?;
+    }
+    eprintln!("installed the slash commands in {}", target.commands.display());
+    Ok(())
+}
+
+pub fn uninstall(args: &InstallArgs) -> anyhow::Result<()> {
+    let target = target(args)?;
+    if target.config.exists() {
+        let removed = edit_config(&target.config, |config| {
+            Ok(servers(config, args.client)?.remove("taskbox").is_some())
+        })?;
+        if removed {
+            eprintln!("removed taskbox from {}", target.config.display());
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&target.commands) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if std::fs::read_to_string(&path).is_ok_and(|text| text.contains(MARKER)) {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        eprintln!("removed taskbox's slash commands from {}", target.commands.display());
+    }
+    Ok(())
+}
+
+/// The object holding MCP servers in the client's config: `mcpServers` (Claude Code) or `mcp`
+/// (opencode), created when missing; anything else there is the user's and is not touched.
+fn servers(config: &mut Map<String, Value>, client: Client) -> anyhow::Result<&mut Map<String, Value>> {
+    let key = match client {
+        Client::Claude => "mcpServers",
+        Client::Opencode => "mcp",
+    };
+    config
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .with_context(|| format!("`{key}` in the client's config is not a JSON object; fix it, then run this again"))
+}
+
+/// Reads the JSON object in `path` (or an empty one), lets `edit` change it, and writes it
+/// back if it changed, keeping the previous file as a backup. Refuses a file that is not a
+/// JSON object rather than overwrite it.
+fn edit_config(
+    path: &Path,
+    edit: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
+    let previous = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut config = match previous.as_deref().map(serde_json::from_str::<Value>) {
+        None => Map::new(),
+        Some(Ok(Value::Object(map))) => map,
+        Some(_) => bail!(
+            "{} is not a JSON object; fix or move it, then run this again",
+            path.display()
+        ),
+    };
+    if !edit(&mut config)? {
+        return Ok(false);
+    }
+    if let Some(previous) = previous {
+        let backup = path.with_file_name(format!(
+            "{}.taskbox-backup",
+            path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ));
+        std::fs::write(&backup, previous)?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(config))? + "\n";
+    crate::store::atomic_write(path, |f| std::io::Write::write_all(f, text.as_bytes()))?;
+    Ok(true)
+}
+
+/// A command in the client's format: front matter it understands, and the arguments as the
+/// positional `$1`, `$2`, … both Claude Code and opencode substitute.
+fn client_command(command: &Command, client: Client) -> String {
+    let mut body = command.body.clone();
+    for (i, arg) in command.arguments.iter().enumerate() {
+        body = body.replace(&format!("{{{{{}}}}}", arg.name), &format!("${}", i + 1));
+    }
+    let hint: Vec<String> = command
+        .arguments
+        .iter()
+        .map(|a| {
+            if a.required {
+                format!("<{}>", a.name)
+            } else {
+                format!("[{}]", a.name)
+            }
+        })
+        .collect();
+    let mut text = format!("---\ndescription: {}\n", command.description);
+    if client == Client::Claude && !hint.is_empty() {
+        text.push_str(&format!("argument-hint: {}\n", hint.join(" ")));
+    }
+    text.push_str("---\n");
+    if client == Client::Opencode && !hint.is_empty() {
+        text.push_str(&format!("Arguments: {}\n\n", hint.join(" ")));
+    }
+    text.push_str(&body);
+    text.push_str(&format!("\n\n{MARKER}\n"));
+    text
+}

@@ -1,0 +1,149 @@
+//! `taskbox install` / `uninstall` into temp projects: other servers and keys survive, a
+//! backup is kept, it is idempotent, the commands land in each client's folder and format,
+//! and the written .mcp.json starts a server whose tools and prompts a real client lists.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use pretty_assertions::assert_eq;
+use rmcp::ServiceExt;
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use serde_json::{Value, json};
+
+fn taskbox(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("TASKBOX_CONFIG", dir.join("no-config.toml"))
+        .output()
+        .unwrap()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_claude_merges_and_the_written_entry_serves_tools_and_prompts() {
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path();
+    let original = json!({ "mcpServers": { "other": { "command": "other-server", "args": ["--x"] } }, "keep": 1 });
+    std::fs::write(dir.join(".mcp.json"), original.to_string()).unwrap();
+    std::fs::create_dir_all(dir.join(".claude/commands")).unwrap();
+    std::fs::write(dir.join(".claude/commands/mine.md"), "my own command\n").unwrap();
+
+    let out = taskbox(&["install", "claude", "--project", dir.to_str().unwrap()], dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = read_json(&dir.join(".mcp.json"));
+    assert_eq!(config["mcpServers"]["other"], original["mcpServers"]["other"]);
+    assert_eq!(config["keep"], 1);
+    assert_eq!(config["mcpServers"]["taskbox"]["args"], json!(["serve"]));
+    assert_eq!(read_json(&dir.join(".mcp.json.taskbox-backup")), original);
+    let create = std::fs::read_to_string(dir.join(".claude/commands/create-task.md")).unwrap();
+    assert!(
+        create.starts_with("---\ndescription: Create a task sandbox"),
+        "{create}"
+    );
+    assert!(create.contains("argument-hint: <name> [description]"));
+    assert!(create.contains("`name` \"$1\" and `description` \"$2\""), "{create}");
+    assert_eq!(std::fs::read_dir(dir.join(".claude/commands")).unwrap().count(), 14);
+
+    // Idempotent: the same files again.
+    let before = std::fs::read_to_string(dir.join(".mcp.json")).unwrap();
+    assert!(
+        taskbox(&["install", "claude", "--project", dir.to_str().unwrap()], dir)
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read_to_string(dir.join(".mcp.json")).unwrap(), before);
+
+    // The entry as written starts a server a real client can use.
+    let entry = &config["mcpServers"]["taskbox"];
+    let home = Home::new();
+    let program = entry["command"].as_str().unwrap().to_string();
+    let args: Vec<String> = entry["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let home_path = home.path();
+    let command = tokio::process::Command::new(program).configure(|cmd| {
+        cmd.args(&args)
+            .current_dir(&home_path)
+            .env("TASKBOX_HOME", &home_path)
+            .env("TASKBOX_LOG", "warn");
+    });
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("installed-client", "1"),
+    )
+    .serve(TokioChildProcess::new(command).unwrap())
+    .await
+    .unwrap();
+    assert!(
+        client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == "create_task_sandbox")
+    );
+    assert_eq!(client.list_all_prompts().await.unwrap().len(), 13);
+    client.cancel().await.unwrap();
+
+    // Uninstall: taskbox's entry and commands go; everything else stays.
+    assert!(
+        taskbox(&["uninstall", "claude", "--project", dir.to_str().unwrap()], dir)
+            .status
+            .success()
+    );
+    let config = read_json(&dir.join(".mcp.json"));
+    assert_eq!(config["mcpServers"], original["mcpServers"]);
+    assert_eq!(config["keep"], 1);
+    let left: Vec<String> = std::fs::read_dir(dir.join(".claude/commands"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["mine.md"]);
+}
+
+#[test]
+fn install_opencode_and_refuse_a_broken_config() {
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path();
+    std::fs::write(
+        dir.join("opencode.json"),
+        json!({ "$schema": "https://opencode.ai/config.json", "mcp": { "other": { "type": "remote", "url": "http://x" } } })
+            .to_string(),
+    )
+    .unwrap();
+    let out = taskbox(&["install", "opencode", "--project", dir.to_str().unwrap()], dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = read_json(&dir.join("opencode.json"));
+    assert_eq!(config["mcp"]["other"]["type"], "remote");
+    assert_eq!(config["mcp"]["taskbox"]["type"], "local");
+    assert_eq!(config["mcp"]["taskbox"]["command"][1], "serve");
+    let checkpoint = std::fs::read_to_string(dir.join(".opencode/command/checkpoint.md")).unwrap();
+    assert!(checkpoint.contains("Arguments: [task] [label]"), "{checkpoint}");
+
+    // A config that is not JSON is left alone, with a clear error.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join(".mcp.json"), "{ not json").unwrap();
+    let out = taskbox(
+        &["install", "claude", "--project", broken.path().to_str().unwrap()],
+        broken.path(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a JSON object"));
+    assert_eq!(
+        std::fs::read_to_string(broken.path().join(".mcp.json")).unwrap(),
+        "{ not json"
+    );
+}
