@@ -139,8 +139,9 @@ impl Registry {
     /// Full-text matches over task names and descriptions, decisions and commands, best first.
     /// `query` is an FTS5 expression (see `fts_query`).
     pub fn search(&self, query: &str, per_kind: u32) -> Result<Vec<SearchHit>> {
-        // Each kind takes its own best matches (FTS5 answers `ORDER BY rank LIMIT` without
-        // scoring every match). Scores of different kinds do not compare; callers rank kinds.
+        // Each kind takes its own best matches. Commands, by far the most rows, come newest
+        // first: FTS5 walks them in rowid order without scoring every match, where ranking
+        // would score them all. Scores of different kinds do not compare; callers rank kinds.
         let sql = "
             SELECT * FROM (SELECT t.id, 'task', snippet(search_tasks, 0, '[', ']', '…', 12), bm25(search_tasks)
                 FROM search_tasks JOIN tasks t ON t.rowid = search_tasks.rowid
@@ -150,9 +151,9 @@ impl Registry {
                 FROM search_decisions JOIN decisions d ON d.id = search_decisions.rowid
                 WHERE search_decisions MATCH ?1 ORDER BY rank LIMIT ?2)
             UNION ALL
-            SELECT * FROM (SELECT e.task_id, 'command', snippet(search_commands, 0, '[', ']', '…', 12), bm25(search_commands)
+            SELECT * FROM (SELECT e.task_id, 'command', snippet(search_commands, 0, '[', ']', '…', 12), 0.0
                 FROM search_commands JOIN executions e ON e.rowid = search_commands.rowid
-                WHERE search_commands MATCH ?1 ORDER BY rank LIMIT ?2)
+                WHERE search_commands MATCH ?1 ORDER BY search_commands.rowid DESC LIMIT ?2)
             ORDER BY 4";
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql)?;
@@ -169,16 +170,24 @@ impl Registry {
         Ok(hits)
     }
 
-    /// Statistics of one task, or of all tasks when `task_id` is `None`.
+    /// Statistics of one task, or of all tasks when `task_id` is `None` (read from the
+    /// aggregates migration 004 keeps current, not by scanning every execution).
     pub fn stats(&self, task_id: Option<&str>) -> Result<Stats> {
+        match task_id {
+            Some(task_id) => self.task_stats(task_id),
+            None => self.overall_stats(),
+        }
+    }
+
+    fn task_stats(&self, task_id: &str) -> Result<Stats> {
         let conn = self.conn();
         let (executions, failed): (i64, i64) = conn.query_row(
-            &format!("SELECT COUNT(*), COALESCE(SUM({FAILED}), 0) FROM executions WHERE ?1 IS NULL OR task_id = ?1"),
+            &format!("SELECT COUNT(*), COALESCE(SUM({FAILED}), 0) FROM executions WHERE task_id = ?1"),
             [task_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let timed: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM executions WHERE duration_ms IS NOT NULL AND (?1 IS NULL OR task_id = ?1)",
+            "SELECT COUNT(*) FROM executions WHERE task_id = ?1 AND duration_ms IS NOT NULL",
             [task_id],
             |r| r.get(0),
         )?;
@@ -186,48 +195,30 @@ impl Registry {
             if timed == 0 {
                 return Ok(None);
             }
-            let offset = ((timed - 1) as f64 * p).round() as i64;
             let value: i64 = conn.query_row(
-                "SELECT duration_ms FROM executions WHERE duration_ms IS NOT NULL AND (?1 IS NULL OR task_id = ?1)
+                "SELECT duration_ms FROM executions WHERE task_id = ?1 AND duration_ms IS NOT NULL
                  ORDER BY duration_ms LIMIT 1 OFFSET ?2",
-                params![task_id, offset],
+                params![task_id, rank(timed, p)],
                 |r| r.get(0),
             )?;
             Ok(Some(value.max(0) as u64))
         };
         let (p50, p95) = (percentile(0.5)?, percentile(0.95)?);
-        let count = |table: &str| -> Result<u64> {
-            let n: i64 = conn.query_row(
-                &format!("SELECT COUNT(*) FROM {table} WHERE ?1 IS NULL OR task_id = ?1"),
-                [task_id],
-                |r| r.get(0),
-            )?;
-            Ok(n as u64)
-        };
-        let (checkpoints, decisions) = (count("checkpoints")?, count("decisions")?);
+        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [task_id], |r| r.get::<_, i64>(0))? as u64) };
+        let checkpoints = count("SELECT COUNT(*) FROM checkpoints WHERE task_id = ?1")?;
+        let decisions = count("SELECT COUNT(*) FROM decisions WHERE task_id = ?1")?;
         let mut stmt = conn.prepare_cached(
-            "SELECT command, COUNT(*) AS n FROM executions WHERE ?1 IS NULL OR task_id = ?1
+            "SELECT command, COUNT(*) AS n FROM executions WHERE task_id = ?1
              GROUP BY command ORDER BY n DESC, command LIMIT 5",
         )?;
         let top_commands = stmt
             .query_map([task_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let tasks_by_status = if task_id.is_none() {
-            let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status ORDER BY status")?;
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
         Ok(Stats {
-            tasks_by_status,
+            tasks_by_status: Vec::new(),
             executions: executions as u64,
             failed_executions: failed as u64,
-            failure_rate: if executions == 0 {
-                0.0
-            } else {
-                failed as f64 / executions as f64
-            },
+            failure_rate: rate(failed, executions),
             duration_p50_ms: p50,
             duration_p95_ms: p95,
             checkpoints,
@@ -235,6 +226,59 @@ impl Registry {
             top_commands,
         })
     }
+
+    fn overall_stats(&self) -> Result<Stats> {
+        let conn = self.conn();
+        let (executions, failed): (i64, i64) =
+            conn.query_row("SELECT total, failed FROM exec_totals WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let timed: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM exec_durations", [], |r| r.get(0))?;
+        let percentile = |p: f64| -> Result<Option<u64>> {
+            if timed == 0 {
+                return Ok(None);
+            }
+            // The duration at sorted position k is the first whose running count passes k.
+            let value: i64 = conn.query_row(
+                "SELECT ms FROM (SELECT ms, SUM(n) OVER (ORDER BY ms) AS seen FROM exec_durations)
+                 WHERE seen > ?1 ORDER BY ms LIMIT 1",
+                [rank(timed, p)],
+                |r| r.get(0),
+            )?;
+            Ok(Some(value.max(0) as u64))
+        };
+        let (p50, p95) = (percentile(0.5)?, percentile(0.95)?);
+        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        let checkpoints = count("SELECT COUNT(*) FROM checkpoints")?;
+        let decisions = count("SELECT COUNT(*) FROM decisions")?;
+        let pairs = |sql: &str| -> Result<Vec<(String, u64)>> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        };
+        Ok(Stats {
+            tasks_by_status: pairs("SELECT status, COUNT(*) FROM tasks GROUP BY status ORDER BY status")?,
+            executions: executions as u64,
+            failed_executions: failed as u64,
+            failure_rate: rate(failed, executions),
+            duration_p50_ms: p50,
+            duration_p95_ms: p95,
+            checkpoints,
+            decisions,
+            top_commands: pairs("SELECT command, n FROM exec_commands ORDER BY n DESC, command LIMIT 5")?,
+        })
+    }
+}
+
+/// The 0-based position of the p-th percentile among `count` sorted values.
+fn rank(count: i64, p: f64) -> i64 {
+    ((count - 1) as f64 * p).round() as i64
+}
+
+fn rate(failed: i64, total: i64) -> f64 {
+    if total == 0 { 0.0 } else { failed as f64 / total as f64 }
 }
 
 type RawDecision = (i64, String, String, Option<String>, Option<String>, String);
@@ -365,7 +409,39 @@ mod tests {
         assert_eq!(stats.duration_p50_ms, Some(30));
         assert_eq!(stats.duration_p95_ms, Some(40));
         assert_eq!(stats.top_commands[0], ("make".to_string(), 2));
+        // The aggregates behind the overall figures agree with counting directly, through
+        // updates (an execution finishing) and deletes (the task going).
         let overall = reg.stats(None).unwrap();
         assert_eq!(overall.tasks_by_status, [("creating".to_string(), 1)]);
+        assert_eq!(
+            (
+                overall.executions,
+                overall.failed_executions,
+                overall.duration_p50_ms,
+                overall.duration_p95_ms
+            ),
+            (4, 1, Some(30), Some(40))
+        );
+        assert_eq!(overall.top_commands, stats.top_commands);
+        let mut running = execution(&task.id, "sleep 1", 0, 0);
+        running.status = ExecutionStatus::Running;
+        running.exit_code = None;
+        running.duration_ms = None;
+        reg.insert_execution(&running).unwrap();
+        running.status = ExecutionStatus::TimedOut;
+        running.duration_ms = Some(50);
+        reg.finish_execution(&running).unwrap();
+        let overall = reg.stats(None).unwrap();
+        assert_eq!(
+            (overall.executions, overall.failed_executions, overall.duration_p95_ms),
+            (5, 2, Some(50))
+        );
+        reg.delete_task(&task.id).unwrap();
+        let overall = reg.stats(None).unwrap();
+        assert_eq!(
+            (overall.executions, overall.failed_executions, overall.duration_p50_ms),
+            (0, 0, None)
+        );
+        assert!(overall.top_commands.is_empty());
     }
 }

@@ -27,6 +27,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/001_initial_schema.sql")),
     M::up(include_str!("../../migrations/002_workspaces.sql")),
     M::up(include_str!("../../migrations/003_task_memory.sql")),
+    M::up(include_str!("../../migrations/004_stats_aggregates.sql")),
 ];
 
 /// How long a statement waits for another process's write lock before giving up.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{OptionalExtension, Row, params_from_iter};
 
 use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
 use crate::task::model::{NetworkMode, ResourceLimits, Task, TaskRepo, TaskStatus, now};
@@ -125,19 +125,29 @@ impl Registry {
 
     /// Newest first.
     pub fn list_tasks(&self, status: Option<TaskStatus>, limit: u32, offset: u64) -> Result<TaskPage> {
+        // One statement per case: `?1 IS NULL OR status = ?1` would keep SQLite from using
+        // the indexes, scanning and sorting every task on each call.
+        let (filter, args): (&str, Vec<rusqlite::types::Value>) = match status {
+            Some(status) => ("WHERE status = ?1", vec![Value::Text(status.as_str().to_string())]),
+            None => ("", Vec::new()),
+        };
+        let n = args.len();
         let conn = self.conn();
-        let status = status.map(TaskStatus::as_str);
         let total: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM tasks WHERE ?1 IS NULL OR status = ?1",
-            [status],
+            &format!("SELECT COUNT(*) FROM tasks {filter}"),
+            params_from_iter(args.iter()),
             |r| r.get(0),
         )?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM tasks WHERE ?1 IS NULL OR status = ?1
-             ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+            "SELECT {COLUMNS} FROM tasks {filter} ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
+            n + 1,
+            n + 2
         ))?;
+        let mut values = args;
+        values.push(Value::Integer(i64::from(limit)));
+        values.push(Value::Integer(offset as i64));
         let raws = stmt
-            .query_map(params![status, limit, offset as i64], RawTask::from_row)?
+            .query_map(params_from_iter(values.iter()), RawTask::from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let tasks = raws.into_iter().map(RawTask::into_task).collect::<Result<Vec<_>>>()?;
         Ok(TaskPage {
