@@ -142,18 +142,24 @@ impl Registry {
         // Each kind takes its own best matches. Commands, by far the most rows, come newest
         // first: FTS5 walks them in rowid order without scoring every match, where ranking
         // would score them all. Scores of different kinds do not compare; callers rank kinds.
+        // Each inner query is FTS5 alone with its LIMIT, so FTS5 picks the top rows itself and
+        // snippet() runs on those only; joining inside would make SQLite sort every match,
+        // computing a snippet for each.
         let sql = "
-            SELECT * FROM (SELECT t.id, 'task', snippet(search_tasks, 0, '[', ']', '…', 12), bm25(search_tasks)
-                FROM search_tasks JOIN tasks t ON t.rowid = search_tasks.rowid
-                WHERE search_tasks MATCH ?1 ORDER BY rank LIMIT ?2)
+            SELECT t.id, 'task', m.snip, m.score FROM
+                (SELECT rowid AS rid, snippet(search_tasks, 0, '[', ']', '…', 12) AS snip, bm25(search_tasks) AS score
+                 FROM search_tasks WHERE search_tasks MATCH ?1 ORDER BY rank LIMIT ?2) m
+                JOIN tasks t ON t.rowid = m.rid
             UNION ALL
-            SELECT * FROM (SELECT d.task_id, 'decision', snippet(search_decisions, 0, '[', ']', '…', 12), bm25(search_decisions)
-                FROM search_decisions JOIN decisions d ON d.id = search_decisions.rowid
-                WHERE search_decisions MATCH ?1 ORDER BY rank LIMIT ?2)
+            SELECT d.task_id, 'decision', m.snip, m.score FROM
+                (SELECT rowid AS rid, snippet(search_decisions, 0, '[', ']', '…', 12) AS snip, bm25(search_decisions) AS score
+                 FROM search_decisions WHERE search_decisions MATCH ?1 ORDER BY rank LIMIT ?2) m
+                JOIN decisions d ON d.id = m.rid
             UNION ALL
-            SELECT * FROM (SELECT e.task_id, 'command', snippet(search_commands, 0, '[', ']', '…', 12), 0.0
-                FROM search_commands JOIN executions e ON e.rowid = search_commands.rowid
-                WHERE search_commands MATCH ?1 ORDER BY search_commands.rowid DESC LIMIT ?2)
+            SELECT e.task_id, 'command', m.snip, 0.0 FROM
+                (SELECT rowid AS rid, snippet(search_commands, 0, '[', ']', '…', 12) AS snip
+                 FROM search_commands WHERE search_commands MATCH ?1 ORDER BY rowid DESC LIMIT ?2) m
+                JOIN executions e ON e.rowid = m.rid
             ORDER BY 4";
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql)?;
