@@ -75,7 +75,7 @@ pub struct TaskDecisionsParams {
 #[serde(deny_unknown_fields)]
 pub struct FindTaskParams {
     /// Words to look for in task names, descriptions, decisions and commands; every word
-    /// must match (as a word or the start of one).
+    /// must match, the last one may be the start of a word.
     pub query: String,
     /// Most tasks to return (default 10).
     pub limit: Option<u32>,
