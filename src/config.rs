@@ -26,6 +26,14 @@ pub struct Config {
     pub workspace: WorkspaceConfig,
     pub checkpoints: CheckpointConfig,
     pub commands: CommandsConfig,
+    pub hooks: HooksConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// `taskbox hook claude-code pre-tool-use`.
+    pub claude_code: crate::hooks::claude_code::ClaudeCodeHookConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod hooks;
 pub mod mcp;
 pub mod registry;
 pub mod runtime;

@@ -31,13 +31,21 @@ pub struct InstallArgs {
     /// Install for the user (all projects) instead of one project.
     #[arg(long)]
     pub user: bool,
+    /// Claude Code only: also install the PreToolUse hook that keeps the agent in its sandbox
+    /// (into .claude/settings.json). `uninstall` removes it whether or not this is given.
+    #[arg(long)]
+    pub hooks: bool,
 }
 
-/// Where a client keeps its config and commands.
+/// Where a client keeps its config, commands and (Claude Code) settings with hooks.
 struct Target {
     config: PathBuf,
     commands: PathBuf,
+    settings: Option<PathBuf>,
 }
+
+/// The command Claude Code runs for the hook; also how uninstall recognises taskbox's entry.
+const HOOK_ARGS: &str = "hook claude-code pre-tool-use";
 
 fn target(args: &InstallArgs) -> anyhow::Result<Target> {
     let home = || {
@@ -51,17 +59,20 @@ fn target(args: &InstallArgs) -> anyhow::Result<Target> {
             Target {
                 config: dir.join(".mcp.json"),
                 commands: dir.join(".claude/commands"),
+                settings: Some(dir.join(".claude/settings.json")),
             }
         }
         (Client::Claude, true) => Target {
             config: home()?.join(".claude.json"),
             commands: home()?.join(".claude/commands"),
+            settings: Some(home()?.join(".claude/settings.json")),
         },
         (Client::Opencode, false) => {
             let dir = project_dir(args)?;
             Target {
                 config: dir.join("opencode.json"),
                 commands: dir.join(".opencode/command"),
+                settings: None,
             }
         }
         (Client::Opencode, true) => {
@@ -73,6 +84,7 @@ fn target(args: &InstallArgs) -> anyhow::Result<Target> {
             Target {
                 config: config.join("opencode.json"),
                 commands: config.join("command"),
+                settings: None,
             }
         }
     })
@@ -124,11 +136,61 @@ pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Resul
         std::fs::write(&path, client_command(&command, args.client))?;
     }
     eprintln!("installed the slash commands in {}", target.commands.display());
+    if args.hooks {
+        let settings = target
+            .settings
+            .as_deref()
+            .context("--hooks is for Claude Code; opencode has no PreToolUse hooks")?;
+        let command = format!("{binary} {HOOK_ARGS}");
+        edit_config(settings, |config| {
+            let pre = pre_tool_use(config)?;
+            let before = pre.len();
+            pre.retain(|entry| !is_taskbox_hook(entry));
+            pre.push(json!({
+                "matcher": "Bash|Write|Edit|MultiEdit|NotebookEdit",
+                "hooks": [{ "type": "command", "command": command, "timeout": 10 }],
+            }));
+            Ok(pre.len() != before || !pre.iter().any(|e| e["hooks"][0]["command"] == json!(command)))
+        })?;
+        eprintln!("installed the PreToolUse hook in {}", settings.display());
+    }
     Ok(())
+}
+
+/// The `hooks.PreToolUse` array of Claude Code settings, created when missing.
+fn pre_tool_use(config: &mut Map<String, Value>) -> anyhow::Result<&mut Vec<Value>> {
+    config
+        .entry("hooks")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .context("`hooks` in the Claude Code settings is not an object")?
+        .entry("PreToolUse")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .context("`hooks.PreToolUse` in the Claude Code settings is not an array")
+}
+
+fn is_taskbox_hook(entry: &Value) -> bool {
+    entry["hooks"].as_array().is_some_and(|hooks| {
+        hooks
+            .iter()
+            .any(|h| h["command"].as_str().is_some_and(|c| c.ends_with(HOOK_ARGS)))
+    })
 }
 
 pub fn uninstall(args: &InstallArgs) -> anyhow::Result<()> {
     let target = target(args)?;
+    if let Some(settings) = target.settings.as_deref().filter(|s| s.exists()) {
+        let removed = edit_config(settings, |config| {
+            let pre = pre_tool_use(config)?;
+            let before = pre.len();
+            pre.retain(|entry| !is_taskbox_hook(entry));
+            Ok(pre.len() != before)
+        })?;
+        if removed {
+            eprintln!("removed taskbox's PreToolUse hook from {}", settings.display());
+        }
+    }
     if target.config.exists() {
         let removed = edit_config(&target.config, |config| {
             Ok(servers(config, args.client)?.remove("taskbox").is_some())

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `images`, `doctor`. Each command builds a `TaskService` and
 //! calls it; none talks to Docker or SQLite itself.
 
+mod hook;
 mod images;
 mod install;
 
@@ -49,6 +50,11 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Undo `install`: remove taskbox's entry and slash commands (other servers are kept).
     Uninstall(install::InstallArgs),
+    /// Run a client hook (e.g. `taskbox hook claude-code pre-tool-use`).
+    Hook {
+        #[command(subcommand)]
+        command: hook::HookCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,21 +62,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(home) = cli.home {
         config.home = Some(home);
     }
-    match &cli.command {
-        Command::Install(args) => return install::install(args, config.commands.dir.as_deref()),
-        Command::Uninstall(args) => return install::uninstall(args),
-        _ => {}
+    match cli.command {
+        Command::Install(args) => install::install(&args, config.commands.dir.as_deref()),
+        Command::Uninstall(args) => install::uninstall(&args),
+        // Synchronous and quick: it runs before every tool call of a Claude Code session.
+        Command::Hook { command } => hook::run(
+            config,
+            |c| Ok(TaskService::open(c, Arc::new(DockerRuntime::new()))?),
+            command,
+        ),
+        command => run_async(config, command),
     }
+}
+
+fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve => serve(config).await,
             Command::Images { command } => images::run(&*open_service(config)?, command).await,
             Command::Doctor => doctor(config).await,
-            Command::Install(_) | Command::Uninstall(_) => Ok(()),
+            // Handled synchronously in `run`.
+            Command::Install(_) | Command::Uninstall(_) | Command::Hook { .. } => Ok(()),
         }
     })
 }

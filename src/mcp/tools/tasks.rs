@@ -148,7 +148,7 @@ pub(crate) fn task_line(task: &Task) -> String {
 impl TaskboxServer {
     /// Create a task sandbox and make it this session's current task.
     #[tool(
-        description = "Create a task sandbox: a hardened Docker container (no privileges, all capabilities dropped but a few, resource limits, its own network) with a git workspace mounted at /workspace. Use it once per piece of work, before running anything. Returns the task (id, name, status). The new task becomes this session's current task, so later calls may omit `task`. The first call may take a minute while the image is built.",
+        description = "Create a task sandbox: a hardened Docker container (no privileges, all capabilities dropped but a few, resource limits, its own network) with a git workspace mounted at /workspace. Use it once per piece of work, before running anything. Returns the task (id, name, status). The new task becomes this session's current task, so later calls may omit `task`, and you are attached to it. The first call may take a minute while the image is built.",
         annotations(destructive_hint = false, idempotent_hint = false, open_world_hint = false)
     )]
     async fn create_task_sandbox(
@@ -179,9 +179,12 @@ impl TaskboxServer {
         let created = tokio::spawn(async move { service.create_task(request, progress).await })
             .await
             .unwrap_or_else(|e| Err(Error::Config(format!("task creation panicked: {e}"))));
+        let agent = Self::client_name(&context);
         finish(created.and_then(|created| {
             let task = &created.task;
             self.set_current_task(Some(task.id.clone()));
+            // The creating agent works in the task: it is attached, like after attach_agent_to_task.
+            self.service.attach(&task.id, &agent, &self.session.id)?;
             self.service.record_tool_call(
                 &task.id,
                 "create_task_sandbox",

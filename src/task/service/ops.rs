@@ -235,6 +235,26 @@ impl TaskService {
     }
 }
 
+impl TaskService {
+    /// The running task, with an agent attached, whose source repository contains `dir`:
+    /// while there is one, the agent should work in it, not on the host.
+    pub fn sandboxed_task_for(&self, dir: &std::path::Path) -> Result<Option<Task>> {
+        let Ok(root) = crate::workspace::host::discover(dir) else {
+            return Ok(None);
+        };
+        let running = self
+            .registry
+            .list_tasks(Some(crate::task::model::TaskStatus::Running), 10_000, 0)?;
+        for task in running.tasks {
+            let same_repo = !task.repo.private && task.repo.path.as_deref() == Some(root.as_path());
+            if same_repo && !self.registry.active_attachments(&task.id)?.is_empty() {
+                return Ok(Some(task));
+            }
+        }
+        Ok(None)
+    }
+}
+
 pub(super) fn died_reason(container: &str, state: Option<&crate::runtime::ContainerState>) -> String {
     match state {
         None => format!("its container {container} no longer exists"),
