@@ -12,18 +12,6 @@ use common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-/// A home whose server may use repositories under `<home>/repos`.
-fn home_with_repos() -> (Home, std::path::PathBuf) {
-    let home = Home::new();
-    let repos = home.path().join("repos");
-    std::fs::create_dir_all(&repos).unwrap();
-    write_config(
-        &home.path(),
-        &format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", repos.display()),
-    );
-    (home, repos)
-}
-
 fn host_state(repo: &Path) -> (String, String, String, String) {
     let hooks = std::fs::read_dir(repo.join(".git/hooks"))
         .map(|d| {

@@ -245,3 +245,15 @@ pub fn dev_repo(parent: &Path, name: &str) -> PathBuf {
 pub fn write_config(home: &Path, toml: &str) {
     std::fs::write(home.join("config.toml"), toml).unwrap();
 }
+
+/// A home whose server may use repositories under `<home>/repos` (the config says so).
+pub fn home_with_repos() -> (Home, PathBuf) {
+    let home = Home::new();
+    let repos = home.path().join("repos");
+    std::fs::create_dir_all(&repos).unwrap();
+    write_config(
+        &home.path(),
+        &format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", repos.display()),
+    );
+    (home, repos)
+}
