@@ -39,13 +39,7 @@ fn hook(home: &Path, input: &Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_tools_are_denied_while_the_project_has_a_sandboxed_task() {
     require_docker!();
-    let home = Home::new();
-    let repos = home.path().join("repos");
-    std::fs::create_dir_all(&repos).unwrap();
-    write_config(
-        &home.path(),
-        &format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", repos.display()),
-    );
+    let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "app");
     let cwd = repo.join("src").display().to_string();
     let bash = |command: &str| json!({ "hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": { "command": command }, "cwd": cwd });
