@@ -637,3 +637,26 @@ async fn restore_works_after_the_agent_destroyed_its_git_history() {
     .await;
     assert_eq!(r["stdout"], format!("precious\nno-other\n{commit}\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_root_left_unreadable_are_still_checkpointed() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "root-files-test").await;
+    let task = create(&client, "rootfiles").await;
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({ "command": "echo secret > /workspace/root-only.txt && chmod 600 /workspace/root-only.txt", "user": "root" }),
+    )
+    .await;
+    assert_eq!(r["exit_code"], 0);
+    let cp = call(&client, "create_checkpoint", json!({})).await;
+    let repo = home
+        .path()
+        .join("tasks")
+        .join(task["id"].as_str().unwrap())
+        .join("repo.git");
+    let commit = cp["checkpoint"]["git_commit"].as_str().unwrap();
+    assert_eq!(git(&repo, &["show", &format!("{commit}:root-only.txt")]), "secret");
+}

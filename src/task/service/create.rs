@@ -255,17 +255,15 @@ impl TaskService {
     /// One root exec that hands the workspace to the image's user (the server may run as
     /// another uid) and finds the shell commands will run under.
     pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<String> {
-        let owner = match image_user {
-            user if is_root(user) => String::new(),
-            user if user.contains(':') => user.to_string(),
-            user => format!("{user}:"),
-        };
-        // Only what the user does not own yet: all of a fresh workspace, next to nothing of a
-        // restored one.
-        let script = r#"if [ -n "$1" ]; then find /workspace ! -user "${1%%:*}" -exec chown -h "$1" {} + || exit 3; fi
-if [ -x /bin/bash ]; then echo bash; else echo sh; fi"#;
+        let script = format!("{CHOWN_TO_USER}\nif [ -x /bin/bash ]; then echo bash; else echo sh; fi");
         let spec = ExecSpec {
-            cmd: ["sh", "-c", script, "prepare", &owner].map(String::from).to_vec(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                script,
+                "prepare".into(),
+                chown_owner(image_user),
+            ],
             user: Some("root".into()),
             ..Default::default()
         };
@@ -307,6 +305,20 @@ if [ -x /bin/bash ]; then echo bash; else echo sh; fi"#;
         {
             tracing::error!(task = id, error = %e, "rollback: cannot remove registry row");
         }
+    }
+}
+
+/// Gives the workspace's files to the user `$1` (`user:` or `user:group`; empty: nothing to
+/// do). Only what that user does not own yet: all of a fresh workspace, next to nothing later.
+pub(super) const CHOWN_TO_USER: &str =
+    r#"if [ -n "$1" ]; then find /workspace ! -user "${1%%:*}" -exec chown -h "$1" {} + || exit 3; fi"#;
+
+/// The `$1` of `CHOWN_TO_USER` for an image's user.
+pub(super) fn chown_owner(image_user: &str) -> String {
+    match image_user {
+        user if is_root(user) => String::new(),
+        user if user.contains(':') => user.to_string(),
+        user => format!("{user}:"),
     }
 }
 

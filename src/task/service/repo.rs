@@ -286,6 +286,27 @@ impl TaskService {
         let branch = task.repo.branch.clone().ok_or_else(|| no_repo(task))?;
         let user = task.exec_user.clone();
 
+        // Files a root command left in the workspace (mode 0600, say) would make the commit,
+        // which runs as the agent's user, fail: they are the agent's workspace, so hand them over.
+        let owner = super::create::chown_owner(user.as_deref().unwrap_or(""));
+        if !owner.is_empty() {
+            let spec = ExecSpec {
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    super::create::CHOWN_TO_USER.into(),
+                    "taskbox-chown".into(),
+                    owner,
+                ],
+                user: Some("root".into()),
+                ..Default::default()
+            };
+            let (code, _, stderr) = self.run_captured(&container, spec).await?;
+            if code != Some(0) {
+                tracing::warn!(task = %task.id, stderr = %stderr.trim(), "cannot hand the workspace to its user");
+            }
+        }
+
         let spec = ExecSpec {
             cmd: git_script(COMMIT_SCRIPT, "taskbox-sync", &[message]),
             user: user.clone(),
