@@ -7,7 +7,7 @@ CREATE TABLE exec_totals (
     failed INTEGER NOT NULL
 );
 INSERT INTO exec_totals (id, total, failed)
-SELECT 1, COUNT(*), COALESCE(SUM(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND exit_code != 0)), 0)
+SELECT 1, COUNT(*), COALESCE(SUM(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND COALESCE(exit_code, 0) != 0)), 0)
 FROM executions;
 
 -- How many executions took each duration (ms): percentiles walk this in order.
@@ -21,7 +21,7 @@ CREATE INDEX exec_commands_by_n ON exec_commands(n DESC);
 
 CREATE TRIGGER exec_aggregates_insert AFTER INSERT ON executions BEGIN
     UPDATE exec_totals SET total = total + 1,
-        failed = failed + (new.status IN ('timed_out', 'cancelled', 'failed') OR (new.status = 'finished' AND new.exit_code != 0))
+        failed = failed + (new.status IN ('timed_out', 'cancelled', 'failed') OR (new.status = 'finished' AND COALESCE(new.exit_code, 0) != 0))
     WHERE id = 1;
     INSERT INTO exec_durations (ms, n) SELECT new.duration_ms, 1 WHERE new.duration_ms IS NOT NULL
         ON CONFLICT (ms) DO UPDATE SET n = n + 1;
@@ -31,18 +31,18 @@ END;
 
 CREATE TRIGGER exec_aggregates_update AFTER UPDATE OF status, exit_code, duration_ms ON executions BEGIN
     UPDATE exec_totals SET failed = failed
-        - (old.status IN ('timed_out', 'cancelled', 'failed') OR (old.status = 'finished' AND old.exit_code != 0))
-        + (new.status IN ('timed_out', 'cancelled', 'failed') OR (new.status = 'finished' AND new.exit_code != 0))
+        - (old.status IN ('timed_out', 'cancelled', 'failed') OR (old.status = 'finished' AND COALESCE(old.exit_code, 0) != 0))
+        + (new.status IN ('timed_out', 'cancelled', 'failed') OR (new.status = 'finished' AND COALESCE(new.exit_code, 0) != 0))
     WHERE id = 1;
     UPDATE exec_durations SET n = n - 1 WHERE old.duration_ms IS NOT NULL AND ms = old.duration_ms;
     INSERT INTO exec_durations (ms, n) SELECT new.duration_ms, 1 WHERE new.duration_ms IS NOT NULL
         ON CONFLICT (ms) DO UPDATE SET n = n + 1;
-    DELETE FROM exec_durations WHERE n <= 0;
+    DELETE FROM exec_durations WHERE old.duration_ms IS NOT NULL AND ms = old.duration_ms AND n <= 0;
 END;
 
 CREATE TRIGGER exec_aggregates_delete AFTER DELETE ON executions BEGIN
     UPDATE exec_totals SET total = total - 1,
-        failed = failed - (old.status IN ('timed_out', 'cancelled', 'failed') OR (old.status = 'finished' AND old.exit_code != 0))
+        failed = failed - (old.status IN ('timed_out', 'cancelled', 'failed') OR (old.status = 'finished' AND COALESCE(old.exit_code, 0) != 0))
     WHERE id = 1;
     UPDATE exec_durations SET n = n - 1 WHERE old.duration_ms IS NOT NULL AND ms = old.duration_ms;
     DELETE FROM exec_durations WHERE old.duration_ms IS NOT NULL AND ms = old.duration_ms AND n <= 0;

@@ -54,7 +54,6 @@ impl Default for ClaudeCodeHookConfig {
                 "git diff",
                 "git log",
                 "git show",
-                "git branch",
                 "ls",
                 "pwd",
                 "cat",
@@ -62,7 +61,6 @@ impl Default for ClaudeCodeHookConfig {
                 "tail",
                 "wc",
                 "which",
-                "taskbox",
             ]
             .map(String::from)
             .to_vec(),
@@ -107,7 +105,9 @@ pub fn decide(input: &PreToolUseInput, task: Option<&str>, config: &ClaudeCodeHo
 fn allowed(command: &str, allow: &[String]) -> bool {
     let command = command.trim();
     const OPERATORS: [&str; 10] = [";", "&", "|", ">", "<", "`", "$(", "\n", "\\", "${"];
-    if OPERATORS.iter().any(|op| command.contains(op)) {
+    // Options that make a reading command write (git diff/log --output=FILE).
+    const WRITING: [&str; 2] = ["--output", " -o "];
+    if OPERATORS.iter().chain(WRITING.iter()).any(|op| command.contains(op)) {
         return false;
     }
     allow.iter().any(|prefix| {
@@ -152,6 +152,13 @@ mod tests {
             ("Bash", json!({ "command": "cat x > y" }), Some("deny")),
             ("Bash", json!({ "command": "lsblk" }), Some("deny")),
             ("Bash", json!({ "command": "git status && rm x" }), Some("deny")),
+            (
+                "Bash",
+                json!({ "command": "git diff --output=src/lib.rs" }),
+                Some("deny"),
+            ),
+            ("Bash", json!({ "command": "git branch -D taskbox/x" }), Some("deny")),
+            ("Bash", json!({ "command": "taskbox uninstall claude" }), Some("deny")),
             (
                 "Write",
                 json!({ "file_path": "/src/app/a.rs", "content": "x" }),

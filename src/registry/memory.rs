@@ -46,7 +46,7 @@ pub struct Stats {
 }
 
 pub(super) const FAILED: &str =
-    "(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND exit_code != 0))";
+    "(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND COALESCE(exit_code, 0) != 0))";
 
 impl Registry {
     /// Events of a task, newest first, with optional type and time filters.
@@ -441,6 +441,11 @@ mod tests {
             (4, 1, Some(30), Some(40))
         );
         assert_eq!(overall.top_commands, stats.top_commands);
+        // A finished execution whose exit code could not be read counts as not failed.
+        let mut unknown = execution(&task.id, "true", 0, 1);
+        unknown.exit_code = None;
+        reg.insert_execution(&unknown).unwrap();
+        reg.finish_execution(&unknown).unwrap();
         let mut running = execution(&task.id, "sleep 1", 0, 0);
         running.status = ExecutionStatus::Running;
         running.exit_code = None;
@@ -452,7 +457,7 @@ mod tests {
         let overall = reg.stats(None).unwrap();
         assert_eq!(
             (overall.executions, overall.failed_executions, overall.duration_p95_ms),
-            (5, 2, Some(50))
+            (6, 2, Some(50))
         );
         reg.delete_task(&task.id).unwrap();
         let overall = reg.stats(None).unwrap();

@@ -28,6 +28,9 @@ g clean -fdq"#;
 /// Unpacks the objects of a commit a workspace lost, from a pack on stdin.
 const UNPACK_SCRIPT: &str = "cd /workspace && g unpack-objects -q";
 
+/// The label of the automatic checkpoint a restore takes first.
+const PRE_RESTORE: &str = "pre-restore";
+
 /// What `tasks/<id>/checkpoints/<n>.json` holds.
 #[derive(Debug, Clone, Serialize)]
 struct Manifest<'a> {
@@ -72,6 +75,7 @@ impl TaskService {
         let mut warnings = Vec::new();
         let label = label.filter(|l| !l.trim().is_empty());
         // A stopped task was synced when it stopped; a running one is synced now.
+        let mut head = task.repo.synced_commit.clone();
         let task = match task.status {
             TaskStatus::Running => {
                 let message = format!(
@@ -80,6 +84,9 @@ impl TaskService {
                 );
                 let (task, outcome) = self.sync(&task, &message).await?;
                 warnings.extend(outcome.warning);
+                // The workspace's head, even when the branch could not be moved to it: that is
+                // the state this checkpoint keeps (its hidden ref keeps the commit alive).
+                head = Some(outcome.commit);
                 task
             }
             TaskStatus::Stopped => task,
@@ -104,7 +111,7 @@ impl TaskService {
             seq: 0,
             label,
             automatic,
-            git_commit: task.repo.synced_commit.clone(),
+            git_commit: head,
             image_id: Some(image_id),
             created_at: now(),
         };
@@ -120,8 +127,8 @@ impl TaskService {
             "checkpoint_created",
             serde_json::json!(checkpoint),
         ))?;
-        if automatic {
-            self.prune_automatic(&task);
+        if automatic && checkpoint.label.as_deref() != Some(PRE_RESTORE) {
+            self.prune_automatic(&task, None);
         }
         Ok(CheckpointResult {
             reference: format!("{}:{}", task.name, checkpoint.seq),
@@ -197,7 +204,7 @@ impl TaskService {
             None => false,
         };
         let pre_restore = if container_alive && matches!(task.status, TaskStatus::Running | TaskStatus::Stopped) {
-            let result = self.checkpoint(task.clone(), Some("pre-restore".into()), true).await?;
+            let result = self.checkpoint(task.clone(), Some(PRE_RESTORE.into()), true).await?;
             warnings.extend(result.warnings);
             Some(result.checkpoint)
         } else {
@@ -262,6 +269,8 @@ impl TaskService {
             t.shell = Some(shell.clone());
             t.repo.synced_commit = synced.clone();
         })?;
+        // Pruning waits until now, so it can never remove the checkpoint being restored.
+        self.prune_automatic(&task, Some(&checkpoint.id));
         self.record(Event::new(
             &task.id,
             "checkpoint_restored",
@@ -313,13 +322,19 @@ impl TaskService {
         Ok(())
     }
 
-    /// Keeps the newest `checkpoints.keep_automatic` automatic checkpoints of the task.
-    fn prune_automatic(&self, task: &Task) {
+    /// Keeps the newest `checkpoints.keep_automatic` automatic checkpoints of the task (and
+    /// `keep_also`, one being restored).
+    fn prune_automatic(&self, task: &Task, keep_also: Option<&str>) {
         let keep = self.config.checkpoints.keep_automatic;
         let Ok(checkpoints) = self.registry.list_checkpoints(&task.id) else {
             return;
         };
-        let stale: Vec<Checkpoint> = checkpoints.into_iter().filter(|c| c.automatic).skip(keep).collect();
+        let stale: Vec<Checkpoint> = checkpoints
+            .into_iter()
+            .filter(|c| c.automatic)
+            .skip(keep)
+            .filter(|c| Some(c.id.as_str()) != keep_also)
+            .collect();
         if stale.is_empty() {
             return;
         }

@@ -165,6 +165,17 @@ impl TaskService {
                 "it is empty; pass the exact text to replace",
             ));
         }
+        let (code, raw) = self
+            .file_op(task, path, READ_SCRIPT, &[&(READ_CAP + 1).to_string()], None)
+            .await?;
+        check(code, path)?;
+        let newline = raw.iter().position(|b| *b == b'\n').unwrap_or(raw.len());
+        if std::str::from_utf8(raw.get(newline + 1..).unwrap_or_default()).is_err() {
+            return Err(Error::invalid(
+                "path",
+                "the file is not UTF-8 text; editing it here would corrupt it, use execute_in_task",
+            ));
+        }
         let current = self.read_file(task, path, None, None).await?;
         let text = match current.content {
             Some(text) if !current.truncated => text,

@@ -174,6 +174,16 @@ impl TaskService {
                 Err(_) => return Ok(None),
             },
         };
+        // Workspaces and task repositories are agent-owned or agent-fed: never a source.
+        if root.starts_with(&self.home) {
+            return Err(Error::invalid(
+                "repo_path",
+                format!(
+                    "{} is inside taskbox's data directory; pass your own repository",
+                    root.display()
+                ),
+            ));
+        }
         let allowed = self.allowed_repo_roots();
         if !allowed.iter().any(|a| root.starts_with(a)) {
             if requested.is_none() {
