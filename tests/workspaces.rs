@@ -356,6 +356,25 @@ async fn source_repository_options_and_refusals() {
         let (_, message) = call_err(&client, "create_task_sandbox", args.clone()).await;
         assert!(message.contains(needle), "{args}: {message}");
     }
+    // A task's own workspace is never a source, even inside the allowed roots.
+    let with_wip = created["task"]["workspace"].as_str().unwrap().to_string();
+    write_config(
+        &home.path(),
+        &format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", home.path().display()),
+    );
+    let client2 = connect(&home.path(), "repo-options-2").await;
+    let (_, message) = call_err(
+        &client2,
+        "create_task_sandbox",
+        json!({ "name": "inception", "repo_path": with_wip }),
+    )
+    .await;
+    assert!(message.contains("taskbox workspace or task repository"), "{message}");
+    client2.cancel().await.unwrap();
+    write_config(
+        &home.path(),
+        &format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", repos.display()),
+    );
     // A repository outside the allowed roots, even a real one, is refused.
     let outside = tempfile::tempdir().unwrap();
     let other = dev_repo(outside.path(), "elsewhere");

@@ -167,6 +167,19 @@ impl TaskService {
                 } else {
                     self.cwd.join(path)
                 };
+                // Workspaces and task repositories are agent-owned or agent-fed: never a
+                // source, whatever uid the server runs as.
+                let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+                let ours = [self.home.join("workspaces"), self.home.join("tasks")];
+                if ours.iter().any(|dir| canonical.starts_with(dir)) {
+                    return Err(Error::invalid(
+                        "repo_path",
+                        format!(
+                            "{} is a taskbox workspace or task repository; pass your own repository",
+                            path.display()
+                        ),
+                    ));
+                }
                 host::discover(&path)?
             }
             None => match host::discover(&self.cwd) {
@@ -174,16 +187,6 @@ impl TaskService {
                 Err(_) => return Ok(None),
             },
         };
-        // Workspaces and task repositories are agent-owned or agent-fed: never a source.
-        if root.starts_with(&self.home) {
-            return Err(Error::invalid(
-                "repo_path",
-                format!(
-                    "{} is inside taskbox's data directory; pass your own repository",
-                    root.display()
-                ),
-            ));
-        }
         let allowed = self.allowed_repo_roots();
         if !allowed.iter().any(|a| root.starts_with(a)) {
             if requested.is_none() {
