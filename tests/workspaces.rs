@@ -510,12 +510,21 @@ async fn submodules_are_checked_out_in_the_workspace() {
     require_docker!();
     let (home, repos) = home_with_repos();
     let lib = dev_repo(&repos, "lib");
+    let other = dev_repo(&repos, "other");
     let repo = dev_repo(&repos, "app");
     git(
         &repo,
         &["submodule", "add", "-q", &lib.display().to_string(), "vendor/lib"],
     );
-    git(&repo, &["commit", "-qm", "add submodule"]);
+    // A submodule with a local path and no copy of its own in .git/modules: it could as well
+    // have come from an agent's commit naming any repository on the host, so it is skipped.
+    git(
+        &repo,
+        &["submodule", "add", "-q", &other.display().to_string(), "vendor/other"],
+    );
+    git(&repo, &["commit", "-qm", "add submodules"]);
+    git(&repo, &["submodule", "deinit", "-q", "-f", "vendor/other"]);
+    std::fs::remove_dir_all(repo.join(".git/modules/vendor/other")).unwrap();
     let client = connect(&home.path(), "submodule-test").await;
     let created = call(
         &client,
@@ -523,14 +532,18 @@ async fn submodules_are_checked_out_in_the_workspace() {
         json!({ "name": "subs", "repo_path": repo.display().to_string() }),
     )
     .await;
-    assert_eq!(created["warnings"], json!([]));
+    let warning = created["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("vendor/other") && !warning.contains("vendor/lib "),
+        "{warning}"
+    );
     let r = exec(
         &client,
         "subs",
-        "cat vendor/lib/src/lib.rs; git -C vendor/lib log --format=%s -1",
+        "cat vendor/lib/src/lib.rs; git -C vendor/lib log --format=%s -1; ls -A vendor/other | wc -l",
     )
     .await;
-    assert_eq!(r["stdout"], "pub fn answer() -> u32 { 42 }\nadd lib\n");
+    assert_eq!(r["stdout"], "pub fn answer() -> u32 { 42 }\nadd lib\n0\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -235,23 +235,42 @@ fn clone_with_libgit2(repo_path: &Path, branch: &str, dest: &Path) -> Result<()>
 }
 
 /// Checks out the submodules of a fresh workspace clone, each from the developer's own copy
-/// (`<repo>/.git/modules/<name>`) when it has one, else from the URL in `.gitmodules`.
+/// (`<repo>/.git/modules/<name>`) when it has one, else from the URL in `.gitmodules` when that
+/// is a remote URL. A local path there is skipped and reported: `.gitmodules` may come from an
+/// agent's commit (a fork, or a base_ref on another task's branch), and cloning a path the
+/// server can read into the agent's workspace would hand the agent any repository on the host.
 pub fn init_submodules(repo_path: &Path, workspace: &Path) -> Result<Vec<String>> {
     let host = open(repo_path)?;
     let mut repo = open(workspace)?;
-    let names: Vec<String> = repo
+    let submodules: Vec<(String, String)> = repo
         .submodules()?
         .iter()
-        .filter_map(|s| s.name().ok().map(String::from))
+        .filter_map(|s| {
+            Some((
+                s.name().ok()?.to_string(),
+                s.url().ok().flatten().unwrap_or_default().to_string(),
+            ))
+        })
         .collect();
-    for name in &names {
+    let mut skipped = Vec::new();
+    for (name, url) in &submodules {
         let local_copy = host.path().join("modules").join(name);
         if local_copy.exists() {
             repo.submodule_set_url(name, &local_copy.to_string_lossy())?;
+        } else if !is_remote_url(url) {
+            skipped.push(format!("{name} ({url})"));
+            continue;
         }
         repo.find_submodule(name)?.update(true, None)?;
     }
-    Ok(names)
+    Ok(skipped)
+}
+
+fn is_remote_url(url: &str) -> bool {
+    ["https://", "http://", "ssh://", "git://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+        || (url.contains('@') && url.contains(':') && !url.starts_with('/'))
 }
 
 /// Writes a pack (from `git pack-objects` in the container) into the host repository's

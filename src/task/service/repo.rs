@@ -149,10 +149,15 @@ impl TaskService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "create: workspace cloned"
         );
-        if !task.repo.private
-            && let Err(e) = host::init_submodules(&repo_path, &task.workspace)
-        {
-            warnings.push(format!("submodules could not be checked out: {e}"));
+        if !task.repo.private {
+            match host::init_submodules(&repo_path, &task.workspace) {
+                Ok(skipped) if !skipped.is_empty() => warnings.push(format!(
+                    "submodules with a local path and no copy in the repository's .git/modules were not checked out: {}",
+                    skipped.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => warnings.push(format!("submodules could not be checked out: {e}")),
+            }
         }
         Ok(warnings)
     }
