@@ -136,8 +136,28 @@ fn install_hooks_merges_into_claude_settings_and_uninstall_removes_only_it() {
     assert!(command.ends_with(" hook claude-code pre-tool-use"), "{command}");
     assert!(Path::new(command.split(' ').next().unwrap()).exists());
 
+    // A hook left pointing at an old binary is replaced; a user's hook sharing our entry stays
+    // through uninstall.
+    let read = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".claude/settings.json")).unwrap()).unwrap()
+    };
+    let mut stale = read();
+    stale["hooks"]["PreToolUse"][1]["hooks"][0]["command"] = json!("/old/taskbox hook claude-code pre-tool-use");
+    let mine = json!({ "type": "command", "command": "my-audit" });
+    stale["hooks"]["PreToolUse"][1]["hooks"]
+        .as_array_mut()
+        .unwrap()
+        .push(mine.clone());
+    std::fs::write(dir.join(".claude/settings.json"), stale.to_string()).unwrap();
+    run(&["install", "claude", "--project", path, "--hooks"]);
+    let pre = read()["hooks"]["PreToolUse"].as_array().unwrap().clone();
+    assert_eq!(pre.len(), 3, "{pre:?}");
+    assert_eq!(pre[1]["hooks"], json!([mine]));
+    assert_eq!(pre[2]["hooks"][0]["command"], json!(command));
+
     run(&["uninstall", "claude", "--project", path]);
-    let settings: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(".claude/settings.json")).unwrap()).unwrap();
-    assert_eq!(settings["hooks"]["PreToolUse"], json!([theirs]));
+    assert_eq!(
+        read()["hooks"]["PreToolUse"],
+        json!([theirs, { "matcher": "Bash|Write|Edit|MultiEdit|NotebookEdit", "hooks": [mine] }])
+    );
 }

@@ -62,6 +62,19 @@ async fn install_claude_merges_and_the_written_entry_serves_tools_and_prompts() 
             .success()
     );
     assert_eq!(std::fs::read_to_string(dir.join(".mcp.json")).unwrap(), before);
+    // What the user adds to the entry (env, say) survives a reinstall.
+    let mut edited = read_json(&dir.join(".mcp.json"));
+    edited["mcpServers"]["taskbox"]["env"] = json!({ "TASKBOX_HOME": "/data/tb" });
+    std::fs::write(dir.join(".mcp.json"), edited.to_string()).unwrap();
+    assert!(
+        taskbox(&["install", "claude", "--project", dir.to_str().unwrap()], dir)
+            .status
+            .success()
+    );
+    assert_eq!(
+        read_json(&dir.join(".mcp.json"))["mcpServers"]["taskbox"]["env"]["TASKBOX_HOME"],
+        "/data/tb"
+    );
 
     // The entry as written starts a server a real client can use.
     let entry = &config["mcpServers"]["taskbox"];

@@ -113,9 +113,17 @@ pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Resul
     };
     let changed = edit_config(&target.config, |config| {
         let servers = servers(config, args.client)?;
-        let changed = servers.get("taskbox") != Some(&entry);
-        servers.insert("taskbox".into(), entry.clone());
-        Ok(changed)
+        // Keep what the user added to the entry (env, say); set what taskbox owns.
+        let mut merged = servers
+            .get("taskbox")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Value::Object(ours) = &entry {
+            merged.extend(ours.clone());
+        }
+        servers.insert("taskbox".into(), Value::Object(merged));
+        Ok(())
     })?;
     eprintln!(
         "{} {}",
@@ -141,16 +149,20 @@ pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Resul
             .settings
             .as_deref()
             .context("--hooks is for Claude Code; opencode has no PreToolUse hooks")?;
-        let command = format!("{binary} {HOOK_ARGS}");
+        let quoted = if binary.contains(' ') {
+            format!("'{binary}'")
+        } else {
+            binary.clone()
+        };
+        let command = format!("{quoted} {HOOK_ARGS}");
         edit_config(settings, |config| {
             let pre = pre_tool_use(config)?;
-            let before = pre.len();
-            pre.retain(|entry| !is_taskbox_hook(entry));
+            remove_taskbox_hooks(pre);
             pre.push(json!({
                 "matcher": "Bash|Write|Edit|MultiEdit|NotebookEdit",
                 "hooks": [{ "type": "command", "command": command, "timeout": 10 }],
             }));
-            Ok(pre.len() != before || !pre.iter().any(|e| e["hooks"][0]["command"] == json!(command)))
+            Ok(())
         })?;
         eprintln!("installed the PreToolUse hook in {}", settings.display());
     }
@@ -170,22 +182,23 @@ fn pre_tool_use(config: &mut Map<String, Value>) -> anyhow::Result<&mut Vec<Valu
         .context("`hooks.PreToolUse` in the Claude Code settings is not an array")
 }
 
-fn is_taskbox_hook(entry: &Value) -> bool {
-    entry["hooks"].as_array().is_some_and(|hooks| {
-        hooks
-            .iter()
-            .any(|h| h["command"].as_str().is_some_and(|c| c.ends_with(HOOK_ARGS)))
-    })
+/// Removes taskbox's hook from every PreToolUse entry, and the entries left with no hook; the
+/// user's hooks, even in the same entry, stay.
+fn remove_taskbox_hooks(pre: &mut Vec<Value>) {
+    for entry in pre.iter_mut() {
+        if let Some(hooks) = entry.get_mut("hooks").and_then(Value::as_array_mut) {
+            hooks.retain(|h| !h["command"].as_str().is_some_and(|c| c.ends_with(HOOK_ARGS)));
+        }
+    }
+    pre.retain(|entry| entry["hooks"].as_array().is_none_or(|hooks| !hooks.is_empty()));
 }
 
 pub fn uninstall(args: &InstallArgs) -> anyhow::Result<()> {
     let target = target(args)?;
     if let Some(settings) = target.settings.as_deref().filter(|s| s.exists()) {
         let removed = edit_config(settings, |config| {
-            let pre = pre_tool_use(config)?;
-            let before = pre.len();
-            pre.retain(|entry| !is_taskbox_hook(entry));
-            Ok(pre.len() != before)
+            remove_taskbox_hooks(pre_tool_use(config)?);
+            Ok(())
         })?;
         if removed {
             eprintln!("removed taskbox's PreToolUse hook from {}", settings.display());
@@ -193,7 +206,8 @@ pub fn uninstall(args: &InstallArgs) -> anyhow::Result<()> {
     }
     if target.config.exists() {
         let removed = edit_config(&target.config, |config| {
-            Ok(servers(config, args.client)?.remove("taskbox").is_some())
+            servers(config, args.client)?.remove("taskbox");
+            Ok(())
         })?;
         if removed {
             eprintln!("removed taskbox from {}", target.config.display());
@@ -226,12 +240,9 @@ fn servers(config: &mut Map<String, Value>, client: Client) -> anyhow::Result<&m
 }
 
 /// Reads the JSON object in `path` (or an empty one), lets `edit` change it, and writes it
-/// back if it changed, keeping the previous file as a backup. Refuses a file that is not a
-/// JSON object rather than overwrite it.
-fn edit_config(
-    path: &Path,
-    edit: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<bool>,
-) -> anyhow::Result<bool> {
+/// back if that changed anything, keeping the previous file as a backup; returns whether it
+/// wrote. Refuses a file that is not a JSON object rather than overwrite it.
+fn edit_config(path: &Path, edit: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<()>) -> anyhow::Result<bool> {
     let previous = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -245,7 +256,9 @@ fn edit_config(
             path.display()
         ),
     };
-    if !edit(&mut config)? {
+    let before = config.clone();
+    edit(&mut config)?;
+    if config == before && previous.is_some() {
         return Ok(false);
     }
     if let Some(previous) = previous {
