@@ -290,6 +290,55 @@ pub fn index_pack(repo_path: &Path, pack: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks that every object `head` needs is in the repository, down to the `known` commits:
+/// the parents of each new commit, and every tree and blob its tree names. A pack from the
+/// container is only hash-checked when indexed; a hand-made one could leave the branch on a
+/// commit whose tree or parent is missing, which breaks `git log`, `gc` and pushes.
+pub fn verify_closure(repo_path: &Path, head: Oid, known: &[Oid]) -> Result<()> {
+    let repo = open(repo_path)?;
+    let odb = repo.odb()?;
+    let missing = |what: String| WorkspaceError::IncompletePack { what };
+    let mut walk = repo.revwalk()?;
+    walk.push(head).map_err(|_| missing(format!("commit {head}")))?;
+    for known in known {
+        if repo.find_commit(*known).is_ok() {
+            walk.hide(*known)?;
+        }
+    }
+    let mut seen_trees = std::collections::HashSet::new();
+    for commit in walk {
+        let commit = repo.find_commit(commit.map_err(|e| missing(e.message().to_string()))?)?;
+        for parent in commit.parent_ids() {
+            if !odb.exists(parent) {
+                return Err(missing(format!("commit {parent}, a parent of {}", commit.id())));
+            }
+        }
+        let mut trees = vec![commit.tree_id()];
+        while let Some(tree_id) = trees.pop() {
+            if !seen_trees.insert(tree_id) {
+                continue;
+            }
+            let tree = repo
+                .find_tree(tree_id)
+                .map_err(|_| missing(format!("tree {tree_id}")))?;
+            for entry in tree.iter() {
+                match entry.kind() {
+                    Some(git2::ObjectType::Tree) => trees.push(entry.id()),
+                    Some(git2::ObjectType::Blob) if !odb.exists(entry.id()) => {
+                        return Err(missing(format!(
+                            "blob {} ({})",
+                            entry.id(),
+                            entry.name().unwrap_or("?")
+                        )));
+                    }
+                    _ => {} // blobs present, gitlinks (submodule commits live elsewhere)
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether `commit` is a commit the host repository has.
 pub fn has_commit(repo_path: &Path, commit: Oid) -> Result<bool> {
     Ok(open(repo_path)?.find_commit(commit).is_ok())
@@ -483,6 +532,37 @@ mod tests {
             move_branch(root, "taskbox/x", base, Some(next)),
             Err(WorkspaceError::BranchCheckedOut { .. })
         ));
+    }
+
+    #[test]
+    fn a_pack_missing_objects_is_caught_before_the_branch_moves() {
+        let source = repo_with_commit();
+        let target = repo_with_commit();
+        let base = resolve_commit(source.path(), "HEAD").unwrap();
+        std::fs::write(source.path().join("new.txt"), "new\n").unwrap();
+        git(source.path(), &["add", "."]);
+        git(source.path(), &["commit", "-qm", "second"]);
+        let head: Oid = git(source.path(), &["rev-parse", "HEAD"]).parse().unwrap();
+        // A pack with the commit alone: no tree, no blob, no parent.
+        let pack = std::process::Command::new("sh")
+            .args(["-c", &format!("echo {head} | git pack-objects --stdout -q")])
+            .current_dir(source.path())
+            .output()
+            .unwrap()
+            .stdout;
+        index_pack(target.path(), &pack).unwrap();
+        assert!(has_commit(target.path(), head).unwrap());
+        let err = verify_closure(target.path(), head, &[base]).unwrap_err();
+        assert!(matches!(err, WorkspaceError::IncompletePack { .. }), "{err}");
+        // The whole history makes it complete.
+        let pack = std::process::Command::new("sh")
+            .args(["-c", "git rev-list --objects --all | git pack-objects --stdout -q"])
+            .current_dir(source.path())
+            .output()
+            .unwrap()
+            .stdout;
+        index_pack(target.path(), &pack).unwrap();
+        verify_closure(target.path(), head, &[]).unwrap();
     }
 
     #[test]

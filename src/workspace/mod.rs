@@ -44,6 +44,12 @@ pub enum WorkspaceError {
     BranchCheckedOut { branch: String, repo: PathBuf },
     #[error("branch {branch} in {repo} was moved by someone else since taskbox last wrote it; it was left alone")]
     BranchMoved { branch: String, repo: PathBuf },
+    #[error(
+        "the workspace's commits reached the host incomplete ({what} is missing); the task branch was not moved. Check `git fsck` in the workspace, or restore a checkpoint"
+    )]
+    IncompletePack { what: String },
+    #[error("the workspace's new commits are {size} bytes, over the {limit}-byte limit for one sync")]
+    PackTooLarge { size: usize, limit: usize },
 }
 
 pub type Result<T, E = WorkspaceError> = std::result::Result<T, E>;

@@ -74,6 +74,9 @@ for c in "$@"; do
 done
 g rev-list --objects HEAD $known | g pack-objects --stdout -q --window=0"#;
 
+/// The largest pack one sync takes from the container (it is held in memory).
+const MAX_PACK_BYTES: usize = 4 << 30;
+
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 pub struct SyncOutcome {
@@ -365,7 +368,20 @@ impl TaskService {
                     )),
                 }));
             }
+            if pack.len() > MAX_PACK_BYTES {
+                return Err(WorkspaceError::PackTooLarge {
+                    size: pack.len(),
+                    limit: MAX_PACK_BYTES,
+                }
+                .into());
+            }
             host::index_pack(&repo_path, &pack)?;
+            let known: Vec<Oid> = [&task.repo.synced_commit, &task.repo.base_commit]
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.parse().ok())
+                .collect();
+            host::verify_closure(&repo_path, head_oid, &known)?;
         }
 
         let expected = task.repo.synced_commit.as_deref().and_then(|c| c.parse().ok());
