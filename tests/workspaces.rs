@@ -692,3 +692,41 @@ async fn files_root_left_unreadable_are_still_checkpointed() {
     let commit = cp["checkpoint"]["git_commit"].as_str().unwrap();
     assert_eq!(git(&repo, &["show", &format!("{commit}:root-only.txt")]), "secret");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restoring_a_failed_task_saves_its_uncommitted_work_first() {
+    require_docker!();
+    let home = Home::new();
+    let client = connect(&home.path(), "phoenix-test").await;
+    let task = create(&client, "phoenix").await;
+    call(&client, "create_checkpoint", json!({ "label": "start" })).await;
+    exec(&client, "phoenix", "echo precious > precious.txt").await;
+    // The container dies behind the server's back; the task fails, the workspace is intact.
+    docker(&["rm", "-f", task["container_id"].as_str().unwrap()]);
+    let (kind, _) = call_err(&client, "execute_in_task", json!({ "command": "true" })).await;
+    assert_eq!(kind, "wrong_status");
+
+    let restored = call(&client, "restore_checkpoint", json!({ "checkpoint": "phoenix:1" })).await;
+    assert_eq!(restored["task"]["status"], "running");
+    assert_eq!(restored["pre_restore"], serde_json::Value::Null);
+    let warnings: Vec<&str> = restored["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let kept = warnings
+        .iter()
+        .find(|w| w.contains("kept as commit"))
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    let commit = kept.split("commit ").nth(1).unwrap().split_whitespace().next().unwrap();
+    let repo = home
+        .path()
+        .join("tasks")
+        .join(task["id"].as_str().unwrap())
+        .join("repo.git");
+    assert_eq!(git(&repo, &["show", &format!("{commit}:precious.txt")]), "precious");
+    // The workspace itself is back at the checkpoint.
+    let r = exec(&client, "phoenix", "ls precious.txt 2>/dev/null || echo gone").await;
+    assert_eq!(r["stdout"], "gone\n");
+}

@@ -208,7 +208,8 @@ impl TaskService {
             warnings.extend(result.warnings);
             Some(result.checkpoint)
         } else {
-            warnings.push("the task's container was gone, so no pre-restore checkpoint was taken".into());
+            warnings
+                .push("the task's container was not running (or gone), so no pre-restore checkpoint was taken".into());
             None
         };
         let task = self.resolve(Some(&task.id))?;
@@ -222,6 +223,24 @@ impl TaskService {
         let shell = self
             .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
             .await?;
+
+        // Without a pre-restore checkpoint, the workspace's current state is saved first (as a
+        // commit kept by a hidden ref), so the reset below cannot destroy the only copy.
+        if pre_restore.is_none()
+            && let Some(repo) = &task.repo.path
+        {
+            match self
+                .save_workspace(&task, &container, "taskbox: workspace before restore")
+                .await
+            {
+                Ok(saved) => {
+                    let refname = format!("refs/taskbox/{}/before-restore/{}", task.id, now().timestamp_millis());
+                    host::set_ref(repo, &refname, saved)?;
+                    warnings.push(format!("the workspace as it was is kept as commit {saved} ({refname})"));
+                }
+                Err(e) => warnings.push(format!("the workspace as it was could not be saved: {e}")),
+            }
+        }
 
         // 3. The workspace back at the checkpoint's commit; only when the workspace lost that
         //    commit does it get it from the host repository first.

@@ -298,13 +298,10 @@ impl TaskService {
         ))
     }
 
-    /// Commits every change in the workspace (tracked and untracked, honouring .gitignore)
-    /// inside the container, copies the new objects into the host repository and moves the
-    /// task branch there. The container must be running.
-    pub(super) async fn sync(&self, task: &Task, message: &str) -> Result<(Task, SyncOutcome)> {
-        let container = self.require_running(task)?;
+    /// Commits every change in the workspace inside `container` and brings the commits into
+    /// the host repository, checked complete; returns the workspace's head. Moves no branch.
+    pub(super) async fn save_workspace(&self, task: &Task, container: &str, message: &str) -> Result<Oid> {
         let repo_path = task.repo.path.clone().ok_or_else(|| no_repo(task))?;
-        let branch = task.repo.branch.clone().ok_or_else(|| no_repo(task))?;
         let user = task.exec_user.clone();
 
         // Files a root command left in the workspace (mode 0600, say) would make the commit,
@@ -322,7 +319,7 @@ impl TaskService {
                 user: Some("root".into()),
                 ..Default::default()
             };
-            let (code, _, stderr) = self.run_captured(&container, spec).await?;
+            let (code, _, stderr) = self.run_captured(container, spec).await?;
             if code != Some(0) {
                 tracing::warn!(task = %task.id, stderr = %stderr.trim(), "cannot hand the workspace to its user");
             }
@@ -333,7 +330,7 @@ impl TaskService {
             user: user.clone(),
             ..Default::default()
         };
-        let (code, stdout, stderr) = self.run_captured(&container, spec).await?;
+        let (code, stdout, stderr) = self.run_captured(container, spec).await?;
         let head = stdout.lines().last().unwrap_or_default().trim().to_string();
         let head_oid: Oid = match (code, head.parse()) {
             (Some(0), Ok(oid)) => oid,
@@ -358,7 +355,7 @@ impl TaskService {
                 user,
                 ..Default::default()
             };
-            let (code, pack, stderr) = self.run_captured_bytes(&container, spec).await?;
+            let (code, pack, stderr) = self.run_captured_bytes(container, spec).await?;
             if code != Some(0) {
                 return Err(Error::Workspace(WorkspaceError::Io {
                     path: PathBuf::from("/workspace"),
@@ -383,6 +380,19 @@ impl TaskService {
                 .collect();
             host::verify_closure(&repo_path, head_oid, &known)?;
         }
+
+        Ok(head_oid)
+    }
+
+    /// Commits every change in the workspace (tracked and untracked, honouring .gitignore)
+    /// inside the container, copies the new objects into the host repository and moves the
+    /// task branch there. The container must be running.
+    pub(super) async fn sync(&self, task: &Task, message: &str) -> Result<(Task, SyncOutcome)> {
+        let container = self.require_running(task)?;
+        let repo_path = task.repo.path.clone().ok_or_else(|| no_repo(task))?;
+        let branch = task.repo.branch.clone().ok_or_else(|| no_repo(task))?;
+        let head_oid = self.save_workspace(task, &container, message).await?;
+        let head = head_oid.to_string();
 
         let expected = task.repo.synced_commit.as_deref().and_then(|c| c.parse().ok());
         let (moved, warning) = match host::move_branch(&repo_path, &branch, head_oid, expected) {
