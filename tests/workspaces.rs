@@ -605,6 +605,15 @@ async fn every_file_tool_refuses_paths_outside_the_workspace() {
     assert!(message.contains("does not exist"), "{message}");
     let (_, message) = call_err(&client, "read_file", json!({ "path": "sub" })).await;
     assert!(message.contains("is a directory"), "{message}");
+    // A pipe would block a read or write forever: refused instead.
+    exec(&client, "escapes", "mkfifo pipe").await;
+    for (tool, args) in [
+        ("read_file", json!({ "path": "pipe" })),
+        ("write_file", json!({ "path": "pipe", "content": "x" })),
+    ] {
+        let (_, message) = call_err(&client, tool, args).await;
+        assert!(message.contains("not a regular file"), "{tool}: {message}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

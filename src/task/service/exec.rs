@@ -55,6 +55,9 @@ done"#;
 /// host for anyone who runs it there.
 const STRIP_SETID_SCRIPT: &str = "find /workspace -xdev -type f -perm /6000 -exec chmod ug-s {} + 2>/dev/null; true";
 
+/// How long a command taskbox runs for itself (a sync, a file operation) may take.
+const INTERNAL_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How long the kill may take before the container is restarted instead (a fork bomb at the
 /// pids limit leaves no room to start the killer).
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -367,18 +370,37 @@ impl TaskService {
         ))
     }
 
-    /// Like `run_captured`, with stdout and stderr as bytes (a git pack, say).
+    /// Like `run_captured`, with stdout and stderr as bytes (a git pack, say). Internal
+    /// commands get `INTERNAL_TIMEOUT`: something the agent put in the workspace (a git
+    /// filter that sleeps, a pipe) must not hang a checkpoint or a stop forever.
     pub(super) async fn run_captured_bytes(
         &self,
         container: &str,
-        spec: ExecSpec,
+        mut spec: ExecSpec,
     ) -> Result<(Option<i64>, Vec<u8>, Vec<u8>)> {
+        let marker = new_execution_id();
+        spec.env.push(format!("{MARKER_VAR}={marker}"));
+        let user = spec.user.clone();
         let mut handle = self.runtime.exec(container, spec).await?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        while let Some(chunk) = handle.output.next().await {
-            match chunk? {
-                OutputChunk::Stdout(b) => out.extend_from_slice(&b),
-                OutputChunk::Stderr(b) => err.extend_from_slice(&b),
+        let collect = async {
+            while let Some(chunk) = handle.output.next().await {
+                match chunk? {
+                    OutputChunk::Stdout(b) => out.extend_from_slice(&b),
+                    OutputChunk::Stderr(b) => err.extend_from_slice(&b),
+                }
+            }
+            Ok::<_, RuntimeError>(())
+        };
+        match tokio::time::timeout(INTERNAL_TIMEOUT, collect).await {
+            Ok(result) => result?,
+            Err(_) => {
+                // Boxed: killing runs an internal command itself.
+                Box::pin(self.kill_execution(container, &marker, user)).await;
+                return Err(Error::Runtime(RuntimeError::Api(format!(
+                    "an internal command in the container did not finish within {INTERNAL_TIMEOUT:?} and was killed \
+                     (check the workspace's .git/config for filters or hooks that hang)"
+                ))));
             }
         }
         let code = self.runtime.exec_exit_code(&handle.exec_id).await?;

@@ -21,11 +21,13 @@ case "$p" in /workspace|/workspace/*) ;; *) exit 90 ;; esac
 
 const READ_SCRIPT: &str = r#"[ -e "$p" ] || exit 91
 [ -d "$p" ] && exit 92
+[ -f "$p" ] || exit 95
 [ -r "$p" ] || exit 93
 wc -c < "$p"
 head -c "$2" -- "$p""#;
 
 const WRITE_SCRIPT: &str = r#"[ -d "$p" ] && exit 92
+[ -e "$p" ] && [ ! -f "$p" ] && exit 95
 mkdir -p -- "$(dirname -- "$p")" || exit 93
 cat > "$p" || exit 93"#;
 
@@ -297,6 +299,7 @@ fn check(code: Option<i64>, path: &str) -> Result<()> {
         Some(92) => "it is a directory; use list_files",
         Some(93) => "it cannot be read or written (permissions); use execute_in_task with user \"root\" if needed",
         Some(94) => "it is not a directory",
+        Some(95) => "it is not a regular file (a pipe or device, say); use execute_in_task",
         _ => "the file operation failed in the container",
     };
     Err(Error::invalid("path", format!("'{path}': {reason}")))
