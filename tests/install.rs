@@ -137,8 +137,29 @@ fn install_opencode_and_refuse_a_broken_config() {
             .to_string(),
     )
     .unwrap();
+    // A private, symlinked config stays private and stays a symlink.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::rename(dir.join("opencode.json"), dir.join("real-opencode.json")).unwrap();
+    std::os::unix::fs::symlink(dir.join("real-opencode.json"), dir.join("opencode.json")).unwrap();
+    std::fs::set_permissions(dir.join("real-opencode.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = taskbox(&["install", "opencode", "--project", dir.to_str().unwrap()], dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        std::fs::symlink_metadata(dir.join("opencode.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("real-opencode.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let backup = std::fs::metadata(dir.join("real-opencode.json.taskbox-backup")).unwrap();
+    assert_eq!(backup.permissions().mode() & 0o777, 0o600);
     let config = read_json(&dir.join("opencode.json"));
     assert_eq!(config["mcp"]["other"]["type"], "remote");
     assert_eq!(config["mcp"]["taskbox"]["type"], "local");

@@ -243,6 +243,9 @@ fn servers(config: &mut Map<String, Value>, client: Client) -> anyhow::Result<&m
 /// back if that changed anything, keeping the previous file as a backup; returns whether it
 /// wrote. Refuses a file that is not a JSON object rather than overwrite it.
 fn edit_config(path: &Path, edit: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<()>) -> anyhow::Result<bool> {
+    // A symlinked config (dotfiles kept in a repository, say) is edited where it points.
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = resolved.as_path();
     let previous = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -261,18 +264,32 @@ fn edit_config(path: &Path, edit: impl FnOnce(&mut Map<String, Value>) -> anyhow
     if config == before && previous.is_some() {
         return Ok(false);
     }
+    // The backup and the new file keep the original's permissions: ~/.claude.json, say, can
+    // hold credentials and must not become world-readable.
+    let mode = std::fs::metadata(path).map(|m| m.permissions()).ok();
     if let Some(previous) = previous {
         let backup = path.with_file_name(format!(
             "{}.taskbox-backup",
             path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
         ));
         std::fs::write(&backup, previous)?;
+        if let Some(mode) = &mode {
+            std::fs::set_permissions(&backup, mode.clone())?;
+        }
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let text = serde_json::to_string_pretty(&Value::Object(config))? + "\n";
-    crate::store::atomic_write(path, |f| std::io::Write::write_all(f, text.as_bytes()))?;
+    crate::store::atomic_write(path, |f| {
+        if let Some(mode) = &mode {
+            f.set_permissions(mode.clone())?;
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        std::io::Write::write_all(f, text.as_bytes())
+    })?;
     Ok(true)
 }
 
