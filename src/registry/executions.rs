@@ -203,13 +203,14 @@ impl RawExecution {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::registry::tasks::tests::sample_task;
     use crate::task::model::{new_execution_id, now};
     use pretty_assertions::assert_eq;
 
-    fn exec(task_id: &str, command: &str) -> Execution {
+    /// A running execution of `command`, to insert in tests.
+    pub(crate) fn exec(task_id: &str, command: &str) -> Execution {
         Execution {
             id: new_execution_id(),
             task_id: task_id.into(),

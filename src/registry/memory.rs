@@ -315,27 +315,19 @@ pub fn fts_query(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::executions::tests::exec;
     use crate::registry::tasks::tests::sample_task;
-    use crate::task::model::{Execution, ExecutionStatus, new_execution_id, now};
+    use crate::task::model::{Execution, ExecutionStatus, now};
     use pretty_assertions::assert_eq;
 
+    /// A finished execution with this exit code and duration.
     fn execution(task_id: &str, command: &str, exit: i64, ms: u64) -> Execution {
         Execution {
-            id: new_execution_id(),
-            task_id: task_id.into(),
-            command: command.into(),
-            workdir: None,
-            user: None,
-            explanation: None,
             status: ExecutionStatus::Finished,
             exit_code: Some(exit),
-            timed_out: false,
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            truncated: false,
-            started_at: now(),
             finished_at: Some(now()),
             duration_ms: Some(ms),
+            ..exec(task_id, command)
         }
     }
 
