@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::hooks::HooksConfig;
 use crate::runtime::SubnetPool;
 use crate::runtime::subnets::Cidr;
 
@@ -27,13 +28,6 @@ pub struct Config {
     pub checkpoints: CheckpointConfig,
     pub commands: CommandsConfig,
     pub hooks: HooksConfig,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct HooksConfig {
-    /// `taskbox hook claude-code pre-tool-use`.
-    pub claude_code: crate::hooks::claude_code::ClaudeCodeHookConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

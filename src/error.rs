@@ -67,6 +67,13 @@ pub enum Error {
 
     #[error("the server is shutting down; retry with a new server")]
     ShuttingDown,
+
+    #[error("refused by hook '{hook}' ({event}): {reason}")]
+    HookDenied {
+        hook: String,
+        event: &'static str,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -107,6 +114,7 @@ impl Error {
             Self::Config(_) => "config_error",
             Self::Transport(_) => "transport_error",
             Self::ShuttingDown => "shutting_down",
+            Self::HookDenied { .. } => "hook_denied",
         }
     }
 }

@@ -22,7 +22,8 @@ use tokio::sync::OnceCell;
 
 use super::subnets::{Cidr, free_subnets};
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, NetworkAttachment, OutputChunk,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, MountInfo, NetworkAttachment,
+    OutputChunk, ResourceSample,
     Result, RuntimeError, SubnetPool, stable_hash,
 };
 
@@ -266,6 +267,35 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) => return Err(e),
         };
         let state = inspect.state.unwrap_or_default();
+        let host = inspect.host_config.unwrap_or_default();
+        let isolation = Isolation {
+            privileged: host.privileged.unwrap_or(false),
+            network_mode: host.network_mode.unwrap_or_default(),
+            pid_mode: host.pid_mode.unwrap_or_default(),
+            ipc_mode: host.ipc_mode.unwrap_or_default(),
+            uts_mode: host.uts_mode.unwrap_or_default(),
+            userns_mode: host.userns_mode.unwrap_or_default(),
+            cgroupns_mode: host.cgroupns_mode.map(|m| m.to_string()).unwrap_or_default(),
+            mounts: inspect
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| MountInfo {
+                    kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+                    source: m.source.unwrap_or_default(),
+                    destination: m.destination.unwrap_or_default(),
+                })
+                .collect(),
+            devices: host
+                .devices
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| d.path_on_host.unwrap_or_default())
+                .collect(),
+            cap_add: host.cap_add.unwrap_or_default(),
+            cap_drop: host.cap_drop.unwrap_or_default(),
+            security_opt: host.security_opt.unwrap_or_default(),
+        };
         Ok(Some(ContainerState {
             running: state.running.unwrap_or(false),
             status: state.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
@@ -273,7 +303,14 @@ impl ContainerRuntime for DockerRuntime {
             oom_killed: state.oom_killed.unwrap_or(false),
             error: state.error.filter(|e| !e.is_empty()),
             labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
+            isolation,
         }))
+    }
+
+    async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>> {
+        // The cgroup files are read directly: an exec or a stats call would cost tens of
+        // milliseconds on every execution, a file read costs microseconds.
+        Ok(super::cgroup::sample(id))
     }
 
     async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String> {

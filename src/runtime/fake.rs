@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, OutputChunk, Result,
-    RuntimeError, SubnetPool,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, OutputChunk,
+    ResourceSample, Result, RuntimeError, SubnetPool,
 };
 
 #[derive(Default)]
@@ -26,6 +26,8 @@ pub struct FakeState {
     pub networks: HashSet<String>,
     /// Container id → running.
     pub containers: HashMap<String, bool>,
+    /// Container id → its labels, as created.
+    pub container_labels: HashMap<String, HashMap<String, String>>,
     /// Operations that fail: "create_network", "create_container", "start_container", "exec".
     pub fail: HashSet<&'static str>,
     pub execs: Vec<ExecSpec>,
@@ -90,12 +92,13 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
-    async fn create_container(&self, _: &ContainerSpec) -> Result<String> {
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         self.check("create_container")?;
         let mut state = self.lock();
         state.next_id += 1;
         let id = format!("c{}", state.next_id);
         state.containers.insert(id.clone(), false);
+        state.container_labels.insert(id.clone(), spec.labels.clone());
         Ok(id)
     }
 
@@ -123,14 +126,24 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>> {
-        Ok(self.lock().containers.get(id).map(|running| ContainerState {
+        let state = self.lock();
+        Ok(state.containers.get(id).map(|running| ContainerState {
             running: *running,
             status: if *running { "running" } else { "exited" }.into(),
             exit_code: Some(0),
             oom_killed: false,
             error: None,
-            labels: HashMap::new(),
+            labels: state.container_labels.get(id).cloned().unwrap_or_default(),
+            isolation: Isolation {
+                cap_drop: vec!["ALL".into()],
+                security_opt: vec!["no-new-privileges".into()],
+                ..Default::default()
+            },
         }))
+    }
+
+    async fn resource_sample(&self, _: &str) -> Result<Option<ResourceSample>> {
+        Ok(None)
     }
 
     async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String> {

@@ -2,6 +2,7 @@
 //! `ContainerRuntime`. `docker.rs` is the real implementation (bollard); unit tests of service
 //! logic use `fake.rs`.
 
+pub mod cgroup;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
@@ -85,6 +86,47 @@ pub struct ContainerState {
     pub oom_killed: bool,
     pub error: Option<String>,
     pub labels: HashMap<String, String>,
+    pub isolation: Isolation,
+}
+
+/// What the container may reach beyond itself, as Docker reports it (isolation-checker).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Isolation {
+    pub privileged: bool,
+    /// Namespace modes: "host" means shared with the host.
+    pub network_mode: String,
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    pub uts_mode: String,
+    pub userns_mode: String,
+    pub cgroupns_mode: String,
+    pub mounts: Vec<MountInfo>,
+    pub devices: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MountInfo {
+    /// bind, volume, tmpfs …
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+}
+
+/// A container's resource use and the counters of limits it hit (since it started).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceSample {
+    /// Memory in use, without reclaimable file cache.
+    pub memory_bytes: u64,
+    pub memory_limit: Option<u64>,
+    /// Processes the kernel's OOM killer ended in this container.
+    pub oom_kills: u64,
+    pub pids: u64,
+    pub pids_limit: Option<u64>,
+    /// Times a fork failed because the container was at its pids limit.
+    pub pids_limit_hits: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -143,6 +185,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
     /// `None` when the container does not exist.
     async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>>;
+    /// The container's memory and pids use and limit counters; `None` when they cannot be
+    /// read (the container is not running, or its cgroup is not visible to this process).
+    async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>>;
 
     /// `docker commit`: the container's file system (not its mounts) as image `tag`; returns
     /// the image id.

@@ -4,25 +4,25 @@
 //! crash.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 use super::{Result, StoreError, TaskStore, io_err};
 use crate::task::model::Event;
 
 impl TaskStore {
     pub fn append_event(&self, event: &Event) -> Result<()> {
-        let path = self.events_path(&event.task_id);
-        let mut line = serde_json::to_vec(event).map_err(|source| StoreError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        file.write_all(&line).map_err(io_err(&path))?;
-        file.sync_data().map_err(io_err(&path))
+        append_lines(&self.events_path(&event.task_id), std::slice::from_ref(event))
+    }
+
+    /// Appends several events of one task with one write and one fsync.
+    pub fn append_events(&self, task_id: &str, events: &[Event]) -> Result<()> {
+        append_lines(&self.events_path(task_id), events)
+    }
+
+    /// The server's own log (`<data dir>/events.jsonl`): what happened with no task to file
+    /// it under, such as the hooks run when a server starts.
+    pub fn append_server_events(&self, path: &Path, events: &[Event]) -> Result<()> {
+        append_lines(path, events)
     }
 
     /// Reads every event; a torn last line (crash mid-append) is skipped, not fatal.
@@ -42,6 +42,24 @@ impl TaskStore {
         }
         Ok(events)
     }
+}
+
+fn append_lines(path: &Path, events: &[Event]) -> Result<()> {
+    let mut lines = Vec::new();
+    for event in events {
+        serde_json::to_writer(&mut lines, event).map_err(|source| StoreError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        lines.push(b'\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.write_all(&lines).map_err(io_err(path))?;
+    file.sync_data().map_err(io_err(path))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod decisions;
 mod events;
+mod plan;
 mod state_json;
 
 use std::path::{Path, PathBuf};

@@ -75,6 +75,11 @@ impl TaskStatus {
         Self::Archived,
     ];
 
+    /// Whether hooks may checkpoint a task in this status (its container still exists).
+    pub fn can_checkpoint_automatically(self) -> bool {
+        matches!(self, Self::Running | Self::Stopped | Self::Completed)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Creating => "creating",

@@ -401,6 +401,21 @@ pub fn pack_commit(repo_path: &Path, commit: Oid) -> Result<Vec<u8>> {
     Ok(buf.to_vec())
 }
 
+/// The commits of `base..head`, newest first: (id, first line of the message), at most `limit`.
+pub fn commits_between(repo_path: &Path, base: Oid, head: Oid, limit: usize) -> Result<Vec<(String, String)>> {
+    let repo = open(repo_path)?;
+    let mut walk = repo.revwalk()?;
+    walk.push(head)?;
+    walk.hide(base)?;
+    let mut commits = Vec::new();
+    for oid in walk.take(limit) {
+        let commit = repo.find_commit(oid?)?;
+        let summary = commit.summary().ok().flatten().unwrap_or_default().to_string();
+        commits.push((commit.id().to_string(), summary));
+    }
+    Ok(commits)
+}
+
 /// One file of a diff.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct FileDiff {

@@ -90,6 +90,9 @@ impl TaskService {
                 task
             }
             TaskStatus::Stopped => task,
+            // A completed task's container is kept until cleanup; the hook that checkpoints
+            // on completion needs this.
+            TaskStatus::Completed if automatic => task,
             status => {
                 return Err(Error::WrongStatus {
                     task: task.name.clone(),

@@ -7,10 +7,12 @@ mod cleanup;
 mod create;
 mod exec;
 mod files;
+mod hooks;
 mod images;
 mod memory;
 mod ops;
 mod reconcile;
+mod resume;
 mod repo;
 mod resources;
 
@@ -27,6 +29,7 @@ pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
 pub use exec::{ExecRequest, ExecutionResult};
 pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
+pub use hooks::{CompletionFacts, PlanText};
 pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
@@ -63,6 +66,7 @@ pub struct TaskService {
     registry: Registry,
     store: TaskStore,
     runtime: Arc<dyn ContainerRuntime>,
+    hooks: crate::hooks::HookManager,
 }
 
 /// A status change, as recorded in the event log.
@@ -84,7 +88,9 @@ impl TaskService {
         // Labels name the home canonically so two spellings of one path agree.
         let home = home.canonicalize().unwrap_or(home);
         let registry = Registry::open(&home.join("registry.db"))?;
+        let hooks = crate::hooks::HookManager::new(&config.hooks)?;
         Ok(Self {
+            hooks,
             in_flight: TaskTracker::new(),
             shutting_down: CancellationToken::new(),
             subnet_pool: config.network.subnet_pool()?,

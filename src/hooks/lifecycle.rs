@@ -1,0 +1,85 @@
+//! Lifecycle hooks. checkpoint-creator takes automatic checkpoints when an agent detaches,
+//! when a task stops or completes, and every N executions, so work is recoverable without the
+//! agent asking. task-resumer brings tasks back after a host reboot or a daemon restart.
+
+use async_trait::async_trait;
+
+use super::manager::Hook;
+use super::{Decision, HookContext, HookEvent};
+use crate::task::TaskService;
+
+pub struct CheckpointCreator {
+    pub every_executions: u32,
+}
+
+impl CheckpointCreator {
+    /// The checkpoint's label, when this event calls for one.
+    fn label(&self, service: &TaskService, context: &HookContext) -> Option<String> {
+        let task = context.task.as_ref()?;
+        match context.event {
+            HookEvent::AgentDetached => Some(format!(
+                "on detach of {}",
+                context.data.get("agent").and_then(|a| a.as_str()).unwrap_or("an agent")
+            )),
+            HookEvent::TaskStopped => Some("on stop".into()),
+            HookEvent::TaskCompleted => Some("on complete".into()),
+            HookEvent::AfterExec => {
+                let count = service.execution_count(&task.id).ok()?;
+                (count > 0 && count % u64::from(self.every_executions) == 0).then(|| format!("after {count} executions"))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl Hook for CheckpointCreator {
+    fn name(&self) -> &str {
+        "checkpoint-creator"
+    }
+
+    fn handles(&self, context: &HookContext) -> bool {
+        let is_execution = context.arguments.get("operation").and_then(|o| o.as_str()) == Some("execute");
+        context.task.is_some()
+            && match context.event {
+                HookEvent::AgentDetached | HookEvent::TaskStopped | HookEvent::TaskCompleted => true,
+                HookEvent::AfterExec => is_execution && self.every_executions > 0,
+                _ => false,
+            }
+    }
+
+    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+        let Some(task) = &context.task else {
+            return Decision::ALLOW;
+        };
+        let Some(label) = self.label(service, context) else {
+            return Decision::ALLOW;
+        };
+        match service.automatic_checkpoint(&task.id, &label).await {
+            Ok(Some(reference)) => Decision::done(format!("checkpoint {reference} ({label})")),
+            Ok(None) => Decision::done(format!("no checkpoint {label}: nothing changed since the last one")),
+            Err(e) => Decision::Warn(format!("the automatic checkpoint {label} failed: {e}")),
+        }
+    }
+}
+
+pub struct TaskResumer;
+
+#[async_trait]
+impl Hook for TaskResumer {
+    fn name(&self) -> &str {
+        "task-resumer"
+    }
+
+    fn handles(&self, context: &HookContext) -> bool {
+        context.event == HookEvent::ServerStarted
+    }
+
+    async fn run(&self, service: &TaskService, _: &HookContext) -> Decision {
+        match service.resume_after_restart(self.name()).await {
+            Ok(report) if report.failed == 0 => Decision::done(report.to_string()),
+            Ok(report) => Decision::Warn(report.to_string()),
+            Err(e) => Decision::Warn(format!("cannot check the tasks' containers: {e}")),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `HookManager`: the hooks of this server in their fixed order, and the dispatch that runs
+//! the ones an event concerns, stops at the first deny, gathers warnings and records every run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::config::HooksConfig;
+use super::{Decision, HookContext, HookEvent, external, git, lifecycle, plan, safety, scope};
+use crate::error::{Error, Result};
+use crate::task::TaskService;
+
+/// A hook: it says which events it wants and decides on them. Built-in hooks act through
+/// `TaskService`, like every other caller.
+#[async_trait]
+pub trait Hook: Send + Sync {
+    fn name(&self) -> &str;
+    /// Whether this hook runs for the event (cheap: no I/O).
+    fn handles(&self, context: &HookContext) -> bool;
+    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision;
+}
+
+/// One hook run, as recorded in the task's `events.jsonl` (event type `hook`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HookRun {
+    pub hook: String,
+    pub event: HookEvent,
+    pub decision: &'static str,
+    pub message: Option<String>,
+    pub duration_ms: u64,
+    pub tool: Option<String>,
+}
+
+pub struct HookManager {
+    hooks: Vec<Arc<dyn Hook>>,
+    config: HooksConfig,
+}
+
+impl HookManager {
+    /// The enabled built-in hooks in their documented order (safety, git, lifecycle, plan),
+    /// then the external hooks in config order.
+    pub fn new(config: &HooksConfig) -> Result<Self> {
+        config.validate()?;
+        let mut hooks: Vec<Arc<dyn Hook>> = Vec::new();
+        if config.container_enforcer.enabled {
+            hooks.push(Arc::new(safety::ContainerEnforcer {
+                resume_stopped: config.container_enforcer.resume_stopped,
+            }));
+        }
+        if config.isolation_checker.enabled {
+            hooks.push(Arc::new(safety::IsolationChecker));
+        }
+        if config.resource_monitor.enabled {
+            hooks.push(Arc::new(safety::ResourceMonitor::new(
+                config.resource_monitor.memory_warn_percent,
+            )));
+        }
+        if config.branch_validator.enabled {
+            hooks.push(Arc::new(git::BranchValidator));
+        }
+        if config.checkpoint_creator.enabled {
+            hooks.push(Arc::new(lifecycle::CheckpointCreator {
+                every_executions: config.checkpoint_creator.every_executions,
+            }));
+        }
+        if config.task_resumer.enabled {
+            hooks.push(Arc::new(lifecycle::TaskResumer));
+        }
+        if config.plan_file_creator.enabled {
+            hooks.push(Arc::new(plan::FileCreator));
+        }
+        if config.plan_updater.enabled {
+            hooks.push(Arc::new(plan::Updater));
+        }
+        if config.plan_finalizer.enabled {
+            hooks.push(Arc::new(plan::Finalizer));
+        }
+        for hook in &config.external {
+            hooks.push(Arc::new(external::ExternalHook::new(hook.clone())));
+        }
+        Ok(Self {
+            hooks,
+            config: config.clone(),
+        })
+    }
+
+    /// The config the hooks were built from (the step hooks of creation read their switches).
+    pub fn config(&self) -> &HooksConfig {
+        &self.config
+    }
+
+    /// Runs the hooks that handle the event, in order. Returns the runs (to be recorded) and,
+    /// when a hook denied at an event that can still be stopped, the error to fail with.
+    /// Warnings go to the current tool call's result.
+    pub async fn dispatch(&self, service: &TaskService, context: &HookContext) -> (Vec<HookRun>, Option<Error>) {
+        let mut runs = Vec::new();
+        for hook in self.hooks.iter().filter(|h| h.handles(context)) {
+            let started = Instant::now();
+            let decision = hook.run(service, context).await;
+            let run = HookRun {
+                hook: hook.name().to_string(),
+                event: context.event,
+                decision: decision.as_str(),
+                message: decision.message().map(String::from),
+                duration_ms: started.elapsed().as_millis() as u64,
+                tool: context.tool.clone(),
+            };
+            runs.push(run);
+            match decision {
+                Decision::Allow(_) => {}
+                Decision::Warn(message) => scope::warn(format!("{}: {message}", hook.name())),
+                Decision::Deny(reason) if context.event.can_deny() => {
+                    let error = Error::HookDenied {
+                        hook: hook.name().to_string(),
+                        event: context.event.as_str(),
+                        reason,
+                    };
+                    return (runs, Some(error));
+                }
+                Decision::Deny(reason) => scope::warn(format!(
+                    "{} objected at {} (which cannot be undone): {reason}",
+                    hook.name(),
+                    context.event
+                )),
+            }
+        }
+        (runs, None)
+    }
+}
+
+/// Records a step of an operation that is itself a built-in hook (branch-creator and
+/// submodule-creator run inside task creation, where their work must happen).
+pub fn step_run(hook: &str, event: HookEvent, started: Instant, decision: &Decision) -> HookRun {
+    HookRun {
+        hook: hook.to_string(),
+        event,
+        decision: decision.as_str(),
+        message: decision.message().map(String::from),
+        duration_ms: started.elapsed().as_millis() as u64,
+        tool: scope::tool_and_agent().0,
+    }
+}

@@ -1,0 +1,385 @@
+//! Safety hooks: container-enforcer (commands run only in a running container that carries
+//! this home's taskbox labels), isolation-checker (refuse a container that can reach the host)
+//! and resource-monitor (memory pressure, OOM kills and pids-limit hits after each execution).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::manager::Hook;
+use super::{Decision, HookContext, HookEvent};
+use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, ResourceSample};
+use crate::task::TaskService;
+use crate::task::model::{Task, TaskStatus};
+
+/// The task's container as Docker sees it, inspected once per event for all safety hooks.
+async fn container<'a>(service: &TaskService, context: &'a HookContext) -> Result<Option<&'a ContainerState>, String> {
+    let Some(id) = context.task.as_ref().and_then(|t| t.container_id.clone()) else {
+        return Ok(None);
+    };
+    context
+        .container
+        .get_or_try_init(|| async { service.inspect_container(&id).await.map_err(|e| e.to_string()) })
+        .await
+        .map(Option::as_ref)
+}
+
+pub struct ContainerEnforcer {
+    pub resume_stopped: bool,
+}
+
+#[async_trait]
+impl Hook for ContainerEnforcer {
+    fn name(&self) -> &str {
+        "container-enforcer"
+    }
+
+    fn handles(&self, context: &HookContext) -> bool {
+        context.event == HookEvent::BeforeExec && context.task.is_some()
+    }
+
+    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+        let Some(task) = &context.task else {
+            return Decision::ALLOW;
+        };
+        match task.status {
+            TaskStatus::Running => {}
+            TaskStatus::Stopped if self.resume_stopped => {
+                return match service.resume(&task.id).await {
+                    Ok(_) => Decision::Warn(format!("task '{}' was stopped; it was resumed first", task.name)),
+                    Err(e) => Decision::Deny(format!("task '{}' is stopped and could not be resumed: {e}", task.name)),
+                };
+            }
+            // The service refuses these with the status and what to do.
+            _ => return Decision::ALLOW,
+        }
+        let state = match container(service, context).await {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                return Decision::Deny(format!(
+                    "task '{}' has no container any more; restore a checkpoint (restore_checkpoint) or create a new task",
+                    task.name
+                ));
+            }
+            Err(e) => return Decision::Deny(format!("cannot inspect the task's container: {e}")),
+        };
+        if let Some(problem) = foreign_labels(state, task, service.home()) {
+            return Decision::Deny(format!(
+                "the task's container {problem}, so taskbox did not make it for this task; refusing to run in it. \
+                 Delete the task and create a new one"
+            ));
+        }
+        if state.running {
+            return Decision::ALLOW;
+        }
+        if !self.resume_stopped {
+            return Decision::Deny(format!(
+                "the task's container is {} although the task is running; call stop_task then resume_task",
+                state.status
+            ));
+        }
+        match service.restart_container(task).await {
+            Ok(()) => Decision::Warn(format!(
+                "the task's container was {} (stopped outside taskbox); it was started again, processes that ran in it are gone",
+                state.status
+            )),
+            Err(e) => Decision::Deny(format!("the task's container is {} and could not be started: {e}", state.status)),
+        }
+    }
+}
+
+fn foreign_labels(state: &ContainerState, task: &Task, home: &Path) -> Option<String> {
+    let label = |key: &str| state.labels.get(key).map(String::as_str).unwrap_or("");
+    if label(LABEL_TASK_ID) != task.id {
+        return Some(format!("is labelled for task '{}', not '{}'", label(LABEL_TASK_ID), task.id));
+    }
+    if Path::new(label(LABEL_HOME)) != home {
+        return Some(format!(
+            "belongs to taskbox home '{}', not this server's '{}'",
+            label(LABEL_HOME),
+            home.display()
+        ));
+    }
+    None
+}
+
+pub struct IsolationChecker;
+
+#[async_trait]
+impl Hook for IsolationChecker {
+    fn name(&self) -> &str {
+        "isolation-checker"
+    }
+
+    fn handles(&self, context: &HookContext) -> bool {
+        matches!(context.event, HookEvent::BeforeExec | HookEvent::TaskRestored)
+            && context.task.as_ref().is_some_and(|t| t.container_id.is_some())
+    }
+
+    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+        let Some(task) = &context.task else {
+            return Decision::ALLOW;
+        };
+        let state = match container(service, context).await {
+            Ok(Some(state)) => state,
+            // container-enforcer (or the execution itself) reports a missing container.
+            Ok(None) => return Decision::ALLOW,
+            Err(e) => return Decision::Deny(format!("cannot inspect the task's container: {e}")),
+        };
+        let problems = isolation_problems(&state.isolation, &task.workspace, &service.allowed_capabilities());
+        if problems.is_empty() {
+            return Decision::ALLOW;
+        }
+        Decision::Deny(format!(
+            "the task's container is not isolated from the host: {}. taskbox never creates containers like this; \
+             delete the task and create a new one",
+            problems.join("; ")
+        ))
+    }
+}
+
+/// Everything about a container that lets it reach the host; empty when it is as hardened as
+/// taskbox makes it.
+pub fn isolation_problems(isolation: &Isolation, workspace: &Path, allowed_caps: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if isolation.privileged {
+        problems.push("it is privileged".to_string());
+    }
+    let namespaces = [
+        ("network", &isolation.network_mode),
+        ("pid", &isolation.pid_mode),
+        ("ipc", &isolation.ipc_mode),
+        ("uts", &isolation.uts_mode),
+        ("user", &isolation.userns_mode),
+        ("cgroup", &isolation.cgroupns_mode),
+    ];
+    for (namespace, mode) in namespaces {
+        if mode == "host" {
+            problems.push(format!("it shares the host's {namespace} namespace"));
+        } else if let Some(other) = mode.strip_prefix("container:") {
+            problems.push(format!("it shares the {namespace} namespace of container {other}"));
+        }
+    }
+    for mount in &isolation.mounts {
+        if mount.source.contains("docker.sock") || mount.destination.contains("docker.sock") {
+            problems.push(format!("it mounts the Docker socket ({})", mount.source));
+        } else if !(mount.destination == "/workspace" && Path::new(&mount.source) == workspace) {
+            problems.push(format!(
+                "it mounts {} ({}) at {}; only the task's workspace may be mounted",
+                mount.source, mount.kind, mount.destination
+            ));
+        }
+    }
+    if !isolation.devices.is_empty() {
+        problems.push(format!("it has host devices: {}", isolation.devices.join(", ")));
+    }
+    let normalize = |cap: &str| cap.trim_start_matches("CAP_").to_ascii_uppercase();
+    if !isolation.cap_drop.iter().any(|c| normalize(c) == "ALL") {
+        problems.push("it does not drop all capabilities".to_string());
+    }
+    let extra: Vec<String> = isolation
+        .cap_add
+        .iter()
+        .map(|c| normalize(c))
+        .filter(|c| !allowed_caps.iter().any(|a| normalize(a) == *c))
+        .collect();
+    if !extra.is_empty() {
+        problems.push(format!("it has capabilities beyond the allowed set: {}", extra.join(", ")));
+    }
+    let no_new_privileges = isolation.security_opt.iter().any(|o| {
+        matches!(
+            o.as_str(),
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
+        )
+    });
+    if !no_new_privileges {
+        problems.push("it lacks no-new-privileges".to_string());
+    }
+    problems
+}
+
+/// Samples the container around each execution. The baseline is taken before the command so
+/// that OOM kills and pids-limit hits are attributed to the execution that caused them.
+pub struct ResourceMonitor {
+    memory_warn_percent: u8,
+    baselines: Mutex<HashMap<String, ResourceSample>>,
+}
+
+impl ResourceMonitor {
+    pub fn new(memory_warn_percent: u8) -> Self {
+        Self {
+            memory_warn_percent,
+            baselines: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Hook for ResourceMonitor {
+    fn name(&self) -> &str {
+        "resource-monitor"
+    }
+
+    fn handles(&self, context: &HookContext) -> bool {
+        let is_execution = context.arguments.get("operation").and_then(|o| o.as_str()) == Some("execute");
+        matches!(context.event, HookEvent::BeforeExec | HookEvent::AfterExec)
+            && is_execution
+            && context.task.as_ref().is_some_and(|t| t.container_id.is_some())
+    }
+
+    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+        let Some(container) = context.task.as_ref().and_then(|t| t.container_id.clone()) else {
+            return Decision::ALLOW;
+        };
+        let sample = match service.resource_sample(&container).await {
+            Ok(Some(sample)) => sample,
+            Ok(None) => return Decision::ALLOW,
+            Err(e) => return Decision::Warn(format!("cannot read the container's resource use: {e}")),
+        };
+        let mut baselines = self.baselines.lock().unwrap_or_else(|p| p.into_inner());
+        let before = baselines.insert(container, sample.clone());
+        if context.event == HookEvent::BeforeExec {
+            return Decision::ALLOW;
+        }
+        let findings = resource_findings(before.as_ref(), &sample, self.memory_warn_percent);
+        if findings.is_empty() {
+            Decision::done(describe_use(&sample))
+        } else {
+            Decision::Warn(findings.join("; "))
+        }
+    }
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
+fn describe_use(sample: &ResourceSample) -> String {
+    format!(
+        "memory {} MiB of {}, {} processes",
+        mib(sample.memory_bytes),
+        sample.memory_limit.map(|l| format!("{} MiB", mib(l))).unwrap_or("no limit".into()),
+        sample.pids
+    )
+}
+
+/// What an execution ran into, comparing the samples before and after it.
+pub fn resource_findings(before: Option<&ResourceSample>, after: &ResourceSample, warn_percent: u8) -> Vec<String> {
+    let mut findings = Vec::new();
+    let oom = after.oom_kills.saturating_sub(before.map_or(0, |b| b.oom_kills));
+    if oom > 0 {
+        findings.push(format!(
+            "OUT OF MEMORY: the kernel killed {oom} process(es) in the container during this execution because it \
+             reached its memory limit of {} MiB; use less memory, or create the task with a larger memory_mb",
+            after.memory_limit.map(mib).unwrap_or(0)
+        ));
+    }
+    let pid_hits = after
+        .pids_limit_hits
+        .saturating_sub(before.map_or(0, |b| b.pids_limit_hits));
+    if pid_hits > 0 {
+        findings.push(format!(
+            "PROCESS LIMIT: {pid_hits} fork(s) failed during this execution because the container reached its limit of {} \
+             processes; look for runaway processes (ps aux) and kill them",
+            after.pids_limit.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
+        ));
+    }
+    if let Some(limit) = after.memory_limit.filter(|l| *l > 0)
+        && after.memory_bytes.saturating_mul(100) >= limit.saturating_mul(u64::from(warn_percent))
+    {
+        findings.push(format!(
+            "memory use is {} MiB, {}% of the container's {} MiB limit",
+            mib(after.memory_bytes),
+            after.memory_bytes * 100 / limit,
+            mib(limit)
+        ));
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::MountInfo;
+    use pretty_assertions::assert_eq;
+
+    fn hardened() -> Isolation {
+        Isolation {
+            network_mode: "taskbox-t-1".into(),
+            mounts: vec![MountInfo {
+                kind: "bind".into(),
+                source: "/data/workspaces/t-1".into(),
+                destination: "/workspace".into(),
+            }],
+            cap_add: vec!["CHOWN".into(), "CAP_KILL".into()],
+            cap_drop: vec!["ALL".into()],
+            security_opt: vec!["no-new-privileges".into()],
+            ..Default::default()
+        }
+    }
+
+    fn problems(isolation: &Isolation) -> Vec<String> {
+        isolation_problems(
+            isolation,
+            Path::new("/data/workspaces/t-1"),
+            &["CHOWN".to_string(), "KILL".to_string()],
+        )
+    }
+
+    #[test]
+    fn a_hardened_container_passes_and_each_weakness_is_named() {
+        assert_eq!(problems(&hardened()), Vec::<String>::new());
+        let mut weak = hardened();
+        weak.privileged = true;
+        weak.pid_mode = "host".into();
+        weak.mounts.push(MountInfo {
+            kind: "bind".into(),
+            source: "/var/run/docker.sock".into(),
+            destination: "/var/run/docker.sock".into(),
+        });
+        weak.mounts.push(MountInfo {
+            kind: "bind".into(),
+            source: "/etc".into(),
+            destination: "/host-etc".into(),
+        });
+        weak.cap_add.push("SYS_ADMIN".into());
+        weak.security_opt.clear();
+        let found = problems(&weak);
+        assert_eq!(found.len(), 6, "{found:?}");
+        assert!(found[0].contains("privileged") && found[1].contains("pid namespace"));
+        assert!(found[2].contains("Docker socket") && found[3].contains("/etc"));
+        assert!(found[4].contains("SYS_ADMIN") && found[5].contains("no-new-privileges"));
+    }
+
+    #[test]
+    fn the_workspace_must_be_this_tasks() {
+        let mut other = hardened();
+        other.mounts[0].source = "/data/workspaces/t-2".into();
+        assert_eq!(problems(&other).len(), 1);
+    }
+
+    #[test]
+    fn oom_kills_and_pid_hits_during_an_execution_are_reported() {
+        let before = ResourceSample {
+            memory_bytes: 10 << 20,
+            memory_limit: Some(100 << 20),
+            oom_kills: 1,
+            pids_limit_hits: 2,
+            ..Default::default()
+        };
+        assert_eq!(resource_findings(Some(&before), &before, 90), Vec::<String>::new());
+        let after = ResourceSample {
+            memory_bytes: 95 << 20,
+            oom_kills: 2,
+            pids_limit_hits: 5,
+            pids_limit: Some(64),
+            ..before.clone()
+        };
+        let found = resource_findings(Some(&before), &after, 90);
+        assert!(found[0].starts_with("OUT OF MEMORY: the kernel killed 1 process"), "{found:?}");
+        assert!(found[1].contains("3 fork(s) failed") && found[1].contains("64"), "{found:?}");
+        assert!(found[2].contains("95%"), "{found:?}");
+    }
+}

@@ -1,0 +1,210 @@
+//! Where `TaskService` runs the hooks: `fire` dispatches an event and records every hook run,
+//! the tool-call events for the MCP layer, and the facts and actions the built-in hooks use
+//! (hooks act only through these methods, never on Docker, SQLite or git themselves).
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::TaskService;
+use crate::error::Result;
+use crate::hooks::{HookContext, HookEvent, HookRun, plan};
+use crate::registry::{ExecutionCounts, ExecutionFilter};
+use crate::runtime::{ContainerState, ExecSpec, ResourceSample};
+use crate::task::model::{Decision, Event, Execution, Task, Timestamp, now};
+use crate::workspace::host;
+
+/// What the plan finalizer summarises.
+#[derive(Debug, Clone)]
+pub struct CompletionFacts {
+    pub task: Task,
+    pub finished_at: Timestamp,
+    /// (id, summary) of the task branch's commits since its base, newest first.
+    pub commits: Vec<(String, String)>,
+    pub executions: ExecutionCounts,
+    /// The failed executions, newest first (at most 10).
+    pub failures: Vec<Execution>,
+    /// Oldest first.
+    pub decisions: Vec<Decision>,
+    pub checkpoints: usize,
+}
+
+/// Prints HEAD's symbolic name, or its commit when detached.
+const HEAD_SCRIPT: &str = "cd /workspace && { g symbolic-ref -q HEAD || g rev-parse --short HEAD; }";
+
+/// The plan of a task, as `attach_agent_to_task` returns it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PlanText {
+    pub path: String,
+    pub text: String,
+}
+
+impl TaskService {
+    /// Runs the hooks for an event and records their runs. A deny at a `before_*` event is
+    /// the error to fail the operation with.
+    pub(crate) async fn fire(&self, context: HookContext) -> Result<()> {
+        let (runs, denied) = self.hooks.dispatch(self, &context).await;
+        self.record_hook_runs(context.task.as_ref().map(|t| t.id.as_str()), &runs);
+        match denied {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Fires an event that cannot be refused (the operation happened); failures of the hooks
+    /// are warnings, already reported by the manager.
+    pub(crate) async fn notify(&self, event: HookEvent, task: &Task, data: Value) {
+        let context = HookContext::new(event, Some(task.clone())).with_data(data);
+        let _ = self.fire(context).await;
+    }
+
+    /// Hook runs go to the task's event log, in one write; runs with no task go to the
+    /// server's own `events.jsonl` in the data dir.
+    pub(crate) fn record_hook_runs(&self, task_id: Option<&str>, runs: &[HookRun]) {
+        if runs.is_empty() {
+            return;
+        }
+        let events: Vec<Event> = runs
+            .iter()
+            .map(|run| Event::new(task_id.unwrap_or(""), "hook", serde_json::json!(run)))
+            .collect();
+        let written = match task_id {
+            Some(id) => self.store.append_events(id, &events),
+            None => self.store.append_server_events(&self.home.join("events.jsonl"), &events),
+        };
+        if let Err(e) = written {
+            tracing::warn!(task = ?task_id, error = %e, "cannot record hook runs");
+        }
+        if task_id.is_some()
+            && let Err(e) = self.registry.insert_events(&events)
+        {
+            tracing::warn!(task = ?task_id, error = %e, "cannot index hook runs");
+        }
+    }
+
+    /// `before_tool`: a deny refuses the call. `task` is the task the call names (or the
+    /// session's current task), when it exists.
+    pub async fn before_tool(&self, tool: &str, task: Option<Task>, arguments: &Value) -> Result<()> {
+        let mut context = HookContext::new(HookEvent::BeforeTool, task).with_arguments(arguments.clone());
+        context.tool = Some(tool.to_string());
+        self.fire(context).await
+    }
+
+    /// `after_tool`, with whether the call failed.
+    pub async fn after_tool(&self, tool: &str, task: Option<Task>, arguments: &Value, is_error: bool) {
+        let mut context = HookContext::new(HookEvent::AfterTool, task)
+            .with_arguments(arguments.clone())
+            .with_data(serde_json::json!({ "is_error": is_error }));
+        context.tool = Some(tool.to_string());
+        let _ = self.fire(context).await;
+    }
+
+    /// `server_started`: runs once when a server starts, before it serves.
+    pub async fn server_started(&self) {
+        let _ = self.fire(HookContext::new(HookEvent::ServerStarted, None)).await;
+    }
+
+    /// The task's container as Docker sees it now (`None`: it does not exist).
+    pub async fn inspect_container(&self, container: &str) -> Result<Option<ContainerState>> {
+        Ok(self.runtime.inspect_container(container).await?)
+    }
+
+    pub async fn resource_sample(&self, container: &str) -> Result<Option<ResourceSample>> {
+        Ok(self.runtime.resource_sample(container).await?)
+    }
+
+    /// Capabilities task containers may have (isolation-checker compares against them).
+    pub fn allowed_capabilities(&self) -> Vec<String> {
+        self.config.security.cap_add.clone()
+    }
+
+    pub fn execution_count(&self, task_id: &str) -> Result<u64> {
+        Ok(self.registry.execution_counts(task_id)?.total)
+    }
+
+    /// The workspace's HEAD: `refs/heads/<branch>`, or a commit when detached; `None` when
+    /// git does not answer (no git in the image, no repository).
+    pub async fn workspace_head(&self, task: &Task) -> Result<Option<String>> {
+        let Some(container) = task.container_id.as_deref() else {
+            return Ok(None);
+        };
+        let spec = ExecSpec {
+            cmd: super::repo::git_script(HEAD_SCRIPT, "taskbox-head", &[]),
+            user: task.exec_user.clone(),
+            ..Default::default()
+        };
+        let (code, stdout, _) = self.run_captured(container, spec).await?;
+        Ok((code == Some(0)).then(|| stdout.trim().to_string()).filter(|h| !h.is_empty()))
+    }
+
+    /// An automatic checkpoint of a running, stopped or completed task. `None` when there is
+    /// nothing new to keep: the task is not running and its newest checkpoint is automatic,
+    /// at the same commit and newer than its last execution.
+    pub async fn automatic_checkpoint(&self, task: &str, label: &str) -> Result<Option<String>> {
+        let task = self.resolve(Some(task))?;
+        if task.container_id.is_none() || !task.status.can_checkpoint_automatically() {
+            return Ok(None);
+        }
+        if task.status != crate::task::model::TaskStatus::Running {
+            let newest = self.registry.list_checkpoints(&task.id)?.into_iter().next();
+            let last_run = self.registry.recent_executions(&task.id, 1)?.into_iter().next();
+            let unchanged = newest.as_ref().is_some_and(|c| {
+                c.automatic
+                    && c.git_commit == task.repo.synced_commit
+                    && last_run
+                        .as_ref()
+                        .is_none_or(|e| e.finished_at.is_some_and(|f| f <= c.created_at))
+            });
+            if unchanged {
+                return Ok(None);
+            }
+        }
+        let result = self.checkpoint(task, Some(label.to_string()), true).await?;
+        Ok(Some(result.reference))
+    }
+
+    pub fn write_plan(&self, task_id: &str, text: &str) -> Result<()> {
+        Ok(self.store.write_plan(task_id, text)?)
+    }
+
+    /// Appends a line to a plan section; `false` when the task has no plan.
+    pub fn append_to_plan(&self, task_id: &str, section: &str, line: &str) -> Result<bool> {
+        Ok(self.store.append_to_plan(task_id, section, line)?)
+    }
+
+    pub fn finalize_plan(&self, task_id: &str, result: &str) -> Result<bool> {
+        Ok(self.store.replace_plan_section(task_id, plan::RESULT, result)?)
+    }
+
+    pub fn plan(&self, task_id: &str) -> Result<Option<PlanText>> {
+        Ok(self.store.read_plan(task_id)?.map(|text| PlanText {
+            path: self.store.plan_path(task_id).display().to_string(),
+            text,
+        }))
+    }
+
+    pub fn completion_facts(&self, task: &str) -> Result<CompletionFacts> {
+        let task = self.resolve(Some(task))?;
+        let commits = match (&task.repo.path, &task.repo.base_commit, &task.repo.synced_commit) {
+            (Some(repo), Some(base), Some(head)) => match (base.parse(), head.parse()) {
+                (Ok(base), Ok(head)) => host::commits_between(repo, base, head, 200).unwrap_or_default(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let failed = ExecutionFilter {
+            failed: true,
+            ..Default::default()
+        };
+        let (decisions, _) = self.registry.list_decisions(&task.id, 500, 0)?;
+        Ok(CompletionFacts {
+            commits,
+            executions: self.registry.execution_counts(&task.id)?,
+            failures: self.executions(&task.id, &failed, 10, 0)?.items,
+            decisions: decisions.into_iter().rev().collect(),
+            checkpoints: self.registry.list_checkpoints(&task.id)?.len(),
+            finished_at: now(),
+            task,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! Bringing tasks back after their containers stopped behind taskbox's back: at server start
+//! (task-resumer: host reboot, daemon restart, `docker stop`) and before a command
+//! (container-enforcer). A container that vanished is recreated from the task's newest
+//! checkpoint image; the workspace is a host directory and survives on its own.
+
+use std::fmt;
+
+use super::TaskService;
+use super::exec::describe_exit;
+use crate::error::Result;
+use crate::runtime::RuntimeError;
+use crate::task::lifecycle::LifecycleEvent;
+use crate::task::model::{Event, Task, TaskStatus};
+
+/// What task-resumer did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumeReport {
+    pub checked: usize,
+    pub restarted: usize,
+    pub recreated: usize,
+    pub failed: usize,
+}
+
+impl fmt::Display for ResumeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} task(s) checked: {} container(s) started again, {} recreated from checkpoints, {} task(s) marked failed",
+            self.checked, self.restarted, self.recreated, self.failed
+        )
+    }
+}
+
+enum Revival {
+    Unchanged,
+    Restarted,
+    Recreated,
+    Failed,
+}
+
+impl TaskService {
+    /// Reconciles every running or stopped task with Docker: a running task's stopped
+    /// container is started again; a vanished container is recreated from the newest
+    /// checkpoint (and left stopped for a stopped task); without one the task is marked failed.
+    pub async fn resume_after_restart(&self, hook: &str) -> Result<ResumeReport> {
+        self.runtime.ping().await?;
+        let mut report = ResumeReport::default();
+        for status in [TaskStatus::Running, TaskStatus::Stopped] {
+            for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {
+                report.checked += 1;
+                let (id, name) = (task.id.clone(), task.name.clone());
+                match self.revive(task, hook).await {
+                    Ok(Revival::Unchanged) => {}
+                    Ok(Revival::Restarted) => report.restarted += 1,
+                    Ok(Revival::Recreated) => report.recreated += 1,
+                    Ok(Revival::Failed) => report.failed += 1,
+                    Err(e) => {
+                        tracing::warn!(task = %id, %name, error = %e, "task-resumer: cannot check task");
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn revive(&self, task: Task, hook: &str) -> Result<Revival> {
+        let Some(container) = task.container_id.clone() else {
+            return Ok(Revival::Unchanged);
+        };
+        match self.runtime.inspect_container(&container).await? {
+            Some(state) if state.running || task.status == TaskStatus::Stopped => Ok(Revival::Unchanged),
+            Some(state) => {
+                let reason = describe_exit(&state);
+                match self.runtime.start_container(&container).await {
+                    Ok(()) => {
+                        self.record(Event::new(
+                            &task.id,
+                            "container_restarted",
+                            serde_json::json!({ "reason": reason, "by": hook }),
+                        ))?;
+                        tracing::info!(task = %task.id, name = %task.name, %reason, "container started again");
+                        Ok(Revival::Restarted)
+                    }
+                    Err(e) => {
+                        let why = format!("{reason}, and starting it again failed: {e}");
+                        self.transition(task, LifecycleEvent::ContainerDied, Some(why), |_| {})?;
+                        Ok(Revival::Failed)
+                    }
+                }
+            }
+            None => self.recreate(task, &container, hook).await,
+        }
+    }
+
+    async fn recreate(&self, task: Task, old: &str, hook: &str) -> Result<Revival> {
+        let checkpoint = self
+            .registry
+            .list_checkpoints(&task.id)?
+            .into_iter()
+            .find(|c| c.image_id.is_some());
+        let Some((checkpoint, image)) = checkpoint.and_then(|c| c.image_id.clone().map(|i| (c, i))) else {
+            let reason = format!("its container {old} no longer exists and it has no checkpoint to recreate it from");
+            self.transition(task, LifecycleEvent::ContainerDied, Some(reason), |_| {})?;
+            return Ok(Revival::Failed);
+        };
+        let container = match self.start_container_for(&task, &image).await {
+            Ok(container) => container,
+            // The daemon may have lost the task's network too.
+            Err(crate::error::Error::Runtime(RuntimeError::NotFound { .. } | RuntimeError::Api(_)))
+                if task.network_name.is_some() =>
+            {
+                let network = task.network_name.clone().unwrap_or_default();
+                self.runtime
+                    .create_network(&network, self.labels(&task), &self.subnet_pool)
+                    .await?;
+                self.start_container_for(&task, &image).await?
+            }
+            Err(e) => {
+                let reason = format!("its container {old} no longer exists and recreating it failed: {e}");
+                self.transition(task, LifecycleEvent::ContainerDied, Some(reason), |_| {})?;
+                return Ok(Revival::Failed);
+            }
+        };
+        let shell = self
+            .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
+            .await?;
+        if task.status == TaskStatus::Stopped {
+            self.runtime.stop_container(&container, 10).await?;
+        }
+        let task = self.update(task, |t| {
+            t.container_id = Some(container.clone());
+            t.container_image = Some(image.clone());
+            t.shell = Some(shell.clone());
+        })?;
+        self.record(Event::new(
+            &task.id,
+            "container_recreated",
+            serde_json::json!({
+                "old_container": old, "container": container, "checkpoint": checkpoint.id,
+                "seq": checkpoint.seq, "by": hook,
+            }),
+        ))?;
+        tracing::info!(task = %task.id, name = %task.name, seq = checkpoint.seq, "container recreated from checkpoint");
+        Ok(Revival::Recreated)
+    }
+
+    /// Starts a running task's container that was found stopped (container-enforcer).
+    pub async fn restart_container(&self, task: &Task) -> Result<()> {
+        let Some(container) = &task.container_id else {
+            return Ok(());
+        };
+        self.runtime.start_container(container).await?;
+        self.record(Event::new(
+            &task.id,
+            "container_restarted",
+            serde_json::json!({ "reason": "found stopped before a command", "by": "container-enforcer" }),
+        ))
+    }
+}
