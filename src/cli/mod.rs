@@ -98,6 +98,8 @@ fn open_service(config: Config) -> anyhow::Result<Arc<TaskService>> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let service = open_service(config)?;
     tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
+    // task-resumer first: what it brings back is not marked failed by the reconciliation.
+    service.server_started().await;
     match service.reconcile().await {
         Ok(outcomes) => {
             for o in outcomes {

@@ -10,7 +10,7 @@
 pub mod claude_code;
 pub mod config;
 mod external;
-mod git;
+pub mod git;
 mod lifecycle;
 mod manager;
 pub mod plan;
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use config::HooksConfig;
-pub use manager::{HookManager, HookRun};
+pub use manager::{HookManager, HookRun, step_run};
 
 use crate::runtime::ContainerState;
 use crate::task::model::Task;

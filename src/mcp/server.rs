@@ -8,19 +8,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::logging::LogLevel;
 use super::prompts::{self, Command};
 use super::resources;
 use crate::error::{Error, Result};
+use crate::hooks::scope::{self, CallScope};
+use crate::task::model::Task;
 use crate::task::TaskService;
 
 pub const INSTRUCTIONS: &str = "\
@@ -151,8 +155,66 @@ pub(crate) fn finish(result: Result<CallToolResult>) -> Result<CallToolResult, M
     Ok(result.unwrap_or_else(|e| e.to_tool_result()))
 }
 
+impl TaskboxServer {
+    /// The task a call names (or the session's current task), when it exists.
+    fn task_of_call(&self, arguments: &Value) -> Option<Task> {
+        let named = arguments.get("task").and_then(Value::as_str).map(String::from);
+        let task = self.task_ref(named).ok()?;
+        self.service.resolve(Some(&task)).ok()
+    }
+}
+
+/// Puts the hooks' warnings into a tool result: a text block for readers, and
+/// `hook_warnings` in the structured content for programs.
+fn add_hook_warnings(result: &mut CallToolResult, warnings: Vec<String>) {
+    if warnings.is_empty() {
+        return;
+    }
+    let text = warnings.iter().map(|w| format!("\n- {w}")).collect::<String>();
+    result
+        .content
+        .push(ContentBlock::text(format!("Warnings from hooks:{text}")));
+    if let Some(Value::Object(structured)) = result.structured_content.as_mut() {
+        structured.insert("hook_warnings".into(), Value::from(warnings));
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TaskboxServer {
+    /// Every tool call passes here: `before_tool` hooks may refuse it, `after_tool` hooks
+    /// see its outcome, and warnings any hook raised during the call join its result.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let tool = request.name.to_string();
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+        let call = CallScope::new(&tool, &Self::client_name(&context));
+        scope::within(call.clone(), async {
+            if let Err(denied) = self.service.before_tool(&tool, self.task_of_call(&arguments), &arguments).await {
+                return Ok(denied.to_tool_result().into());
+            }
+            let mut response = self
+                .tool_router
+                .call(ToolCallContext::new(self, request, context))
+                .await?;
+            // Only complete results exist here: no tool asks the client for input.
+            let is_error = match &response {
+                CallToolResponse::Complete(result) => result.is_error.unwrap_or(false),
+                _ => false,
+            };
+            self.service
+                .after_tool(&tool, self.task_of_call(&arguments), &arguments, is_error)
+                .await;
+            if let CallToolResponse::Complete(result) = &mut response {
+                add_hook_warnings(result, call.take_warnings());
+            }
+            Ok(response)
+        })
+        .await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()

@@ -36,7 +36,7 @@ pub async fn serve(service: Arc<TaskService>) -> Result<()> {
             stop.cancel();
         }
     }
-    service.end_session(&session_id);
+    service.end_session(&session_id).await;
     service.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }

@@ -52,7 +52,7 @@ impl TaskboxServer {
             .unwrap_or_else(|| Self::client_name(&context));
         Ok(self
             .on_task("attach_agent_to_task", Some(p.task), |id| async move {
-                let attached = self.service.attach(&id, &agent, &self.session.id)?;
+                let attached = self.service.attach(&id, &agent, &self.session.id).await?;
                 self.set_current_task(Some(attached.task.id.clone()));
                 let mut text = format!(
                     "Attached {agent} to {}. It is now this session's current task.",
@@ -82,7 +82,7 @@ impl TaskboxServer {
     ) -> Result<CallToolResult, McpError> {
         Ok(self
             .on_task("detach_agent_from_task", p.task, |id| async move {
-                let (task, detached) = self.service.detach(&id, p.agent.as_deref(), &self.session.id)?;
+                let (task, detached) = self.service.detach(&id, p.agent.as_deref(), &self.session.id).await?;
                 let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
                 if current.as_deref() == Some(task.id.as_str()) {
                     *current = None;

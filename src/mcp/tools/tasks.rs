@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::hooks::scope;
 use crate::mcp::logging::progress_to_client;
 use crate::mcp::server::{TaskboxServer, finish, reply};
 use crate::task::model::{Task, TaskStatus};
@@ -176,15 +177,28 @@ impl TaskboxServer {
         // Run creation on its own task: if the client goes away mid-way, creation still
         // finishes or rolls back instead of being dropped half-done.
         let service = self.service.clone();
-        let created = tokio::spawn(async move { service.create_task(request, progress).await })
-            .await
-            .unwrap_or_else(|e| Err(Error::Config(format!("task creation panicked: {e}"))));
+        let call = scope::current();
+        let created = tokio::spawn(scope::carry(call, async move {
+            service.create_task(request, progress).await
+        }))
+        .await
+        .unwrap_or_else(|e| Err(Error::Config(format!("task creation panicked: {e}"))));
         let agent = Self::client_name(&context);
-        finish(created.and_then(|created| {
+        finish(self.created(created, &agent, started).await)
+    }
+
+    async fn created(
+        &self,
+        created: crate::error::Result<crate::task::service::CreatedTask>,
+        agent: &str,
+        started: std::time::Instant,
+    ) -> crate::error::Result<CallToolResult> {
+        {
+            let created = created?;
             let task = &created.task;
             self.set_current_task(Some(task.id.clone()));
             // The creating agent works in the task: it is attached, like after attach_agent_to_task.
-            self.service.attach(&task.id, &agent, &self.session.id)?;
+            self.service.attach(&task.id, agent, &self.session.id).await?;
             self.service.record_tool_call(
                 &task.id,
                 "create_task_sandbox",
@@ -201,7 +215,7 @@ impl TaskboxServer {
                 text.push_str(&format!("\nWarning: {warning}"));
             }
             reply(text, &created)
-        }))
+        }
     }
 
     #[tool(

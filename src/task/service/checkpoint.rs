@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::TaskService;
 use super::repo::git_script;
 use crate::error::{Error, Result};
+use crate::hooks::HookEvent;
 use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, RuntimeError};
 use crate::store::atomic_write;
 use crate::task::lifecycle::LifecycleEvent;
@@ -133,6 +134,8 @@ impl TaskService {
         if automatic && checkpoint.label.as_deref() != Some(PRE_RESTORE) {
             self.prune_automatic(&task, None);
         }
+        self.notify(HookEvent::CheckpointCreated, &task, serde_json::json!(checkpoint))
+            .await;
         Ok(CheckpointResult {
             reference: format!("{}:{}", task.name, checkpoint.seq),
             checkpoint,
@@ -207,9 +210,19 @@ impl TaskService {
             None => false,
         };
         let pre_restore = if container_alive && matches!(task.status, TaskStatus::Running | TaskStatus::Stopped) {
-            let result = self.checkpoint(task.clone(), Some(PRE_RESTORE.into()), true).await?;
-            warnings.extend(result.warnings);
-            Some(result.checkpoint)
+            match self.checkpoint(task.clone(), Some(PRE_RESTORE.into()), true).await {
+                Ok(result) => {
+                    warnings.extend(result.warnings);
+                    Some(result.checkpoint)
+                }
+                // A hook refused the sync (the workspace is on another branch, say): the
+                // workspace is still kept below, as a commit outside the task branch.
+                Err(e @ Error::HookDenied { .. }) => {
+                    warnings.push(format!("no pre-restore checkpoint: {e}"));
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             warnings
                 .push("the task's container was not running (or gone), so no pre-restore checkpoint was taken".into());
@@ -298,6 +311,8 @@ impl TaskService {
             "checkpoint_restored",
             serde_json::json!({ "checkpoint": checkpoint.id, "seq": checkpoint.seq, "pre_restore": pre_restore.as_ref().map(|c| c.seq) }),
         ))?;
+        self.notify(HookEvent::TaskRestored, &task, serde_json::json!({ "checkpoint": checkpoint.id }))
+            .await;
         Ok(RestoreResult {
             task,
             restored: checkpoint,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService};
 use crate::error::{Error, Result};
+use crate::hooks::HookEvent;
 use crate::registry::RegistryError;
 use crate::runtime::{ExecSpec, images};
 use crate::task::lifecycle::LifecycleEvent;
@@ -249,6 +250,8 @@ impl TaskService {
                 "forked_from": task.forked_from, "warnings": warnings,
             }),
         ))?;
+        self.notify(HookEvent::TaskCreated, &task, serde_json::json!({ "warnings": warnings }))
+            .await;
         Ok(CreatedTask { task, warnings })
     }
 

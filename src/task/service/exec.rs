@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::TaskService;
 use crate::error::{Error, Result};
+use crate::hooks::{HookContext, HookEvent};
 use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
 use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Event, Execution, ExecutionStatus, TaskStatus, new_execution_id, now};
+use crate::task::model::{Event, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::task::output::{CapturedStream, StreamCapture};
 
 const MARKER_VAR: &str = "TASKBOX_EXEC_ID";
@@ -129,7 +130,6 @@ impl TaskService {
         cancel: CancellationToken,
     ) -> Result<ExecutionResult> {
         let task = self.resolve(Some(task))?;
-        let container = self.require_running(&task)?;
         let exec_config = &self.config.execution;
         let timeout_s = request.timeout_s.unwrap_or(exec_config.default_timeout_s);
         if timeout_s == 0 || timeout_s > exec_config.max_timeout_s {
@@ -144,11 +144,16 @@ impl TaskService {
         if request.command.trim().is_empty() {
             return Err(Error::invalid("command", "it is empty; pass the shell command to run"));
         }
-        let user = self
-            .requested_user(request.user.as_deref())?
-            .or_else(|| task.exec_user.clone());
+        let requested_user = self.requested_user(request.user.as_deref())?;
         let workdir = resolve_workdir(request.workdir.as_deref())?;
         super::create::validate_env(&request.env)?;
+        let arguments = serde_json::json!({
+            "operation": "execute", "command": request.command, "workdir": request.workdir,
+            "user": request.user, "timeout_s": timeout_s, "explanation": request.explanation,
+        });
+        let task = self.guard_command(&task.id, arguments.clone()).await?;
+        let container = self.require_running(&task)?;
+        let user = requested_user.or_else(|| task.exec_user.clone());
 
         let mut execution = Execution {
             id: new_execution_id(),
@@ -231,6 +236,14 @@ impl TaskService {
             }
             _ => {}
         }
+        let finished = serde_json::json!({
+            "execution_id": execution.id, "status": execution.status, "exit_code": exit_code,
+            "timed_out": execution.timed_out, "duration_ms": duration_ms,
+        });
+        let after = HookContext::new(HookEvent::AfterExec, Some(task.clone()))
+            .with_arguments(arguments)
+            .with_data(finished);
+        let _ = self.fire(after).await;
         Ok(ExecutionResult {
             execution_id: execution.id,
             task_id: task.id,
@@ -247,6 +260,16 @@ impl TaskService {
             stderr: stderr.text,
             duration_ms,
         })
+    }
+
+    /// `before_exec` for a command run for the agent (an execution or a file operation):
+    /// the safety hooks and external hooks may refuse it, or resume the task first. Returns
+    /// the task as it is after them.
+    pub(super) async fn guard_command(&self, task: &str, arguments: serde_json::Value) -> Result<Task> {
+        let task = self.resolve(Some(task))?;
+        let before = HookContext::new(HookEvent::BeforeExec, Some(task.clone())).with_arguments(arguments);
+        self.fire(before).await?;
+        self.resolve(Some(&task.id))
     }
 
     async fn run_execution(

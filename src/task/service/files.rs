@@ -265,7 +265,12 @@ impl TaskService {
         if path.contains('\0') {
             return Err(Error::invalid("path", "it contains a NUL byte"));
         }
-        let task = self.resolve(Some(task))?;
+        let operation = match script {
+            READ_SCRIPT => "read_file",
+            WRITE_SCRIPT => "write_file",
+            _ => "list_files",
+        };
+        let task = self.guard_command(task, serde_json::json!({ "operation": operation, "path": path })).await?;
         let container = self.require_running(&task)?;
         let target = if path.starts_with('/') {
             path.to_string()

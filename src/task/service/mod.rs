@@ -125,7 +125,7 @@ impl TaskService {
     }
 
     /// Ends every attachment an MCP session still holds (the session is over).
-    pub fn end_session(&self, session_id: &str) {
+    pub async fn end_session(&self, session_id: &str) {
         let ended = match self.registry.detach_session(session_id) {
             Ok(ended) => ended,
             Err(e) => {
@@ -137,11 +137,12 @@ impl TaskService {
             let data = serde_json::json!({
                 "agent": attachment.agent, "session_id": session_id, "reason": "session ended",
             });
-            if let Err(e) = self.record(Event::new(&attachment.task_id, "agent_detached", data)) {
+            if let Err(e) = self.record(Event::new(&attachment.task_id, "agent_detached", data.clone())) {
                 tracing::warn!(task = %attachment.task_id, error = %e, "cannot record detach");
             }
             if let Ok(Some(task)) = self.registry.get_task(&attachment.task_id) {
                 self.write_state(&task);
+                self.notify(crate::hooks::HookEvent::AgentDetached, &task, data).await;
             }
         }
     }

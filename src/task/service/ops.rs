@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::TaskService;
 use super::exec::describe_exit;
 use crate::error::{Error, Result};
+use crate::hooks::HookEvent;
 use crate::registry::ExecutionCounts;
 use crate::task::lifecycle::{LifecycleEvent, can_delete};
 use crate::task::model::{Attachment, Decision, Event, Execution, Task};
@@ -24,6 +25,8 @@ pub struct AttachResult {
 /// What an agent picking up a task needs to carry on.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ResumeContext {
+    /// The task's plan (goal, progress, decisions, result), kept by the plan hooks.
+    pub plan: Option<super::PlanText>,
     /// Newest first.
     pub recent_executions: Vec<Execution>,
     /// Newest first.
@@ -55,17 +58,16 @@ pub struct LiveContainer {
 }
 
 impl TaskService {
-    pub fn attach(&self, task: &str, agent: &str, session_id: &str) -> Result<AttachResult> {
+    pub async fn attach(&self, task: &str, agent: &str, session_id: &str) -> Result<AttachResult> {
         let task = self.resolve(Some(task))?;
         let attachment = self.registry.attach(&task.id, agent, session_id)?;
-        self.record(Event::new(
-            &task.id,
-            "agent_attached",
-            serde_json::json!({ "agent": agent, "session_id": session_id }),
-        ))?;
+        let data = serde_json::json!({ "agent": agent, "session_id": session_id });
+        self.record(Event::new(&task.id, "agent_attached", data.clone()))?;
         self.write_state(&task);
+        self.notify(HookEvent::AgentAttached, &task, data).await;
         Ok(AttachResult {
             resume: ResumeContext {
+                plan: self.plan(&task.id)?,
                 recent_executions: self.registry.recent_executions(&task.id, RESUME_EXECUTIONS)?,
                 recent_decisions: self.registry.list_decisions(&task.id, RESUME_EXECUTIONS, 0)?.0,
                 active_attachments: self.registry.active_attachments(&task.id)?,
@@ -76,15 +78,18 @@ impl TaskService {
     }
 
     /// Ends this session's attachment(s) to the task; `agent` narrows it to one agent.
-    pub fn detach(&self, task: &str, agent: Option<&str>, session_id: &str) -> Result<(Task, Vec<Attachment>)> {
+    pub async fn detach(
+        &self,
+        task: &str,
+        agent: Option<&str>,
+        session_id: &str,
+    ) -> Result<(Task, Vec<Attachment>)> {
         let task = self.resolve(Some(task))?;
         let ended = self.registry.detach(&task.id, agent, session_id)?;
         for attachment in &ended {
-            self.record(Event::new(
-                &task.id,
-                "agent_detached",
-                serde_json::json!({ "agent": attachment.agent, "session_id": session_id }),
-            ))?;
+            let data = serde_json::json!({ "agent": attachment.agent, "session_id": session_id });
+            self.record(Event::new(&task.id, "agent_detached", data.clone()))?;
+            self.notify(HookEvent::AgentDetached, &task, data).await;
         }
         self.write_state(&task);
         Ok((task, ended))
@@ -137,15 +142,22 @@ impl TaskService {
     /// Syncs the workspace to the task branch, then stops the container. Returns warnings
     /// (a sync that could not move the branch, say); the files stay either way.
     pub async fn stop(&self, task: &str, timeout_s: Option<u64>) -> Result<(Task, Vec<String>)> {
-        self.finish_work(task, timeout_s, LifecycleEvent::Stop, "taskbox: sync on stop")
-            .await
+        let (task, warnings) = self
+            .finish_work(task, timeout_s, LifecycleEvent::Stop, "taskbox: sync on stop")
+            .await?;
+        self.notify(HookEvent::TaskStopped, &task, serde_json::Value::Null).await;
+        Ok((task, warnings))
     }
 
     /// Finalises the task: its work committed on the task branch, the container stopped, the
     /// status `completed` (the workspace and checkpoints stay until cleanup or delete).
     pub async fn complete(&self, task: &str) -> Result<(Task, Vec<String>)> {
-        self.finish_work(task, None, LifecycleEvent::Complete, "taskbox: complete task")
-            .await
+        let (task, warnings) = self
+            .finish_work(task, None, LifecycleEvent::Complete, "taskbox: complete task")
+            .await?;
+        self.notify(HookEvent::TaskCompleted, &task, serde_json::Value::Null).await;
+        // The hooks may have checkpointed it: return the task as it is now.
+        Ok((self.resolve(Some(&task.id))?, warnings))
     }
 
     async fn finish_work(

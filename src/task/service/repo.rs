@@ -6,6 +6,7 @@
 //! host repository, and the server moves the branch.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use git2::Oid;
 use schemars::JsonSchema;
@@ -14,6 +15,8 @@ use serde::Serialize;
 use super::TaskService;
 use super::create::Made;
 use crate::error::{Error, Result};
+use crate::hooks::git::{BRANCH_CREATOR, SUBMODULE_CREATOR};
+use crate::hooks::{Decision, HookContext, HookEvent, step_run};
 use crate::runtime::ExecSpec;
 use crate::task::model::{Event, Task, TaskRepo};
 use crate::task::output::StreamCapture;
@@ -113,9 +116,16 @@ impl TaskService {
     ) -> Result<Vec<String>> {
         let branch = task_branch(&task.name);
         let mut warnings = Vec::new();
+        let branch_creator = self.hooks.config().branch_creator.enabled;
+        let started = Instant::now();
+        let mut keep_private = false;
         let (repo, start) = match fork {
             Some(fork) => self.fork_repo(task, fork)?,
             None => match self.source_repo(request.repo_path.as_deref())? {
+                Some(root) if !branch_creator => {
+                    keep_private = true;
+                    self.private_copy(task, &root, request, &mut warnings)?
+                }
                 Some(root) => self.user_repo(&root, request, &mut warnings)?,
                 None => {
                     let path = self.store.task_dir(&task.id).join("repo.git");
@@ -136,7 +146,9 @@ impl TaskService {
         if !repo.private {
             host::create_branch(&repo_path, &branch, start)?;
             made.branch = Some((repo_path.clone(), branch.clone()));
-        } else if fork.is_some() {
+            let note = format!("branch {branch} created in {}", repo_path.display());
+            self.record_step(task, BRANCH_CREATOR, started, Decision::done(note));
+        } else if fork.is_some() || keep_private {
             host::create_branch(&repo_path, &branch, start)?;
         }
         task.repo = TaskRepo {
@@ -152,17 +164,59 @@ impl TaskService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "create: workspace cloned"
         );
-        if !task.repo.private {
-            match host::init_submodules(&repo_path, &task.workspace) {
-                Ok(skipped) if !skipped.is_empty() => warnings.push(format!(
+        if !task.repo.private && self.hooks.config().submodule_creator.enabled {
+            let started = Instant::now();
+            let decision = match host::init_submodules(&repo_path, &task.workspace) {
+                Ok(skipped) if !skipped.is_empty() => Decision::Warn(format!(
                     "submodules with a local path and no copy in the repository's .git/modules were not checked out: {}",
                     skipped.join(", ")
                 )),
-                Ok(_) => {}
-                Err(e) => warnings.push(format!("submodules could not be checked out: {e}")),
+                Ok(_) => Decision::done("submodules checked out"),
+                Err(e) => Decision::Warn(format!("submodules could not be checked out: {e}")),
+            };
+            if let Decision::Warn(message) = &decision {
+                warnings.push(message.clone());
             }
+            self.record_step(task, SUBMODULE_CREATOR, started, decision);
         }
         Ok(warnings)
+    }
+
+    /// With branch-creator switched off the developer's repository is only read: the task
+    /// works in a private copy of it (under tasks/<id>/), where its branch lives.
+    fn private_copy(
+        &self,
+        task: &Task,
+        root: &Path,
+        request: &RepoRequest,
+        warnings: &mut Vec<String>,
+    ) -> Result<(TaskRepo, Oid)> {
+        let (source, start) = self.user_repo(root, request, warnings)?;
+        let path = self.store.task_dir(&task.id).join("repo.git");
+        host::clone_private(root, &path)?;
+        // The start may be a commit of uncommitted changes that no ref of the source holds.
+        if !host::has_commit(&path, start)? {
+            host::index_pack(&path, &host::pack_commit(root, start)?)?;
+        }
+        warnings.push(format!(
+            "branch-creator is off: {} was not changed; the task's branch lives in its private repository {}",
+            root.display(),
+            path.display()
+        ));
+        Ok((
+            TaskRepo {
+                path: Some(path),
+                private: true,
+                ..source
+            },
+            start,
+        ))
+    }
+
+    /// Records a built-in hook that runs as a step of creation.
+    fn record_step(&self, task: &Task, hook: &str, started: Instant, decision: Decision) {
+        let run = step_run(hook, HookEvent::TaskCreated, started, &decision);
+        self.record_hook_runs(Some(&task.id), &[run]);
     }
 
     /// The source repository: `repo_path`, else the server's working directory when that is
@@ -391,6 +445,9 @@ impl TaskService {
         let container = self.require_running(task)?;
         let repo_path = task.repo.path.clone().ok_or_else(|| no_repo(task))?;
         let branch = task.repo.branch.clone().ok_or_else(|| no_repo(task))?;
+        let before = HookContext::new(HookEvent::BeforeSync, Some(task.clone()))
+            .with_arguments(serde_json::json!({ "message": message }));
+        self.fire(before).await?;
         let head_oid = self.save_workspace(task, &container, message).await?;
         let head = head_oid.to_string();
 
