@@ -94,9 +94,14 @@ async fn task_files_and_execution_output_read_back_byte_for_byte() {
     let expected_stderr: String = (1..=20000).map(|i| format!("{i}\n")).collect();
     assert_eq!(String::from_utf8(output[1].1.clone()).unwrap(), expected_stderr);
 
+    // The plan hooks wrote the plan; the decision is in it.
+    let plan = read(&client, "taskbox://tasks/res/plan").await;
+    let plan = String::from_utf8(plan[0].1.clone()).unwrap();
+    assert_eq!(plan, std::fs::read_to_string(dir.join("plan.md")).unwrap());
+    assert!(plan.starts_with("# Plan: res\n"), "{plan}");
+
     // What is not there says so.
     for (uri, needle) in [
-        ("taskbox://tasks/res/plan".to_string(), "no plan.md"),
         ("taskbox://tasks/nope/state".to_string(), "no task"),
         (
             format!("taskbox://tasks/res/executions/{execution}x/output"),

@@ -64,6 +64,8 @@ async fn two_servers_on_one_home_create_and_execute_at_once() {
 async fn startup_marks_tasks_whose_containers_died_or_vanished_as_failed() {
     require_docker!();
     let home = Home::new();
+    // The reconciliation alone: task-resumer would bring these tasks back (tests/hooks.rs).
+    write_config(&home.path(), "[hooks.task-resumer]\nenabled = false\n");
     let client = connect(&home.path(), "reconcile-test").await;
     let gone = create(&client, "gone").await;
     let dead = create(&client, "dead").await;

@@ -706,6 +706,8 @@ async fn files_root_left_unreadable_are_still_checkpointed() {
 async fn restoring_a_failed_task_saves_its_uncommitted_work_first() {
     require_docker!();
     let home = Home::new();
+    // container-enforcer would recreate the container from the checkpoint (tests/hooks.rs).
+    write_config(&home.path(), "[hooks.container-enforcer]\nresume_stopped = false\n");
     let client = connect(&home.path(), "phoenix-test").await;
     let task = create(&client, "phoenix").await;
     call(&client, "create_checkpoint", json!({ "label": "start" })).await;

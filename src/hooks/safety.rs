@@ -12,6 +12,7 @@ use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
 use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, ResourceSample};
 use crate::task::TaskService;
+use crate::task::service::Revival;
 use crate::task::model::{Task, TaskStatus};
 
 /// The task's container as Docker sees it, inspected once per event for all safety hooks.
@@ -56,36 +57,47 @@ impl Hook for ContainerEnforcer {
             _ => return Decision::ALLOW,
         }
         let state = match container(service, context).await {
-            Ok(Some(state)) => state,
-            Ok(None) => {
-                return Decision::Deny(format!(
-                    "task '{}' has no container any more; restore a checkpoint (restore_checkpoint) or create a new task",
-                    task.name
-                ));
-            }
+            Ok(state) => state,
             Err(e) => return Decision::Deny(format!("cannot inspect the task's container: {e}")),
         };
-        if let Some(problem) = foreign_labels(state, task, service.home()) {
-            return Decision::Deny(format!(
-                "the task's container {problem}, so taskbox did not make it for this task; refusing to run in it. \
-                 Delete the task and create a new one"
-            ));
+        if let Some(state) = state {
+            if let Some(problem) = foreign_labels(state, task, service.home()) {
+                return Decision::Deny(format!(
+                    "the task's container {problem}, so taskbox did not make it for this task; refusing to run in it. \
+                     Delete the task and create a new one"
+                ));
+            }
+            if state.running {
+                return Decision::ALLOW;
+            }
+            if !self.resume_stopped {
+                return Decision::Deny(format!(
+                    "the task's container is {} although the task is running; call stop_task then resume_task",
+                    state.status
+                ));
+            }
         }
-        if state.running {
-            return Decision::ALLOW;
-        }
-        if !self.resume_stopped {
-            return Decision::Deny(format!(
-                "the task's container is {} although the task is running; call stop_task then resume_task",
-                state.status
-            ));
-        }
-        match service.restart_container(task).await {
-            Ok(()) => Decision::Warn(format!(
-                "the task's container was {} (stopped outside taskbox); it was started again, processes that ran in it are gone",
-                state.status
+        // Stopped or gone behind taskbox's back. Without resume_stopped a vanished container
+        // still fails the task (the command could not run anyway), so the agent is told why.
+        let revived = if self.resume_stopped || state.is_none() {
+            service.revive_task(task.clone(), self.name(), self.resume_stopped).await
+        } else {
+            Ok(Revival::Unchanged)
+        };
+        match revived {
+            Ok(Revival::Unchanged) => Decision::ALLOW,
+            Ok(Revival::Restarted) => Decision::Warn(
+                "the task's container had stopped outside taskbox; it was started again (processes that ran in it are gone)"
+                    .into(),
+            ),
+            Ok(Revival::Recreated(seq)) => Decision::Warn(format!(
+                "the task's container no longer existed; it was recreated from checkpoint {}:{seq} (the workspace is \
+                 as it was; changes outside /workspace since that checkpoint are gone)",
+                task.name
             )),
-            Err(e) => Decision::Deny(format!("the task's container is {} and could not be started: {e}", state.status)),
+            // The task is failed now; the operation refuses it with the reason.
+            Ok(Revival::Failed) => Decision::done("the container could not be brought back; task marked failed"),
+            Err(e) => Decision::Deny(format!("the task's container is not running and could not be started: {e}")),
         }
     }
 }

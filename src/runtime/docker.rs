@@ -198,6 +198,8 @@ impl ContainerRuntime for DockerRuntime {
             nano_cpus: Some((spec.cpus * 1e9) as i64),
             pids_limit: Some(spec.pids),
             ipc_mode: Some("private".into()),
+            // Docker's default on cgroup v1 hosts is the host's cgroup namespace.
+            cgroupns_mode: Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE),
             network_mode: Some(match &spec.network {
                 NetworkAttachment::Bridge(name) => name.clone(),
                 NetworkAttachment::None => "none".into(),

@@ -241,7 +241,7 @@ fn clone_with_libgit2(repo_path: &Path, branch: &str, dest: &Path) -> Result<()>
 /// server can read into the agent's workspace would hand the agent any repository on the host.
 pub fn init_submodules(repo_path: &Path, workspace: &Path) -> Result<Vec<String>> {
     let host = open(repo_path)?;
-    let mut repo = open(workspace)?;
+    let repo = open(workspace)?;
     let submodules: Vec<(String, String)> = repo
         .submodules()?
         .iter()
@@ -255,13 +255,17 @@ pub fn init_submodules(repo_path: &Path, workspace: &Path) -> Result<Vec<String>
     let mut skipped = Vec::new();
     for (name, url) in &submodules {
         let local_copy = host.path().join("modules").join(name);
+        repo.find_submodule(name)?.init(false)?;
         if local_copy.exists() {
-            repo.submodule_set_url(name, &local_copy.to_string_lossy())?;
+            // In .git/config, not .gitmodules: the workspace's tracked files stay as the
+            // developer committed them, so the task branch never carries a host path.
+            repo.config()?
+                .set_str(&format!("submodule.{name}.url"), &local_copy.to_string_lossy())?;
         } else if !is_remote_url(url) {
             skipped.push(format!("{name} ({url})"));
             continue;
         }
-        repo.find_submodule(name)?.update(true, None)?;
+        repo.find_submodule(name)?.update(false, None)?;
     }
     Ok(skipped)
 }

@@ -34,6 +34,7 @@ pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
+pub use resume::{ResumeReport, Revival};
 pub use repo::{RepoRequest, SyncOutcome, TaskDiff};
 pub use resources::TaskFile;
 
@@ -275,10 +276,14 @@ impl TaskService {
 
     fn require_running(&self, task: &Task) -> Result<String> {
         if task.status != TaskStatus::Running {
+            let hint = match (&task.status_reason, task.status) {
+                (Some(reason), TaskStatus::Failed) => format!("{reason}; delete it and create a new task"),
+                _ => status_hint(task.status).into(),
+            };
             return Err(Error::WrongStatus {
                 task: task.name.clone(),
                 status: task.status.to_string(),
-                hint: status_hint(task.status).into(),
+                hint,
             });
         }
         task.container_id.clone().ok_or_else(|| Error::WrongStatus {

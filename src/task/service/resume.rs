@@ -31,10 +31,14 @@ impl fmt::Display for ResumeReport {
     }
 }
 
-enum Revival {
+/// What bringing a task's container back did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revival {
     Unchanged,
     Restarted,
-    Recreated,
+    /// From the checkpoint with this sequence number.
+    Recreated(i64),
+    /// It could not be brought back; the task is marked failed with the reason.
     Failed,
 }
 
@@ -49,10 +53,10 @@ impl TaskService {
             for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {
                 report.checked += 1;
                 let (id, name) = (task.id.clone(), task.name.clone());
-                match self.revive(task, hook).await {
+                match self.revive_task(task, hook, true).await {
                     Ok(Revival::Unchanged) => {}
                     Ok(Revival::Restarted) => report.restarted += 1,
-                    Ok(Revival::Recreated) => report.recreated += 1,
+                    Ok(Revival::Recreated(_)) => report.recreated += 1,
                     Ok(Revival::Failed) => report.failed += 1,
                     Err(e) => {
                         tracing::warn!(task = %id, %name, error = %e, "task-resumer: cannot check task");
@@ -64,7 +68,9 @@ impl TaskService {
         Ok(report)
     }
 
-    async fn revive(&self, task: Task, hook: &str) -> Result<Revival> {
+    /// Starts the task's stopped container, or recreates a vanished one from its newest
+    /// checkpoint when `recreate` allows (else the task is marked failed).
+    pub async fn revive_task(&self, task: Task, hook: &str, recreate: bool) -> Result<Revival> {
         let Some(container) = task.container_id.clone() else {
             return Ok(Revival::Unchanged);
         };
@@ -89,7 +95,12 @@ impl TaskService {
                     }
                 }
             }
-            None => self.recreate(task, &container, hook).await,
+            None if recreate => self.recreate(task, &container, hook).await,
+            None => {
+                let reason = format!("its container {container} no longer exists");
+                self.transition(task, LifecycleEvent::ContainerDied, Some(reason), |_| {})?;
+                Ok(Revival::Failed)
+            }
         }
     }
 
@@ -142,19 +153,6 @@ impl TaskService {
             }),
         ))?;
         tracing::info!(task = %task.id, name = %task.name, seq = checkpoint.seq, "container recreated from checkpoint");
-        Ok(Revival::Recreated)
-    }
-
-    /// Starts a running task's container that was found stopped (container-enforcer).
-    pub async fn restart_container(&self, task: &Task) -> Result<()> {
-        let Some(container) = &task.container_id else {
-            return Ok(());
-        };
-        self.runtime.start_container(container).await?;
-        self.record(Event::new(
-            &task.id,
-            "container_restarted",
-            serde_json::json!({ "reason": "found stopped before a command", "by": "container-enforcer" }),
-        ))
+        Ok(Revival::Recreated(checkpoint.seq))
     }
 }

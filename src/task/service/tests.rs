@@ -9,6 +9,10 @@ use super::*;
 use crate::runtime::fake::FakeRuntime;
 
 fn service(fake: Arc<FakeRuntime>) -> (TaskService, tempfile::TempDir) {
+    service_with(fake, |_| {})
+}
+
+fn service_with(fake: Arc<FakeRuntime>, adjust: impl FnOnce(&mut Config)) -> (TaskService, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         home: Some(dir.path().to_path_buf()),
@@ -16,6 +20,7 @@ fn service(fake: Arc<FakeRuntime>) -> (TaskService, tempfile::TempDir) {
     };
     // The test process runs inside taskbox's own repository: keep tasks out of it.
     config.workspace.allowed_repo_roots = vec![dir.path().to_path_buf()];
+    adjust(&mut config);
     (TaskService::open(config, fake).unwrap(), dir)
 }
 
@@ -64,7 +69,8 @@ async fn creation_builds_a_missing_builtin_image_with_progress() {
 #[tokio::test]
 async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
-    let (service, _dir) = service(fake.clone());
+    // container-enforcer would resume the task first (see the next test).
+    let (service, _dir) = service_with(fake.clone(), |c| c.hooks.container_enforcer.resume_stopped = false);
     let task = service
         .create_task(request("pausing"), no_progress())
         .await
@@ -94,6 +100,27 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     assert_eq!(
         resumed.version, 5,
         "created, repository recorded, started, stopped, resumed"
+    );
+}
+
+#[tokio::test]
+async fn container_enforcer_resumes_a_stopped_task_before_a_command() {
+    let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
+    let (service, _dir) = service(fake.clone());
+    let task = service.create_task(request("napping"), no_progress()).await.unwrap().task;
+    service.stop(&task.id, None).await.unwrap();
+    let run = ExecRequest {
+        command: "true".into(),
+        ..Default::default()
+    };
+    let warnings = crate::hooks::scope::CallScope::new("execute_in_task", "test");
+    crate::hooks::scope::within(warnings.clone(), service.execute("napping", run, Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(service.resolve(Some("napping")).unwrap().status, TaskStatus::Running);
+    assert_eq!(
+        warnings.take_warnings(),
+        ["container-enforcer: task 'napping' was stopped; it was resumed first"]
     );
 }
 
