@@ -45,11 +45,8 @@ async fn checkpoint_labels(client: &Client, task: &str) -> Vec<String> {
 /// Points the task's registry row at another container, as if someone swapped it.
 fn swap_container(home: &Path, task_id: &str, container: &str) {
     let db = rusqlite::Connection::open(home.join("registry.db")).unwrap();
-    db.execute(
-        "UPDATE tasks SET container_id = ?1 WHERE id = ?2",
-        [container, task_id],
-    )
-    .unwrap();
+    db.execute("UPDATE tasks SET container_id = ?1 WHERE id = ?2", [container, task_id])
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,7 +79,10 @@ async fn plan_and_checkpoint_hooks_keep_the_plan_and_automatic_checkpoints() {
     .await;
     call(&client, "create_checkpoint", json!({ "label": "greeting done" })).await;
     let text = plan(&home.path(), &id).unwrap();
-    assert!(text.contains("failed: `grep -q friendly greeting.txt` (exit 1)"), "{text}");
+    assert!(
+        text.contains("failed: `grep -q friendly greeting.txt` (exit 1)"),
+        "{text}"
+    );
     assert!(text.contains("Use 'hello, friend' — warmer"), "{text}");
     assert!(text.contains("checkpoint `planned:1` (after 3 executions)"), "{text}");
     assert!(text.contains("checkpoint `planned:2` (greeting done)"), "{text}");
@@ -96,7 +96,10 @@ async fn plan_and_checkpoint_hooks_keep_the_plan_and_automatic_checkpoints() {
     let text = plan(&home.path(), &id).unwrap();
     let result = &text[text.find("## Result").unwrap()..];
     assert!(result.contains("- Executions: 3 (1 failed).\n"), "{result}");
-    assert!(result.contains("- Decisions: 1.\n  - Use 'hello, friend'\n"), "{result}");
+    assert!(
+        result.contains("- Decisions: 1.\n  - Use 'hello, friend'\n"),
+        "{result}"
+    );
     assert!(result.contains("- Checkpoints: 3.\n"), "{result}");
     assert!(result.contains("commit(s) since the base"), "{result}");
     assert!(!text.contains("_Not finished yet._"), "{text}");
@@ -105,10 +108,19 @@ async fn plan_and_checkpoint_hooks_keep_the_plan_and_automatic_checkpoints() {
     let other = connect(&home.path(), "second-agent").await;
     let attached = call(&other, "attach_agent_to_task", json!({ "task": "planned" })).await;
     assert_eq!(attached["resume"]["plan"]["text"].as_str().unwrap(), text);
-    for hook in ["plan-file-creator", "plan-updater", "plan-finalizer", "checkpoint-creator"] {
+    for hook in [
+        "plan-file-creator",
+        "plan-updater",
+        "plan-finalizer",
+        "checkpoint-creator",
+    ] {
         let runs = hook_runs(&home.path(), &id, hook);
         assert!(!runs.is_empty(), "{hook} left no record");
-        assert!(runs.iter().all(|r| r["decision"] == "allow" && r["duration_ms"].is_u64()), "{runs:?}");
+        assert!(
+            runs.iter()
+                .all(|r| r["decision"] == "allow" && r["duration_ms"].is_u64()),
+            "{runs:?}"
+        );
     }
 }
 
@@ -165,7 +177,12 @@ async fn task_resumer_restarts_stopped_containers_and_recreates_vanished_ones() 
     let stopped = create(&client, "stopped-behind").await;
     let vanished = create(&client, "vanished").await;
     let lost = create(&client, "lost").await;
-    exec(&client, "vanished", "echo saved > keep.txt; echo sys > /tmp/outside.txt").await;
+    exec(
+        &client,
+        "vanished",
+        "echo saved > keep.txt; echo sys > /tmp/outside.txt",
+    )
+    .await;
     call(&client, "create_checkpoint", json!({ "task": "vanished" })).await;
     client.cancel().await.unwrap();
 
@@ -180,7 +197,10 @@ async fn task_resumer_restarts_stopped_containers_and_recreates_vanished_ones() 
         async move { call(client, "get_task_status", json!({ "task": name })).await }
     };
     let s = status("stopped-behind").await;
-    assert_eq!((s["task"]["status"].clone(), s["container"]["running"].clone()), (json!("running"), json!(true)));
+    assert_eq!(
+        (s["task"]["status"].clone(), s["container"]["running"].clone()),
+        (json!("running"), json!(true))
+    );
     let s = status("vanished").await;
     assert_eq!(s["task"]["status"], "running");
     assert_ne!(s["task"]["container_id"], vanished["container_id"]);
@@ -212,7 +232,10 @@ async fn task_resumer_restarts_stopped_containers_and_recreates_vanished_ones() 
     client.cancel().await.unwrap();
 
     // Switched off, the same situation fails the task instead.
-    write_config(&home.path(), "[hooks.checkpoint-creator]\nenabled = false\n[hooks.task-resumer]\nenabled = false\n");
+    write_config(
+        &home.path(),
+        "[hooks.checkpoint-creator]\nenabled = false\n[hooks.task-resumer]\nenabled = false\n",
+    );
     let container = status_container(&home, "stopped-behind").await;
     docker(&["stop", "-t", "1", &container]);
     let client = connect(&home.path(), "resumer-test").await;
@@ -247,7 +270,15 @@ async fn container_enforcer_restarts_stopped_containers_and_refuses_foreign_ones
     assert!(warnings(&r).contains("was stopped; it was resumed first"), "{r}");
 
     // A container that taskbox did not make for this task: refused, and nothing runs.
-    let foreign = docker(&["run", "-d", "--label", "taskbox.task-id=someone-else", "taskbox-base", "sleep", "600"]);
+    let foreign = docker(&[
+        "run",
+        "-d",
+        "--label",
+        "taskbox.task-id=someone-else",
+        "taskbox-base",
+        "sleep",
+        "600",
+    ]);
     let foreign = foreign.trim();
     swap_container(&home.path(), id, foreign);
     let (kind, message) = call_err(&client, "execute_in_task", json!({ "command": "touch /tmp/ran" })).await;
@@ -274,7 +305,10 @@ async fn isolation_checker_refuses_a_privileged_container_with_taskbox_labels() 
     require_docker!();
     for enabled in [true, false] {
         let home = Home::new();
-        write_config(&home.path(), &format!("[hooks.isolation-checker]\nenabled = {enabled}\n"));
+        write_config(
+            &home.path(),
+            &format!("[hooks.isolation-checker]\nenabled = {enabled}\n"),
+        );
         let client = connect(&home.path(), "isolation-test").await;
         let task = create(&client, "isolated").await;
         let id = task["id"].as_str().unwrap();
@@ -331,10 +365,20 @@ async fn resource_monitor_reports_oom_kills_and_pids_limit_hits() {
             &format!("[defaults]\npids = 40\n[hooks.resource-monitor]\nenabled = {enabled}\n"),
         );
         let client = connect(&home.path(), "resources-test").await;
-        let created = call(&client, "create_task_sandbox", json!({ "name": "hungry", "memory_mb": 64 })).await;
+        let created = call(
+            &client,
+            "create_task_sandbox",
+            json!({ "name": "hungry", "memory_mb": 64 }),
+        )
+        .await;
         let id = created["task"]["id"].as_str().unwrap().to_string();
         // `tail` keeps the whole newline-free stream in memory: far past 64 MB.
-        let oom = exec(&client, "hungry", "head -c 400M /dev/zero | tail > /dev/null; echo done").await;
+        let oom = exec(
+            &client,
+            "hungry",
+            "head -c 400M /dev/zero | tail > /dev/null; echo done",
+        )
+        .await;
         let forks = exec(
             &client,
             "hungry",
@@ -345,8 +389,10 @@ async fn resource_monitor_reports_oom_kills_and_pids_limit_hits() {
             assert!(warnings(&oom).contains("OUT OF MEMORY"), "{oom}");
             assert!(warnings(&forks).contains("PROCESS LIMIT"), "{forks}");
             let runs = hook_runs(&home.path(), &id, "resource-monitor");
-            assert!(runs.iter().any(|r| r["decision"] == "warn"
-                && r["message"].as_str().unwrap().contains("OUT OF MEMORY")));
+            assert!(
+                runs.iter()
+                    .any(|r| r["decision"] == "warn" && r["message"].as_str().unwrap().contains("OUT OF MEMORY"))
+            );
         } else {
             assert_eq!(oom["hook_warnings"], Value::Null, "{oom}");
             assert_eq!(forks["hook_warnings"], Value::Null, "{forks}");
@@ -404,12 +450,17 @@ async fn branch_and_submodule_creators_can_be_switched_off() {
         let (home, repos) = home_with_repos();
         let lib = dev_repo(&repos, "lib");
         let repo = dev_repo(&repos, "app");
-        git(&repo, &["submodule", "add", "-q", &lib.display().to_string(), "vendor/lib"]);
+        git(
+            &repo,
+            &["submodule", "add", "-q", &lib.display().to_string(), "vendor/lib"],
+        );
         git(&repo, &["commit", "-qm", "add submodule"]);
         let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
         write_config(
             &home.path(),
-            &format!("{config}[hooks.branch-creator]\nenabled = {enabled}\n[hooks.submodule-creator]\nenabled = {enabled}\n"),
+            &format!(
+                "{config}[hooks.branch-creator]\nenabled = {enabled}\n[hooks.submodule-creator]\nenabled = {enabled}\n"
+            ),
         );
         let client = connect(&home.path(), "creator-test").await;
         let created = call(
@@ -432,7 +483,10 @@ async fn branch_and_submodule_creators_can_be_switched_off() {
         } else {
             assert_eq!(branches, "", "the developer's repository is left alone");
             assert_eq!(submodule["stdout"], "0\n");
-            assert!(created["warnings"].to_string().contains("branch-creator is off"), "{created}");
+            assert!(
+                created["warnings"].to_string().contains("branch-creator is off"),
+                "{created}"
+            );
         }
     }
 }
@@ -497,7 +551,12 @@ command = ["{notify}", "{notified}"]
     assert_eq!(event["data"]["exit_code"], 0);
 
     // Denied with the hook's reason; the command never ran.
-    let (kind, message) = call_err(&client, "execute_in_task", json!({ "command": "rm -rf / --no-preserve-root" })).await;
+    let (kind, message) = call_err(
+        &client,
+        "execute_in_task",
+        json!({ "command": "rm -rf / --no-preserve-root" }),
+    )
+    .await;
     assert_eq!(kind, "hook_denied");
     assert!(
         message.contains("external:deny-destructive.sh") && message.contains("removes a whole tree"),
@@ -510,19 +569,32 @@ command = ["{notify}", "{notified}"]
     let listed = call_raw(&client, "list_tasks", json!({})).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(listed.is_error, Some(false));
-    assert!(text(&listed).contains("slow: the hook did not finish within 1 s"), "{}", text(&listed));
+    assert!(
+        text(&listed).contains("slow: the hook did not finish within 1 s"),
+        "{}",
+        text(&listed)
+    );
     let (kind, message) = call_err(&client, "task_stats", json!({})).await;
     assert_eq!(kind, "hook_denied");
-    assert!(message.contains("slow-strict") && message.contains("fail_closed"), "{message}");
+    assert!(
+        message.contains("slow-strict") && message.contains("fail_closed"),
+        "{message}"
+    );
 
     // Completion notifies.
     call(&client, "complete_task", json!({})).await;
     let log = std::fs::read_to_string(&notified).unwrap();
-    assert!(log.contains("task watched completed; review branch taskbox/watched"), "{log}");
+    assert!(
+        log.contains("task watched completed; review branch taskbox/watched"),
+        "{log}"
+    );
 
     // Every run is in the event log: hook, event, decision, duration.
     let runs = hook_runs(&home.path(), id, "external:deny-destructive.sh");
     let decisions: Vec<&str> = runs.iter().map(|r| r["decision"].as_str().unwrap()).collect();
     assert_eq!(decisions, ["allow", "deny", "allow"]);
-    assert!(runs.iter().all(|r| r["event"] == "before_exec" && r["duration_ms"].is_u64()));
+    assert!(
+        runs.iter()
+            .all(|r| r["event"] == "before_exec" && r["duration_ms"].is_u64())
+    );
 }

@@ -164,7 +164,8 @@ mod tests {
         assert!(config.checkpoint_creator.enabled && config.isolation_checker.enabled);
         assert_eq!(config.checkpoint_creator.every_executions, 20);
         let config: HooksConfig =
-            toml::from_str("[isolation-checker]\nenabled = false\n[checkpoint-creator]\nevery_executions = 5\n").unwrap();
+            toml::from_str("[isolation-checker]\nenabled = false\n[checkpoint-creator]\nevery_executions = 5\n")
+                .unwrap();
         assert!(!config.isolation_checker.enabled);
         assert_eq!(config.checkpoint_creator.every_executions, 5);
     }

@@ -72,8 +72,12 @@ impl Hook for ExternalHook {
                     reason.to_string()
                 })
             }
-            Ok(Outcome::Exited(code, stderr)) => self.failed(format!("the hook failed with exit code {code}: {}", stderr.trim())),
-            Ok(Outcome::Signalled(stderr)) => self.failed(format!("the hook was killed by a signal: {}", stderr.trim())),
+            Ok(Outcome::Exited(code, stderr)) => {
+                self.failed(format!("the hook failed with exit code {code}: {}", stderr.trim()))
+            }
+            Ok(Outcome::Signalled(stderr)) => {
+                self.failed(format!("the hook was killed by a signal: {}", stderr.trim()))
+            }
             Ok(Outcome::TimedOut) => self.failed(format!(
                 "the hook did not finish within {} s and was killed",
                 self.config.timeout_s
@@ -122,7 +126,10 @@ async fn run_command(command: &[String], input: &[u8], timeout: Duration) -> std
             let (status, stderr) = result?;
             let mut stderr = String::from_utf8_lossy(&stderr).into_owned();
             if stderr.len() > MAX_REASON {
-                let cut = (0..=MAX_REASON).rev().find(|i| stderr.is_char_boundary(*i)).unwrap_or(0);
+                let cut = (0..=MAX_REASON)
+                    .rev()
+                    .find(|i| stderr.is_char_boundary(*i))
+                    .unwrap_or(0);
                 stderr.truncate(cut);
                 stderr.push('…');
             }

@@ -25,7 +25,8 @@ impl CheckpointCreator {
             HookEvent::TaskCompleted => Some("on complete".into()),
             HookEvent::AfterExec => {
                 let count = service.execution_count(&task.id).ok()?;
-                (count > 0 && count % u64::from(self.every_executions) == 0).then(|| format!("after {count} executions"))
+                (count > 0 && count % u64::from(self.every_executions) == 0)
+                    .then(|| format!("after {count} executions"))
             }
             _ => None,
         }

@@ -62,7 +62,10 @@ pub fn result_section(facts: &CompletionFacts) -> String {
         facts.executions.total, facts.executions.failed
     ));
     for failure in facts.failures.iter().take(10) {
-        text.push_str(&format!("  - {}\n", describe_failure(&failure.command, failure.exit_code, failure.timed_out)));
+        text.push_str(&format!(
+            "  - {}\n",
+            describe_failure(&failure.command, failure.exit_code, failure.timed_out)
+        ));
     }
     text.push_str(&format!("- Decisions: {}.\n", facts.decisions.len()));
     for decision in facts.decisions.iter().take(20) {
@@ -123,7 +126,9 @@ impl Updater {
         match context.event {
             HookEvent::CheckpointCreated => {
                 let seq = context.data.get("seq").and_then(Value::as_i64)?;
-                let label = text(&context.data, "label").map(|l| format!(" ({l})")).unwrap_or_default();
+                let label = text(&context.data, "label")
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default();
                 let name = &context.task.as_ref()?.name;
                 Some((PROGRESS, format!("- {at} checkpoint `{name}:{seq}`{label}")))
             }

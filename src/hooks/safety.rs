@@ -12,8 +12,8 @@ use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
 use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, ResourceSample};
 use crate::task::TaskService;
-use crate::task::service::Revival;
 use crate::task::model::{Task, TaskStatus};
+use crate::task::service::Revival;
 
 /// The task's container as Docker sees it, inspected once per event for all safety hooks.
 async fn container<'a>(service: &TaskService, context: &'a HookContext) -> Result<Option<&'a ContainerState>, String> {
@@ -80,7 +80,9 @@ impl Hook for ContainerEnforcer {
         // Stopped or gone behind taskbox's back. Without resume_stopped a vanished container
         // still fails the task (the command could not run anyway), so the agent is told why.
         let revived = if self.resume_stopped || state.is_none() {
-            service.revive_task(task.clone(), self.name(), self.resume_stopped).await
+            service
+                .revive_task(task.clone(), self.name(), self.resume_stopped)
+                .await
         } else {
             Ok(Revival::Unchanged)
         };
@@ -105,7 +107,11 @@ impl Hook for ContainerEnforcer {
 fn foreign_labels(state: &ContainerState, task: &Task, home: &Path) -> Option<String> {
     let label = |key: &str| state.labels.get(key).map(String::as_str).unwrap_or("");
     if label(LABEL_TASK_ID) != task.id {
-        return Some(format!("is labelled for task '{}', not '{}'", label(LABEL_TASK_ID), task.id));
+        return Some(format!(
+            "is labelled for task '{}', not '{}'",
+            label(LABEL_TASK_ID),
+            task.id
+        ));
     }
     if Path::new(label(LABEL_HOME)) != home {
         return Some(format!(
@@ -198,7 +204,10 @@ pub fn isolation_problems(isolation: &Isolation, workspace: &Path, allowed_caps:
         .filter(|c| !allowed_caps.iter().any(|a| normalize(a) == *c))
         .collect();
     if !extra.is_empty() {
-        problems.push(format!("it has capabilities beyond the allowed set: {}", extra.join(", ")));
+        problems.push(format!(
+            "it has capabilities beyond the allowed set: {}",
+            extra.join(", ")
+        ));
     }
     let no_new_privileges = isolation.security_opt.iter().any(|o| {
         matches!(
@@ -272,7 +281,10 @@ fn describe_use(sample: &ResourceSample) -> String {
     format!(
         "memory {} MiB of {}, {} processes",
         mib(sample.memory_bytes),
-        sample.memory_limit.map(|l| format!("{} MiB", mib(l))).unwrap_or("no limit".into()),
+        sample
+            .memory_limit
+            .map(|l| format!("{} MiB", mib(l)))
+            .unwrap_or("no limit".into()),
         sample.pids
     )
 }
@@ -390,8 +402,14 @@ mod tests {
             ..before.clone()
         };
         let found = resource_findings(Some(&before), &after, 90);
-        assert!(found[0].starts_with("OUT OF MEMORY: the kernel killed 1 process"), "{found:?}");
-        assert!(found[1].contains("3 fork(s) failed") && found[1].contains("64"), "{found:?}");
+        assert!(
+            found[0].starts_with("OUT OF MEMORY: the kernel killed 1 process"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("3 fork(s) failed") && found[1].contains("64"),
+            "{found:?}"
+        );
         assert!(found[2].contains("95%"), "{found:?}");
     }
 }

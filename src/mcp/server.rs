@@ -10,9 +10,9 @@ use std::time::Instant;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
@@ -24,8 +24,8 @@ use super::prompts::{self, Command};
 use super::resources;
 use crate::error::{Error, Result};
 use crate::hooks::scope::{self, CallScope};
-use crate::task::model::Task;
 use crate::task::TaskService;
+use crate::task::model::Task;
 
 pub const INSTRUCTIONS: &str = "\
 taskbox gives you a task sandbox: a hardened Docker container with a git workspace at /workspace. \
@@ -192,7 +192,11 @@ impl ServerHandler for TaskboxServer {
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = CallScope::new(&tool, &Self::client_name(&context));
         scope::within(call.clone(), async {
-            if let Err(denied) = self.service.before_tool(&tool, self.task_of_call(&arguments), &arguments).await {
+            if let Err(denied) = self
+                .service
+                .before_tool(&tool, self.task_of_call(&arguments), &arguments)
+                .await
+            {
                 return Ok(denied.to_tool_result().into());
             }
             let mut response = self

@@ -19,9 +19,15 @@ impl Registry {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
             for event in events {
-                stmt.execute(params![event.task_id, event.kind, ts_to_sql(&event.at), event.data.to_string()])?;
+                stmt.execute(params![
+                    event.task_id,
+                    event.kind,
+                    ts_to_sql(&event.at),
+                    event.data.to_string()
+                ])?;
             }
         }
         tx.commit()?;

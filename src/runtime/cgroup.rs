@@ -91,7 +91,11 @@ mod tests {
         write(&memory, "memory.usage_in_bytes", "1000\n");
         write(&memory, "memory.stat", "cache 5\ntotal_inactive_file 200\n");
         write(&memory, "memory.limit_in_bytes", "4096\n");
-        write(&memory, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
+        write(
+            &memory,
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
         write(&pids, "pids.current", "7\n");
         write(&pids, "pids.max", "50\n");
         write(&pids, "pids.events", "max 3\n");
@@ -119,7 +123,10 @@ mod tests {
         write(&dir, "pids.current", "2\n");
         write(&dir, "pids.max", "max\n");
         let sample = sample_under(root.path(), "beef").unwrap();
-        assert_eq!((sample.memory_bytes, sample.memory_limit, sample.oom_kills), (500, None, 1));
+        assert_eq!(
+            (sample.memory_bytes, sample.memory_limit, sample.oom_kills),
+            (500, None, 1)
+        );
         assert_eq!((sample.pids_limit, sample.pids_limit_hits), (None, 0));
     }
 

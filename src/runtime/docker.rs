@@ -22,9 +22,8 @@ use tokio::sync::OnceCell;
 
 use super::subnets::{Cidr, free_subnets};
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, MountInfo, NetworkAttachment,
-    OutputChunk, ResourceSample,
-    Result, RuntimeError, SubnetPool, stable_hash,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, MountInfo,
+    NetworkAttachment, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool, stable_hash,
 };
 
 #[derive(Default)]

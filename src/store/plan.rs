@@ -98,8 +98,16 @@ fn insert_in_section(text: &str, section: &str, lines: &str) -> String {
         body.clear();
     }
     let sep = if body.is_empty() { "" } else { "\n" };
-    let after = if after.is_empty() { String::new() } else { format!("\n{after}") };
-    format!("{before}## {section}\n\n{}{sep}{}\n{after}", body.trim_start_matches('\n'), lines.trim_end())
+    let after = if after.is_empty() {
+        String::new()
+    } else {
+        format!("\n{after}")
+    };
+    format!(
+        "{before}## {section}\n\n{}{sep}{}\n{after}",
+        body.trim_start_matches('\n'),
+        lines.trim_end()
+    )
 }
 
 #[cfg(test)]
@@ -107,7 +115,8 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
 
-    const PLAN: &str = "# Plan\n\n## Goal\n\nFix it.\n\n## Progress\n\n_Nothing yet._\n\n## Result\n\n_Not finished._\n";
+    const PLAN: &str =
+        "# Plan\n\n## Goal\n\nFix it.\n\n## Progress\n\n_Nothing yet._\n\n## Result\n\n_Not finished._\n";
 
     #[test]
     fn appends_at_the_end_of_a_section_and_replaces_placeholders() {

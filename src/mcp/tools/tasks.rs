@@ -187,35 +187,34 @@ impl TaskboxServer {
         finish(self.created(created, &agent, started).await)
     }
 
+    /// The creating session's side of a creation: current task, attachment, reply.
     async fn created(
         &self,
         created: crate::error::Result<crate::task::service::CreatedTask>,
         agent: &str,
         started: std::time::Instant,
     ) -> crate::error::Result<CallToolResult> {
-        {
-            let created = created?;
-            let task = &created.task;
-            self.set_current_task(Some(task.id.clone()));
-            // The creating agent works in the task: it is attached, like after attach_agent_to_task.
-            self.service.attach(&task.id, agent, &self.session.id).await?;
-            self.service.record_tool_call(
-                &task.id,
-                "create_task_sandbox",
-                true,
-                None,
-                started.elapsed().as_millis() as u64,
-            );
-            let mut text = format!(
-                "Created {}. Workspace: /workspace, on branch {}. It is now this session's current task.",
-                task_line(task),
-                task.repo.branch.as_deref().unwrap_or("-")
-            );
-            for warning in &created.warnings {
-                text.push_str(&format!("\nWarning: {warning}"));
-            }
-            reply(text, &created)
+        let created = created?;
+        let task = &created.task;
+        self.set_current_task(Some(task.id.clone()));
+        // The creating agent works in the task: it is attached, like after attach_agent_to_task.
+        self.service.attach(&task.id, agent, &self.session.id).await?;
+        self.service.record_tool_call(
+            &task.id,
+            "create_task_sandbox",
+            true,
+            None,
+            started.elapsed().as_millis() as u64,
+        );
+        let mut text = format!(
+            "Created {}. Workspace: /workspace, on branch {}. It is now this session's current task.",
+            task_line(task),
+            task.repo.branch.as_deref().unwrap_or("-")
+        );
+        for warning in &created.warnings {
+            text.push_str(&format!("\nWarning: {warning}"));
         }
+        reply(text, &created)
     }
 
     #[tool(

@@ -311,8 +311,12 @@ impl TaskService {
             "checkpoint_restored",
             serde_json::json!({ "checkpoint": checkpoint.id, "seq": checkpoint.seq, "pre_restore": pre_restore.as_ref().map(|c| c.seq) }),
         ))?;
-        self.notify(HookEvent::TaskRestored, &task, serde_json::json!({ "checkpoint": checkpoint.id }))
-            .await;
+        self.notify(
+            HookEvent::TaskRestored,
+            &task,
+            serde_json::json!({ "checkpoint": checkpoint.id }),
+        )
+        .await;
         Ok(RestoreResult {
             task,
             restored: checkpoint,

@@ -250,8 +250,12 @@ impl TaskService {
                 "forked_from": task.forked_from, "warnings": warnings,
             }),
         ))?;
-        self.notify(HookEvent::TaskCreated, &task, serde_json::json!({ "warnings": warnings }))
-            .await;
+        self.notify(
+            HookEvent::TaskCreated,
+            &task,
+            serde_json::json!({ "warnings": warnings }),
+        )
+        .await;
         Ok(CreatedTask { task, warnings })
     }
 

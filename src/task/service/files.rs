@@ -270,7 +270,9 @@ impl TaskService {
             WRITE_SCRIPT => "write_file",
             _ => "list_files",
         };
-        let task = self.guard_command(task, serde_json::json!({ "operation": operation, "path": path })).await?;
+        let task = self
+            .guard_command(task, serde_json::json!({ "operation": operation, "path": path }))
+            .await?;
         let container = self.require_running(&task)?;
         let target = if path.starts_with('/') {
             path.to_string()

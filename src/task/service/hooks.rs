@@ -70,7 +70,9 @@ impl TaskService {
             .collect();
         let written = match task_id {
             Some(id) => self.store.append_events(id, &events),
-            None => self.store.append_server_events(&self.home.join("events.jsonl"), &events),
+            None => self
+                .store
+                .append_server_events(&self.home.join("events.jsonl"), &events),
         };
         if let Err(e) = written {
             tracing::warn!(task = ?task_id, error = %e, "cannot record hook runs");
@@ -134,7 +136,9 @@ impl TaskService {
             ..Default::default()
         };
         let (code, stdout, _) = self.run_captured(container, spec).await?;
-        Ok((code == Some(0)).then(|| stdout.trim().to_string()).filter(|h| !h.is_empty()))
+        Ok((code == Some(0))
+            .then(|| stdout.trim().to_string())
+            .filter(|h| !h.is_empty()))
     }
 
     /// An automatic checkpoint of a running, stopped or completed task. `None` when there is

@@ -12,9 +12,9 @@ mod images;
 mod memory;
 mod ops;
 mod reconcile;
-mod resume;
 mod repo;
 mod resources;
+mod resume;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,9 +34,9 @@ pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
-pub use resume::{ResumeReport, Revival};
 pub use repo::{RepoRequest, SyncOutcome, TaskDiff};
 pub use resources::TaskFile;
+pub use resume::{ResumeReport, Revival};
 
 use super::lifecycle::{LifecycleEvent, transition};
 use super::model::{Event, Task, TaskStatus};

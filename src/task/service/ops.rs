@@ -78,12 +78,7 @@ impl TaskService {
     }
 
     /// Ends this session's attachment(s) to the task; `agent` narrows it to one agent.
-    pub async fn detach(
-        &self,
-        task: &str,
-        agent: Option<&str>,
-        session_id: &str,
-    ) -> Result<(Task, Vec<Attachment>)> {
+    pub async fn detach(&self, task: &str, agent: Option<&str>, session_id: &str) -> Result<(Task, Vec<Attachment>)> {
         let task = self.resolve(Some(task))?;
         let ended = self.registry.detach(&task.id, agent, session_id)?;
         for attachment in &ended {
@@ -145,7 +140,8 @@ impl TaskService {
         let (task, warnings) = self
             .finish_work(task, timeout_s, LifecycleEvent::Stop, "taskbox: sync on stop")
             .await?;
-        self.notify(HookEvent::TaskStopped, &task, serde_json::Value::Null).await;
+        self.notify(HookEvent::TaskStopped, &task, serde_json::Value::Null)
+            .await;
         Ok((task, warnings))
     }
 
@@ -155,7 +151,8 @@ impl TaskService {
         let (task, warnings) = self
             .finish_work(task, None, LifecycleEvent::Complete, "taskbox: complete task")
             .await?;
-        self.notify(HookEvent::TaskCompleted, &task, serde_json::Value::Null).await;
+        self.notify(HookEvent::TaskCompleted, &task, serde_json::Value::Null)
+            .await;
         // The hooks may have checkpointed it: return the task as it is now.
         Ok((self.resolve(Some(&task.id))?, warnings))
     }

@@ -107,7 +107,11 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
 async fn container_enforcer_resumes_a_stopped_task_before_a_command() {
     let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
     let (service, _dir) = service(fake.clone());
-    let task = service.create_task(request("napping"), no_progress()).await.unwrap().task;
+    let task = service
+        .create_task(request("napping"), no_progress())
+        .await
+        .unwrap()
+        .task;
     service.stop(&task.id, None).await.unwrap();
     let run = ExecRequest {
         command: "true".into(),
