@@ -444,9 +444,9 @@ async fn branch_validator_refuses_a_sync_from_another_branch() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn branch_and_submodule_creators_can_be_switched_off() {
+async fn branch_and_submodule_creators_can_each_be_switched_off() {
     require_docker!();
-    for enabled in [true, false] {
+    for (branch_creator, submodule_creator) in [(true, true), (false, true), (true, false)] {
         let (home, repos) = home_with_repos();
         let lib = dev_repo(&repos, "lib");
         let repo = dev_repo(&repos, "app");
@@ -459,7 +459,8 @@ async fn branch_and_submodule_creators_can_be_switched_off() {
         write_config(
             &home.path(),
             &format!(
-                "{config}[hooks.branch-creator]\nenabled = {enabled}\n[hooks.submodule-creator]\nenabled = {enabled}\n"
+                "{config}[hooks.branch-creator]\nenabled = {branch_creator}\n\
+                 [hooks.submodule-creator]\nenabled = {submodule_creator}\n"
             ),
         );
         let client = connect(&home.path(), "creator-test").await;
@@ -471,23 +472,32 @@ async fn branch_and_submodule_creators_can_be_switched_off() {
         .await;
         let id = created["task"]["id"].as_str().unwrap();
         let branches = git(&repo, &["branch", "--list", "taskbox/*"]);
-        let submodule = exec(&client, "made", "ls vendor/lib | wc -l").await;
+        let submodule = exec(&client, "made", "cat vendor/lib/src/lib.rs 2>/dev/null | wc -l").await;
         exec(&client, "made", "echo new > new.txt").await;
         let diff = call(&client, "task_diff", json!({})).await;
-        assert_eq!(diff["files"][0]["path"], "new.txt", "the task works either way: {diff}");
-        if enabled {
+        let changed: Vec<&str> = diff["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(changed, ["new.txt"], "the task works either way: {diff}");
+        if branch_creator {
             assert_eq!(branches.trim(), "taskbox/made");
-            assert_ne!(submodule["stdout"], "0\n");
             assert_eq!(hook_runs(&home.path(), id, "branch-creator").len(), 1);
-            assert_eq!(hook_runs(&home.path(), id, "submodule-creator").len(), 1);
         } else {
             assert_eq!(branches, "", "the developer's repository is left alone");
-            assert_eq!(submodule["stdout"], "0\n");
             assert!(
                 created["warnings"].to_string().contains("branch-creator is off"),
                 "{created}"
             );
         }
+        let expected = if submodule_creator { "1\n" } else { "0\n" };
+        assert_eq!(submodule["stdout"], expected, "submodule-creator {submodule_creator}");
+        assert_eq!(
+            hook_runs(&home.path(), id, "submodule-creator").len(),
+            usize::from(submodule_creator)
+        );
     }
 }
 
@@ -498,6 +508,7 @@ async fn external_hooks_allow_deny_time_out_and_get_the_event() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/examples");
     let seen = home.path().join("seen.json");
     let notified = home.path().join("notified.log");
+    let pidfile = home.path().join("slow.pid");
     write_config(
         &home.path(),
         &format!(
@@ -514,7 +525,7 @@ command = ["sh", "-c", "cat > {seen}"]
 [[hooks.external]]
 name = "slow"
 event = "before_tool"
-command = ["sleep", "30"]
+command = ["sh", "-c", "sleep 30 & echo $! > {pidfile}; wait"]
 timeout_s = 1
 tools = ["list_tasks"]
 
@@ -534,6 +545,7 @@ command = ["{notify}", "{notified}"]
             seen = seen.display(),
             notify = examples.join("notify-complete.sh").display(),
             notified = notified.display(),
+            pidfile = pidfile.display(),
         ),
     );
     let client = connect(&home.path(), "external-agent").await;
@@ -573,6 +585,13 @@ command = ["{notify}", "{notified}"]
         text(&listed).contains("slow: the hook did not finish within 1 s"),
         "{}",
         text(&listed)
+    );
+    // What the hook started went with it (its whole process group was killed).
+    let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z "),
+        "the hook's child {child} survived: {state}"
     );
     let (kind, message) = call_err(&client, "task_stats", json!({})).await;
     assert_eq!(kind, "hook_denied");

@@ -17,6 +17,9 @@ use crate::task::TaskService;
 /// Most of a hook's stderr kept as its reason.
 const MAX_REASON: usize = 2000;
 
+/// Most of a hook's stderr read at all.
+const MAX_STDERR: usize = 64 * 1024;
+
 pub struct ExternalHook {
     name: String,
     config: ExternalHookConfig,
@@ -107,51 +110,70 @@ async fn run_command(command: &[String], input: &[u8], timeout: Duration) -> std
         .kill_on_drop(true)
         .spawn()?;
     let pid = child.id();
-    let mut stdin = child.stdin.take();
-    let mut stderr = child.stderr.take();
-    let run = async {
-        if let Some(mut stdin) = stdin.take() {
+    let stdin = child.stdin.take();
+    let input = input.to_vec();
+    tokio::spawn(async move {
+        if let Some(mut stdin) = stdin {
             // A hook that does not read its input is fine.
-            let _ = stdin.write_all(input).await;
+            let _ = stdin.write_all(&input).await;
         }
-        let mut text = Vec::new();
-        if let Some(stderr) = stderr.as_mut() {
-            let _ = stderr.take(64 * 1024).read_to_end(&mut text).await;
-        }
-        let status = child.wait().await?;
-        Ok::<_, std::io::Error>((status, text))
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(result) => {
-            let (status, stderr) = result?;
-            let mut stderr = String::from_utf8_lossy(&stderr).into_owned();
-            if stderr.len() > MAX_REASON {
-                let cut = (0..=MAX_REASON)
-                    .rev()
-                    .find(|i| stderr.is_char_boundary(*i))
-                    .unwrap_or(0);
-                stderr.truncate(cut);
-                stderr.push('…');
+    });
+    // stderr is drained on its own task, keeping the first MAX_STDERR bytes, so a chatty hook
+    // never blocks on a full pipe and a background child holding stderr open does not hold
+    // up the decision once the hook itself has exited.
+    let stderr = child.stderr.take();
+    let collected = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        if let Some(mut stderr) = stderr {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                let room = MAX_STDERR.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
             }
-            Ok(match status.code() {
-                Some(code) => Outcome::Exited(code, stderr),
-                None => Outcome::Signalled(stderr),
-            })
         }
+        kept
+    });
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status?,
         Err(_) => {
             if let Some(pid) = pid {
                 kill_group(pid);
             }
-            Ok(Outcome::TimedOut)
+            collected.abort();
+            return Ok(Outcome::TimedOut);
         }
+    };
+    // Whatever the hook wrote before exiting is in the pipe already.
+    let stderr = tokio::time::timeout(Duration::from_millis(200), collected)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    // Children the hook left behind go with it.
+    if let Some(pid) = pid {
+        kill_group(pid);
     }
+    let mut stderr = String::from_utf8_lossy(&stderr).into_owned();
+    if stderr.len() > MAX_REASON {
+        let cut = (0..=MAX_REASON)
+            .rev()
+            .find(|i| stderr.is_char_boundary(*i))
+            .unwrap_or(0);
+        stderr.truncate(cut);
+        stderr.push('…');
+    }
+    Ok(match status.code() {
+        Some(code) => Outcome::Exited(code, stderr),
+        None => Outcome::Signalled(stderr),
+    })
 }
 
-/// SIGKILL to the hook's process group (the child is its leader).
+/// SIGKILL to the hook's process group (the child is its leader); a group already gone is fine.
 fn kill_group(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
 }

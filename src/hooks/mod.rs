@@ -162,11 +162,18 @@ impl HookContext {
         self
     }
 
-    /// The JSON an external hook reads on stdin.
+    /// The JSON an external hook reads on stdin. The task's environment values (tokens, say)
+    /// are left out: hooks get the variable names only.
     pub fn to_json(&self) -> Value {
+        let mut task = serde_json::to_value(&self.task).unwrap_or(Value::Null);
+        if let Some(env) = task.get_mut("env").and_then(Value::as_object_mut) {
+            for value in env.values_mut() {
+                *value = Value::String("(hidden)".into());
+            }
+        }
         serde_json::json!({
             "event": self.event,
-            "task": self.task,
+            "task": task,
             "tool": self.tool,
             "arguments": self.arguments,
             "agent": self.agent,

@@ -48,6 +48,11 @@ impl Hook for ContainerEnforcer {
         match task.status {
             TaskStatus::Running => {}
             TaskStatus::Stopped if self.resume_stopped => {
+                // A vanished container is recreated (and left stopped) first, so the resume
+                // below can start it.
+                if let Err(e) = service.revive_task(task.clone(), self.name(), true).await {
+                    return Decision::Deny(format!("task '{}' is stopped and could not be resumed: {e}", task.name));
+                }
                 return match service.resume(&task.id).await {
                     Ok(_) => Decision::Warn(format!("task '{}' was stopped; it was resumed first", task.name)),
                     Err(e) => Decision::Deny(format!("task '{}' is stopped and could not be resumed: {e}", task.name)),
@@ -140,7 +145,17 @@ impl Hook for IsolationChecker {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
-        let state = match container(service, context).await {
+        // container-enforcer may have recreated the container just now: check the one the
+        // task has, not the one the event started with.
+        let current = service.resolve(Some(&task.id)).ok().and_then(|t| t.container_id);
+        let fresh;
+        let state = if current.is_some() && current != task.container_id {
+            fresh = service.inspect_container(current.as_deref().unwrap_or_default()).await;
+            fresh.as_ref().map(Option::as_ref).map_err(ToString::to_string)
+        } else {
+            container(service, context).await
+        };
+        let state = match state {
             Ok(Some(state)) => state,
             // container-enforcer (or the execution itself) reports a missing container.
             Ok(None) => return Decision::ALLOW,
@@ -151,8 +166,9 @@ impl Hook for IsolationChecker {
             return Decision::ALLOW;
         }
         Decision::Deny(format!(
-            "the task's container is not isolated from the host: {}. taskbox never creates containers like this; \
-             delete the task and create a new one",
+            "the task's container is not isolated from the host: {}. taskbox does not create containers like this \
+             (an older taskbox shared the cgroup namespace): restore a checkpoint (restore_checkpoint) to get a \
+             new, hardened container, or delete the task",
             problems.join("; ")
         ))
     }
@@ -183,6 +199,9 @@ pub fn isolation_problems(isolation: &Isolation, workspace: &Path, allowed_caps:
     for mount in &isolation.mounts {
         if mount.source.contains("docker.sock") || mount.destination.contains("docker.sock") {
             problems.push(format!("it mounts the Docker socket ({})", mount.source));
+        } else if mount.kind != "bind" {
+            // Docker's own volumes (an image's VOLUME) and tmpfs are not host paths.
+            continue;
         } else if !(mount.destination == "/workspace" && Path::new(&mount.source) == workspace) {
             problems.push(format!(
                 "it mounts {} ({}) at {}; only the task's workspace may be mounted",
@@ -378,10 +397,17 @@ mod tests {
     }
 
     #[test]
-    fn the_workspace_must_be_this_tasks() {
+    fn the_workspace_must_be_this_tasks_and_docker_volumes_are_no_host_paths() {
         let mut other = hardened();
         other.mounts[0].source = "/data/workspaces/t-2".into();
         assert_eq!(problems(&other).len(), 1);
+        let mut with_volume = hardened();
+        with_volume.mounts.push(MountInfo {
+            kind: "volume".into(),
+            source: "/var/lib/docker/volumes/abc/_data".into(),
+            destination: "/var/lib/postgresql/data".into(),
+        });
+        assert_eq!(problems(&with_volume), Vec::<String>::new());
     }
 
     #[test]

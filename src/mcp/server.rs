@@ -156,11 +156,24 @@ pub(crate) fn finish(result: Result<CallToolResult>) -> Result<CallToolResult, M
 }
 
 impl TaskboxServer {
-    /// The task a call names (or the session's current task), when it exists.
-    fn task_of_call(&self, arguments: &Value) -> Option<Task> {
-        let named = arguments.get("task").and_then(Value::as_str).map(String::from);
-        let task = self.task_ref(named).ok()?;
-        self.service.resolve(Some(&task)).ok()
+    /// The task a call is about, for its hooks: the `task` argument, the task of a
+    /// `checkpoint` argument, or the session's current task for tools that default to it.
+    /// Tools about no task (or all tasks) give none; so does a task that does not exist.
+    fn task_of_call(&self, tool: &str, arguments: &Value) -> Option<Task> {
+        let argument = |key: &str| arguments.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
+        match tool {
+            "create_task_sandbox" | "list_tasks" | "find_task" | "cleanup_task" => None,
+            "task_stats" => self.service.resolve(argument("task")).ok(),
+            "restore_checkpoint" => self
+                .service
+                .resolve_checkpoint(argument("checkpoint")?, argument("task"))
+                .ok()
+                .map(|(task, _)| task),
+            _ => {
+                let task = self.task_ref(argument("task").map(String::from)).ok()?;
+                self.service.resolve(Some(&task)).ok()
+            }
+        }
     }
 }
 
@@ -192,25 +205,28 @@ impl ServerHandler for TaskboxServer {
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = CallScope::new(&tool, &Self::client_name(&context));
         scope::within(call.clone(), async {
-            if let Err(denied) = self
-                .service
-                .before_tool(&tool, self.task_of_call(&arguments), &arguments)
-                .await
-            {
-                return Ok(denied.to_tool_result().into());
+            let task = self.task_of_call(&tool, &arguments);
+            if let Err(denied) = self.service.before_tool(&tool, task.clone(), &arguments).await {
+                let mut result = denied.to_tool_result();
+                add_hook_warnings(&mut result, call.take_warnings());
+                return Ok(result.into());
             }
-            let mut response = self
+            let response = self
                 .tool_router
                 .call(ToolCallContext::new(self, request, context))
-                .await?;
-            // Only complete results exist here: no tool asks the client for input.
-            let is_error = match &response {
-                CallToolResponse::Complete(result) => result.is_error.unwrap_or(false),
-                _ => false,
-            };
-            self.service
-                .after_tool(&tool, self.task_of_call(&arguments), &arguments, is_error)
                 .await;
+            // Only complete results exist here: no tool asks the client for input.
+            let is_error = !matches!(&response, Ok(CallToolResponse::Complete(r)) if r.is_error != Some(true));
+            // A creation's task exists only now; a deleted task is gone.
+            let task = match tool.as_str() {
+                "create_task_sandbox" if !is_error => self
+                    .task_ref(None)
+                    .ok()
+                    .and_then(|t| self.service.resolve(Some(&t)).ok()),
+                _ => task.and_then(|t| self.service.resolve(Some(&t.id)).ok()),
+            };
+            self.service.after_tool(&tool, task, &arguments, is_error).await;
+            let mut response = response?;
             if let CallToolResponse::Complete(result) = &mut response {
                 add_hook_warnings(result, call.take_warnings());
             }

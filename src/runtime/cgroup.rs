@@ -1,7 +1,7 @@
 //! Reads a container's resource use from its cgroup files on this host: memory in use and its
-//! limit, the OOM-kill counter, the pids count, limit and limit hits. Both cgroup v1 (Docker's
-//! `cgroupfs` driver: `<controller>/docker/<id>`) and v2 (`docker/<id>` or
-//! `system.slice/docker-<id>.scope`) layouts are understood.
+//! limit, the OOM-kill counter, the pids count, limit and limit hits. cgroup v1 and v2, with
+//! Docker's cgroupfs driver (`docker/<id>`) or its systemd driver
+//! (`system.slice/docker-<id>.scope`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +19,12 @@ fn sample_under(root: &Path, id: &str) -> Option<ResourceSample> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
-    let v1_memory = root.join("memory/docker").join(id);
-    if v1_memory.is_dir() {
-        return Some(sample_v1(&v1_memory, &root.join("pids/docker").join(id)));
+    // v1 with Docker's cgroupfs driver, then with its systemd driver.
+    for group in [format!("docker/{id}"), format!("system.slice/docker-{id}.scope")] {
+        let memory = root.join("memory").join(&group);
+        if memory.is_dir() {
+            return Some(sample_v1(&memory, &root.join("pids").join(&group)));
+        }
     }
     [
         root.join("docker").join(id),

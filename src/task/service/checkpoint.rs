@@ -83,12 +83,26 @@ impl TaskService {
                     "taskbox: checkpoint{}",
                     label.as_deref().map(|l| format!(": {l}")).unwrap_or_default()
                 );
-                let (task, outcome) = self.sync(&task, &message).await?;
-                warnings.extend(outcome.warning);
-                // The workspace's head, even when the branch could not be moved to it: that is
-                // the state this checkpoint keeps (its hidden ref keeps the commit alive).
-                head = Some(outcome.commit);
-                task
+                match self.sync(&task, &message).await {
+                    Ok((task, outcome)) => {
+                        warnings.extend(outcome.warning);
+                        // The workspace's head, even when the branch could not be moved to it:
+                        // that is the state this checkpoint keeps (its hidden ref keeps it alive).
+                        head = Some(outcome.commit);
+                        task
+                    }
+                    // A restore must not lose what is there now even when a hook refuses the
+                    // sync (the agent left the task branch): keep the workspace's commit in
+                    // this checkpoint only, without moving the task branch.
+                    Err(e @ Error::HookDenied { .. }) if automatic && label.as_deref() == Some(PRE_RESTORE) => {
+                        head = Some(self.save_workspace(&task, &container, &message).await?.to_string());
+                        warnings.push(format!(
+                            "{e} (the task branch was not moved; the pre-restore checkpoint keeps the workspace)"
+                        ));
+                        task
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             TaskStatus::Stopped => task,
             // A completed task's container is kept until cleanup; the hook that checkpoints
@@ -210,19 +224,11 @@ impl TaskService {
             None => false,
         };
         let pre_restore = if container_alive && matches!(task.status, TaskStatus::Running | TaskStatus::Stopped) {
-            match self.checkpoint(task.clone(), Some(PRE_RESTORE.into()), true).await {
-                Ok(result) => {
-                    warnings.extend(result.warnings);
-                    Some(result.checkpoint)
-                }
-                // A hook refused the sync (the workspace is on another branch, say): the
-                // workspace is still kept below, as a commit outside the task branch.
-                Err(e @ Error::HookDenied { .. }) => {
-                    warnings.push(format!("no pre-restore checkpoint: {e}"));
-                    None
-                }
-                Err(e) => return Err(e),
-            }
+            // Taken even when a hook refuses its sync (see `checkpoint`): restoring without it
+            // would lose the container's state for good.
+            let result = self.checkpoint(task.clone(), Some(PRE_RESTORE.into()), true).await?;
+            warnings.extend(result.warnings);
+            Some(result.checkpoint)
         } else {
             warnings
                 .push("the task's container was not running (or gone), so no pre-restore checkpoint was taken".into());

@@ -175,6 +175,9 @@ impl TaskService {
                     task = synced;
                     warnings.extend(outcome.warning);
                 }
+                // Completing says "the work is on the task branch": not when a hook refused
+                // to put it there. A stop goes ahead (the files stay in the workspace).
+                Err(e @ Error::HookDenied { .. }) if event == LifecycleEvent::Complete => return Err(e),
                 Err(e) => warnings.push(format!(
                     "the workspace could not be synced to the task branch ({e}); its files are kept in the workspace"
                 )),

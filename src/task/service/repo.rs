@@ -118,13 +118,15 @@ impl TaskService {
         let mut warnings = Vec::new();
         let branch_creator = self.hooks.config().branch_creator.enabled;
         let started = Instant::now();
-        let mut keep_private = false;
+        // The developer's repository, for submodules, when the task works in a private copy.
+        let mut submodule_source = None;
         let (repo, start) = match fork {
             Some(fork) => self.fork_repo(task, fork)?,
             None => match self.source_repo(request.repo_path.as_deref())? {
                 Some(root) if !branch_creator => {
-                    keep_private = true;
-                    self.private_copy(task, &root, request, &mut warnings)?
+                    let copy = self.private_copy(task, &root, request, &mut warnings)?;
+                    submodule_source = Some(root);
+                    copy
                 }
                 Some(root) => self.user_repo(&root, request, &mut warnings)?,
                 None => {
@@ -148,7 +150,7 @@ impl TaskService {
             made.branch = Some((repo_path.clone(), branch.clone()));
             let note = format!("branch {branch} created in {}", repo_path.display());
             self.record_step(task, BRANCH_CREATOR, started, Decision::done(note));
-        } else if fork.is_some() || keep_private {
+        } else if fork.is_some() || submodule_source.is_some() {
             host::create_branch(&repo_path, &branch, start)?;
         }
         task.repo = TaskRepo {
@@ -164,9 +166,13 @@ impl TaskService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "create: workspace cloned"
         );
-        if !task.repo.private && self.hooks.config().submodule_creator.enabled {
+        let submodule_source = match task.repo.private {
+            false => Some(repo_path.clone()),
+            true => submodule_source,
+        };
+        if let Some(source) = submodule_source.filter(|_| self.hooks.config().submodule_creator.enabled) {
             let started = Instant::now();
-            let decision = match host::init_submodules(&repo_path, &task.workspace) {
+            let decision = match host::init_submodules(&source, &task.workspace) {
                 Ok(skipped) if !skipped.is_empty() => Decision::Warn(format!(
                     "submodules with a local path and no copy in the repository's .git/modules were not checked out: {}",
                     skipped.join(", ")

@@ -68,13 +68,58 @@ impl TaskService {
         Ok(report)
     }
 
+    /// A new container for the task from a checkpoint image, prepared (and stopped again for
+    /// a stopped task); returns it and its shell. Nothing is left behind on failure.
+    async fn container_from_checkpoint(&self, task: &Task, image: &str) -> Result<(String, String)> {
+        if self.runtime.image_info(image).await?.is_none() {
+            return Err(crate::error::Error::Runtime(RuntimeError::NotFound {
+                what: format!("checkpoint image {image}"),
+            }));
+        }
+        let container = match self.start_container_for(task, image).await {
+            Ok(container) => container,
+            // The image exists, so a 404 means the daemon lost the task's network too.
+            Err(crate::error::Error::Runtime(RuntimeError::NotFound { .. })) if task.network_name.is_some() => {
+                let network = task.network_name.clone().unwrap_or_default();
+                self.runtime
+                    .create_network(&network, self.labels(task), &self.subnet_pool)
+                    .await?;
+                self.start_container_for(task, image).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let prepared = async {
+            let shell = self
+                .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
+                .await?;
+            if task.status == TaskStatus::Stopped {
+                self.runtime.stop_container(&container, 10).await?;
+            }
+            Ok::<_, crate::error::Error>(shell)
+        };
+        match prepared.await {
+            Ok(shell) => Ok((container, shell)),
+            Err(e) => {
+                let _ = self.runtime.remove_container(&container).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Starts the task's stopped container, or recreates a vanished one from its newest
     /// checkpoint when `recreate` allows (else the task is marked failed).
     pub async fn revive_task(&self, task: Task, hook: &str, recreate: bool) -> Result<Revival> {
         let Some(container) = task.container_id.clone() else {
             return Ok(Revival::Unchanged);
         };
-        match self.runtime.inspect_container(&container).await? {
+        let state = self.runtime.inspect_container(&container).await?;
+        // Another server may be stopping or restoring this task right now: act only on a
+        // task whose row still says what it said before Docker was asked.
+        let task = match self.registry.get_task(&task.id)? {
+            Some(now) if now.version == task.version => now,
+            _ => return Ok(Revival::Unchanged),
+        };
+        match state {
             Some(state) if state.running || task.status == TaskStatus::Stopped => Ok(Revival::Unchanged),
             Some(state) => {
                 let reason = describe_exit(&state);
@@ -115,30 +160,14 @@ impl TaskService {
             self.transition(task, LifecycleEvent::ContainerDied, Some(reason), |_| {})?;
             return Ok(Revival::Failed);
         };
-        let container = match self.start_container_for(&task, &image).await {
-            Ok(container) => container,
-            // The daemon may have lost the task's network too.
-            Err(crate::error::Error::Runtime(RuntimeError::NotFound { .. } | RuntimeError::Api(_)))
-                if task.network_name.is_some() =>
-            {
-                let network = task.network_name.clone().unwrap_or_default();
-                self.runtime
-                    .create_network(&network, self.labels(&task), &self.subnet_pool)
-                    .await?;
-                self.start_container_for(&task, &image).await?
-            }
+        let (container, shell) = match self.container_from_checkpoint(&task, &image).await {
+            Ok(made) => made,
             Err(e) => {
                 let reason = format!("its container {old} no longer exists and recreating it failed: {e}");
                 self.transition(task, LifecycleEvent::ContainerDied, Some(reason), |_| {})?;
                 return Ok(Revival::Failed);
             }
         };
-        let shell = self
-            .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
-            .await?;
-        if task.status == TaskStatus::Stopped {
-            self.runtime.stop_container(&container, 10).await?;
-        }
         let task = self.update(task, |t| {
             t.container_id = Some(container.clone());
             t.container_image = Some(image.clone());
