@@ -40,11 +40,10 @@ impl Hook for CheckpointCreator {
     }
 
     fn handles(&self, context: &HookContext) -> bool {
-        let is_execution = context.arguments.get("operation").and_then(|o| o.as_str()) == Some("execute");
         context.task.is_some()
             && match context.event {
                 HookEvent::AgentDetached | HookEvent::TaskStopped | HookEvent::TaskCompleted => true,
-                HookEvent::AfterExec => is_execution && self.every_executions > 0,
+                HookEvent::AfterExec => context.is_execution() && self.every_executions > 0,
                 _ => false,
             }
     }

@@ -162,6 +162,11 @@ impl HookContext {
         self
     }
 
+    /// Whether an exec event is about an execution (not a file operation).
+    pub fn is_execution(&self) -> bool {
+        self.arguments.get("operation").and_then(Value::as_str) == Some("execute")
+    }
+
     /// The JSON an external hook reads on stdin. The task's environment values (tokens, say)
     /// are left out: hooks get the variable names only.
     pub fn to_json(&self) -> Value {

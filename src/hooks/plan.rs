@@ -167,7 +167,7 @@ impl Hook for Updater {
         context.task.is_some()
             && match context.event {
                 HookEvent::CheckpointCreated => true,
-                HookEvent::AfterExec => context.arguments.get("operation").and_then(Value::as_str) == Some("execute"),
+                HookEvent::AfterExec => context.is_execution(),
                 HookEvent::AfterTool => context.tool.as_deref() == Some("record_decision"),
                 _ => false,
             }

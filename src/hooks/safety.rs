@@ -263,9 +263,8 @@ impl Hook for ResourceMonitor {
     }
 
     fn handles(&self, context: &HookContext) -> bool {
-        let is_execution = context.arguments.get("operation").and_then(|o| o.as_str()) == Some("execute");
         matches!(context.event, HookEvent::BeforeExec | HookEvent::AfterExec)
-            && is_execution
+            && context.is_execution()
             && context.task.as_ref().is_some_and(|t| t.container_id.is_some())
     }
 
