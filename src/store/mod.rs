@@ -3,11 +3,13 @@
 
 mod decisions;
 mod events;
+mod lock;
 mod plan;
 mod state_json;
 
 use std::path::{Path, PathBuf};
 
+pub use lock::TaskLock;
 pub use state_json::{StateSnapshot, atomic_write};
 
 #[derive(Debug, thiserror::Error)]

@@ -205,6 +205,8 @@ impl TaskService {
 
     /// Restores a checkpoint, named by id or `<task>:<n>`.
     pub async fn restore_checkpoint(&self, reference: &str) -> Result<RestoreResult> {
+        let (task, _) = self.resolve_checkpoint(reference, None)?;
+        let _lock = self.store.lock_task(&task.id).await?;
         let (task, checkpoint) = self.resolve_checkpoint(reference, None)?;
         let image = checkpoint
             .image_id

@@ -164,7 +164,10 @@ impl TaskService {
         event: LifecycleEvent,
         message: &str,
     ) -> Result<(Task, Vec<String>)> {
-        let mut task = self.resolve(Some(task))?;
+        let task = self.resolve(Some(task))?;
+        let _lock = self.store.lock_task(&task.id).await?;
+        // Read again under the lock: another server may have changed it meanwhile.
+        let mut task = self.resolve(Some(&task.id))?;
         // Check the move first so a stopped task is not stopped "again" in Docker.
         crate::task::lifecycle::transition(task.status, event)?;
         let timeout = timeout_s.unwrap_or(10).min(300) as i32;

@@ -109,17 +109,17 @@ impl TaskService {
     /// Starts the task's stopped container, or recreates a vanished one from its newest
     /// checkpoint when `recreate` allows (else the task is marked failed).
     pub async fn revive_task(&self, task: Task, hook: &str, recreate: bool) -> Result<Revival> {
-        let Some(container) = task.container_id.clone() else {
-            return Ok(Revival::Unchanged);
-        };
-        let state = self.runtime.inspect_container(&container).await?;
-        // Another server may be stopping or restoring this task right now: act only on a
-        // task whose row still says what it said before Docker was asked.
+        // Another server may be stopping or restoring this task right now: wait for it, then
+        // act only on a task whose row still says what it said when the caller looked.
+        let _lock = self.store.lock_task(&task.id).await?;
         let task = match self.registry.get_task(&task.id)? {
             Some(now) if now.version == task.version => now,
             _ => return Ok(Revival::Unchanged),
         };
-        match state {
+        let Some(container) = task.container_id.clone() else {
+            return Ok(Revival::Unchanged);
+        };
+        match self.runtime.inspect_container(&container).await? {
             Some(state) if state.running || task.status == TaskStatus::Stopped => Ok(Revival::Unchanged),
             Some(state) => {
                 let reason = describe_exit(&state);
