@@ -67,6 +67,11 @@ pub enum Error {
 
     #[error("the server is shutting down; retry with a new server")]
     ShuttingDown,
+
+    #[error(
+        "this token already has {limit} execution(s) running, the most the server runs at once for one token (http.max_executions_per_token); wait for one to finish, then retry"
+    )]
+    TooManyExecutions { limit: usize },
 }
 
 impl Error {
@@ -107,6 +112,7 @@ impl Error {
             Self::Config(_) => "config_error",
             Self::Transport(_) => "transport_error",
             Self::ShuttingDown => "shutting_down",
+            Self::TooManyExecutions { .. } => "too_many_executions",
         }
     }
 }

@@ -111,7 +111,7 @@ impl TaskService {
         fork: Option<&ForkFrom>,
         made: &mut Made,
     ) -> Result<Vec<String>> {
-        let branch = task_branch(&task.name);
+        let branch = task_branch(&task.owner, &task.name);
         let mut warnings = Vec::new();
         let (repo, start) = match fork {
             Some(fork) => self.fork_repo(task, fork)?,

@@ -41,7 +41,11 @@ async fn each_failing_step_of_creation_rolls_back_everything() {
         let state = fake.lock();
         assert!(state.containers.is_empty(), "{step}: container left");
         assert!(state.networks.is_empty(), "{step}: network left");
-        assert_eq!(service.list(None, 10, 0).unwrap().total, 0, "{step}: row left");
+        assert_eq!(
+            service.list(&Owner::local(), None, 10, 0).unwrap().total,
+            0,
+            "{step}: row left"
+        );
         assert_eq!(entries(&dir.path().join("tasks")), 0, "{step}: task dir left");
         assert_eq!(entries(&dir.path().join("workspaces")), 0, "{step}: workspace left");
     }
@@ -73,7 +77,7 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     service.stop(&task.id, None).await.unwrap();
     let err = service
         .execute(
-            "pausing",
+            &task.id,
             ExecRequest {
                 command: "true".into(),
                 ..Default::default()
@@ -87,9 +91,9 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
         "task 'pausing' is stopped; call resume_task to start it again"
     );
     let execs_before = fake.lock().execs.len();
-    assert!(service.stop("pausing", None).await.is_err());
+    assert!(service.stop(&task.id, None).await.is_err());
     assert_eq!(fake.lock().execs.len(), execs_before);
-    let resumed = service.resume("pausing").await.unwrap();
+    let resumed = service.resume(&task.id).await.unwrap();
     assert_eq!(resumed.status, TaskStatus::Running);
     assert_eq!(
         resumed.version, 5,
@@ -103,7 +107,7 @@ async fn a_transition_on_a_stale_copy_rereads_and_rechecks() {
     let (service, _dir) = service(fake);
     let stale = service.create_task(request("raced"), no_progress()).await.unwrap().task;
     // Another caller stops the task; our stale copy still says running.
-    service.stop("raced", None).await.unwrap();
+    service.stop(&stale.id, None).await.unwrap();
     let err = service
         .transition(stale, LifecycleEvent::Stop, None, |_| {})
         .unwrap_err();
