@@ -13,6 +13,7 @@ mod ops;
 mod reconcile;
 mod repo;
 mod resources;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
 pub use repo::{RepoRequest, SyncOutcome, TaskDiff};
 pub use resources::TaskFile;
+pub use tokens::{TOKEN_PREFIX, token_hash};
 
 use super::lifecycle::{LifecycleEvent, transition};
 use super::model::{Event, Owner, Task, TaskStatus};
