@@ -21,12 +21,20 @@ async fn the_foundation_flow_works_over_streamable_http() {
     let (token, _) = create_token(&home.path(), "alice");
     let server = HttpServer::start(&home.path(), &[]);
     let client = connect_http(&server, Some(&token), "http-agent").await;
-    assert_eq!(client.peer_info().unwrap().server_info.as_ref().unwrap().name, "taskbox");
+    assert_eq!(
+        client.peer_info().unwrap().server_info.as_ref().unwrap().name,
+        "taskbox"
+    );
 
     let task = create(&client, "over-http").await;
     assert_eq!(task["status"], "running");
     assert_eq!(task["owner"], "alice");
-    let ran = call(&client, "execute_in_task", json!({ "command": "echo hello from $(uname -s)" })).await;
+    let ran = call(
+        &client,
+        "execute_in_task",
+        json!({ "command": "echo hello from $(uname -s)" }),
+    )
+    .await;
     assert_eq!(ran["exit_code"], 0);
     assert_eq!(ran["stdout"], "hello from Linux\n");
     let status = call(&client, "get_task_status", json!({})).await;
@@ -36,7 +44,10 @@ async fn the_foundation_flow_works_over_streamable_http() {
     assert_eq!(listed["total"], 1);
     let resources = client.list_resources(None).await.unwrap();
     assert!(
-        resources.resources.iter().any(|r| r.uri == "taskbox://tasks/over-http/state"),
+        resources
+            .resources
+            .iter()
+            .any(|r| r.uri == "taskbox://tasks/over-http/state"),
         "{resources:?}"
     );
     let deleted = call(&client, "delete_task", json!({ "task": "over-http", "confirm": true })).await;
@@ -124,7 +135,9 @@ async fn oversized_bodies_get_413_and_bursts_get_429_with_retry_after() {
         let (status, headers, _) = post_mcp(&server, None, &[], &init).await;
         statuses.push(status);
         if status == 429 {
-            retry_after = headers.get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            retry_after = headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
         }
     }
     // A burst of 3, then one request every 5 s (the refused oversized body took none).
@@ -201,7 +214,10 @@ async fn an_owner_cannot_see_or_touch_another_owners_task() {
         ("task_stats", json!({ "task": id })),
         ("cleanup_task", json!({ "task": "secret-work", "dry_run": true })),
         ("restore_checkpoint", json!({ "checkpoint": "secret-work:1" })),
-        ("create_task_sandbox", json!({ "name": "fork", "from_checkpoint": "secret-work:1" })),
+        (
+            "create_task_sandbox",
+            json!({ "name": "fork", "from_checkpoint": "secret-work:1" }),
+        ),
     ] {
         let theirs = call_err(&bob, tool, args.clone()).await;
         let nobodys = call_err(&bob, tool, missing("no-such-task", args)).await;
@@ -217,10 +233,19 @@ async fn an_owner_cannot_see_or_touch_another_owners_task() {
     let theirs = call_err(&bob, "restore_checkpoint", json!({ "checkpoint": checkpoint })).await;
     let nobodys = call_err(&bob, "restore_checkpoint", json!({ "checkpoint": fake })).await;
     assert_eq!(theirs.1.replace(&checkpoint, "X"), nobodys.1.replace(&fake, "X"));
-    assert_eq!(call(&bob, "find_task", json!({ "query": "zanzibar" })).await["tasks"], json!([]));
-    assert_eq!(call(&bob, "find_task", json!({ "query": "quokka" })).await["tasks"], json!([]));
+    assert_eq!(
+        call(&bob, "find_task", json!({ "query": "zanzibar" })).await["tasks"],
+        json!([])
+    );
+    assert_eq!(
+        call(&bob, "find_task", json!({ "query": "quokka" })).await["tasks"],
+        json!([])
+    );
     let stats = call(&bob, "task_stats", json!({})).await;
-    assert_eq!((stats["executions"].clone(), stats["checkpoints"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (stats["executions"].clone(), stats["checkpoints"].clone()),
+        (json!(0), json!(0))
+    );
     assert!(bob.list_resources(None).await.unwrap().resources.is_empty());
     let read = bob
         .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(

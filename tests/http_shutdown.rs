@@ -57,12 +57,21 @@ async fn sigterm_lets_running_executions_finish_then_kills_the_rest() {
     let status = server.wait(Duration::from_secs(60)).expect("the server did not exit");
     assert!(status.success(), "{status}\n{}", server.log());
     let took = signalled.elapsed();
-    assert!(took >= Duration::from_secs(4), "exited before the grace period: {took:?}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "exited before the grace period: {took:?}"
+    );
     // Its client never gets an answer: the server killed the execution and went away.
     overrunning.abort();
 
     let container = task["container_id"].as_str().unwrap();
-    let ps = docker(&["exec", container, "sh", "-c", "ps -eo args | grep '[s]leep 600' || true"]);
+    let ps = docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "ps -eo args | grep '[s]leep 600' || true",
+    ]);
     assert_eq!(ps, "", "the overrunning execution outlived the server");
     let events = events(&home.path(), &task_id);
     let mut outcomes: Vec<(String, String)> = events

@@ -50,9 +50,16 @@ fn the_foundation_flow_works_over_legacy_sse() {
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(names, ["initialize", "list_tools", "create", "uname", "list", "delete"]);
     assert_eq!(steps[0]["server"], "taskbox");
-    assert_eq!((steps[2]["status"].as_str(), steps[2]["owner"].as_str()), (Some("running"), Some("carol")));
+    assert_eq!(
+        (steps[2]["status"].as_str(), steps[2]["owner"].as_str()),
+        (Some("running"), Some("carol"))
+    );
     assert_eq!(steps[3]["exit_code"], 0);
-    assert!(steps[3]["stdout"].as_str().unwrap().starts_with("Linux "), "{}", steps[3]);
+    assert!(
+        steps[3]["stdout"].as_str().unwrap().starts_with("Linux "),
+        "{}",
+        steps[3]
+    );
     assert_eq!(steps[4]["total"], 1);
     assert_eq!(docker(&["ps", "-aq", "--filter", &home.label_filter()]), "");
     assert_eq!(server.stdout(), "");
@@ -116,7 +123,11 @@ async fn legacy_sse_announces_the_endpoint_and_answers_on_the_stream() {
             .body(body.to_string())
             .send()
     };
-    assert_eq!(post(&bob, &init).await.unwrap().status().as_u16(), 404, "another owner's session");
+    assert_eq!(
+        post(&bob, &init).await.unwrap().status().as_u16(),
+        404,
+        "another owner's session"
+    );
     assert_eq!(post(&alice, &init).await.unwrap().status().as_u16(), 202);
     let (event, data) = next_event().await;
     assert_eq!(event, "message");
@@ -132,6 +143,12 @@ async fn legacy_sse_announces_the_endpoint_and_answers_on_the_stream() {
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
     let unknown = format!("{}/message?sessionId=0000", server.base);
-    let missing = http.post(unknown).bearer_auth(&alice).body(init.to_string()).send().await.unwrap();
+    let missing = http
+        .post(unknown)
+        .bearer_auth(&alice)
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
