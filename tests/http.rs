@@ -90,6 +90,46 @@ async fn requests_without_a_live_token_get_401() {
     assert!(!server.log().contains(&token), "the token was logged");
 }
 
+/// `--no-auth` only on loopback; `token create` prints the token alone on stdout, and
+/// `token list` never shows it.
+#[test]
+fn no_auth_is_refused_off_loopback_and_tokens_are_shown_once() {
+    let home = Home::new();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--http", "0.0.0.0:0", "--no-auth"])
+        .env("TASKBOX_HOME", home.path())
+        .env("TASKBOX_CONFIG", home.path().join("config.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--no-auth is accepted only on a loopback address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (token, id) = create_token(&home.path(), "alice");
+    assert!(
+        token.starts_with("tbx_") && !token.contains(char::is_whitespace),
+        "{token}"
+    );
+    let list = std::process::Command::new(BIN)
+        .args(["token", "list"])
+        .env("TASKBOX_HOME", home.path())
+        .env("TASKBOX_CONFIG", home.path().join("config.toml"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(listed.contains(&id) && listed.contains("alice"), "{listed}");
+    assert!(!listed.contains(&token));
+    let bad_owner = std::process::Command::new(BIN)
+        .args(["token", "create", "--owner", "Not An Owner"])
+        .env("TASKBOX_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(!bad_owner.status.success());
+    assert_eq!(bad_owner.stdout, b"");
+}
+
 #[tokio::test]
 async fn foreign_hosts_and_origins_get_403() {
     let home = Home::new();

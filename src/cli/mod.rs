@@ -134,8 +134,9 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(options) = &http {
-        // Refuse a bad [http] section before touching Docker or the registry.
+        // Refuse bad settings before touching Docker or the registry.
         options.config.validate()?;
+        crate::transport::http::check_no_auth(options)?;
     }
     let service = open_service(config)?;
     if http.is_none() {

@@ -92,13 +92,8 @@ impl Shared {
 /// Serves MCP over HTTP until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn serve(service: Arc<TaskService>, options: HttpOptions) -> Result<()> {
     options.config.validate()?;
+    check_no_auth(&options)?;
     if options.no_auth {
-        if !options.addr.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "--no-auth is accepted only on a loopback address (127.0.0.1, ::1), not {}: anyone who can reach the port would act as the local owner",
-                options.addr
-            )));
-        }
         tracing::warn!(
             "--no-auth: no token is asked for; every local process that reaches the port acts as the local owner"
         );
@@ -149,6 +144,17 @@ pub async fn serve(service: Arc<TaskService>, options: HttpOptions) -> Result<()
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(shared);
     tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// `--no-auth` is refused unless the address is a loopback one.
+pub fn check_no_auth(options: &HttpOptions) -> Result<()> {
+    if options.no_auth && !options.addr.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "--no-auth is accepted only on a loopback address (127.0.0.1, ::1), not {}: anyone who can reach the port would act as the local owner",
+            options.addr
+        )));
+    }
     Ok(())
 }
 
