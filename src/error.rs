@@ -74,6 +74,10 @@ pub enum Error {
         event: &'static str,
         reason: String,
     },
+    #[error(
+        "this token already has {limit} execution(s) running, the most the server runs at once for one token (http.max_executions_per_token); wait for one to finish, then retry"
+    )]
+    TooManyExecutions { limit: usize },
 }
 
 impl Error {
@@ -115,6 +119,7 @@ impl Error {
             Self::Transport(_) => "transport_error",
             Self::ShuttingDown => "shutting_down",
             Self::HookDenied { .. } => "hook_denied",
+            Self::TooManyExecutions { .. } => "too_many_executions",
         }
     }
 }

@@ -47,6 +47,37 @@ pub async fn start_server(home: &Path, client_name: &str) -> Client {
         .unwrap()
 }
 
+/// The binary as `serve --http 127.0.0.1:0 --no-auth` on `home` (its own process beside the
+/// stdio one; both share the data dir), and rmcp's Streamable HTTP client connected to it. The
+/// child is killed on drop.
+pub async fn start_http_server(home: &Path, client_name: &str) -> (Client, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox"))
+        .args(["serve", "--http", "127.0.0.1:0", "--no-auth"])
+        .current_dir(home)
+        .env("TASKBOX_HOME", home)
+        .env("TASKBOX_CONFIG", home.join("config.toml"))
+        .env("TASKBOX_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next_line().await.unwrap().expect("the HTTP server exited");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(format!("{base}/mcp"));
+    let client = ClientConfig::new(ClientCapabilities::default(), Implementation::new(client_name, "1"))
+        .serve(transport)
+        .await
+        .unwrap();
+    (client, child)
+}
+
 pub async fn call(client: &Client, tool: &str, args: Value) -> Value {
     let result = client
         .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args.as_object().unwrap().clone()))

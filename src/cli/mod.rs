@@ -4,6 +4,7 @@
 mod hook;
 mod images;
 mod install;
+mod token;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,8 +38,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP on stdin/stdout (what `claude mcp add taskbox -- taskbox serve` runs).
-    Serve,
+    /// Serve MCP on stdin/stdout (what `claude mcp add taskbox -- taskbox serve` runs), or over
+    /// HTTP with --http (docs/transports.md).
+    Serve(ServeArgs),
+    /// Bearer tokens for `serve --http`: create (printed once, on stdout), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// Build the task images from the Dockerfiles compiled into this binary.
     Images {
         #[command(subcommand)]
@@ -57,6 +64,22 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Serve MCP over HTTP instead of stdio: Streamable HTTP at /mcp, legacy SSE at /sse. ADDR
+    /// defaults to http.listen (127.0.0.1:8765); a port of 0 picks a free one, printed on stderr.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub http: Option<String>,
+    /// With --http: ask for no token, every request acting as the local owner. Accepted only on
+    /// a loopback address.
+    #[arg(long, requires = "http")]
+    pub no_auth: bool,
+    /// With --http: a host name clients may use in Host/Origin, besides http.allowed_hosts
+    /// (repeatable).
+    #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+    pub allowed_hosts: Vec<String>,
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(home) = cli.home {
@@ -65,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Install(args) => install::install(&args, config.commands.dir.as_deref()),
         Command::Uninstall(args) => install::uninstall(&args),
+        Command::Token { command } => token::run(&*open_service(config)?, command),
         // Synchronous and quick: it runs before every tool call of a Claude Code session.
         Command::Hook { command } => hook::run(
             config,
@@ -82,11 +106,11 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Serve => serve(config).await,
+            Command::Serve(args) => serve(config, args).await,
             Command::Images { command } => images::run(&*open_service(config)?, command).await,
             Command::Doctor => doctor(config).await,
             // Handled synchronously in `run`.
-            Command::Install(_) | Command::Uninstall(_) | Command::Hook { .. } => Ok(()),
+            Command::Install(_) | Command::Uninstall(_) | Command::Hook { .. } | Command::Token { .. } => Ok(()),
         }
     })
 }
@@ -95,9 +119,29 @@ fn open_service(config: Config) -> anyhow::Result<Arc<TaskService>> {
     Ok(Arc::new(TaskService::open(config, Arc::new(DockerRuntime::new()))?))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let http = match args.http {
+        Some(addr) => {
+            let mut http = config.http.clone();
+            http.allowed_hosts.extend(args.allowed_hosts);
+            let addr = if addr.is_empty() { http.listen.clone() } else { addr };
+            Some(crate::transport::http::HttpOptions {
+                addr: resolve_addr(&addr)?,
+                no_auth: args.no_auth,
+                config: http,
+            })
+        }
+        None => None,
+    };
+    if let Some(options) = &http {
+        // Refuse bad settings before touching Docker or the registry.
+        options.config.validate()?;
+        crate::transport::http::check_no_auth(options)?;
+    }
     let service = open_service(config)?;
-    tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
+    if http.is_none() {
+        tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
+    }
     // task-resumer first: what it brings back is not marked failed by the reconciliation.
     service.server_started().await;
     match service.reconcile().await {
@@ -108,8 +152,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "startup reconciliation skipped"),
     }
-    crate::transport::stdio::serve(service).await?;
+    match http {
+        Some(options) => crate::transport::http::serve(service, options).await?,
+        None => crate::transport::stdio::serve(service).await?,
+    }
     Ok(())
+}
+
+/// `127.0.0.1:8765`, `[::1]:0`, `localhost:8765`: the first address it names.
+fn resolve_addr(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .with_context(|| format!("--http {addr}: not an address; use HOST:PORT, e.g. 127.0.0.1:8765"))?
+        .next()
+        .with_context(|| format!("--http {addr}: the name resolves to no address"))
 }
 
 async fn doctor(config: Config) -> anyhow::Result<()> {

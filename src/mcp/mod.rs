@@ -8,4 +8,4 @@ mod resources;
 mod server;
 pub mod tools;
 
-pub use server::{INSTRUCTIONS, TaskboxServer};
+pub use server::{ExecLimit, INSTRUCTIONS, TaskboxServer, load_commands};

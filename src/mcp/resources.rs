@@ -6,8 +6,8 @@ use base64::Engine;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
 use crate::error::{Error, Result};
-use crate::task::TaskService;
 use crate::task::service::TaskFile;
+use crate::task::{Owner, TaskService};
 
 const PREFIX: &str = "taskbox://tasks/";
 
@@ -61,7 +61,8 @@ pub fn listed(tasks: &[crate::task::Task]) -> Vec<Resource> {
         .collect()
 }
 
-pub fn read(service: &TaskService, uri: &str) -> Result<ReadResourceResult> {
+/// Reads one of the owner's task resources; another owner's task is not found.
+pub fn read(service: &TaskService, owner: &Owner, uri: &str) -> Result<ReadResourceResult> {
     let not_ours = || {
         Error::invalid(
             "uri",
@@ -72,7 +73,7 @@ pub fn read(service: &TaskService, uri: &str) -> Result<ReadResourceResult> {
     let parts: Vec<&str> = rest.split('/').collect();
     let contents = match parts.as_slice() {
         [task, "executions", execution, "output"] => service
-            .execution_output(task, execution)?
+            .execution_output(&service.resolve_for(owner, task)?.id, execution)?
             .into_iter()
             .map(|(stream, bytes)| {
                 let part_uri = if stream == "stdout" {
@@ -85,7 +86,7 @@ pub fn read(service: &TaskService, uri: &str) -> Result<ReadResourceResult> {
             .collect(),
         [task, name] => {
             let (_, file, _) = FILES.iter().find(|(n, _, _)| n == name).ok_or_else(not_ours)?;
-            let (_, bytes) = service.task_file(task, *file)?;
+            let (_, bytes) = service.task_file(&service.resolve_for(owner, task)?.id, *file)?;
             vec![contents(uri.to_string(), Some(file.mime_type()), bytes)]
         }
         _ => return Err(not_ours()),

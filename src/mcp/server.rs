@@ -11,8 +11,9 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse,
-    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
@@ -24,8 +25,8 @@ use super::prompts::{self, Command};
 use super::resources;
 use crate::error::{Error, Result};
 use crate::hooks::scope::{self, CallScope};
-use crate::task::TaskService;
 use crate::task::model::Task;
+use crate::task::{Owner, TaskService};
 
 pub const INSTRUCTIONS: &str = "\
 taskbox gives you a task sandbox: a hardened Docker container with a git workspace at /workspace. \
@@ -56,25 +57,89 @@ pub struct TaskboxServer {
 
 pub(crate) struct Session {
     pub id: String,
+    /// Whose tasks this session sees: the token's owner over HTTP, the local owner on stdio.
+    pub owner: Owner,
     /// The task tools use when `task` is omitted: set by create and attach.
     pub current_task: Mutex<Option<String>>,
     pub log_level: Arc<LogLevel>,
+    /// Over HTTP, the cap on executions the session's token runs at once.
+    pub exec_limit: Option<ExecLimit>,
+    /// Set by `initialize`: only a session that began ends attachments when it goes away
+    /// (the HTTP transport also builds throwaway servers, e.g. to look up a tool's schema).
+    started: std::sync::atomic::AtomicBool,
+    service: Arc<TaskService>,
+}
+
+impl Drop for Session {
+    /// A session that goes away (client disconnected, HTTP session closed or expired) leaves
+    /// no agent attached; on stdio the transport has done this already and this is a no-op.
+    fn drop(&mut self) {
+        if self.started.load(std::sync::atomic::Ordering::Relaxed) {
+            self.service.end_session_soon(self.id.clone());
+        }
+    }
+}
+
+/// A cap on executions running at once, shared by every session of one HTTP token.
+#[derive(Clone)]
+pub struct ExecLimit {
+    limit: usize,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl ExecLimit {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+        }
+    }
+
+    /// A slot for one execution, held until it is dropped; an error when all are taken.
+    pub(crate) fn try_acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::TooManyExecutions { limit: self.limit })
+    }
+}
+
+/// The slash commands the server offers as prompts: the configured directory's, else the
+/// built-in ones.
+pub fn load_commands(service: &TaskService) -> Arc<Vec<Command>> {
+    let commands = prompts::load(service.commands_dir()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot load the configured commands; serving the built-in ones");
+        prompts::load(None).unwrap_or_default()
+    });
+    Arc::new(commands)
 }
 
 impl TaskboxServer {
+    /// A stdio session: the local owner, no execution cap.
     pub fn new(service: Arc<TaskService>) -> Self {
-        let commands = prompts::load(service.commands_dir()).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot load the configured commands; serving the built-in ones");
-            prompts::load(None).unwrap_or_default()
-        });
+        let commands = load_commands(&service);
+        Self::for_owner(service, commands, Owner::local(), None)
+    }
+
+    /// A session acting for `owner` (over HTTP: the owner of the caller's token).
+    pub fn for_owner(
+        service: Arc<TaskService>,
+        commands: Arc<Vec<Command>>,
+        owner: Owner,
+        exec_limit: Option<ExecLimit>,
+    ) -> Self {
         Self {
-            commands: Arc::new(commands),
-            service,
+            commands,
             session: Arc::new(Session {
                 id: format!("s-{}", ulid::Ulid::new().to_string().to_lowercase()),
+                owner,
                 current_task: Mutex::new(None),
                 log_level: Arc::new(LogLevel::default()),
+                exec_limit,
+                started: std::sync::atomic::AtomicBool::new(false),
+                service: service.clone(),
             }),
+            service,
             tool_router: Self::task_tools()
                 + Self::agent_tools()
                 + Self::exec_tools()
@@ -87,6 +152,16 @@ impl TaskboxServer {
     /// This MCP session's id, as recorded in attachments.
     pub fn session_id(&self) -> &str {
         &self.session.id
+    }
+
+    /// Whose tasks this session sees.
+    pub fn owner(&self) -> &Owner {
+        &self.session.owner
+    }
+
+    /// Over HTTP, a slot under the token's cap on executions at once (held while it runs).
+    pub(crate) fn exec_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        self.session.exec_limit.as_ref().map(ExecLimit::try_acquire).transpose()
     }
 
     pub(crate) fn set_current_task(&self, task_id: Option<String>) {
@@ -116,7 +191,10 @@ impl TaskboxServer {
         Fut: Future<Output = Result<CallToolResult>>,
     {
         let started = Instant::now();
-        let task_id = match self.task_ref(task).and_then(|t| self.service.resolve(Some(&t))) {
+        let task_id = match self
+            .task_ref(task)
+            .and_then(|t| self.service.resolve_for(&self.session.owner, &t))
+        {
             Ok(task) => task.id,
             Err(e) => return e.to_tool_result(),
         };
@@ -163,15 +241,15 @@ impl TaskboxServer {
         let argument = |key: &str| arguments.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
         match tool {
             "create_task_sandbox" | "list_tasks" | "find_task" | "cleanup_task" => None,
-            "task_stats" => self.service.resolve(argument("task")).ok(),
+            "task_stats" => self.service.resolve_for(self.owner(), argument("task")?).ok(),
             "restore_checkpoint" => self
                 .service
-                .resolve_checkpoint(argument("checkpoint")?, argument("task"))
+                .resolve_checkpoint(self.owner(), argument("checkpoint")?, argument("task"))
                 .ok()
                 .map(|(task, _)| task),
             _ => {
                 let task = self.task_ref(argument("task").map(String::from)).ok()?;
-                self.service.resolve(Some(&task)).ok()
+                self.service.resolve_for(self.owner(), &task).ok()
             }
         }
     }
@@ -250,6 +328,16 @@ impl ServerHandler for TaskboxServer {
         .with_instructions(INSTRUCTIONS)
     }
 
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        context.peer.set_peer_info(request.clone());
+        self.session.started.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.negotiate_initialize(&request)
+    }
+
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
@@ -291,7 +379,7 @@ impl ServerHandler for TaskboxServer {
     ) -> Result<ListResourcesResult, McpError> {
         let page = self
             .service
-            .list(None, 100, 0)
+            .list(&self.session.owner, None, 100, 0)
             .map_err(|e| McpError::internal_error(e.to_string(), None))?;
         Ok(ListResourcesResult::with_all_items(resources::listed(&page.tasks)))
     }
@@ -309,7 +397,7 @@ impl ServerHandler for TaskboxServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        resources::read(&self.service, &request.uri)
+        resources::read(&self.service, &self.session.owner, &request.uri)
             .map(Into::into)
             .map_err(|e| McpError::resource_not_found(e.to_string(), None))
     }

@@ -1,12 +1,12 @@
 //! What agents ask about past work: event history, executions with filters, decisions,
 //! full-text search across tasks, and statistics.
 
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{Decision, Event, Timestamp};
+use crate::task::model::{Decision, Event, Owner, Timestamp};
 
 /// Filters of `task_executions`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -136,9 +136,12 @@ impl Registry {
         Ok((decisions, total as u64))
     }
 
-    /// Full-text matches over task names and descriptions, decisions and commands, best first.
-    /// `query` is an FTS5 expression (see `fts_query`).
-    pub fn search(&self, query: &str, per_kind: u32) -> Result<Vec<SearchHit>> {
+    /// Full-text matches over the owner's task names and descriptions, decisions and commands,
+    /// best first. `query` is an FTS5 expression (see `fts_query`).
+    pub fn search(&self, owner: &Owner, query: &str, per_kind: u32) -> Result<Vec<SearchHit>> {
+        if !self.only_owner(owner)? {
+            return self.search_owned(owner, query, per_kind);
+        }
         // Each kind takes its own best matches. Commands, by far the most rows, come newest
         // first: FTS5 walks them in rowid order without scoring every match, where ranking
         // would score them all. Scores of different kinds do not compare; callers rank kinds.
@@ -176,25 +179,91 @@ impl Registry {
         Ok(hits)
     }
 
-    /// Statistics of one task, or of all tasks when `task_id` is `None` (read from the
-    /// aggregates migration 004 keeps current, not by scanning every execution).
-    pub fn stats(&self, task_id: Option<&str>) -> Result<Stats> {
+    /// `search` when other owners have tasks too: each kind is joined to its task and filtered
+    /// by owner before its LIMIT, so other owners' matches can neither show nor crowd out this
+    /// owner's. Slower than the plain search (snippets of every match are computed), which is
+    /// why it is used only when the data dir is shared.
+    fn search_owned(&self, owner: &Owner, query: &str, per_kind: u32) -> Result<Vec<SearchHit>> {
+        let sql = "
+            SELECT * FROM (SELECT t.id, 'task', snippet(search_tasks, 0, '[', ']', '…', 12), bm25(search_tasks) AS score
+                FROM search_tasks JOIN tasks t ON t.rowid = search_tasks.rowid
+                WHERE search_tasks MATCH ?1 AND t.owner = ?3 ORDER BY score LIMIT ?2)
+            UNION ALL
+            SELECT * FROM (SELECT d.task_id, 'decision', snippet(search_decisions, 0, '[', ']', '…', 12), bm25(search_decisions) AS score
+                FROM search_decisions JOIN decisions d ON d.id = search_decisions.rowid JOIN tasks t ON t.id = d.task_id
+                WHERE search_decisions MATCH ?1 AND t.owner = ?3 ORDER BY score LIMIT ?2)
+            UNION ALL
+            SELECT * FROM (SELECT e.task_id, 'command', snippet(search_commands, 0, '[', ']', '…', 12), 0.0
+                FROM search_commands JOIN executions e ON e.rowid = search_commands.rowid JOIN tasks t ON t.id = e.task_id
+                WHERE search_commands MATCH ?1 AND t.owner = ?3 ORDER BY search_commands.rowid DESC LIMIT ?2)
+            ORDER BY 4";
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let hits = stmt
+            .query_map(params![query, per_kind, owner.as_str()], |r| {
+                Ok(SearchHit {
+                    task_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    snippet: r.get(2)?,
+                    score: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(hits)
+    }
+
+    /// Whether every task there is belongs to `owner` (true with no tasks at all): then the
+    /// registry-wide aggregates and indexes are the owner's own. Two index lookups.
+    fn only_owner(&self, owner: &Owner) -> Result<bool> {
+        let conn = self.conn();
+        let first: Option<String> = conn
+            .query_row("SELECT owner FROM tasks ORDER BY owner LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        let last: Option<String> = conn
+            .query_row("SELECT owner FROM tasks ORDER BY owner DESC LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        Ok(match (first, last) {
+            (Some(first), Some(last)) => first == owner.as_str() && last == owner.as_str(),
+            _ => true,
+        })
+    }
+
+    /// Statistics of one task, or of all the owner's tasks when `task_id` is `None`. While the
+    /// owner is the only one with tasks, the overall figures come from the aggregates
+    /// migration 004 keeps current; otherwise they are computed over the owner's executions.
+    pub fn stats(&self, owner: &Owner, task_id: Option<&str>) -> Result<Stats> {
         match task_id {
-            Some(task_id) => self.task_stats(task_id),
-            None => self.overall_stats(),
+            Some(task_id) => self.scoped_stats("task_id = ?1", task_id),
+            None if self.only_owner(owner)? => self.overall_stats(),
+            None => {
+                let mut stats =
+                    self.scoped_stats("task_id IN (SELECT id FROM tasks WHERE owner = ?1)", owner.as_str())?;
+                let conn = self.conn();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT status, COUNT(*) FROM tasks WHERE owner = ?1 GROUP BY status ORDER BY status",
+                )?;
+                stats.tasks_by_status = stmt
+                    .query_map([owner.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(stats)
+            }
         }
     }
 
-    fn task_stats(&self, task_id: &str) -> Result<Stats> {
+    /// Statistics over the executions, checkpoints and decisions whose rows match `scope`
+    /// (an SQL condition on `task_id` with one parameter, `key`).
+    fn scoped_stats(&self, scope: &str, key: &str) -> Result<Stats> {
         let conn = self.conn();
         let (executions, failed): (i64, i64) = conn.query_row(
-            &format!("SELECT COUNT(*), COALESCE(SUM({FAILED}), 0) FROM executions WHERE task_id = ?1"),
-            [task_id],
+            &format!("SELECT COUNT(*), COALESCE(SUM({FAILED}), 0) FROM executions WHERE {scope}"),
+            [key],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let timed: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM executions WHERE task_id = ?1 AND duration_ms IS NOT NULL",
-            [task_id],
+            &format!("SELECT COUNT(*) FROM executions WHERE {scope} AND duration_ms IS NOT NULL"),
+            [key],
             |r| r.get(0),
         )?;
         let percentile = |p: f64| -> Result<Option<u64>> {
@@ -202,23 +271,25 @@ impl Registry {
                 return Ok(None);
             }
             let value: i64 = conn.query_row(
-                "SELECT duration_ms FROM executions WHERE task_id = ?1 AND duration_ms IS NOT NULL
-                 ORDER BY duration_ms LIMIT 1 OFFSET ?2",
-                params![task_id, rank(timed, p)],
+                &format!(
+                    "SELECT duration_ms FROM executions WHERE {scope} AND duration_ms IS NOT NULL
+                     ORDER BY duration_ms LIMIT 1 OFFSET ?2"
+                ),
+                params![key, rank(timed, p)],
                 |r| r.get(0),
             )?;
             Ok(Some(value.max(0) as u64))
         };
         let (p50, p95) = (percentile(0.5)?, percentile(0.95)?);
-        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [task_id], |r| r.get::<_, i64>(0))? as u64) };
-        let checkpoints = count("SELECT COUNT(*) FROM checkpoints WHERE task_id = ?1")?;
-        let decisions = count("SELECT COUNT(*) FROM decisions WHERE task_id = ?1")?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT command, COUNT(*) AS n FROM executions WHERE task_id = ?1
-             GROUP BY command ORDER BY n DESC, command LIMIT 5",
-        )?;
+        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [key], |r| r.get::<_, i64>(0))? as u64) };
+        let checkpoints = count(&format!("SELECT COUNT(*) FROM checkpoints WHERE {scope}"))?;
+        let decisions = count(&format!("SELECT COUNT(*) FROM decisions WHERE {scope}"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT command, COUNT(*) AS n FROM executions WHERE {scope}
+             GROUP BY command ORDER BY n DESC, command LIMIT 5"
+        ))?;
         let top_commands = stmt
-            .query_map([task_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+            .query_map([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Stats {
             tasks_by_status: Vec::new(),
@@ -331,6 +402,35 @@ mod tests {
         }
     }
 
+    /// With two owners, each sees only its own matches and figures.
+    #[test]
+    fn search_and_stats_are_per_owner() {
+        let reg = Registry::open_in_memory().unwrap();
+        let mine = sample_task("login-a");
+        reg.insert_task(&mine).unwrap();
+        let mut theirs = sample_task("login-b");
+        theirs.owner = Owner::new("bob").unwrap();
+        reg.insert_task(&theirs).unwrap();
+        reg.insert_execution(&execution(&mine.id, "make login", 0, 5)).unwrap();
+        reg.insert_execution(&execution(&theirs.id, "make login", 1, 7))
+            .unwrap();
+        reg.insert_execution(&execution(&theirs.id, "secret login", 1, 9))
+            .unwrap();
+        let bob = Owner::new("bob").unwrap();
+        for (owner, task) in [(Owner::local(), &mine), (bob.clone(), &theirs)] {
+            let hits = reg.search(&owner, &fts_query("login").unwrap(), 10).unwrap();
+            assert!(!hits.is_empty());
+            assert!(hits.iter().all(|h| h.task_id == task.id), "{hits:?}");
+        }
+        let local = reg.stats(&Owner::local(), None).unwrap();
+        assert_eq!((local.executions, local.failed_executions), (1, 0));
+        assert_eq!(local.top_commands, vec![("make login".to_string(), 1)]);
+        assert_eq!(local.tasks_by_status, vec![("creating".to_string(), 1)]);
+        let bobs = reg.stats(&bob, None).unwrap();
+        assert_eq!((bobs.executions, bobs.failed_executions), (2, 2));
+        assert_eq!(bobs.duration_p95_ms, Some(9));
+    }
+
     #[test]
     fn search_ranks_names_and_finds_decisions_and_commands_with_snippets() {
         let reg = Registry::open_in_memory().unwrap();
@@ -352,7 +452,7 @@ mod tests {
         })
         .unwrap();
 
-        let hits = reg.search(&fts_query("login").unwrap(), 10).unwrap();
+        let hits = reg.search(&Owner::local(), &fts_query("login").unwrap(), 10).unwrap();
         let summary: Vec<(&str, &str)> = hits.iter().map(|h| (h.task_id.as_str(), h.kind.as_str())).collect();
         assert_eq!(
             summary[0],
@@ -363,9 +463,14 @@ mod tests {
         assert!(summary.contains(&(other.id.as_str(), "command")));
         assert!(hits[0].snippet.contains("[login]"), "{}", hits[0].snippet);
         // Prefixes match; FTS5 syntax in the input is harmless.
-        assert_eq!(reg.search(&fts_query("passw").unwrap(), 10).unwrap().len(), 1);
+        assert_eq!(
+            reg.search(&Owner::local(), &fts_query("passw").unwrap(), 10)
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(
-            reg.search(&fts_query("NOT \"x\" OR (").unwrap(), 10)
+            reg.search(&Owner::local(), &fts_query("NOT \"x\" OR (").unwrap(), 10)
                 .unwrap()
                 .is_empty()
         );
@@ -376,7 +481,7 @@ mod tests {
         );
         // Deleting a task takes its text out of the index.
         reg.delete_task(&other.id).unwrap();
-        let hits = reg.search(&fts_query("login").unwrap(), 10).unwrap();
+        let hits = reg.search(&Owner::local(), &fts_query("login").unwrap(), 10).unwrap();
         assert!(hits.iter().all(|h| h.task_id == login.id));
     }
 
@@ -412,7 +517,7 @@ mod tests {
         assert_eq!(reg.list_executions(&task.id, &filter, 2, 0).unwrap().1, 3);
         assert_eq!(reg.list_executions(&task.id, &filter, 2, 0).unwrap().0.len(), 2);
 
-        let stats = reg.stats(Some(&task.id)).unwrap();
+        let stats = reg.stats(&Owner::local(), Some(&task.id)).unwrap();
         assert_eq!(stats.executions, 4);
         assert_eq!(stats.failed_executions, 1);
         assert_eq!(stats.failure_rate, 0.25);
@@ -421,7 +526,7 @@ mod tests {
         assert_eq!(stats.top_commands[0], ("make".to_string(), 2));
         // The aggregates behind the overall figures agree with counting directly, through
         // updates (an execution finishing) and deletes (the task going).
-        let overall = reg.stats(None).unwrap();
+        let overall = reg.stats(&Owner::local(), None).unwrap();
         assert_eq!(overall.tasks_by_status, [("creating".to_string(), 1)]);
         assert_eq!(
             (
@@ -446,13 +551,13 @@ mod tests {
         running.status = ExecutionStatus::TimedOut;
         running.duration_ms = Some(50);
         reg.finish_execution(&running).unwrap();
-        let overall = reg.stats(None).unwrap();
+        let overall = reg.stats(&Owner::local(), None).unwrap();
         assert_eq!(
             (overall.executions, overall.failed_executions, overall.duration_p95_ms),
             (6, 2, Some(50))
         );
         reg.delete_task(&task.id).unwrap();
-        let overall = reg.stats(None).unwrap();
+        let overall = reg.stats(&Owner::local(), None).unwrap();
         assert_eq!(
             (overall.executions, overall.failed_executions, overall.duration_p50_ms),
             (0, 0, None)

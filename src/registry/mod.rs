@@ -10,6 +10,7 @@ mod events;
 mod executions;
 mod memory;
 mod tasks;
+mod tokens;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -22,12 +23,14 @@ use rusqlite_migration::{M, Migrations};
 pub use executions::ExecutionCounts;
 pub use memory::{ExecutionFilter, SearchHit, Stats, fts_query as memory_query};
 pub use tasks::TaskPage;
+pub use tokens::TokenRecord;
 
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/001_initial_schema.sql")),
     M::up(include_str!("../../migrations/002_workspaces.sql")),
     M::up(include_str!("../../migrations/003_task_memory.sql")),
     M::up(include_str!("../../migrations/004_stats_aggregates.sql")),
+    M::up(include_str!("../../migrations/005_owners_and_tokens.sql")).foreign_key_check(),
 ];
 
 /// How long a statement waits for another process's write lock before giving up.
@@ -80,8 +83,12 @@ impl Registry {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Foreign keys are off while migrating (the bundled SQLite turns them on by default): a
+        // migration that rebuilds a table (005) drops the old one, which with foreign keys on
+        // would delete every row that refers to it. Migrations that need it check the keys.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -117,5 +124,43 @@ mod tests {
         assert_eq!(mode, "wal");
         let fk: i64 = again.conn().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(fk, 1);
+    }
+
+    /// Schema 5 rebuilds the tasks table: rows, their rowids (the search index's keys) and
+    /// every row that refers to a task must come through, owned by the local owner.
+    #[test]
+    fn owners_migration_keeps_tasks_and_what_refers_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        Migrations::from_slice(&MIGRATIONS[..4]).to_latest(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tasks (id, name, description, status, image, network, workspace, memory_mb, cpus, pids,
+                 created_at, updated_at) VALUES
+             ('t-1', 'fix-login', 'the login form', 'running', 'i', 'none', '/w', 1, 1.0, 1, '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z');
+             INSERT INTO executions (id, task_id, command, status, started_at) VALUES ('e-1', 't-1', 'make test', 'finished', '2024-01-01T00:00:00Z');
+             INSERT INTO attachments (task_id, agent, session_id, attached_at) VALUES ('t-1', 'a', 's', '2024-01-01T00:00:00Z');",
+        )
+        .unwrap();
+        drop(conn);
+        let reg = Registry::open(&path).unwrap();
+        let local = crate::task::model::Owner::local();
+        let task = reg.find_task(&local, "fix-login").unwrap().unwrap();
+        assert_eq!((task.id.as_str(), task.owner.as_str()), ("t-1", "local"));
+        assert_eq!(
+            reg.search(&local, &memory_query("login").unwrap(), 10).unwrap().len(),
+            1
+        );
+        assert_eq!(reg.search(&local, &memory_query("make").unwrap(), 10).unwrap().len(), 1);
+        assert_eq!(reg.active_attachments("t-1").unwrap().len(), 1);
+        assert_eq!(reg.stats(&local, None).unwrap().executions, 1);
+        // Foreign keys are on again afterwards: deleting the task cascades.
+        reg.delete_task("t-1").unwrap();
+        let left: i64 = reg
+            .conn()
+            .query_row("SELECT COUNT(*) FROM executions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }

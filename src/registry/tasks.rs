@@ -6,13 +6,13 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params_from_iter};
 
 use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{NetworkMode, ResourceLimits, Task, TaskRepo, TaskStatus, now};
+use crate::task::model::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStatus, now};
 
 const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
-     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from";
+     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner";
 
-const COLUMN_COUNT: usize = 26;
+const COLUMN_COUNT: usize = 27;
 
 /// `?1, ?2, … ?19` starting at `first`.
 fn placeholders(first: usize) -> String {
@@ -56,6 +56,7 @@ fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
         opt(&task.repo.synced_commit),
         opt(&task.container_image),
         opt(&task.forked_from),
+        text(task.owner.as_str()),
     ]
 }
 
@@ -79,21 +80,40 @@ impl Registry {
         self.query_one(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"), id)
     }
 
-    pub fn get_task_by_name(&self, name: &str) -> Result<Option<Task>> {
-        self.query_one(&format!("SELECT {COLUMNS} FROM tasks WHERE name = ?1"), name)
+    /// The owner's task of that name (names are unique per owner).
+    pub fn get_task_by_name(&self, owner: &Owner, name: &str) -> Result<Option<Task>> {
+        self.query_owned(
+            &format!("SELECT {COLUMNS} FROM tasks WHERE owner = ?1 AND name = ?2"),
+            owner,
+            name,
+        )
     }
 
-    /// A task by id, else by name: tools accept either as `task`.
-    pub fn find_task(&self, id_or_name: &str) -> Result<Option<Task>> {
-        match self.get_task(id_or_name)? {
+    /// The owner's task with this id, else with this name: tools accept either as `task`.
+    /// Another owner's task is not found, exactly like a task that does not exist.
+    pub fn find_task(&self, owner: &Owner, id_or_name: &str) -> Result<Option<Task>> {
+        let by_id = self.query_owned(
+            &format!("SELECT {COLUMNS} FROM tasks WHERE owner = ?1 AND id = ?2"),
+            owner,
+            id_or_name,
+        )?;
+        match by_id {
             Some(task) => Ok(Some(task)),
-            None => self.get_task_by_name(id_or_name),
+            None => self.get_task_by_name(owner, id_or_name),
         }
     }
 
     fn query_one(&self, sql: &str, key: &str) -> Result<Option<Task>> {
         let conn = self.conn();
         let raw = conn.query_row(sql, [key], RawTask::from_row).optional()?;
+        raw.map(RawTask::into_task).transpose()
+    }
+
+    fn query_owned(&self, sql: &str, owner: &Owner, key: &str) -> Result<Option<Task>> {
+        let conn = self.conn();
+        let raw = conn
+            .query_row(sql, [owner.as_str(), key], RawTask::from_row)
+            .optional()?;
         raw.map(RawTask::into_task).transpose()
     }
 
@@ -123,13 +143,40 @@ impl Registry {
         Ok(updated)
     }
 
-    /// Newest first.
+    /// Every owner's tasks, newest first (for the server's own upkeep, never for a session).
     pub fn list_tasks(&self, status: Option<TaskStatus>, limit: u32, offset: u64) -> Result<TaskPage> {
+        self.list_tasks_where(None, status, limit, offset)
+    }
+
+    /// One owner's tasks, newest first.
+    pub fn list_owner_tasks(
+        &self,
+        owner: &Owner,
+        status: Option<TaskStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<TaskPage> {
+        self.list_tasks_where(Some(owner), status, limit, offset)
+    }
+
+    fn list_tasks_where(
+        &self,
+        owner: Option<&Owner>,
+        status: Option<TaskStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<TaskPage> {
         // One statement per case: `?1 IS NULL OR status = ?1` would keep SQLite from using
         // the indexes, scanning and sorting every task on each call.
-        let (filter, args): (&str, Vec<rusqlite::types::Value>) = match status {
-            Some(status) => ("WHERE status = ?1", vec![Value::Text(status.as_str().to_string())]),
-            None => ("", Vec::new()),
+        let text = |s: &str| Value::Text(s.to_string());
+        let (filter, args): (&str, Vec<rusqlite::types::Value>) = match (owner, status) {
+            (Some(owner), Some(status)) => (
+                "WHERE owner = ?1 AND status = ?2",
+                vec![text(owner.as_str()), text(status.as_str())],
+            ),
+            (Some(owner), None) => ("WHERE owner = ?1", vec![text(owner.as_str())]),
+            (None, Some(status)) => ("WHERE status = ?1", vec![text(status.as_str())]),
+            (None, None) => ("", Vec::new()),
         };
         let n = args.len();
         let conn = self.conn();
@@ -191,6 +238,7 @@ struct RawTask {
     synced_commit: Option<String>,
     container_image: Option<String>,
     forked_from: Option<String>,
+    owner: String,
 }
 
 impl RawTask {
@@ -222,6 +270,7 @@ impl RawTask {
             synced_commit: r.get(23)?,
             container_image: r.get(24)?,
             forked_from: r.get(25)?,
+            owner: r.get(26)?,
         })
     }
 
@@ -269,6 +318,10 @@ impl RawTask {
             },
             container_image: self.container_image,
             forked_from: self.forked_from,
+            owner: Owner::new(&self.owner).map_err(|_| RegistryError::Corrupt {
+                column: "owner",
+                value: self.owner.clone(),
+            })?,
             created_at: ts_from_sql("created_at", self.created_at)?,
             updated_at: ts_from_sql("updated_at", self.updated_at)?,
             version: self.version,
@@ -315,6 +368,7 @@ pub(crate) mod tests {
             created_at: at,
             updated_at: at,
             version: 1,
+            owner: Owner::local(),
         }
     }
 
@@ -331,16 +385,29 @@ pub(crate) mod tests {
         let task = stored(sample_task("alpha"));
         reg.insert_task(&task).unwrap();
         assert_eq!(reg.get_task(&task.id).unwrap(), Some(task.clone()));
-        assert_eq!(reg.find_task("alpha").unwrap(), Some(task.clone()));
-        assert_eq!(reg.find_task(&task.id).unwrap(), Some(task));
-        assert_eq!(reg.find_task("beta").unwrap(), None);
+        let local = Owner::local();
+        assert_eq!(reg.find_task(&local, "alpha").unwrap(), Some(task.clone()));
+        assert_eq!(reg.find_task(&local, &task.id).unwrap(), Some(task.clone()));
+        assert_eq!(reg.find_task(&local, "beta").unwrap(), None);
+        // Another owner finds it neither by name nor by id.
+        let bob = Owner::new("bob").unwrap();
+        assert_eq!(reg.find_task(&bob, "alpha").unwrap(), None);
+        assert_eq!(reg.find_task(&bob, &task.id).unwrap(), None);
     }
 
     #[test]
-    fn names_are_unique() {
+    fn names_are_unique_per_owner() {
         let reg = Registry::open_in_memory().unwrap();
         reg.insert_task(&sample_task("alpha")).unwrap();
         assert!(reg.insert_task(&sample_task("alpha")).is_err());
+        let mut bobs = sample_task("alpha");
+        bobs.owner = Owner::new("bob").unwrap();
+        reg.insert_task(&bobs).unwrap();
+        let bob = Owner::new("bob").unwrap();
+        assert_eq!(reg.get_task_by_name(&bob, "alpha").unwrap().unwrap().id, bobs.id);
+        let page = reg.list_owner_tasks(&bob, None, 10, 0).unwrap();
+        assert_eq!((page.total, page.tasks.len()), (1, 1));
+        assert_eq!(reg.list_tasks(None, 10, 0).unwrap().total, 2);
     }
 
     #[test]

@@ -54,6 +54,67 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// Who a task belongs to. Over HTTP it is the owner of the caller's token; stdio sessions and
+/// `serve --http --no-auth` act as [`Owner::LOCAL`]. A session sees only its owner's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Owner(String);
+
+impl Owner {
+    /// The owner of stdio sessions, and of every task made before owners existed.
+    pub const LOCAL: &'static str = "local";
+
+    pub fn local() -> Self {
+        Self(Self::LOCAL.to_string())
+    }
+
+    /// An owner name: like a task name, `[a-z0-9][a-z0-9-]{0,62}`, because it also names the
+    /// owner's task branches (`taskbox-<owner>/<task>`).
+    pub fn new(name: &str) -> Result<Self> {
+        let reason = if name.is_empty() {
+            Some("it is empty")
+        } else if name.len() > 63 {
+            Some("it is longer than 63 characters")
+        } else if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+            Some("it must start with a lowercase letter or a digit")
+        } else if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            Some("only lowercase letters, digits and '-' are allowed")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::invalid(
+                "owner",
+                format!("'{name}' is not an owner name: {reason}; e.g. 'alice' or 'ci-bot'"),
+            )),
+            None => Ok(Self(name.to_string())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.0 == Self::LOCAL
+    }
+}
+
+impl Default for Owner {
+    fn default() -> Self {
+        Self::local()
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -185,6 +246,9 @@ pub struct Task {
     pub updated_at: Timestamp,
     /// Optimistic concurrency: every update must name the version it read.
     pub version: i64,
+    /// Who the task belongs to; only sessions of this owner see it.
+    #[serde(default)]
+    pub owner: Owner,
 }
 
 /// The repository a task's work is written to, only ever by the server.
@@ -330,6 +394,17 @@ mod tests {
         for bad in ["", "-x", "Fix", "a_b", "a b", "ä", &"a".repeat(64), "../x"] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn owner_names_follow_the_pattern() {
+        for good in ["local", "alice", "ci-bot", "0"] {
+            assert_eq!(Owner::new(good).unwrap().as_str(), good);
+        }
+        for bad in ["", "Alice", "a_b", "a/b", "-x", &"a".repeat(64)] {
+            assert!(Owner::new(bad).is_err(), "{bad}");
+        }
+        assert!(Owner::default().is_local());
     }
 
     #[test]

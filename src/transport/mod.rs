@@ -1,3 +1,9 @@
-//! Transports that carry MCP to `TaskboxServer`: stdio now (one session per process).
+//! Transports that carry MCP to `TaskboxServer`: stdio (one local session per process) and
+//! HTTP (Streamable HTTP and legacy SSE, many sessions of many owners; see http.rs).
 
+mod auth;
+pub mod http;
+mod limits;
+mod origin;
+mod sse;
 pub mod stdio;

@@ -41,7 +41,8 @@ pub async fn serve(service: Arc<TaskService>) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Resolves on SIGTERM or SIGINT, naming it.
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => tokio::select! {

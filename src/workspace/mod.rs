@@ -14,6 +14,8 @@ pub mod host;
 
 use std::path::{Path, PathBuf};
 
+use crate::task::model::Owner;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     #[error("git: {0}")]
@@ -63,8 +65,14 @@ pub const AGENT_NAME: &str = "taskbox agent";
 pub const AGENT_EMAIL: &str = "agent@taskbox.local";
 
 /// The branch a task's work lives on.
-pub fn task_branch(task_name: &str) -> String {
-    format!("taskbox/{task_name}")
+pub fn task_branch(owner: &Owner, task_name: &str) -> String {
+    // Other owners get a prefix of their own, so equal task names of two owners never meet in
+    // one repository (and `taskbox-<owner>/` cannot clash with a local `taskbox/<name>`).
+    if owner.is_local() {
+        format!("taskbox/{task_name}")
+    } else {
+        format!("taskbox-{owner}/{task_name}")
+    }
 }
 
 /// The hidden ref that keeps a checkpoint's commit alive in the host repository.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 

@@ -106,13 +106,20 @@ impl TaskboxServer {
         // Find the checkpoint first: `<task>:<n>` and ids name their task; a bare `<n>`
         // belongs to `task` or the session's current task.
         let default_task = p.task.clone().or_else(|| self.task_ref(None).ok());
-        let (task, checkpoint) = match self.service.resolve_checkpoint(&p.checkpoint, default_task.as_deref()) {
-            Ok(found) => found,
-            Err(e) => return Ok(e.to_tool_result()),
-        };
+        let (task, checkpoint) =
+            match self
+                .service
+                .resolve_checkpoint(&self.session.owner, &p.checkpoint, default_task.as_deref())
+            {
+                Ok(found) => found,
+                Err(e) => return Ok(e.to_tool_result()),
+            };
         Ok(self
             .on_task("restore_checkpoint", Some(task.id), |_| async move {
-                let restored = self.service.restore_checkpoint(&checkpoint.id).await?;
+                let restored = self
+                    .service
+                    .restore_checkpoint(&self.session.owner, &checkpoint.id)
+                    .await?;
                 let mut text = format!(
                     "Restored checkpoint #{} of {}.",
                     restored.restored.seq,

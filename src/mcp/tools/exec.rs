@@ -72,6 +72,11 @@ impl TaskboxServer {
             user: p.user,
             explanation: p.explanation,
         };
+        // Held until the execution ends: the HTTP token's cap on executions at once.
+        let _slot = match self.exec_slot() {
+            Ok(slot) => slot,
+            Err(e) => return Ok(e.to_tool_result()),
+        };
         Ok(self
             .on_task("execute_in_task", p.task, |id| async move {
                 let result = self.service.execute(&id, request, cancel).await?;

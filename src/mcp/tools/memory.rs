@@ -216,7 +216,9 @@ impl TaskboxServer {
     )]
     async fn find_task(&self, Parameters(p): Parameters<FindTaskParams>) -> Result<CallToolResult, McpError> {
         finish((|| {
-            let found = self.service.find(&p.query, p.limit.unwrap_or(10))?;
+            let found = self
+                .service
+                .find(&self.session.owner, &p.query, p.limit.unwrap_or(10))?;
             let mut text = format!("{} task(s) match '{}'.", found.len(), p.query);
             for f in &found {
                 text.push_str(&format!("\n- {} ({}, {})", f.task.name, f.task.id, f.task.status));
@@ -248,13 +250,13 @@ impl TaskboxServer {
         match p.task {
             Some(task) => Ok(self
                 .on_task("task_stats", Some(task), |id| async move {
-                    let stats = self.service.stats(Some(&id))?;
+                    let stats = self.service.stats(&self.session.owner, Some(&id))?;
                     reply(summary(&stats), &stats)
                 })
                 .await),
             None => finish(
                 self.service
-                    .stats(None)
+                    .stats(&self.session.owner, None)
                     .and_then(|stats| reply(summary(&stats), &stats)),
             ),
         }

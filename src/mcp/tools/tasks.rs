@@ -160,6 +160,7 @@ impl TaskboxServer {
         let started = std::time::Instant::now();
         let progress = progress_to_client(context.peer.clone(), self.session.log_level.clone(), "taskbox.images");
         let request = CreateTaskRequest {
+            owner: self.session.owner.clone(),
             name: p.name,
             description: p.description,
             image: p.image,
@@ -229,7 +230,7 @@ impl TaskboxServer {
                 return Err(Error::invalid("limit", format!("{limit} is outside 1..=500")));
             }
             let offset = p.offset.unwrap_or(0);
-            let page = self.service.list(status, limit, offset)?;
+            let page = self.service.list(&self.session.owner, status, limit, offset)?;
             let mut text = format!("{} task(s) match; showing {}.", page.total, page.tasks.len());
             for task in &page.tasks {
                 text.push_str(&format!("\n- {}", task_line(task)));
@@ -312,6 +313,7 @@ impl TaskboxServer {
     async fn cleanup_task(&self, Parameters(p): Parameters<CleanupTaskParams>) -> Result<CallToolResult, McpError> {
         let request = (|| {
             Ok::<_, Error>(CleanupRequest {
+                owner: self.session.owner.clone(),
                 task: p.task.clone(),
                 status: p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?,
                 older_than: p.older_than.as_deref().map(parse_duration).transpose()?,

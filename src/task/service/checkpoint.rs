@@ -14,7 +14,7 @@ use crate::hooks::HookEvent;
 use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, RuntimeError};
 use crate::store::atomic_write;
 use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Checkpoint, Event, Task, TaskStatus, new_checkpoint_id, now};
+use crate::task::model::{Checkpoint, Event, Owner, Task, TaskStatus, new_checkpoint_id, now};
 use crate::workspace::{checkpoint_ref, host};
 
 /// Resets the workspace to a commit (as the agent's user, inside the container): tracked
@@ -176,8 +176,9 @@ impl TaskService {
         Ok((task, checkpoints))
     }
 
-    /// A checkpoint by id (`c-…`) or as `<task>:<seq>`; `task` is the default for a bare number.
-    pub fn resolve_checkpoint(&self, reference: &str, task: Option<&str>) -> Result<(Task, Checkpoint)> {
+    /// One of the owner's checkpoints, by id (`c-…`) or as `<task>:<seq>`; `task` is the
+    /// default for a bare number. Another owner's checkpoint is not found.
+    pub fn resolve_checkpoint(&self, owner: &Owner, reference: &str, task: Option<&str>) -> Result<(Task, Checkpoint)> {
         let not_found = || {
             Error::invalid(
                 "checkpoint",
@@ -187,7 +188,7 @@ impl TaskService {
             )
         };
         if let Some(checkpoint) = self.registry.get_checkpoint(reference)? {
-            let task = self.resolve(Some(&checkpoint.task_id))?;
+            let task = self.resolve_for(owner, &checkpoint.task_id).map_err(|_| not_found())?;
             return Ok((task, checkpoint));
         }
         let (task_ref, seq) = match reference.rsplit_once(':') {
@@ -195,7 +196,7 @@ impl TaskService {
             None => (task, reference),
         };
         let seq: i64 = seq.parse().map_err(|_| not_found())?;
-        let task = self.resolve(task_ref)?;
+        let task = self.resolve_for(owner, task_ref.ok_or(Error::NoCurrentTask)?)?;
         let checkpoint = self
             .registry
             .get_checkpoint_by_seq(&task.id, seq)?
@@ -204,10 +205,10 @@ impl TaskService {
     }
 
     /// Restores a checkpoint, named by id or `<task>:<n>`.
-    pub async fn restore_checkpoint(&self, reference: &str) -> Result<RestoreResult> {
-        let (task, _) = self.resolve_checkpoint(reference, None)?;
+    pub async fn restore_checkpoint(&self, owner: &Owner, reference: &str) -> Result<RestoreResult> {
+        let (task, _) = self.resolve_checkpoint(owner, reference, None)?;
         let _lock = self.store.lock_task(&task.id).await?;
-        let (task, checkpoint) = self.resolve_checkpoint(reference, None)?;
+        let (task, checkpoint) = self.resolve_checkpoint(owner, reference, None)?;
         let image = checkpoint
             .image_id
             .clone()

@@ -10,11 +10,13 @@ use serde::Serialize;
 use super::TaskService;
 use crate::error::{Error, Result};
 use crate::task::lifecycle::{LifecycleEvent, transition};
-use crate::task::model::{Task, TaskStatus, now};
+use crate::task::model::{Owner, Task, TaskStatus, now};
 use crate::workspace;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CleanupRequest {
+    /// Whose tasks: only these are candidates.
+    pub owner: Owner,
     pub task: Option<String>,
     pub status: Option<TaskStatus>,
     pub older_than: Option<Duration>,
@@ -61,7 +63,7 @@ impl TaskService {
 
     fn cleanup_candidates(&self, request: &CleanupRequest) -> Result<Vec<Task>> {
         if let Some(task) = &request.task {
-            let task = self.resolve(Some(task))?;
+            let task = self.resolve_for(&request.owner, task)?;
             transition(task.status, LifecycleEvent::Cleanup)?;
             return Ok(vec![task]);
         }
@@ -86,7 +88,11 @@ impl TaskService {
             .map(|d| now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
         let mut tasks = Vec::new();
         for status in statuses {
-            for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {
+            for task in self
+                .registry
+                .list_owner_tasks(&request.owner, Some(status), u32::MAX, 0)?
+                .tasks
+            {
                 if cutoff.is_none_or(|cutoff| task.updated_at < cutoff) {
                     tasks.push(task);
                 }

@@ -15,10 +15,14 @@ use crate::hooks::HookEvent;
 use crate::registry::RegistryError;
 use crate::runtime::{ExecSpec, images};
 use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Event, NetworkMode, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name};
+use crate::task::model::{
+    Event, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name,
+};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateTaskRequest {
+    /// Who the task will belong to; names are unique per owner.
+    pub owner: Owner,
     pub name: String,
     pub description: Option<String>,
     pub image: Option<String>,
@@ -60,12 +64,12 @@ impl TaskService {
 
     async fn create_tracked(&self, request: CreateTaskRequest, progress: Progress) -> Result<CreatedTask> {
         let fork = match &request.from_checkpoint {
-            Some(reference) => Some(self.fork_source(reference)?),
+            Some(reference) => Some(self.fork_source(&request.owner, reference)?),
             None => None,
         };
         let repo_request = request.repo.clone();
         let mut task = self.new_task(request)?;
-        if let Some(existing) = self.registry.get_task_by_name(&task.name)? {
+        if let Some(existing) = self.registry.get_task_by_name(&task.owner, &task.name)? {
             return Err(name_taken(existing));
         }
         // Image first: a missing Docker or image fails before anything is made.
@@ -104,8 +108,8 @@ impl TaskService {
     }
 
     /// The task and checkpoint a fork starts from, and the image its container starts from.
-    fn fork_source(&self, reference: &str) -> Result<(Fork, String)> {
-        let (source, checkpoint) = self.resolve_checkpoint(reference, None)?;
+    fn fork_source(&self, owner: &Owner, reference: &str) -> Result<(Fork, String)> {
+        let (source, checkpoint) = self.resolve_checkpoint(owner, reference, None)?;
         let image = checkpoint
             .image_id
             .clone()
@@ -177,6 +181,7 @@ impl TaskService {
             created_at: at,
             updated_at: at,
             version: 1,
+            owner: request.owner,
         })
     }
 
@@ -199,7 +204,7 @@ impl TaskService {
             Ok(()) => made.row = Some(task.id.clone()),
             // Another process took the name between our check and the insert.
             Err(RegistryError::Sqlite(e)) if is_unique_violation(&e) => {
-                return Err(match self.registry.get_task_by_name(&task.name)? {
+                return Err(match self.registry.get_task_by_name(&task.owner, &task.name)? {
                     Some(existing) => name_taken(existing),
                     None => RegistryError::Sqlite(e).into(),
                 });

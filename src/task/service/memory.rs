@@ -10,7 +10,7 @@ use super::TaskService;
 use crate::error::{Error, Result};
 use crate::registry::memory_query;
 use crate::registry::{ExecutionFilter, SearchHit, Stats};
-use crate::task::model::{Decision, Event, Execution, Task, Timestamp, now};
+use crate::task::model::{Decision, Event, Execution, Owner, Task, Timestamp, now};
 
 /// Most rows a listing returns at once.
 pub const MAX_PAGE: u32 = 500;
@@ -108,7 +108,7 @@ impl TaskService {
 
     /// Tasks whose name, description, decisions or commands match every word of `query`,
     /// best first.
-    pub fn find(&self, query: &str, limit: u32) -> Result<Vec<FoundTask>> {
+    pub fn find(&self, owner: &Owner, query: &str, limit: u32) -> Result<Vec<FoundTask>> {
         let fts = memory_query(query).ok_or_else(|| {
             Error::invalid(
                 "query",
@@ -122,7 +122,7 @@ impl TaskService {
         let rank = |hit: &SearchHit| (kind_rank(&hit.kind), hit.score);
         let by_order = |a: &(u8, f64), b: &(u8, f64)| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
         let mut by_task: BTreeMap<String, Vec<SearchHit>> = BTreeMap::new();
-        for hit in self.registry.search(&fts, limit.saturating_mul(3))? {
+        for hit in self.registry.search(owner, &fts, limit.saturating_mul(3))? {
             by_task.entry(hit.task_id.clone()).or_default().push(hit);
         }
         let mut ranked: Vec<Vec<SearchHit>> = by_task.into_values().collect();
@@ -144,14 +144,14 @@ impl TaskService {
         Ok(found)
     }
 
-    /// Statistics of one task, or overall when `task` is `None`.
-    pub fn stats(&self, task: Option<&str>) -> Result<Stats> {
+    /// Statistics of one of the owner's tasks, or over all of them when `task` is `None`.
+    pub fn stats(&self, owner: &Owner, task: Option<&str>) -> Result<Stats> {
         match task {
             Some(task) => {
-                let task = self.resolve(Some(task))?;
-                Ok(self.registry.stats(Some(&task.id))?)
+                let task = self.resolve_for(owner, task)?;
+                Ok(self.registry.stats(owner, Some(&task.id))?)
             }
-            None => Ok(self.registry.stats(None)?),
+            None => Ok(self.registry.stats(owner, None)?),
         }
     }
 }

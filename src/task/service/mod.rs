@@ -15,6 +15,7 @@ mod reconcile;
 mod repo;
 mod resources;
 mod resume;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,9 +38,10 @@ pub use reconcile::ReconcileOutcome;
 pub use repo::{RepoRequest, SyncOutcome, TaskDiff};
 pub use resources::TaskFile;
 pub use resume::{ResumeReport, Revival};
+pub use tokens::{TOKEN_PREFIX, token_hash};
 
 use super::lifecycle::{LifecycleEvent, transition};
-use super::model::{Event, Task, TaskStatus};
+use super::model::{Event, Owner, Task, TaskStatus};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::registry::{Registry, RegistryError, TaskPage};
@@ -57,8 +59,12 @@ pub fn no_progress() -> Progress {
 pub struct TaskService {
     /// Creations and executions in flight, so shutdown can wait for them.
     in_flight: TaskTracker,
+    /// Sessions being ended in the background (see `end_session_soon`).
+    ending_sessions: TaskTracker,
     /// Cancelled at shutdown: running executions are killed and recorded as cancelled.
     shutting_down: CancellationToken,
+    /// Cancelled when a graceful shutdown begins: no new work, running work may finish.
+    draining: CancellationToken,
     config: Config,
     subnet_pool: SubnetPool,
     /// The server's working directory: the default source repository and allowed root.
@@ -93,7 +99,9 @@ impl TaskService {
         Ok(Self {
             hooks,
             in_flight: TaskTracker::new(),
+            ending_sessions: TaskTracker::new(),
             shutting_down: CancellationToken::new(),
+            draining: CancellationToken::new(),
             subnet_pool: config.network.subnet_pool()?,
             cwd: std::env::current_dir()
                 .map_err(|e| Error::Config(format!("cannot read the working directory: {e}")))?,
@@ -118,11 +126,51 @@ impl TaskService {
         }
     }
 
+    /// Graceful shutdown of a server many clients share: takes no new work, lets executions
+    /// and creations in flight finish for up to `grace`, then kills what is still running
+    /// (recorded as cancelled) and waits up to `kill_wait` for those records.
+    pub async fn drain(&self, grace: std::time::Duration, kill_wait: std::time::Duration) {
+        self.draining.cancel();
+        self.in_flight.close();
+        if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
+            tracing::warn!(
+                left = self.in_flight.len(),
+                "shutdown: work still running after the {grace:?} grace period is killed"
+            );
+        }
+        self.shutdown(kill_wait).await;
+    }
+
     fn refuse_if_shutting_down(&self) -> Result<()> {
-        if self.shutting_down.is_cancelled() {
+        if self.shutting_down.is_cancelled() || self.draining.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
         Ok(())
+    }
+
+    /// `end_session` from a place that cannot wait for it (a session being dropped): it runs
+    /// on the runtime, and `wait_for_ended_sessions` lets a shutdown wait for it (its hooks may
+    /// take a checkpoint).
+    pub fn end_session_soon(self: &Arc<Self>, session_id: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(session_id, "no runtime left to end the session's attachments");
+            return;
+        };
+        let service = self.clone();
+        runtime.spawn(self.ending_sessions.track_future(async move {
+            service.end_session(&session_id).await;
+        }));
+    }
+
+    /// Waits up to `limit` for sessions being ended in the background.
+    pub async fn wait_for_ended_sessions(&self, limit: std::time::Duration) {
+        self.ending_sessions.close();
+        if tokio::time::timeout(limit, self.ending_sessions.wait()).await.is_err() {
+            tracing::warn!(
+                left = self.ending_sessions.len(),
+                "sessions still ending after {limit:?}"
+            );
+        }
     }
 
     /// Ends every attachment an MCP session still holds (the session is over).
@@ -157,17 +205,29 @@ impl TaskService {
         &self.home
     }
 
-    /// Finds a task by id or name; `None` means "the session's current task" and is refused
-    /// by the caller before it gets here.
+    /// Finds a task by id, whoever owns it: the methods taking a task get ids their caller
+    /// resolved with `resolve_for`. A name is not looked up here (names are unique per owner
+    /// only), so a caller that skipped `resolve_for` fails instead of reaching another
+    /// owner's task. `None` means "the session's current task" and is refused by the caller
+    /// before it gets here.
     pub fn resolve(&self, task: Option<&str>) -> Result<Task> {
         let task = task.ok_or(Error::NoCurrentTask)?;
         self.registry
-            .find_task(task)?
+            .get_task(task)?
             .ok_or_else(|| Error::TaskNotFound { task: task.to_string() })
     }
 
-    pub fn list(&self, status: Option<TaskStatus>, limit: u32, offset: u64) -> Result<TaskPage> {
-        Ok(self.registry.list_tasks(status, limit, offset)?)
+    /// The owner's task with this id or name. Another owner's task gives the same error as a
+    /// task that does not exist.
+    pub fn resolve_for(&self, owner: &Owner, task: &str) -> Result<Task> {
+        self.registry
+            .find_task(owner, task)?
+            .ok_or_else(|| Error::TaskNotFound { task: task.to_string() })
+    }
+
+    /// The owner's tasks, newest first.
+    pub fn list(&self, owner: &Owner, status: Option<TaskStatus>, limit: u32, offset: u64) -> Result<TaskPage> {
+        Ok(self.registry.list_owner_tasks(owner, status, limit, offset)?)
     }
 
     /// Appends an event to the task's log and indexes it. The log is the record: an index

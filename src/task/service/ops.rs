@@ -257,9 +257,13 @@ impl TaskService {
         let Ok(root) = crate::workspace::host::discover(dir) else {
             return Ok(None);
         };
-        let running = self
-            .registry
-            .list_tasks(Some(crate::task::model::TaskStatus::Running), 10_000, 0)?;
+        // The hook runs for the developer at this machine: the local owner's tasks only.
+        let running = self.registry.list_owner_tasks(
+            &crate::task::model::Owner::local(),
+            Some(crate::task::model::TaskStatus::Running),
+            10_000,
+            0,
+        )?;
         for task in running.tasks {
             let same_repo = !task.repo.private && task.repo.path.as_deref() == Some(root.as_path());
             if same_repo && !self.registry.active_attachments(&task.id)?.is_empty() {

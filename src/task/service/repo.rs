@@ -114,7 +114,7 @@ impl TaskService {
         fork: Option<&ForkFrom>,
         made: &mut Made,
     ) -> Result<Vec<String>> {
-        let branch = task_branch(&task.name);
+        let branch = task_branch(&task.owner, &task.name);
         let mut warnings = Vec::new();
         let branch_creator = self.hooks.config().branch_creator.enabled;
         let started = Instant::now();

@@ -46,7 +46,11 @@ async fn each_failing_step_of_creation_rolls_back_everything() {
         let state = fake.lock();
         assert!(state.containers.is_empty(), "{step}: container left");
         assert!(state.networks.is_empty(), "{step}: network left");
-        assert_eq!(service.list(None, 10, 0).unwrap().total, 0, "{step}: row left");
+        assert_eq!(
+            service.list(&Owner::local(), None, 10, 0).unwrap().total,
+            0,
+            "{step}: row left"
+        );
         assert_eq!(entries(&dir.path().join("tasks")), 0, "{step}: task dir left");
         assert_eq!(entries(&dir.path().join("workspaces")), 0, "{step}: workspace left");
     }
@@ -79,7 +83,7 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
     service.stop(&task.id, None).await.unwrap();
     let err = service
         .execute(
-            "pausing",
+            &task.id,
             ExecRequest {
                 command: "true".into(),
                 ..Default::default()
@@ -93,9 +97,9 @@ async fn stopped_tasks_refuse_execution_and_stop_is_checked_before_docker() {
         "task 'pausing' is stopped; call resume_task to start it again"
     );
     let execs_before = fake.lock().execs.len();
-    assert!(service.stop("pausing", None).await.is_err());
+    assert!(service.stop(&task.id, None).await.is_err());
     assert_eq!(fake.lock().execs.len(), execs_before);
-    let resumed = service.resume("pausing").await.unwrap();
+    let resumed = service.resume(&task.id).await.unwrap();
     assert_eq!(resumed.status, TaskStatus::Running);
     assert_eq!(
         resumed.version, 5,
@@ -118,10 +122,10 @@ async fn container_enforcer_resumes_a_stopped_task_before_a_command() {
         ..Default::default()
     };
     let warnings = crate::hooks::scope::CallScope::new("execute_in_task", "test");
-    crate::hooks::scope::within(warnings.clone(), service.execute("napping", run, Default::default()))
+    crate::hooks::scope::within(warnings.clone(), service.execute(&task.id, run, Default::default()))
         .await
         .unwrap();
-    assert_eq!(service.resolve(Some("napping")).unwrap().status, TaskStatus::Running);
+    assert_eq!(service.resolve(Some(&task.id)).unwrap().status, TaskStatus::Running);
     assert_eq!(
         warnings.take_warnings(),
         ["container-enforcer: task 'napping' was stopped; it was resumed first"]
@@ -134,7 +138,7 @@ async fn a_transition_on_a_stale_copy_rereads_and_rechecks() {
     let (service, _dir) = service(fake);
     let stale = service.create_task(request("raced"), no_progress()).await.unwrap().task;
     // Another caller stops the task; our stale copy still says running.
-    service.stop("raced", None).await.unwrap();
+    service.stop(&stale.id, None).await.unwrap();
     let err = service
         .transition(stale, LifecycleEvent::Stop, None, |_| {})
         .unwrap_err();

@@ -1,0 +1,289 @@
+//! MCP over HTTP, for agents and people sharing one server: Streamable HTTP at `/mcp` (rmcp's
+//! `StreamableHttpService`) and the legacy HTTP+SSE transport at `/sse` + `/message`.
+//!
+//! Every request passes, in order: the body-size cap (413), the Host/Origin check against DNS
+//! rebinding (403), authentication by bearer token (401), and the per-token rate limit (429).
+//! Each MCP session acts for the owner of the token that opened it and sees only that owner's
+//! tasks; a session cannot be used with another owner's token (404, as for an unknown one).
+//!
+//! On SIGTERM/SIGINT the server stops accepting connections and new work, lets running
+//! executions finish for `http.shutdown_grace_s`, kills and records what is left, ends the
+//! sessions (detaching their agents) and exits.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, Method, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{self, Auth, Principal};
+use super::limits::{self, RateLimiter};
+use super::origin::{self, AllowedHosts};
+use super::sse::{self, SseSessions};
+use super::stdio::shutdown_signal;
+use crate::config::HttpConfig;
+use crate::error::{Error, Result};
+use crate::mcp::prompts::Command;
+use crate::mcp::{TaskboxServer, load_commands};
+use crate::task::{Owner, TaskService};
+
+/// After the grace period, how long killed executions get to be recorded.
+const KILL_WAIT: Duration = Duration::from_secs(15);
+/// How long open connections get to close once the sessions are ended.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Session bindings kept before the ones of closed sessions are pruned.
+const BINDINGS_PRUNE_AT: usize = 1024;
+
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// How `serve --http` was asked to run.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub addr: SocketAddr,
+    /// Accepted only on a loopback address: every request acts as the local owner.
+    pub no_auth: bool,
+    pub config: HttpConfig,
+}
+
+tokio::task_local! {
+    /// The caller of the request rmcp is handling: its service factory runs inside the
+    /// request's future and builds the session's server for this principal.
+    static PRINCIPAL: Principal;
+}
+
+/// What the routes share.
+pub struct Shared {
+    service: Arc<TaskService>,
+    commands: Arc<Vec<Command>>,
+    pub(super) sse: Arc<SseSessions>,
+    /// Cancelled at the end of shutdown: ends every session and stream.
+    pub(super) sessions_stop: CancellationToken,
+    mcp: StreamableHttpService<TaskboxServer, LocalSessionManager>,
+    mcp_sessions: Arc<LocalSessionManager>,
+    /// Streamable HTTP session id → the owner it belongs to.
+    bindings: Mutex<HashMap<String, (Owner, Instant)>>,
+}
+
+impl Shared {
+    /// A new MCP session's server, acting for the principal.
+    pub(super) fn server_for(&self, principal: &Principal) -> TaskboxServer {
+        TaskboxServer::for_owner(
+            self.service.clone(),
+            self.commands.clone(),
+            principal.owner.clone(),
+            Some(principal.exec_limit.clone()),
+        )
+    }
+
+    fn bindings(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Owner, Instant)>> {
+        self.bindings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Serves MCP over HTTP until SIGTERM/SIGINT, then shuts down gracefully.
+pub async fn serve(service: Arc<TaskService>, options: HttpOptions) -> Result<()> {
+    options.config.validate()?;
+    check_no_auth(&options)?;
+    if options.no_auth {
+        tracing::warn!(
+            "--no-auth: no token is asked for; every local process that reaches the port acts as the local owner"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| Error::Transport(format!("cannot listen on {}: {e}", options.addr)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Transport(format!("cannot read the listening address: {e}")))?;
+    let (app, shared) = router(service.clone(), &options);
+    // Tests and scripts read the address (a port of 0 picks a free one) from this line.
+    eprintln!("taskbox: listening on http://{addr} (Streamable HTTP at /mcp, legacy SSE at /sse)");
+    tracing::info!(%addr, auth = !options.no_auth, home = %service.home().display(), "taskbox serving MCP over HTTP");
+
+    let stop_accepting = CancellationToken::new();
+    let server = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+        .into_future();
+    let mut server = tokio::spawn(server);
+    let signal = tokio::select! {
+        signal = shutdown_signal() => signal,
+        ended = &mut server => {
+            return match ended {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Error::Transport(format!("HTTP server failed: {e}"))),
+                Err(e) => Err(Error::Transport(format!("HTTP server failed: {e}"))),
+            };
+        }
+    };
+    let grace = Duration::from_secs(options.config.shutdown_grace_s);
+    tracing::info!(
+        signal,
+        ?grace,
+        "shutting down: no new connections or work; running executions may finish"
+    );
+    stop_accepting.cancel();
+    // Sessions stay open while executions finish, so their results still reach the clients.
+    service.drain(grace, KILL_WAIT).await;
+    shared.sessions_stop.cancel();
+    shared.mcp.config.cancellation_token.cancel();
+    match tokio::time::timeout(CLOSE_WAIT, server).await {
+        Ok(_) => tracing::info!("HTTP server stopped"),
+        Err(_) => tracing::warn!("connections still open after {CLOSE_WAIT:?}; exiting anyway"),
+    }
+    // Sessions whose workers have not noticed the cancellation yet end their attachments when
+    // dropped; give them a moment, then the event logs are complete (each append is fsync'd).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(shared);
+    // Their detach hooks may be taking a checkpoint.
+    service
+        .wait_for_ended_sessions(grace.max(Duration::from_secs(30)))
+        .await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// `--no-auth` is refused unless the address is a loopback one.
+pub fn check_no_auth(options: &HttpOptions) -> Result<()> {
+    if options.no_auth && !options.addr.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "--no-auth is accepted only on a loopback address (127.0.0.1, ::1), not {}: anyone who can reach the port would act as the local owner",
+            options.addr
+        )));
+    }
+    Ok(())
+}
+
+fn router(service: Arc<TaskService>, options: &HttpOptions) -> (Router, Arc<Shared>) {
+    let config = &options.config;
+    let sessions_stop = CancellationToken::new();
+    let mcp_sessions = Arc::new(LocalSessionManager::default());
+    let commands = load_commands(&service);
+    let factory_service = service.clone();
+    let factory_commands = commands.clone();
+    let mcp = StreamableHttpService::new(
+        move || {
+            PRINCIPAL
+                .try_with(|principal| {
+                    TaskboxServer::for_owner(
+                        factory_service.clone(),
+                        factory_commands.clone(),
+                        principal.owner.clone(),
+                        Some(principal.exec_limit.clone()),
+                    )
+                })
+                .map_err(|_| std::io::Error::other("no authenticated caller for this MCP session"))
+        },
+        mcp_sessions.clone(),
+        // Host/Origin checks and the body cap are applied to every route by the layers below.
+        StreamableHttpServerConfig::default()
+            .disable_allowed_hosts()
+            .disable_allowed_origins()
+            .with_max_request_body_bytes(config.max_body_bytes)
+            .with_cancellation_token(sessions_stop.child_token()),
+    );
+    let shared = Arc::new(Shared {
+        service: service.clone(),
+        commands,
+        sse: Arc::new(SseSessions::default()),
+        sessions_stop,
+        mcp,
+        mcp_sessions,
+        bindings: Mutex::new(HashMap::new()),
+    });
+    let auth = Arc::new(Auth::new(service, options.no_auth, config.max_executions_per_token));
+    let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst));
+    let allowed = Arc::new(AllowedHosts::new(&config.allowed_hosts));
+    // Layers run outermost last-added first: body cap, Host/Origin, auth, rate limit.
+    let app = Router::new()
+        .route("/mcp", any(streamable))
+        .route("/sse", get(sse::open))
+        .route("/message", post(sse::post))
+        .with_state(shared.clone())
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(limiter, limits::rate_limit))
+        .layer(middleware::from_fn_with_state(auth, auth::authenticate))
+        .layer(middleware::from_fn_with_state(allowed, origin::check_origin))
+        .layer(middleware::from_fn_with_state(
+            config.max_body_bytes,
+            limits::body_limit,
+        ));
+    (app, shared)
+}
+
+/// `/mcp`: rmcp's Streamable HTTP service, run with the caller as the task-local principal,
+/// and with each session bound to the owner that opened it.
+async fn streamable(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let session = request
+        .headers()
+        .get(&SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    if let Some(id) = &session {
+        let bound = shared.bindings().get(id).map(|(owner, _)| owner.clone());
+        // rmcp answers 404 for an unknown session; another owner's session looks the same.
+        if bound.is_some_and(|owner| owner != principal.owner) {
+            return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+        }
+    }
+    let is_delete = request.method() == Method::DELETE;
+    let mut service = shared.mcp.clone();
+    let response = PRINCIPAL
+        .scope(principal.clone(), tower_call(&mut service, request))
+        .await;
+    match (&session, response.headers().get(&SESSION_HEADER)) {
+        (None, Some(new_id)) => {
+            if let Ok(new_id) = new_id.to_str() {
+                bind(&shared, new_id, principal.owner).await;
+            }
+        }
+        (Some(id), _) if is_delete && response.status().is_success() => {
+            shared.bindings().remove(id);
+        }
+        _ => {}
+    }
+    response
+}
+
+async fn tower_call(
+    service: &mut StreamableHttpService<TaskboxServer, LocalSessionManager>,
+    request: Request,
+) -> Response {
+    use tower_service::Service;
+    match service.call(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(never) => match never {},
+    }
+}
+
+/// Records which owner a new Streamable HTTP session belongs to; now and then forgets the
+/// sessions rmcp has closed (expired or deleted).
+async fn bind(shared: &Shared, id: &str, owner: Owner) {
+    let prune = {
+        let mut bindings = shared.bindings();
+        bindings.insert(id.to_string(), (owner, Instant::now()));
+        bindings.len() > BINDINGS_PRUNE_AT
+    };
+    if prune {
+        let live: std::collections::HashSet<String> = shared
+            .mcp_sessions
+            .sessions
+            .read()
+            .await
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        shared.bindings().retain(|id, _| live.contains(id));
+    }
+}

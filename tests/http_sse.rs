@@ -1,0 +1,154 @@
+//! The legacy HTTP+SSE transport (protocol 2024-11-05) with a stock client that speaks only
+//! it: the Python `mcp` package's `sse_client`, and raw HTTP for the endpoint's contract.
+//! scripts/test.sh provides the interpreter in TASKBOX_TEST_PYTHON; under CI=true a missing
+//! interpreter fails the test rather than skipping it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::http::*;
+use common::*;
+use futures_util::StreamExt;
+use pretty_assertions::assert_eq;
+use serde_json::Value;
+
+fn python() -> Option<std::ffi::OsString> {
+    let python = std::env::var_os("TASKBOX_TEST_PYTHON");
+    if python.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but TASKBOX_TEST_PYTHON is unset: run the suite through scripts/test.sh"
+        );
+        eprintln!("SKIPPED: TASKBOX_TEST_PYTHON is unset (scripts/test.sh sets it up)");
+    }
+    python
+}
+
+#[test]
+fn the_foundation_flow_works_over_legacy_sse() {
+    require_docker!();
+    let Some(python) = python() else { return };
+    let home = Home::new();
+    let (token, _) = create_token(&home.path(), "carol");
+    let server = HttpServer::start(&home.path(), &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/python_sse.py");
+    let out = std::process::Command::new(python)
+        .args([script, &server.sse_url(), &token, "sse-smoke"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed:\n{stdout}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let steps: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["initialize", "list_tools", "create", "uname", "list", "delete"]);
+    assert_eq!(steps[0]["server"], "taskbox");
+    assert_eq!(
+        (steps[2]["status"].as_str(), steps[2]["owner"].as_str()),
+        (Some("running"), Some("carol"))
+    );
+    assert_eq!(steps[3]["exit_code"], 0);
+    assert!(
+        steps[3]["stdout"].as_str().unwrap().starts_with("Linux "),
+        "{}",
+        steps[3]
+    );
+    assert_eq!(steps[4]["total"], 1);
+    assert_eq!(docker(&["ps", "-aq", "--filter", &home.label_filter()]), "");
+    assert_eq!(server.stdout(), "");
+}
+
+/// The endpoint's contract, raw: `endpoint` event first, 202 for posts, the answer on the
+/// stream; a session is its owner's alone, and the stream needs a token.
+#[tokio::test]
+async fn legacy_sse_announces_the_endpoint_and_answers_on_the_stream() {
+    let home = Home::new();
+    let (alice, _) = create_token(&home.path(), "alice");
+    let (bob, _) = create_token(&home.path(), "bob");
+    let server = HttpServer::start(&home.path(), &[]);
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(server.sse_url()).send().await.unwrap().status().as_u16(), 401);
+    let response = http
+        .get(server.sse_url())
+        .bearer_auth(&alice)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut next_event = async || -> (String, String) {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .filter_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim_start().to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                if block.lines().all(|l| l.starts_with(':') || l.is_empty()) {
+                    continue;
+                }
+                return (field("event:"), field("data:"));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
+                .await
+                .expect("no SSE event")
+                .expect("stream ended")
+                .unwrap();
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    let (event, endpoint) = next_event().await;
+    assert_eq!(event, "endpoint");
+    assert!(endpoint.starts_with("/message?sessionId="), "{endpoint}");
+    let url = format!("{}{endpoint}", server.base);
+
+    let init = initialize_body();
+    let post = |token: &str, body: &Value| {
+        http.post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(
+        post(&bob, &init).await.unwrap().status().as_u16(),
+        404,
+        "another owner's session"
+    );
+    assert_eq!(post(&alice, &init).await.unwrap().status().as_u16(), 202);
+    let (event, data) = next_event().await;
+    assert_eq!(event, "message");
+    let reply: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(reply["id"], 1);
+    assert_eq!(reply["result"]["serverInfo"]["name"], "taskbox");
+    let bad = http
+        .post(&url)
+        .bearer_auth(&alice)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let unknown = format!("{}/message?sessionId=0000", server.base);
+    let missing = http
+        .post(unknown)
+        .bearer_auth(&alice)
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+}
