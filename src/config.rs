@@ -88,8 +88,8 @@ impl HttpConfig {
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes", "it must be at least 1024");
         }
-        if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second > 0.0) {
-            return bad("rate_limit_per_second", "it must be a positive number");
+        if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second >= 0.001) {
+            return bad("rate_limit_per_second", "it must be a number of at least 0.001");
         }
         if self.rate_limit_burst == 0 {
             return bad("rate_limit_burst", "it must be at least 1");

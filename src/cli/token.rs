@@ -19,6 +19,9 @@ pub enum TokenCommand {
         /// A note to tell tokens apart in `token list` (e.g. the machine it is for).
         #[arg(long)]
         label: Option<String>,
+        /// Allow `--owner local`: the token then sees every task made over stdio (yours).
+        #[arg(long)]
+        allow_local: bool,
     },
     /// List tokens: id, owner, label, created, last used, revoked.
     List,
@@ -31,8 +34,17 @@ pub enum TokenCommand {
 
 pub fn run(service: &TaskService, command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { owner, label } => {
+        TokenCommand::Create {
+            owner,
+            label,
+            allow_local,
+        } => {
             let owner = Owner::new(&owner)?;
+            if owner.is_local() && !allow_local {
+                anyhow::bail!(
+                    "owner 'local' owns every task made over stdio; a token for it reaches all of them over HTTP.                      Pick another owner name, or pass --allow-local if that is what you want"
+                );
+            }
             let (record, token) = service.create_token(&owner, label.as_deref())?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{token}").context("cannot print the token")?;

@@ -51,6 +51,9 @@ fn unavailable(e: BollardError) -> RuntimeError {
 }
 
 /// Maps a bollard error, turning 404s into `NotFound` and transport failures into `Unavailable`.
+/// How long an exec waits for a paused container (a checkpoint in progress) to go on.
+const PAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn map_err(what: impl Into<String>) -> impl FnOnce(BollardError) -> RuntimeError {
     move |e| match e {
         BollardError::DockerResponseServerError { status_code: 404, .. } => {
@@ -360,10 +363,19 @@ impl ContainerRuntime for DockerRuntime {
             tty: Some(false),
             ..Default::default()
         };
-        let created = docker
-            .create_exec(container, options)
-            .await
-            .map_err(map_err(format!("container {container}")))?;
+        // A checkpoint pauses the container while `docker commit` copies it (a second or so):
+        // an exec arriving then waits for it instead of failing.
+        let paused_until = std::time::Instant::now() + PAUSE_WAIT;
+        let created = loop {
+            match docker.create_exec(container, options.clone()).await {
+                Err(BollardError::DockerResponseServerError { message, .. })
+                    if message.contains("is paused") && std::time::Instant::now() < paused_until =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                created => break created.map_err(map_err(format!("container {container}")))?,
+            }
+        };
         let started = docker
             .start_exec(&created.id, Some(StartExecOptions::default()))
             .await

@@ -159,6 +159,13 @@ pub fn check_no_auth(options: &HttpOptions) -> Result<()> {
             options.addr
         )));
     }
+    if options.no_auth && options.config.allowed_hosts.iter().any(|h| h == "*") {
+        return Err(Error::Config(
+            "--no-auth with http.allowed_hosts = [\"*\"] would let any web page the browser loads drive the server \
+             (DNS rebinding); list the host names instead, or use tokens"
+                .into(),
+        ));
+    }
     Ok(())
 }
 

@@ -128,7 +128,7 @@ impl TaskService {
                     submodule_source = Some(root);
                     copy
                 }
-                Some(root) => self.user_repo(&root, request, &mut warnings)?,
+                Some(root) => self.user_repo(task, &root, request, &mut warnings)?,
                 None => {
                     let path = self.store.task_dir(&task.id).join("repo.git");
                     let message = start_message(&task.name, task.description.as_deref());
@@ -161,7 +161,7 @@ impl TaskService {
         };
         made.workspace = Some(task.workspace.clone());
         let started = std::time::Instant::now();
-        host::clone_workspace(&repo_path, &branch, &task.workspace)?;
+        host::clone_workspace(&repo_path, &branch, &task.workspace, !task.owner.is_local())?;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "create: workspace cloned"
@@ -197,7 +197,7 @@ impl TaskService {
         request: &RepoRequest,
         warnings: &mut Vec<String>,
     ) -> Result<(TaskRepo, Oid)> {
-        let (source, start) = self.user_repo(root, request, warnings)?;
+        let (source, start) = self.user_repo(task, root, request, warnings)?;
         let path = self.store.task_dir(&task.id).join("repo.git");
         host::clone_private(root, &path)?;
         // The start may be a commit of uncommitted changes that no ref of the source holds.
@@ -289,9 +289,27 @@ impl TaskService {
             .collect()
     }
 
-    fn user_repo(&self, root: &Path, request: &RepoRequest, warnings: &mut Vec<String>) -> Result<(TaskRepo, Oid)> {
+    fn user_repo(
+        &self,
+        task: &Task,
+        root: &Path,
+        request: &RepoRequest,
+        warnings: &mut Vec<String>,
+    ) -> Result<(TaskRepo, Oid)> {
         let base_ref = request.base_ref.as_deref().unwrap_or("HEAD");
         let base = host::resolve_commit(root, base_ref)?;
+        // Not another task's work (another owner's above all): only what the developer's own
+        // branches and tags, or this owner's task branches, reach. A name that does not
+        // resolve and one that is refused get the same answer, so nothing can be probed.
+        let own_prefix = crate::workspace::task_branch(&task.owner, "");
+        if !host::reachable_outside_tasks(root, base, &own_prefix)? {
+            return Err(Error::Workspace(WorkspaceError::UnknownRevision {
+                rev: base_ref.to_string(),
+                repo: root.to_path_buf(),
+                // libgit2's own words for a revision that does not exist.
+                message: format!("revspec '{base_ref}' not found"),
+            }));
+        }
         let on_head = host::resolve_commit(root, "HEAD").ok() == Some(base);
         let started = std::time::Instant::now();
         let changes = if on_head { host::uncommitted(root)? } else { Vec::new() };
