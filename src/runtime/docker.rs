@@ -324,7 +324,12 @@ impl ContainerRuntime for DockerRuntime {
             .repo(repo)
             .tag(tag)
             .comment("taskbox checkpoint")
-            .pause(true)
+            // Not paused: a `docker exec` starting while the container is frozen joins the
+            // frozen cgroup, and on Docker 20.10 the unpause then never comes (seen with
+            // concurrent executions and automatic checkpoints: containers stuck "Paused").
+            // The workspace, the state that matters, is committed through git separately; a
+            // file written outside it during the copy may be caught half-written.
+            .pause(false)
             .build();
         let config = ContainerConfig {
             labels: Some(labels),
@@ -363,8 +368,8 @@ impl ContainerRuntime for DockerRuntime {
             tty: Some(false),
             ..Default::default()
         };
-        // A checkpoint pauses the container while `docker commit` copies it (a second or so):
-        // an exec arriving then waits for it instead of failing.
+        // A container paused by someone else (`docker pause`, a `docker commit` from the
+        // command line) is waited for a while instead of failing at once.
         let paused_until = std::time::Instant::now() + PAUSE_WAIT;
         let created = loop {
             match docker.create_exec(container, options.clone()).await {
