@@ -239,8 +239,9 @@ async fn streamable(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         .map(String::from);
     if let Some(id) = &session {
         let bound = shared.bindings().get(id).map(|(owner, _)| owner.clone());
-        // rmcp answers 404 for an unknown session; another owner's session looks the same.
-        if bound.is_some_and(|owner| owner != principal.owner) {
+        // rmcp answers 404 for an unknown session; another owner's session looks the same, and
+        // so does a session with no recorded owner (fail closed: its client starts a new one).
+        if bound.is_none_or(|owner| owner != principal.owner) {
             return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
         }
     }
@@ -291,6 +292,10 @@ async fn bind(shared: &Shared, id: &str, owner: Owner) {
             .keys()
             .map(ToString::to_string)
             .collect();
-        shared.bindings().retain(|id, _| live.contains(id));
+        // Recent bindings stay even when the snapshot missed them: a session created and bound
+        // on another thread since the snapshot was taken is live.
+        shared
+            .bindings()
+            .retain(|id, (_, bound_at)| live.contains(id) || bound_at.elapsed() < Duration::from_secs(60));
     }
 }
