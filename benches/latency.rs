@@ -42,6 +42,25 @@ fn docker_run_keepalive(extra: &[&str]) -> String {
     docker(&args)
 }
 
+/// `runs` pairs of `execute_in_task true` on the task "warmup" and `docker exec <raw> true`,
+/// interleaved; returns (ours, theirs).
+async fn exec_pairs(client: &Client, raw: &str, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (d, r) = timed(call(
+            client,
+            "execute_in_task",
+            json!({ "task": "warmup", "command": "true" }),
+        ))
+        .await;
+        assert_eq!(r["exit_code"], 0);
+        ours.push(d);
+        let (d, _) = timed(async { docker(&["exec", raw, "true"]) }).await;
+        theirs.push(d);
+    }
+    (ours, theirs)
+}
+
 fn report(what: &str, ours: &[Duration], theirs: &[Duration], their_name: &str) {
     let a: Vec<f64> = ours.iter().copied().map(ms).collect();
     let b: Vec<f64> = theirs.iter().copied().map(ms).collect();
@@ -89,20 +108,7 @@ async fn main() {
     let raw = docker_run_keepalive(&[]);
     docker(&["exec", &raw, "true"]);
 
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    for _ in 0..exec_runs {
-        let (d, r) = timed(call(
-            &client,
-            "execute_in_task",
-            json!({ "task": "warmup", "command": "true" }),
-        ))
-        .await;
-        assert_eq!(r["exit_code"], 0);
-        ours.push(d);
-        let (d, _) = timed(async { docker(&["exec", &raw, "true"]) }).await;
-        theirs.push(d);
-    }
+    let (ours, theirs) = exec_pairs(&client, &raw, exec_runs).await;
     report(
         "execute_in_task `true` (stdio RTT)",
         &ours,
@@ -113,20 +119,7 @@ async fn main() {
     // The same over Streamable HTTP, against a second server process on the same data dir.
     let (http, _server) = start_http_server(home.path(), "latency-bench-http").await;
     call(&http, "execute_in_task", json!({ "task": "warmup", "command": "true" })).await;
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    for _ in 0..exec_runs {
-        let (d, r) = timed(call(
-            &http,
-            "execute_in_task",
-            json!({ "task": "warmup", "command": "true" }),
-        ))
-        .await;
-        assert_eq!(r["exit_code"], 0);
-        ours.push(d);
-        let (d, _) = timed(async { docker(&["exec", &raw, "true"]) }).await;
-        theirs.push(d);
-    }
+    let (ours, theirs) = exec_pairs(&http, &raw, exec_runs).await;
     report(
         "execute_in_task `true` (HTTP RTT)",
         &ours,

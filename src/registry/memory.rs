@@ -167,14 +167,7 @@ impl Registry {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql)?;
         let hits = stmt
-            .query_map(params![query, per_kind], |r| {
-                Ok(SearchHit {
-                    task_id: r.get(0)?,
-                    kind: r.get(1)?,
-                    snippet: r.get(2)?,
-                    score: r.get(3)?,
-                })
-            })?
+            .query_map(params![query, per_kind], search_hit)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(hits)
     }
@@ -200,14 +193,7 @@ impl Registry {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql)?;
         let hits = stmt
-            .query_map(params![query, per_kind, owner.as_str()], |r| {
-                Ok(SearchHit {
-                    task_id: r.get(0)?,
-                    kind: r.get(1)?,
-                    snippet: r.get(2)?,
-                    score: r.get(3)?,
-                })
-            })?
+            .query_map(params![query, per_kind, owner.as_str()], search_hit)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(hits)
     }
@@ -381,6 +367,16 @@ pub fn fts_query(text: &str) -> Option<String> {
         .map(|(i, w)| format!("\"{w}\"{}", if i == last { "*" } else { "" }))
         .collect();
     Some(terms.join(" "))
+}
+
+/// A row of the search queries: task id, kind, snippet, score.
+fn search_hit(row: &rusqlite::Row<'_>) -> rusqlite::Result<SearchHit> {
+    Ok(SearchHit {
+        task_id: row.get(0)?,
+        kind: row.get(1)?,
+        snippet: row.get(2)?,
+        score: row.get(3)?,
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! stopping at that moment.
 
 use std::fs::{File, OpenOptions};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Result, StoreError, TaskStore, io_err};
@@ -20,12 +21,7 @@ const WAIT: Duration = Duration::from_secs(120);
 impl TaskStore {
     pub async fn lock_task(&self, task_id: &str) -> Result<TaskLock> {
         let path = self.task_dir(task_id).join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = open_lock_file(&path)?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -45,6 +41,16 @@ impl TaskStore {
             }
         }
     }
+}
+
+/// Opens (creating) a file that exists only to be locked.
+pub(super) fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))
 }
 
 #[cfg(test)]

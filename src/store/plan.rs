@@ -3,7 +3,6 @@
 //! Updates take an exclusive lock on the file, because several server processes may update
 //! one plan at once and a read-modify-write must not lose another's lines.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -56,12 +55,7 @@ impl TaskStore {
     /// Held until dropped; a separate lock file, since the plan itself is replaced by rename.
     fn lock_plan(&self, task_id: &str) -> Result<std::fs::File> {
         let path = self.task_dir(task_id).join(".plan.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = super::lock::open_lock_file(&path)?;
         file.lock().map_err(io_err(&path))?;
         Ok(file)
     }
