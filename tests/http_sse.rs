@@ -152,3 +152,38 @@ async fn legacy_sse_announces_the_endpoint_and_answers_on_the_stream() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
+
+/// One token holds at most 32 legacy SSE sessions at once; another token is not affected, and
+/// closing a session frees its place.
+#[tokio::test]
+async fn a_token_holds_a_bounded_number_of_sse_sessions() {
+    let home = Home::new();
+    let (alice, _) = create_token(&home.path(), "alice");
+    let (bob, _) = create_token(&home.path(), "bob");
+    // The rate limit would otherwise be the first to answer 429.
+    write_config(&home.path(), "[http]\nrate_limit_burst = 1000\n");
+    let server = HttpServer::start(&home.path(), &[]);
+    let http = reqwest::Client::new();
+    let open = |token: &str| http.get(server.sse_url()).bearer_auth(token).send();
+    let mut streams = Vec::new();
+    for _ in 0..32 {
+        let response = open(&alice).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        streams.push(response);
+    }
+    let refused = open(&alice).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(open(&bob).await.unwrap().status().as_u16(), 200);
+    drop(streams.pop());
+    let mut freed = false;
+    for _ in 0..50 {
+        let response = open(&alice).await.unwrap();
+        if response.status().as_u16() == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "a closed session must free its place");
+}

@@ -33,6 +33,10 @@ use crate::task::Owner;
 /// Messages a session buffers in each direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 64;
 
+/// Legacy SSE sessions one token may hold open at once: rmcp's idle timeouts do not cover
+/// them, so without a cap one token could hold connections without end.
+pub const MAX_SESSIONS_PER_TOKEN: usize = 32;
+
 /// The open legacy SSE sessions of this server.
 #[derive(Default)]
 pub struct SseSessions {
@@ -41,6 +45,8 @@ pub struct SseSessions {
 
 struct SseSession {
     owner: Owner,
+    /// The token's id (the principal's key), for the per-token cap.
+    key: String,
     to_server: mpsc::Sender<ClientJsonRpcMessage>,
 }
 
@@ -74,13 +80,25 @@ pub async fn open(State(shared): State<Arc<Shared>>, Extension(principal): Exten
     let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(CHANNEL_CAPACITY);
     let (to_client, from_server) = mpsc::channel::<ServerJsonRpcMessage>(CHANNEL_CAPACITY);
-    shared.sse.lock().insert(
-        id.clone(),
-        SseSession {
-            owner: principal.owner.clone(),
-            to_server,
-        },
-    );
+    {
+        let mut sessions = shared.sse.lock();
+        if sessions.values().filter(|s| s.key == principal.key).count() >= MAX_SESSIONS_PER_TOKEN {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, "5")],
+                format!("this token already has {MAX_SESSIONS_PER_TOKEN} legacy SSE sessions open; close one first"),
+            )
+                .into_response();
+        }
+        sessions.insert(
+            id.clone(),
+            SseSession {
+                owner: principal.owner.clone(),
+                key: principal.key.clone(),
+                to_server,
+            },
+        );
+    }
     let registration = Registration {
         sessions: shared.sse.clone(),
         id: id.clone(),
