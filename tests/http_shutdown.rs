@@ -65,13 +65,7 @@ async fn sigterm_lets_running_executions_finish_then_kills_the_rest() {
     overrunning.abort();
 
     let container = task["container_id"].as_str().unwrap();
-    let ps = docker(&[
-        "exec",
-        container,
-        "sh",
-        "-c",
-        "ps -eo args | grep '[s]leep 600' || true",
-    ]);
+    let ps = container_processes(container, "sleep 600");
     assert_eq!(ps, "", "the overrunning execution outlived the server");
     let events = events(&home.path(), &task_id);
     let mut outcomes: Vec<(String, String)> = events

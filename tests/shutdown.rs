@@ -78,13 +78,7 @@ fn closing_stdin_mid_execution_kills_it_and_ends_the_session() {
     assert!(status.success(), "{status}");
 
     let container = task["container_id"].as_str().unwrap();
-    let ps = docker(&[
-        "exec",
-        container,
-        "sh",
-        "-c",
-        "ps -eo args | grep '[s]leep 100' || true",
-    ]);
+    let ps = container_processes(container, "sleep 100");
     assert_eq!(ps, "", "the execution's processes outlived the session");
     let events = events(&home.path(), task["id"].as_str().unwrap());
     let execution = events.iter().find(|e| e["type"] == "execution").unwrap();

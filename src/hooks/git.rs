@@ -31,7 +31,7 @@ impl Hook for BranchValidator {
         let Some(branch) = task.repo.branch.as_deref() else {
             return Decision::ALLOW;
         };
-        if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+        if !crate::workspace::is_valid_branch_name(branch) {
             return Decision::Deny(format!("'{branch}' is not a valid git branch name"));
         }
         match service.workspace_head(task).await {

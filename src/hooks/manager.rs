@@ -35,7 +35,6 @@ pub struct HookRun {
 
 pub struct HookManager {
     hooks: Vec<Arc<dyn Hook>>,
-    config: HooksConfig,
 }
 
 impl HookManager {
@@ -80,15 +79,7 @@ impl HookManager {
         for hook in &config.external {
             hooks.push(Arc::new(external::ExternalHook::new(hook.clone())));
         }
-        Ok(Self {
-            hooks,
-            config: config.clone(),
-        })
-    }
-
-    /// The config the hooks were built from (the step hooks of creation read their switches).
-    pub fn config(&self) -> &HooksConfig {
-        &self.config
+        Ok(Self { hooks })
     }
 
     /// Runs the hooks that handle the event, in order. Returns the runs (to be recorded) and,

@@ -145,15 +145,21 @@ impl Hook for IsolationChecker {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
-        // container-enforcer may have recreated the container just now: check the one the
-        // task has, not the one the event started with.
-        let current = service.resolve(Some(&task.id)).ok().and_then(|t| t.container_id);
+        // A container that was running when the event began is the one the command meets.
+        // Otherwise container-enforcer may just have started or recreated one: inspect the
+        // container the task has now.
+        let cached = container(service, context).await;
         let fresh;
-        let state = if current.is_some() && current != task.container_id {
-            fresh = service.inspect_container(current.as_deref().unwrap_or_default()).await;
-            fresh.as_ref().map(Option::as_ref).map_err(ToString::to_string)
-        } else {
-            container(service, context).await
+        let state = match cached {
+            Ok(Some(state)) if state.running => Ok(Some(state)),
+            _ => {
+                let current = service.resolve(Some(&task.id)).ok().and_then(|t| t.container_id);
+                fresh = match current {
+                    Some(id) => service.inspect_container(&id).await,
+                    None => Ok(None),
+                };
+                fresh.as_ref().map(Option::as_ref).map_err(ToString::to_string)
+            }
         };
         let state = match state {
             Ok(Some(state)) => state,

@@ -125,6 +125,17 @@ impl Registry {
         raws.into_iter().map(RawExecution::into_execution).collect()
     }
 
+    /// How many executions the task has had: an index-only count, cheap enough to ask after
+    /// every execution (`execution_counts` reads every row for its status).
+    pub fn count_executions(&self, task_id: &str) -> Result<u64> {
+        let count: i64 =
+            self.conn()
+                .query_row("SELECT COUNT(*) FROM executions WHERE task_id = ?1", [task_id], |r| {
+                    r.get(0)
+                })?;
+        Ok(count as u64)
+    }
+
     pub fn execution_counts(&self, task_id: &str) -> Result<ExecutionCounts> {
         let (total, failed, running): (i64, i64, i64) = self.conn().query_row(
             "SELECT COUNT(*),
@@ -257,6 +268,7 @@ pub(crate) mod tests {
         reg.insert_execution(&running).unwrap();
 
         let counts = reg.execution_counts(&task.id).unwrap();
+        assert_eq!(reg.count_executions(&task.id).unwrap(), counts.total);
         assert_eq!(
             counts,
             ExecutionCounts {

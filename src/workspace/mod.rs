@@ -75,6 +75,11 @@ pub fn task_branch(owner: &Owner, task_name: &str) -> String {
     }
 }
 
+/// Whether git accepts `branch` as a branch name.
+pub fn is_valid_branch_name(branch: &str) -> bool {
+    git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
+}
+
 /// The hidden ref that keeps a checkpoint's commit alive in the host repository.
 pub fn checkpoint_ref(task_id: &str, seq: i64) -> String {
     format!("refs/taskbox/{task_id}/checkpoints/{seq}")

@@ -11,12 +11,7 @@ import sys
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-
-def structured(result):
-    if result.is_error:
-        text = " ".join(c.text for c in result.content if hasattr(c, "text"))
-        raise SystemExit(f"tool error: {text}")
-    return result.structured_content
+from _results import structured
 
 
 async def main(binary: str, name: str) -> None:

@@ -10,12 +10,7 @@ import sys
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 
-
-def structured(result):
-    if result.is_error:
-        text = " ".join(c.text for c in result.content if hasattr(c, "text"))
-        raise SystemExit(f"tool error: {text}")
-    return result.structured_content
+from _results import structured
 
 
 async def main(url: str, token: str, name: str) -> None:

@@ -196,6 +196,20 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The command lines of the processes in a container that contain `text` (empty when none),
+/// read with `docker exec`, past taskbox.
+pub fn container_processes(container: &str, text: &str) -> String {
+    // `[x]yz` keeps grep from matching its own command line.
+    let pattern = format!("[{}]{}", &text[..1], &text[1..]);
+    docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        &format!("ps -eo args | grep '{pattern}' || true"),
+    ])
+}
+
 /// Reads events.jsonl of a task.
 pub fn events(home: &Path, task_id: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(home.join("tasks").join(task_id).join("events.jsonl")).unwrap_or_default();

@@ -151,7 +151,7 @@ impl TaskService {
             "operation": "execute", "command": request.command, "workdir": request.workdir,
             "user": request.user, "timeout_s": timeout_s, "explanation": request.explanation,
         });
-        let task = self.guard_command(&task.id, arguments.clone()).await?;
+        let task = self.guard_command(task, arguments.clone()).await?;
         let container = self.require_running(&task)?;
         let user = requested_user.or_else(|| task.exec_user.clone());
 
@@ -264,9 +264,8 @@ impl TaskService {
 
     /// `before_exec` for a command run for the agent (an execution or a file operation):
     /// the safety hooks and external hooks may refuse it, or resume the task first. Returns
-    /// the task as it is after them.
-    pub(super) async fn guard_command(&self, task: &str, arguments: serde_json::Value) -> Result<Task> {
-        let task = self.resolve(Some(task))?;
+    /// the task as it is after them (read again: a hook may have resumed it).
+    pub(super) async fn guard_command(&self, task: Task, arguments: serde_json::Value) -> Result<Task> {
         let before = HookContext::new(HookEvent::BeforeExec, Some(task.clone())).with_arguments(arguments);
         self.fire(before).await?;
         self.resolve(Some(&task.id))

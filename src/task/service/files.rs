@@ -270,6 +270,7 @@ impl TaskService {
             WRITE_SCRIPT => "write_file",
             _ => "list_files",
         };
+        let task = self.resolve(Some(task))?;
         let task = self
             .guard_command(task, serde_json::json!({ "operation": operation, "path": path }))
             .await?;

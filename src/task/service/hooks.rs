@@ -121,7 +121,7 @@ impl TaskService {
     }
 
     pub fn execution_count(&self, task_id: &str) -> Result<u64> {
-        Ok(self.registry.execution_counts(task_id)?.total)
+        Ok(self.registry.count_executions(task_id)?)
     }
 
     /// The workspace's HEAD: `refs/heads/<branch>`, or a commit when detached; `None` when
