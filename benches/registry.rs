@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 use taskbox::config::Config;
+use taskbox::domain::Owner;
 use taskbox::runtime::DockerRuntime;
-use taskbox::task::{Owner, TaskService};
+use taskbox::task::TaskService;
 
 const WORDS: [&str; 40] = [
     "login",

@@ -7,10 +7,11 @@
 
 use rmcp::model::{CallToolResult, ContentBlock};
 
+use crate::domain::DomainError;
+use crate::domain::lifecycle::LifecycleError;
 use crate::registry::RegistryError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
-use crate::task::lifecycle::LifecycleError;
 use crate::workspace::WorkspaceError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -78,6 +79,16 @@ pub enum Error {
         "this token already has {limit} execution(s) running, the most the server runs at once for one token (http.max_executions_per_token); wait for one to finish, then retry"
     )]
     TooManyExecutions { limit: usize },
+}
+
+/// Domain errors keep the kinds they always had (`invalid_name`, `invalid_argument`).
+impl From<DomainError> for Error {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::InvalidName { name, reason } => Self::InvalidName { name, reason },
+            DomainError::InvalidArgument { field, reason } => Self::InvalidArgument { field, reason },
+        }
+    }
 }
 
 impl Error {

@@ -7,7 +7,8 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::task::{Owner, TaskService};
+use crate::domain::Owner;
+use crate::task::TaskService;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -62,7 +63,7 @@ pub fn run(service: &TaskService, command: TokenCommand) -> anyhow::Result<()> {
                 "{:<31} {:<16} {:<20} {:<20} {:<20} label",
                 "id", "owner", "created", "last used", "revoked"
             )?;
-            let day = |t: Option<crate::task::Timestamp>| {
+            let day = |t: Option<crate::domain::Timestamp>| {
                 t.map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             };
             for t in tokens {

@@ -25,8 +25,8 @@ use serde_json::Value;
 pub use config::HooksConfig;
 pub use manager::{HookManager, HookRun, step_run};
 
+use crate::domain::Task;
 use crate::runtime::ContainerState;
-use crate::task::model::Task;
 
 /// When hooks run. The order of this list is the order of a tool call's events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

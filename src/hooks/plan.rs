@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
+use crate::domain::{Task, Timestamp, now};
 use crate::task::TaskService;
-use crate::task::model::{Task, Timestamp, now};
 use crate::task::service::CompletionFacts;
 
 pub const PROGRESS: &str = "Progress";

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
+use crate::domain::{Task, TaskStatus};
 use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, ResourceSample};
 use crate::task::TaskService;
-use crate::task::model::{Task, TaskStatus};
 use crate::task::service::Revival;
 
 /// The task's container as Docker sees it, inspected once per event for all safety hooks.

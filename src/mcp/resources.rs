@@ -5,9 +5,10 @@
 use base64::Engine;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
+use crate::domain::Owner;
 use crate::error::{Error, Result};
+use crate::task::TaskService;
 use crate::task::service::TaskFile;
-use crate::task::{Owner, TaskService};
 
 const PREFIX: &str = "taskbox://tasks/";
 
@@ -48,7 +49,7 @@ pub fn templates() -> Vec<ResourceTemplate> {
 }
 
 /// The state, events and decisions resources of the given tasks.
-pub fn listed(tasks: &[crate::task::Task]) -> Vec<Resource> {
+pub fn listed(tasks: &[crate::domain::Task]) -> Vec<Resource> {
     tasks
         .iter()
         .flat_map(|task| {

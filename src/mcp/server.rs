@@ -23,10 +23,11 @@ use serde_json::Value;
 use super::logging::LogLevel;
 use super::prompts::{self, Command};
 use super::resources;
+use crate::domain::Owner;
+use crate::domain::Task;
 use crate::error::{Error, Result};
 use crate::hooks::scope::{self, CallScope};
-use crate::task::model::Task;
-use crate::task::{Owner, TaskService};
+use crate::task::TaskService;
 
 pub const INSTRUCTIONS: &str = "\
 taskbox gives you a task sandbox: a hardened Docker container with a git workspace at /workspace. \

@@ -3,7 +3,7 @@
 use rusqlite::{Row, params};
 
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{Attachment, now};
+use crate::domain::{Attachment, now};
 
 impl Registry {
     /// Records an attachment; attaching again from the same session and agent is a no-op

@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::Checkpoint;
+use crate::domain::Checkpoint;
 
 const COLUMNS: &str = "id, task_id, seq, label, automatic, git_commit, image_id, created_at";
 
@@ -106,8 +106,8 @@ fn into_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{new_checkpoint_id, now};
     use crate::registry::tasks::tests::sample_task;
-    use crate::task::model::{new_checkpoint_id, now};
     use pretty_assertions::assert_eq;
 
     fn checkpoint(task_id: &str, automatic: bool) -> Checkpoint {

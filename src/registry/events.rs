@@ -3,7 +3,7 @@
 use rusqlite::params;
 
 use super::{Registry, Result, ts_to_sql};
-use crate::task::model::Event;
+use crate::domain::Event;
 
 impl Registry {
     pub fn insert_event(&self, event: &Event) -> Result<()> {

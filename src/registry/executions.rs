@@ -5,7 +5,7 @@ use rusqlite::{Row, params};
 
 use super::memory::{ExecutionFilter, FAILED};
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{Execution, ExecutionStatus};
+use crate::domain::{Execution, ExecutionStatus};
 
 const COLUMNS: &str = "id, task_id, command, workdir, user, explanation, status, exit_code, timed_out, \
      stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms";
@@ -216,8 +216,8 @@ impl RawExecution {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::{new_execution_id, now};
     use crate::registry::tasks::tests::sample_task;
-    use crate::task::model::{new_execution_id, now};
     use pretty_assertions::assert_eq;
 
     /// A running execution of `command`, to insert in tests.

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{Decision, Event, Owner, Timestamp};
+use crate::domain::{Decision, Event, Owner, Timestamp};
 
 /// Filters of `task_executions`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -382,9 +382,9 @@ fn search_hit(row: &rusqlite::Row<'_>) -> rusqlite::Result<SearchHit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Execution, ExecutionStatus, now};
     use crate::registry::executions::tests::exec;
     use crate::registry::tasks::tests::sample_task;
-    use crate::task::model::{Execution, ExecutionStatus, now};
     use pretty_assertions::assert_eq;
 
     /// A finished execution with this exit code and duration.

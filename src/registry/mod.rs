@@ -145,7 +145,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let reg = Registry::open(&path).unwrap();
-        let local = crate::task::model::Owner::local();
+        let local = crate::domain::Owner::local();
         let task = reg.find_task(&local, "fix-login").unwrap().unwrap();
         assert_eq!((task.id.as_str(), task.owner.as_str()), ("t-1", "local"));
         assert_eq!(

@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params_from_iter};
 
 use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStatus, now};
+use crate::domain::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStatus, now};
 
 const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
@@ -332,7 +332,7 @@ impl RawTask {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::task::model::new_task_id;
+    use crate::domain::new_task_id;
     use pretty_assertions::assert_eq;
 
     pub(crate) fn sample_task(name: &str) -> Task {

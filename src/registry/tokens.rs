@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
-use crate::task::model::{Owner, Timestamp, now};
+use crate::domain::{Owner, Timestamp, now};
 
 /// How stale `last_used_at` may get before a request writes it again: one write per token and
 /// minute instead of one per request.

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{Result, TaskStore, io_err};
-use crate::task::model::Decision;
+use crate::domain::Decision;
 
 impl TaskStore {
     pub fn append_decision(&self, decision: &Decision) -> Result<()> {
@@ -36,7 +36,7 @@ impl TaskStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::model::now;
+    use crate::domain::now;
 
     #[test]
     fn decisions_append_as_markdown() {

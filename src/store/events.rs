@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use super::{Result, StoreError, TaskStore, io_err};
-use crate::task::model::Event;
+use crate::domain::Event;
 
 impl TaskStore {
     pub fn append_event(&self, event: &Event) -> Result<()> {

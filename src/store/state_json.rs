@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Result, StoreError, TaskStore, io_err};
-use crate::task::model::{Attachment, Task};
+use crate::domain::{Attachment, Task};
 
 /// What `state.json` holds: the task row and the agents attached to it. Executions are not
 /// part of it (they are in the event log), so running a command does not rewrite this file.

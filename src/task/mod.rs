@@ -1,10 +1,7 @@
-//! Tasks: the data model, the pure lifecycle state machine, and `TaskService`, the one place
-//! where an operation on a task is carried out.
+//! `TaskService`, the one place where an operation on a task is carried out, and the output
+//! capture its executions use. The data types it works on live in `crate::domain`.
 
-pub mod lifecycle;
-pub mod model;
 pub mod output;
 pub mod service;
 
-pub use model::*;
 pub use service::TaskService;

@@ -10,8 +10,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::domain::Owner;
 use crate::mcp::ExecLimit;
-use crate::task::{Owner, TaskService};
+use crate::task::TaskService;
 
 /// The caller of one HTTP request, put in the request's extensions by [`authenticate`].
 #[derive(Clone)]

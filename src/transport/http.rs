@@ -31,10 +31,11 @@ use super::origin::{self, AllowedHosts};
 use super::sse::{self, SseSessions};
 use super::stdio::shutdown_signal;
 use crate::config::HttpConfig;
+use crate::domain::Owner;
 use crate::error::{Error, Result};
 use crate::mcp::prompts::Command;
 use crate::mcp::{TaskboxServer, load_commands};
-use crate::task::{Owner, TaskService};
+use crate::task::TaskService;
 
 /// After the grace period, how long killed executions get to be recorded.
 const KILL_WAIT: Duration = Duration::from_secs(15);

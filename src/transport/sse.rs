@@ -28,7 +28,7 @@ use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::auth::Principal;
 use super::http::Shared;
-use crate::task::Owner;
+use crate::domain::Owner;
 
 /// Messages a session buffers in each direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 64;

@@ -14,7 +14,7 @@ pub mod host;
 
 use std::path::{Path, PathBuf};
 
-use crate::task::model::Owner;
+use crate::domain::Owner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {

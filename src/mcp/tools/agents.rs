@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::tasks::task_line;
+use crate::domain::{Attachment, Task};
 use crate::mcp::server::{TaskboxServer, reply};
-use crate::task::model::{Attachment, Task};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

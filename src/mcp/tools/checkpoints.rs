@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::TaskParams;
 use super::tasks::task_line;
+use crate::domain::Checkpoint;
 use crate::mcp::server::{TaskboxServer, reply};
-use crate::task::model::Checkpoint;
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

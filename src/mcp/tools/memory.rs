@@ -8,10 +8,10 @@ use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 use crate::mcp::server::{TaskboxServer, finish, reply};
 use crate::registry::ExecutionFilter;
-use crate::task::model::Timestamp;
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,11 +9,11 @@ use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{Task, TaskStatus};
 use crate::error::Error;
 use crate::hooks::scope;
 use crate::mcp::logging::progress_to_client;
 use crate::mcp::server::{TaskboxServer, finish, reply};
-use crate::task::model::{Task, TaskStatus};
 use crate::task::service::{CleanupRequest, CreateTaskRequest, RepoRequest, parse_duration};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

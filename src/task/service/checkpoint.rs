@@ -9,12 +9,12 @@ use serde::Serialize;
 
 use super::TaskService;
 use super::repo::git_script;
+use crate::domain::lifecycle::LifecycleEvent;
+use crate::domain::{Checkpoint, Event, Owner, Task, TaskStatus, new_checkpoint_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, RuntimeError};
 use crate::store::atomic_write;
-use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Checkpoint, Event, Owner, Task, TaskStatus, new_checkpoint_id, now};
 use crate::workspace::{checkpoint_ref, host};
 
 /// Resets the workspace to a commit (as the agent's user, inside the container): tracked
@@ -217,7 +217,7 @@ impl TaskService {
             .git_commit
             .clone()
             .ok_or_else(|| Error::invalid("checkpoint", "it has no commit"))?;
-        crate::task::lifecycle::transition(task.status, LifecycleEvent::Restore)?;
+        crate::domain::lifecycle::transition(task.status, LifecycleEvent::Restore)?;
         let mut warnings = Vec::new();
         let started = std::time::Instant::now();
 

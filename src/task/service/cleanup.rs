@@ -8,9 +8,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
+use crate::domain::lifecycle::{LifecycleEvent, transition};
+use crate::domain::{Owner, Task, TaskStatus, now};
 use crate::error::{Error, Result};
-use crate::task::lifecycle::{LifecycleEvent, transition};
-use crate::task::model::{Owner, Task, TaskStatus, now};
 use crate::workspace;
 
 #[derive(Debug, Clone, Default, PartialEq)]

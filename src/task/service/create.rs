@@ -10,14 +10,12 @@ use serde::Serialize;
 
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService};
+use crate::domain::lifecycle::LifecycleEvent;
+use crate::domain::{Event, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::registry::RegistryError;
 use crate::runtime::{ExecSpec, images};
-use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{
-    Event, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name,
-};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateTaskRequest {

@@ -14,11 +14,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::TaskService;
+use crate::domain::lifecycle::LifecycleEvent;
+use crate::domain::{Event, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
 use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
-use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Event, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::task::output::{CapturedStream, StreamCapture};
 
 const MARKER_VAR: &str = "TASKBOX_EXEC_ID";

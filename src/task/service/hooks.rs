@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::TaskService;
+use crate::domain::{Decision, Event, Execution, Task, Timestamp, now};
 use crate::error::Result;
 use crate::hooks::{HookContext, HookEvent, HookRun, plan};
 use crate::registry::{ExecutionCounts, ExecutionFilter};
 use crate::runtime::{ContainerState, ExecSpec, ResourceSample};
-use crate::task::model::{Decision, Event, Execution, Task, Timestamp, now};
 use crate::workspace::host;
 
 /// What the plan finalizer summarises.
@@ -149,7 +149,7 @@ impl TaskService {
         if task.container_id.is_none() || !task.status.can_checkpoint_automatically() {
             return Ok(None);
         }
-        if task.status != crate::task::model::TaskStatus::Running {
+        if task.status != crate::domain::TaskStatus::Running {
             let newest = self.registry.list_checkpoints(&task.id)?.into_iter().next();
             let last_run = self.registry.recent_executions(&task.id, 1)?.into_iter().next();
             let unchanged = newest.as_ref().is_some_and(|c| {

@@ -7,10 +7,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
+use crate::domain::{Decision, Event, Execution, Owner, Task, Timestamp, now};
 use crate::error::{Error, Result};
 use crate::registry::memory_query;
 use crate::registry::{ExecutionFilter, SearchHit, Stats};
-use crate::task::model::{Decision, Event, Execution, Owner, Task, Timestamp, now};
 
 /// Most rows a listing returns at once.
 pub const MAX_PAGE: u32 = 500;

@@ -40,9 +40,9 @@ pub use resources::TaskFile;
 pub use resume::{ResumeReport, Revival};
 pub use tokens::{TOKEN_PREFIX, token_hash};
 
-use super::lifecycle::{LifecycleEvent, transition};
-use super::model::{Event, Owner, Task, TaskStatus};
 use crate::config::Config;
+use crate::domain::lifecycle::{LifecycleEvent, transition};
+use crate::domain::{Event, Owner, Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::registry::{Registry, RegistryError, TaskPage};
 use crate::runtime::{ContainerRuntime, LABEL_HOME, LABEL_TASK_ID, LABEL_TASK_NAME, SubnetPool};

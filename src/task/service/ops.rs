@@ -5,11 +5,11 @@ use serde::Serialize;
 
 use super::TaskService;
 use super::exec::describe_exit;
+use crate::domain::lifecycle::{LifecycleEvent, can_delete};
+use crate::domain::{Attachment, Decision, Event, Execution, Task};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::registry::ExecutionCounts;
-use crate::task::lifecycle::{LifecycleEvent, can_delete};
-use crate::task::model::{Attachment, Decision, Event, Execution, Task};
 use crate::workspace;
 
 /// How many executions attach returns as context.
@@ -169,10 +169,10 @@ impl TaskService {
         // Read again under the lock: another server may have changed it meanwhile.
         let mut task = self.resolve(Some(&task.id))?;
         // Check the move first so a stopped task is not stopped "again" in Docker.
-        crate::task::lifecycle::transition(task.status, event)?;
+        crate::domain::lifecycle::transition(task.status, event)?;
         let timeout = timeout_s.unwrap_or(10).min(300) as i32;
         let mut warnings = Vec::new();
-        if task.repo.path.is_some() && task.status == crate::task::model::TaskStatus::Running {
+        if task.repo.path.is_some() && task.status == crate::domain::TaskStatus::Running {
             match self.sync(&task, message).await {
                 Ok((synced, outcome)) => {
                     task = synced;
@@ -187,7 +187,7 @@ impl TaskService {
             }
         }
         if let Some(container) = &task.container_id
-            && task.status == crate::task::model::TaskStatus::Running
+            && task.status == crate::domain::TaskStatus::Running
         {
             // A root process left running may have made setuid files since the last root
             // command; the workspace outlives the container on the host.
@@ -199,7 +199,7 @@ impl TaskService {
 
     pub async fn resume(&self, task: &str) -> Result<Task> {
         let task = self.resolve(Some(task))?;
-        crate::task::lifecycle::transition(task.status, LifecycleEvent::Resume)?;
+        crate::domain::lifecycle::transition(task.status, LifecycleEvent::Resume)?;
         let container = task.container_id.clone().ok_or_else(|| Error::WrongStatus {
             task: task.name.clone(),
             status: task.status.to_string(),
@@ -259,8 +259,8 @@ impl TaskService {
         };
         // The hook runs for the developer at this machine: the local owner's tasks only.
         let running = self.registry.list_owner_tasks(
-            &crate::task::model::Owner::local(),
-            Some(crate::task::model::TaskStatus::Running),
+            &crate::domain::Owner::local(),
+            Some(crate::domain::TaskStatus::Running),
             10_000,
             0,
         )?;

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::TaskService;
 use super::ops::died_reason;
+use crate::domain::lifecycle::LifecycleEvent;
+use crate::domain::{Task, TaskStatus, now};
 use crate::error::Result;
-use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Task, TaskStatus, now};
 
 /// A `creating` row older than this belongs to a server that died mid-creation.
 const STALE_CREATING: Duration = Duration::from_secs(600);

@@ -14,11 +14,11 @@ use serde::Serialize;
 
 use super::TaskService;
 use super::create::Made;
+use crate::domain::{Event, Task, TaskRepo};
 use crate::error::{Error, Result};
 use crate::hooks::git::{BRANCH_CREATOR, SUBMODULE_CREATOR};
 use crate::hooks::{Decision, HookContext, HookEvent, step_run};
 use crate::runtime::ExecSpec;
-use crate::task::model::{Event, Task, TaskRepo};
 use crate::task::output::StreamCapture;
 use crate::workspace::{self, WorkspaceError, host, task_branch};
 
@@ -502,7 +502,7 @@ impl TaskService {
     pub async fn diff(&self, task: &str) -> Result<TaskDiff> {
         let mut task = self.resolve(Some(task))?;
         let mut warning = None;
-        if task.status == crate::task::model::TaskStatus::Running {
+        if task.status == crate::domain::TaskStatus::Running {
             let (synced, outcome) = self.sync(&task, "taskbox: sync for task_diff").await?;
             task = synced;
             warning = outcome.warning;
@@ -516,7 +516,7 @@ impl TaskService {
         let log = self
             .store
             .outputs_dir(&task.id)
-            .join(format!("diff-{}.patch", crate::task::model::new_execution_id()));
+            .join(format!("diff-{}.patch", crate::domain::new_execution_id()));
         let mut capture = StreamCapture::new(self.config.execution.output_cap_bytes, log);
         capture.push(&patch);
         let patch = capture.finish("patch");

@@ -7,10 +7,10 @@ use std::fmt;
 
 use super::TaskService;
 use super::exec::describe_exit;
+use crate::domain::lifecycle::LifecycleEvent;
+use crate::domain::{Event, Task, TaskStatus};
 use crate::error::Result;
 use crate::runtime::RuntimeError;
-use crate::task::lifecycle::LifecycleEvent;
-use crate::task::model::{Event, Task, TaskStatus};
 
 /// What task-resumer did.
 #[derive(Debug, Clone, Default, PartialEq)]

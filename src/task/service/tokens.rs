@@ -5,9 +5,9 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::TaskService;
+use crate::domain::{Owner, now};
 use crate::error::{Error, Result};
 use crate::registry::TokenRecord;
-use crate::task::model::{Owner, now};
 
 /// Every token starts with this, so a leaked one is recognisable (e.g. by secret scanners).
 pub const TOKEN_PREFIX: &str = "tbx_";

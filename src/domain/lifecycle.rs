@@ -1,4 +1,4 @@
-//! The task lifecycle as a pure state machine (DESIGN.md §4). Every status change goes
+//! The task lifecycle as a pure state machine (docs/architecture.md, "Lifecycle"). Every status change goes
 //! through `transition`, so an illegal move is refused in one place with a message that names
 //! the current status and what to do instead.
 //!
@@ -12,7 +12,7 @@
 //!  any but creating ──delete(confirm)──▶ (purged)
 //! ```
 
-use super::model::TaskStatus;
+use crate::domain::TaskStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifecycleEvent {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use super::error::{DomainError as Error, DomainResult as Result};
 
 pub type Timestamp = DateTime<Utc>;
 
