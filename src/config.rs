@@ -108,12 +108,29 @@ pub struct CommandsConfig {
     pub dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// How a task's workspace is made: steps of creation, not hooks (they must happen before the
+/// container starts). Their runs are still recorded as `branch-creator` and `submodule-creator`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkspaceConfig {
     /// Directories a task's `repo_path` must lie in; empty means the server's working
     /// directory. Keeps an agent from sandboxing ~/.ssh or /etc into a networked container.
     pub allowed_repo_roots: Vec<PathBuf>,
+    /// Make the task branch `taskbox/<name>` in the developer's repository. Off: the
+    /// repository is only read, and the task works in a private copy of it.
+    pub create_branch: bool,
+    /// Check out the repository's submodules in the workspace.
+    pub checkout_submodules: bool,
+}
+
+impl Default for WorkspaceConfig {
+    fn default() -> Self {
+        Self {
+            allowed_repo_roots: Vec::new(),
+            create_branch: true,
+            checkout_submodules: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -253,7 +270,32 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let config: Self = toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Ok(config.with_deprecated_keys_moved(path))
+    }
+
+    /// Keys of older releases that moved: read where they were, moved where they are now, with
+    /// a warning that names the new key.
+    fn with_deprecated_keys_moved(mut self, path: &Path) -> Self {
+        let warn = |old: &str, new: &str, enabled: bool| {
+            tracing::warn!(
+                "{}: [{old}] enabled is deprecated; set {new} = {enabled} instead",
+                path.display()
+            );
+        };
+        if let Some(toggle) = self.hooks.branch_creator.take() {
+            warn("hooks.branch-creator", "workspace.create_branch", toggle.enabled);
+            self.workspace.create_branch = toggle.enabled;
+        }
+        if let Some(toggle) = self.hooks.submodule_creator.take() {
+            warn(
+                "hooks.submodule-creator",
+                "workspace.checkout_submodules",
+                toggle.enabled,
+            );
+            self.workspace.checkout_submodules = toggle.enabled;
+        }
+        self
     }
 
     /// The data directory: configured, else `$XDG_DATA_HOME/taskbox`, else `~/.local/share/taskbox`.
@@ -278,6 +320,26 @@ fn xdg_dir(var: &str, fallback_under_home: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    fn from_text(text: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::from_file(&path).unwrap()
+    }
+
+    #[test]
+    fn creation_steps_are_workspace_keys_and_the_old_hook_keys_still_switch_them() {
+        let defaults = Config::default().workspace;
+        assert!(defaults.create_branch && defaults.checkout_submodules);
+        let new = from_text("[workspace]\ncreate_branch = false\ncheckout_submodules = false\n");
+        assert!(!new.workspace.create_branch && !new.workspace.checkout_submodules);
+        let old = from_text("[hooks.branch-creator]\nenabled = false\n[hooks.submodule-creator]\nenabled = false\n");
+        assert!(!old.workspace.create_branch && !old.workspace.checkout_submodules);
+        // Moved, not kept in two places.
+        assert_eq!(old.hooks.branch_creator, None);
+        assert_eq!(old.hooks.submodule_creator, None);
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

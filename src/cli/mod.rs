@@ -142,9 +142,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if http.is_none() {
         tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
     }
-    // task-resumer first: what it brings back is not marked failed by the reconciliation.
-    service.server_started().await;
-    match service.reconcile().await {
+    match service.recover_at_start().await {
         Ok(outcomes) => {
             for o in outcomes {
                 tracing::warn!(task = %o.task_id, name = %o.name, reason = %o.reason, "task marked {}", o.to);

@@ -382,6 +382,15 @@ impl Event {
     }
 }
 
+/// Execution counts of one task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ExecutionCounts {
+    pub total: u64,
+    /// Finished with a non-zero exit code, timed out, cancelled or failed to run.
+    pub failed: u64,
+    pub running: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

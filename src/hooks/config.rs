@@ -16,9 +16,11 @@ pub struct HooksConfig {
     pub container_enforcer: ContainerEnforcerConfig,
     pub isolation_checker: Toggle,
     pub resource_monitor: ResourceMonitorConfig,
-    pub branch_creator: Toggle,
+    /// Deprecated: `[workspace] create_branch`. Read and moved there by `Config`, with a warning.
+    pub branch_creator: Option<Toggle>,
     pub branch_validator: Toggle,
-    pub submodule_creator: Toggle,
+    /// Deprecated: `[workspace] checkout_submodules`. Read and moved there by `Config`.
+    pub submodule_creator: Option<Toggle>,
     pub task_resumer: Toggle,
     pub checkpoint_creator: CheckpointCreatorConfig,
     pub plan_file_creator: Toggle,

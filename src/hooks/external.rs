@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::config::ExternalHookConfig;
+use super::host::HookHost;
 use super::manager::Hook;
 use super::{Decision, HookContext};
-use crate::task::TaskService;
 
 /// Most of a hook's stderr kept as its reason.
 const MAX_REASON: usize = 2000;
@@ -62,7 +62,7 @@ impl Hook for ExternalHook {
         context.event == self.config.event && tool_ok && task_ok
     }
 
-    async fn run(&self, _: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, _: &dyn HookHost, context: &HookContext) -> Decision {
         let input = context.to_json().to_string();
         let timeout = Duration::from_secs(self.config.timeout_s);
         match run_command(&self.config.command, input.as_bytes(), timeout).await {

@@ -1,13 +1,13 @@
 //! Git hooks. branch-validator runs before every sync: the task branch must be a valid git
 //! branch name and the workspace's HEAD must be on it, or the sync would put another branch's
-//! work on the task branch. branch-creator and submodule-creator are steps of task creation
-//! (see `TaskService::prepare_repo`), switched by the same config.
+//! work on the task branch. (Making the task branch and checking out submodules are steps of
+//! task creation, switched by `[workspace]` in the config: `TaskService::prepare_repo`.)
 
 use async_trait::async_trait;
 
+use super::host::HookHost;
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
-use crate::task::TaskService;
 
 pub const BRANCH_CREATOR: &str = "branch-creator";
 pub const SUBMODULE_CREATOR: &str = "submodule-creator";
@@ -24,7 +24,7 @@ impl Hook for BranchValidator {
         context.event == HookEvent::BeforeSync && context.task.as_ref().is_some_and(|t| t.repo.branch.is_some())
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
@@ -34,7 +34,7 @@ impl Hook for BranchValidator {
         if !crate::workspace::is_valid_branch_name(branch) {
             return Decision::Deny(format!("'{branch}' is not a valid git branch name"));
         }
-        match service.workspace_head(task).await {
+        match host.workspace_head(task).await {
             // No answer (no git in the image, no .git): the sync itself says what is wrong.
             Err(_) | Ok(None) => Decision::ALLOW,
             Ok(Some(head)) => match head.strip_prefix("refs/heads/") {

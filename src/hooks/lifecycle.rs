@@ -1,12 +1,13 @@
 //! Lifecycle hooks. checkpoint-creator takes automatic checkpoints when an agent detaches,
 //! when a task stops or completes, and every N executions, so work is recoverable without the
-//! agent asking. task-resumer brings tasks back after a host reboot or a daemon restart.
+//! agent asking. (task-resumer, which brings tasks back after a host reboot or a daemon
+//! restart, is a step of the server's start that its config switches: `TaskService::recover_at_start`.)
 
 use async_trait::async_trait;
 
+use super::host::HookHost;
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
-use crate::task::TaskService;
 
 pub struct CheckpointCreator {
     pub every_executions: u32,
@@ -14,7 +15,7 @@ pub struct CheckpointCreator {
 
 impl CheckpointCreator {
     /// The checkpoint's label, when this event calls for one.
-    fn label(&self, service: &TaskService, context: &HookContext) -> Option<String> {
+    fn label(&self, host: &dyn HookHost, context: &HookContext) -> Option<String> {
         let task = context.task.as_ref()?;
         match context.event {
             HookEvent::AgentDetached => Some(format!(
@@ -24,7 +25,7 @@ impl CheckpointCreator {
             HookEvent::TaskStopped => Some("on stop".into()),
             HookEvent::TaskCompleted => Some("on complete".into()),
             HookEvent::AfterExec => {
-                let count = service.execution_count(&task.id).ok()?;
+                let count = host.execution_count(&task.id).ok()?;
                 (count > 0 && count % u64::from(self.every_executions) == 0)
                     .then(|| format!("after {count} executions"))
             }
@@ -48,38 +49,17 @@ impl Hook for CheckpointCreator {
             }
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
-        let Some(label) = self.label(service, context) else {
+        let Some(label) = self.label(host, context) else {
             return Decision::ALLOW;
         };
-        match service.automatic_checkpoint(&task.id, &label).await {
+        match host.automatic_checkpoint(&task.id, &label).await {
             Ok(Some(reference)) => Decision::done(format!("checkpoint {reference} ({label})")),
             Ok(None) => Decision::done(format!("no checkpoint {label}: nothing changed since the last one")),
             Err(e) => Decision::Warn(format!("the automatic checkpoint {label} failed: {e}")),
-        }
-    }
-}
-
-pub struct TaskResumer;
-
-#[async_trait]
-impl Hook for TaskResumer {
-    fn name(&self) -> &str {
-        "task-resumer"
-    }
-
-    fn handles(&self, context: &HookContext) -> bool {
-        context.event == HookEvent::ServerStarted
-    }
-
-    async fn run(&self, service: &TaskService, _: &HookContext) -> Decision {
-        match service.resume_after_restart(self.name()).await {
-            Ok(report) if report.failed == 0 => Decision::done(report.to_string()),
-            Ok(report) => Decision::Warn(report.to_string()),
-            Err(e) => Decision::Warn(format!("cannot check the tasks' containers: {e}")),
         }
     }
 }

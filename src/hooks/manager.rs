@@ -8,18 +8,18 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::config::HooksConfig;
+use super::host::HookHost;
 use super::{Decision, HookContext, HookEvent, external, git, lifecycle, plan, safety, scope};
 use crate::error::{Error, Result};
-use crate::task::TaskService;
 
-/// A hook: it says which events it wants and decides on them. Built-in hooks act through
-/// `TaskService`, like every other caller.
+/// A hook: it says which events it wants and decides on them. Built-in hooks ask the server
+/// for facts and actions through `HookHost`, and through nothing else.
 #[async_trait]
 pub trait Hook: Send + Sync {
     fn name(&self) -> &str;
     /// Whether this hook runs for the event (cheap: no I/O).
     fn handles(&self, context: &HookContext) -> bool;
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision;
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision;
 }
 
 /// One hook run, as recorded in the task's `events.jsonl` (event type `hook`).
@@ -44,9 +44,7 @@ impl HookManager {
         config.validate()?;
         let mut hooks: Vec<Arc<dyn Hook>> = Vec::new();
         if config.container_enforcer.enabled {
-            hooks.push(Arc::new(safety::ContainerEnforcer {
-                resume_stopped: config.container_enforcer.resume_stopped,
-            }));
+            hooks.push(Arc::new(safety::ContainerEnforcer));
         }
         if config.isolation_checker.enabled {
             hooks.push(Arc::new(safety::IsolationChecker));
@@ -63,9 +61,6 @@ impl HookManager {
             hooks.push(Arc::new(lifecycle::CheckpointCreator {
                 every_executions: config.checkpoint_creator.every_executions,
             }));
-        }
-        if config.task_resumer.enabled {
-            hooks.push(Arc::new(lifecycle::TaskResumer));
         }
         if config.plan_file_creator.enabled {
             hooks.push(Arc::new(plan::FileCreator));
@@ -85,11 +80,11 @@ impl HookManager {
     /// Runs the hooks that handle the event, in order. Returns the runs (to be recorded) and,
     /// when a hook denied at an event that can still be stopped, the error to fail with.
     /// Warnings go to the current tool call's result.
-    pub async fn dispatch(&self, service: &TaskService, context: &HookContext) -> (Vec<HookRun>, Option<Error>) {
+    pub async fn dispatch(&self, host: &dyn HookHost, context: &HookContext) -> (Vec<HookRun>, Option<Error>) {
         let mut runs = Vec::new();
         for hook in self.hooks.iter().filter(|h| h.handles(context)) {
             let started = Instant::now();
-            let decision = hook.run(service, context).await;
+            let decision = hook.run(host, context).await;
             let run = HookRun {
                 hook: hook.name().to_string(),
                 event: context.event,
@@ -121,8 +116,9 @@ impl HookManager {
     }
 }
 
-/// Records a step of an operation that is itself a built-in hook (branch-creator and
-/// submodule-creator run inside task creation, where their work must happen).
+/// Records a step of an operation that a built-in hook's config switches: container-enforcer's
+/// recovery before a command and task-resumer at start are service steps, recorded under the
+/// hook's name like the hooks' own runs.
 pub fn step_run(hook: &str, event: HookEvent, started: Instant, decision: &Decision) -> HookRun {
     HookRun {
         hook: hook.to_string(),

@@ -1,4 +1,4 @@
-//! Hooks around every operation (DESIGN.md §8): the events, the decisions a hook returns, the
+//! Hooks around every operation (docs/hooks.md): the events, the decisions a hook returns, the
 //! `HookManager` that runs them in a fixed order, the built-in hooks (safety, git, lifecycle,
 //! plan), external hooks from config, and the Claude Code PreToolUse hook.
 //!
@@ -11,6 +11,7 @@ pub mod claude_code;
 pub mod config;
 mod external;
 pub mod git;
+mod host;
 mod lifecycle;
 mod manager;
 pub mod plan;
@@ -23,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use config::HooksConfig;
+pub use host::{CompletionFacts, HookHost};
 pub use manager::{HookManager, HookRun, step_run};
+pub use safety::{CONTAINER_ENFORCER, foreign_labels};
 
 use crate::domain::Task;
 use crate::runtime::ContainerState;
@@ -135,7 +138,7 @@ pub struct HookContext {
     pub data: Value,
     /// The task's container as Docker saw it when the first hook asked; shared so that the
     /// safety hooks inspect it once per event.
-    pub(crate) container: tokio::sync::OnceCell<Option<ContainerState>>,
+    container: tokio::sync::OnceCell<Option<ContainerState>>,
 }
 
 impl HookContext {
@@ -154,6 +157,14 @@ impl HookContext {
 
     pub fn with_arguments(mut self, arguments: Value) -> Self {
         self.arguments = arguments;
+        self
+    }
+
+    /// The task's container as the caller just inspected it (`None`: not inspected).
+    pub fn with_container(self, state: Option<Option<ContainerState>>) -> Self {
+        if let Some(state) = state {
+            let _ = self.container.set(state);
+        }
         self
     }
 

@@ -5,11 +5,10 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::host::{CompletionFacts, HookHost};
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
 use crate::domain::{Task, Timestamp, now};
-use crate::task::TaskService;
-use crate::task::service::CompletionFacts;
 
 pub const PROGRESS: &str = "Progress";
 pub const DECISIONS: &str = "Decisions";
@@ -105,11 +104,11 @@ impl Hook for FileCreator {
         context.event == HookEvent::TaskCreated && context.task.is_some()
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
-        match service.write_plan(&task.id, &initial_plan(task)) {
+        match host.write_plan(&task.id, &initial_plan(task)) {
             Ok(()) => Decision::done("plan.md written"),
             Err(e) => Decision::Warn(format!("cannot write the task's plan: {e}")),
         }
@@ -173,11 +172,11 @@ impl Hook for Updater {
             }
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let (Some(task), Some((section, line))) = (&context.task, Self::entry(context)) else {
             return Decision::ALLOW;
         };
-        match service.append_to_plan(&task.id, section, &line) {
+        match host.append_to_plan(&task.id, section, &line) {
             Ok(true) => Decision::done(format!("plan.md {section}: {line}")),
             Ok(false) => Decision::ALLOW,
             Err(e) => Decision::Warn(format!("cannot update the task's plan: {e}")),
@@ -197,13 +196,13 @@ impl Hook for Finalizer {
         context.event == HookEvent::TaskCompleted && context.task.is_some()
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
-        let written = service
+        let written = host
             .completion_facts(&task.id)
-            .and_then(|facts| service.finalize_plan(&task.id, &result_section(&facts)));
+            .and_then(|facts| host.finalize_plan(&task.id, &result_section(&facts)));
         match written {
             Ok(true) => Decision::done("plan.md result written"),
             Ok(false) => Decision::ALLOW,

@@ -8,108 +8,74 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use super::host::HookHost;
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
 use crate::domain::{Task, TaskStatus};
+use crate::error::Result;
 use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, ResourceSample};
-use crate::task::TaskService;
-use crate::task::service::Revival;
 
-/// The task's container as Docker sees it, inspected once per event for all safety hooks.
-async fn container<'a>(service: &TaskService, context: &'a HookContext) -> Result<Option<&'a ContainerState>, String> {
+pub const CONTAINER_ENFORCER: &str = "container-enforcer";
+
+/// The task's container as Docker sees it, inspected once per event for all safety hooks
+/// (the service may have filled it in already, on its way through the recovery step).
+async fn container<'a>(host: &dyn HookHost, context: &'a HookContext) -> Result<Option<&'a ContainerState>> {
     let Some(id) = context.task.as_ref().and_then(|t| t.container_id.clone()) else {
         return Ok(None);
     };
     context
         .container
-        .get_or_try_init(|| async { service.inspect_container(&id).await.map_err(|e| e.to_string()) })
+        .get_or_try_init(|| async { host.inspect_container(&id).await })
         .await
         .map(Option::as_ref)
 }
 
-pub struct ContainerEnforcer {
-    pub resume_stopped: bool,
-}
+/// Commands run only in a running container that carries this task's and this home's labels.
+/// Bringing a stopped task or container back first is the service's recovery step, which this
+/// hook's `resume_stopped` switches (`TaskService::recover_before_command`).
+pub struct ContainerEnforcer;
 
 #[async_trait]
 impl Hook for ContainerEnforcer {
     fn name(&self) -> &str {
-        "container-enforcer"
+        CONTAINER_ENFORCER
     }
 
     fn handles(&self, context: &HookContext) -> bool {
-        context.event == HookEvent::BeforeExec && context.task.is_some()
+        context.event == HookEvent::BeforeExec && context.task.as_ref().is_some_and(|t| t.status == TaskStatus::Running)
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
-        match task.status {
-            TaskStatus::Running => {}
-            TaskStatus::Stopped if self.resume_stopped => {
-                // A vanished container is recreated (and left stopped) first, so the resume
-                // below can start it.
-                if let Err(e) = service.revive_task(task.clone(), self.name(), true).await {
-                    return Decision::Deny(format!("task '{}' is stopped and could not be resumed: {e}", task.name));
-                }
-                return match service.resume(&task.id).await {
-                    Ok(_) => Decision::Warn(format!("task '{}' was stopped; it was resumed first", task.name)),
-                    Err(e) => Decision::Deny(format!("task '{}' is stopped and could not be resumed: {e}", task.name)),
-                };
-            }
-            // The service refuses these with the status and what to do.
-            _ => return Decision::ALLOW,
-        }
-        let state = match container(service, context).await {
+        let state = match container(host, context).await {
             Ok(state) => state,
             Err(e) => return Decision::Deny(format!("cannot inspect the task's container: {e}")),
         };
-        if let Some(state) = state {
-            if let Some(problem) = foreign_labels(state, task, service.home()) {
-                return Decision::Deny(format!(
-                    "the task's container {problem}, so taskbox did not make it for this task; refusing to run in it. \
-                     Delete the task and create a new one"
-                ));
-            }
-            if state.running {
-                return Decision::ALLOW;
-            }
-            if !self.resume_stopped {
-                return Decision::Deny(format!(
-                    "the task's container is {} although the task is running; call stop_task then resume_task",
-                    state.status
-                ));
-            }
-        }
-        // Stopped or gone behind taskbox's back. Without resume_stopped a vanished container
-        // still fails the task (the command could not run anyway), so the agent is told why.
-        let revived = if self.resume_stopped || state.is_none() {
-            service
-                .revive_task(task.clone(), self.name(), self.resume_stopped)
-                .await
-        } else {
-            Ok(Revival::Unchanged)
+        // A vanished container: the recovery step recreated it or failed the task, and the
+        // command itself reports what is left.
+        let Some(state) = state else {
+            return Decision::ALLOW;
         };
-        match revived {
-            Ok(Revival::Unchanged) => Decision::ALLOW,
-            Ok(Revival::Restarted) => Decision::Warn(
-                "the task's container had stopped outside taskbox; it was started again (processes that ran in it are gone)"
-                    .into(),
-            ),
-            Ok(Revival::Recreated(seq)) => Decision::Warn(format!(
-                "the task's container no longer existed; it was recreated from checkpoint {}:{seq} (the workspace is \
-                 as it was; changes outside /workspace since that checkpoint are gone)",
-                task.name
-            )),
-            // The task is failed now; the operation refuses it with the reason.
-            Ok(Revival::Failed) => Decision::done("the container could not be brought back; task marked failed"),
-            Err(e) => Decision::Deny(format!("the task's container is not running and could not be started: {e}")),
+        if let Some(problem) = foreign_labels(state, task, host.home()) {
+            return Decision::Deny(format!(
+                "the task's container {problem}, so taskbox did not make it for this task; refusing to run in it. \
+                 Delete the task and create a new one"
+            ));
         }
+        if state.running {
+            return Decision::ALLOW;
+        }
+        Decision::Deny(format!(
+            "the task's container is {} although the task is running; call stop_task then resume_task",
+            state.status
+        ))
     }
 }
 
-fn foreign_labels(state: &ContainerState, task: &Task, home: &Path) -> Option<String> {
+/// Why a container is not this task's (labelled for another task or another data directory).
+pub fn foreign_labels(state: &ContainerState, task: &Task, home: &Path) -> Option<String> {
     let label = |key: &str| state.labels.get(key).map(String::as_str).unwrap_or("");
     if label(LABEL_TASK_ID) != task.id {
         return Some(format!(
@@ -141,33 +107,17 @@ impl Hook for IsolationChecker {
             && context.task.as_ref().is_some_and(|t| t.container_id.is_some())
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let Some(task) = &context.task else {
             return Decision::ALLOW;
         };
-        // A container that was running when the event began is the one the command meets.
-        // Otherwise container-enforcer may just have started or recreated one: inspect the
-        // container the task has now.
-        let cached = container(service, context).await;
-        let fresh;
-        let state = match cached {
-            Ok(Some(state)) if state.running => Ok(Some(state)),
-            _ => {
-                let current = service.resolve(Some(&task.id)).ok().and_then(|t| t.container_id);
-                fresh = match current {
-                    Some(id) => service.inspect_container(&id).await,
-                    None => Ok(None),
-                };
-                fresh.as_ref().map(Option::as_ref).map_err(ToString::to_string)
-            }
-        };
-        let state = match state {
+        let state = match container(host, context).await {
             Ok(Some(state)) => state,
             // container-enforcer (or the execution itself) reports a missing container.
             Ok(None) => return Decision::ALLOW,
             Err(e) => return Decision::Deny(format!("cannot inspect the task's container: {e}")),
         };
-        let problems = isolation_problems(&state.isolation, &task.workspace, &service.allowed_capabilities());
+        let problems = isolation_problems(&state.isolation, &task.workspace, host.allowed_capabilities());
         if problems.is_empty() {
             return Decision::ALLOW;
         }
@@ -274,11 +224,11 @@ impl Hook for ResourceMonitor {
             && context.task.as_ref().is_some_and(|t| t.container_id.is_some())
     }
 
-    async fn run(&self, service: &TaskService, context: &HookContext) -> Decision {
+    async fn run(&self, host: &dyn HookHost, context: &HookContext) -> Decision {
         let Some(container) = context.task.as_ref().and_then(|t| t.container_id.clone()) else {
             return Decision::ALLOW;
         };
-        let sample = match service.resource_sample(&container).await {
+        let sample = match host.resource_sample(&container).await {
             Ok(Some(sample)) => sample,
             Ok(None) => return Decision::ALLOW,
             Err(e) => return Decision::Warn(format!("cannot read the container's resource use: {e}")),

@@ -5,19 +5,10 @@ use rusqlite::{Row, params};
 
 use super::memory::{ExecutionFilter, FAILED};
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
-use crate::domain::{Execution, ExecutionStatus};
+use crate::domain::{Execution, ExecutionCounts, ExecutionStatus};
 
 const COLUMNS: &str = "id, task_id, command, workdir, user, explanation, status, exit_code, timed_out, \
      stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms";
-
-/// Execution counts of one task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
-pub struct ExecutionCounts {
-    pub total: u64,
-    /// Finished with a non-zero exit code, timed out, cancelled or failed to run.
-    pub failed: u64,
-    pub running: u64,
-}
 
 impl Registry {
     pub fn insert_execution(&self, exec: &Execution) -> Result<()> {

@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
-pub use executions::ExecutionCounts;
 pub use memory::{ExecutionFilter, SearchHit, Stats, fts_query as memory_query};
 pub use tasks::TaskPage;
 pub use tokens::TokenRecord;

@@ -265,8 +265,14 @@ impl TaskService {
     /// `before_exec` for a command run for the agent (an execution or a file operation):
     /// the safety hooks and external hooks may refuse it, or resume the task first. Returns
     /// the task as it is after them (read again: a hook may have resumed it).
+    /// Before a command in the container: the recovery step brings the container back when
+    /// configured, then `before_exec` fires (a deny refuses the command). Returns the task as
+    /// the command will meet it.
     pub(super) async fn guard_command(&self, task: Task, arguments: serde_json::Value) -> Result<Task> {
-        let before = HookContext::new(HookEvent::BeforeExec, Some(task.clone())).with_arguments(arguments);
+        let (task, container) = self.recover_before_command(task).await?;
+        let before = HookContext::new(HookEvent::BeforeExec, Some(task.clone()))
+            .with_arguments(arguments)
+            .with_container(container);
         self.fire(before).await?;
         self.resolve(Some(&task.id))
     }

@@ -1,33 +1,21 @@
 //! Where `TaskService` runs the hooks: `fire` dispatches an event and records every hook run,
-//! the tool-call events for the MCP layer, and the facts and actions the built-in hooks use
-//! (hooks act only through these methods, never on Docker, SQLite or git themselves).
+//! the tool-call events for the MCP layer, and `HookHost`, the facts and actions the built-in
+//! hooks may ask for (hooks act only through it, never on Docker, SQLite or git themselves).
 
+use std::path::Path;
+
+use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::TaskService;
-use crate::domain::{Decision, Event, Execution, Task, Timestamp, now};
+use crate::domain::{Event, Task, TaskStatus, now};
 use crate::error::Result;
-use crate::hooks::{HookContext, HookEvent, HookRun, plan};
-use crate::registry::{ExecutionCounts, ExecutionFilter};
+use crate::hooks::{CompletionFacts, HookContext, HookEvent, HookHost, HookRun, plan};
+use crate::registry::ExecutionFilter;
 use crate::runtime::{ContainerState, ExecSpec, ResourceSample};
 use crate::workspace::host;
-
-/// What the plan finalizer summarises.
-#[derive(Debug, Clone)]
-pub struct CompletionFacts {
-    pub task: Task,
-    pub finished_at: Timestamp,
-    /// (id, summary) of the task branch's commits since its base, newest first.
-    pub commits: Vec<(String, String)>,
-    pub executions: ExecutionCounts,
-    /// The failed executions, newest first (at most 10).
-    pub failures: Vec<Execution>,
-    /// Oldest first.
-    pub decisions: Vec<Decision>,
-    pub checkpoints: usize,
-}
 
 /// Prints HEAD's symbolic name, or its commit when detached.
 const HEAD_SCRIPT: &str = "cd /workspace && { g symbolic-ref -q HEAD || g rev-parse --short HEAD; }";
@@ -102,31 +90,42 @@ impl TaskService {
     }
 
     /// `server_started`: runs once when a server starts, before it serves.
-    pub async fn server_started(&self) {
+    pub(super) async fn server_started(&self) {
         let _ = self.fire(HookContext::new(HookEvent::ServerStarted, None)).await;
     }
 
+    pub fn plan(&self, task_id: &str) -> Result<Option<PlanText>> {
+        Ok(self.store.read_plan(task_id)?.map(|text| PlanText {
+            path: self.store.plan_path(task_id).display().to_string(),
+            text,
+        }))
+    }
+}
+
+#[async_trait]
+impl HookHost for TaskService {
+    fn home(&self) -> &Path {
+        &self.home
+    }
+
     /// The task's container as Docker sees it now (`None`: it does not exist).
-    pub async fn inspect_container(&self, container: &str) -> Result<Option<ContainerState>> {
+    async fn inspect_container(&self, container: &str) -> Result<Option<ContainerState>> {
         Ok(self.runtime.inspect_container(container).await?)
     }
 
-    pub async fn resource_sample(&self, container: &str) -> Result<Option<ResourceSample>> {
+    async fn resource_sample(&self, container: &str) -> Result<Option<ResourceSample>> {
         Ok(self.runtime.resource_sample(container).await?)
     }
 
-    /// Capabilities task containers may have (isolation-checker compares against them).
-    pub fn allowed_capabilities(&self) -> Vec<String> {
-        self.config.security.cap_add.clone()
+    fn allowed_capabilities(&self) -> &[String] {
+        &self.config.security.cap_add
     }
 
-    pub fn execution_count(&self, task_id: &str) -> Result<u64> {
+    fn execution_count(&self, task_id: &str) -> Result<u64> {
         Ok(self.registry.count_executions(task_id)?)
     }
 
-    /// The workspace's HEAD: `refs/heads/<branch>`, or a commit when detached; `None` when
-    /// git does not answer (no git in the image, no repository).
-    pub async fn workspace_head(&self, task: &Task) -> Result<Option<String>> {
+    async fn workspace_head(&self, task: &Task) -> Result<Option<String>> {
         let Some(container) = task.container_id.as_deref() else {
             return Ok(None);
         };
@@ -141,15 +140,12 @@ impl TaskService {
             .filter(|h| !h.is_empty()))
     }
 
-    /// An automatic checkpoint of a running, stopped or completed task. `None` when there is
-    /// nothing new to keep: the task is not running and its newest checkpoint is automatic,
-    /// at the same commit and newer than its last execution.
-    pub async fn automatic_checkpoint(&self, task: &str, label: &str) -> Result<Option<String>> {
-        let task = self.resolve(Some(task))?;
+    async fn automatic_checkpoint(&self, task_id: &str, label: &str) -> Result<Option<String>> {
+        let task = self.resolve(Some(task_id))?;
         if task.container_id.is_none() || !task.status.can_checkpoint_automatically() {
             return Ok(None);
         }
-        if task.status != crate::domain::TaskStatus::Running {
+        if task.status != TaskStatus::Running {
             let newest = self.registry.list_checkpoints(&task.id)?.into_iter().next();
             let last_run = self.registry.recent_executions(&task.id, 1)?.into_iter().next();
             let unchanged = newest.as_ref().is_some_and(|c| {
@@ -167,28 +163,20 @@ impl TaskService {
         Ok(Some(result.reference))
     }
 
-    pub fn write_plan(&self, task_id: &str, text: &str) -> Result<()> {
+    fn write_plan(&self, task_id: &str, text: &str) -> Result<()> {
         Ok(self.store.write_plan(task_id, text)?)
     }
 
-    /// Appends a line to a plan section; `false` when the task has no plan.
-    pub fn append_to_plan(&self, task_id: &str, section: &str, line: &str) -> Result<bool> {
+    fn append_to_plan(&self, task_id: &str, section: &str, line: &str) -> Result<bool> {
         Ok(self.store.append_to_plan(task_id, section, line)?)
     }
 
-    pub fn finalize_plan(&self, task_id: &str, result: &str) -> Result<bool> {
+    fn finalize_plan(&self, task_id: &str, result: &str) -> Result<bool> {
         Ok(self.store.replace_plan_section(task_id, plan::RESULT, result)?)
     }
 
-    pub fn plan(&self, task_id: &str) -> Result<Option<PlanText>> {
-        Ok(self.store.read_plan(task_id)?.map(|text| PlanText {
-            path: self.store.plan_path(task_id).display().to_string(),
-            text,
-        }))
-    }
-
-    pub fn completion_facts(&self, task: &str) -> Result<CompletionFacts> {
-        let task = self.resolve(Some(task))?;
+    fn completion_facts(&self, task_id: &str) -> Result<CompletionFacts> {
+        let task = self.resolve(Some(task_id))?;
         let commits = match (&task.repo.path, &task.repo.base_commit, &task.repo.synced_commit) {
             (Some(repo), Some(base), Some(head)) => match (base.parse(), head.parse()) {
                 (Ok(base), Ok(head)) => host::commits_between(repo, base, head, 200).unwrap_or_default(),

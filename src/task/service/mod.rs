@@ -30,7 +30,7 @@ pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
 pub use exec::{ExecRequest, ExecutionResult};
 pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
-pub use hooks::{CompletionFacts, PlanText};
+pub use hooks::PlanText;
 pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};

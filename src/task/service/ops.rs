@@ -5,11 +5,11 @@ use serde::Serialize;
 
 use super::TaskService;
 use super::exec::describe_exit;
+use crate::domain::ExecutionCounts;
 use crate::domain::lifecycle::{LifecycleEvent, can_delete};
 use crate::domain::{Attachment, Decision, Event, Execution, Task};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
-use crate::registry::ExecutionCounts;
 use crate::workspace;
 
 /// How many executions attach returns as context.

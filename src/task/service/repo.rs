@@ -116,7 +116,7 @@ impl TaskService {
     ) -> Result<Vec<String>> {
         let branch = task_branch(&task.owner, &task.name);
         let mut warnings = Vec::new();
-        let branch_creator = self.config.hooks.branch_creator.enabled;
+        let branch_creator = self.config.workspace.create_branch;
         let started = Instant::now();
         // The developer's repository, for submodules, when the task works in a private copy.
         let mut submodule_source = None;
@@ -170,7 +170,7 @@ impl TaskService {
             false => Some(repo_path.clone()),
             true => submodule_source,
         };
-        if let Some(source) = submodule_source.filter(|_| self.config.hooks.submodule_creator.enabled) {
+        if let Some(source) = submodule_source.filter(|_| self.config.workspace.checkout_submodules) {
             let started = Instant::now();
             let decision = match host::init_submodules(&source, &task.workspace) {
                 Ok(skipped) if !skipped.is_empty() => Decision::Warn(format!(

@@ -1,16 +1,23 @@
 //! Bringing tasks back after their containers stopped behind taskbox's back: at server start
-//! (task-resumer: host reboot, daemon restart, `docker stop`) and before a command
-//! (container-enforcer). A container that vanished is recreated from the task's newest
-//! checkpoint image; the workspace is a host directory and survives on its own.
+//! (host reboot, daemon restart, `docker stop`) and before a command. These are the service's
+//! own recovery steps; the config of the hooks named after them switches them
+//! (`[hooks.task-resumer]`, `[hooks.container-enforcer] resume_stopped`), and their runs are
+//! recorded under those names (docs/hooks.md). A container that vanished is recreated from the
+//! task's newest checkpoint image; the workspace is a host directory and survives on its own.
 
 use std::fmt;
+use std::time::Instant;
 
 use super::TaskService;
 use super::exec::describe_exit;
+use super::reconcile::ReconcileOutcome;
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, Task, TaskStatus};
-use crate::error::Result;
-use crate::runtime::RuntimeError;
+use crate::error::{Error, Result};
+use crate::hooks::{CONTAINER_ENFORCER, Decision, HookEvent, foreign_labels, scope, step_run};
+use crate::runtime::{ContainerState, RuntimeError};
+
+const TASK_RESUMER: &str = "task-resumer";
 
 /// What task-resumer did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,10 +50,124 @@ pub enum Revival {
 }
 
 impl TaskService {
+    /// What a server does before it serves: bring back the containers of running and stopped
+    /// tasks (task-resumer's step, when enabled), fire `server_started`, then reconcile the
+    /// rest with Docker (what was brought back is not marked failed). Returns what the
+    /// reconciliation changed.
+    pub async fn recover_at_start(&self) -> Result<Vec<ReconcileOutcome>> {
+        if self.config.hooks.task_resumer.enabled {
+            let started = Instant::now();
+            let decision = match self.resume_after_restart(TASK_RESUMER).await {
+                Ok(report) if report.failed == 0 => Decision::done(report.to_string()),
+                Ok(report) => Decision::Warn(report.to_string()),
+                Err(e) => Decision::Warn(format!("cannot check the tasks' containers: {e}")),
+            };
+            if let Decision::Warn(message) = &decision {
+                tracing::warn!("{TASK_RESUMER}: {message}");
+            }
+            let run = step_run(TASK_RESUMER, HookEvent::ServerStarted, started, &decision);
+            self.record_hook_runs(None, &[run]);
+        }
+        self.server_started().await;
+        self.reconcile().await
+    }
+
+    /// Before a command, while container-enforcer is enabled: a stopped task is resumed and a
+    /// stopped or vanished container brought back (`resume_stopped`), else a vanished container
+    /// fails the task with the reason. Returns the task as it is now, and the container's
+    /// state when it was inspected and nothing changed, so the hooks need not inspect again.
+    pub(super) async fn recover_before_command(&self, task: Task) -> Result<(Task, Option<Option<ContainerState>>)> {
+        let switch = &self.config.hooks.container_enforcer;
+        if !switch.enabled {
+            return Ok((task, None));
+        }
+        let started = Instant::now();
+        let (decision, seen) = self.container_recovery(&task, switch.resume_stopped).await?;
+        let Some(decision) = decision else {
+            return Ok((task, seen));
+        };
+        let run = step_run(CONTAINER_ENFORCER, HookEvent::BeforeExec, started, &decision);
+        self.record_hook_runs(Some(&task.id), &[run]);
+        match decision {
+            Decision::Deny(reason) => Err(Error::HookDenied {
+                hook: CONTAINER_ENFORCER.to_string(),
+                event: HookEvent::BeforeExec.as_str(),
+                reason,
+            }),
+            Decision::Warn(message) => {
+                scope::warn(format!("{CONTAINER_ENFORCER}: {message}"));
+                Ok((self.resolve(Some(&task.id))?, None))
+            }
+            Decision::Allow(_) => Ok((self.resolve(Some(&task.id))?, None)),
+        }
+    }
+
+    /// What the recovery before a command did (`None`: nothing), and the container's state
+    /// when it was inspected and left alone.
+    async fn container_recovery(
+        &self,
+        task: &Task,
+        resume_stopped: bool,
+    ) -> Result<(Option<Decision>, Option<Option<ContainerState>>)> {
+        let Some(container) = task.container_id.as_deref() else {
+            return Ok((None, None));
+        };
+        match task.status {
+            TaskStatus::Running => {}
+            TaskStatus::Stopped if resume_stopped => {
+                let could_not = |e: Error| format!("task '{}' is stopped and could not be resumed: {e}", task.name);
+                // A vanished container is recreated (and left stopped) first, so the resume
+                // below can start it.
+                if let Err(e) = self.revive_task(task.clone(), CONTAINER_ENFORCER, true).await {
+                    return Ok((Some(Decision::Deny(could_not(e))), None));
+                }
+                let decision = match self.resume(&task.id).await {
+                    Ok(_) => Decision::Warn(format!("task '{}' was stopped; it was resumed first", task.name)),
+                    Err(e) => Decision::Deny(could_not(e)),
+                };
+                return Ok((Some(decision), None));
+            }
+            // The service refuses these with the status and what to do.
+            _ => return Ok((None, None)),
+        }
+        let state = match self.runtime.inspect_container(container).await {
+            Ok(state) => state,
+            // container-enforcer reports it, with the rest of its checks.
+            Err(_) => return Ok((None, None)),
+        };
+        let leave_alone = match &state {
+            // Not this task's container: container-enforcer refuses it; never restart it.
+            Some(s) if foreign_labels(s, task, &self.home).is_some() => true,
+            Some(s) => s.running || !resume_stopped,
+            None => false,
+        };
+        if leave_alone {
+            return Ok((None, Some(state)));
+        }
+        // Stopped or gone behind taskbox's back. Without resume_stopped a vanished container
+        // still fails the task (the command could not run anyway), so the agent is told why.
+        let decision = match self.revive_task(task.clone(), CONTAINER_ENFORCER, resume_stopped).await {
+            Ok(Revival::Unchanged) => return Ok((None, None)),
+            Ok(Revival::Restarted) => Decision::Warn(
+                "the task's container had stopped outside taskbox; it was started again (processes that ran in it are gone)"
+                    .into(),
+            ),
+            Ok(Revival::Recreated(seq)) => Decision::Warn(format!(
+                "the task's container no longer existed; it was recreated from checkpoint {}:{seq} (the workspace is \
+                 as it was; changes outside /workspace since that checkpoint are gone)",
+                task.name
+            )),
+            // The task is failed now; the operation refuses it with the reason.
+            Ok(Revival::Failed) => Decision::done("the container could not be brought back; task marked failed"),
+            Err(e) => Decision::Deny(format!("the task's container is not running and could not be started: {e}")),
+        };
+        Ok((Some(decision), None))
+    }
+
     /// Reconciles every running or stopped task with Docker: a running task's stopped
     /// container is started again; a vanished container is recreated from the newest
     /// checkpoint (and left stopped for a stopped task); without one the task is marked failed.
-    pub async fn resume_after_restart(&self, hook: &str) -> Result<ResumeReport> {
+    async fn resume_after_restart(&self, hook: &str) -> Result<ResumeReport> {
         self.runtime.ping().await?;
         let mut report = ResumeReport::default();
         for status in [TaskStatus::Running, TaskStatus::Stopped] {
@@ -108,7 +229,7 @@ impl TaskService {
 
     /// Starts the task's stopped container, or recreates a vanished one from its newest
     /// checkpoint when `recreate` allows (else the task is marked failed).
-    pub async fn revive_task(&self, task: Task, hook: &str, recreate: bool) -> Result<Revival> {
+    pub(super) async fn revive_task(&self, task: Task, hook: &str, recreate: bool) -> Result<Revival> {
         // Another server may be stopping or restoring this task right now: wait for it, then
         // act only on a task whose row still says what it said when the caller looked.
         let _lock = self.store.lock_task(&task.id).await?;
