@@ -1,5 +1,5 @@
-//! The per-task files under `tasks/<id>/` (DESIGN.md §3): the state snapshot, the event log
-//! and the full outputs of executions. These are the record the registry can be rebuilt from.
+//! The per-task files under `tasks/<id>/` (docs/architecture.md, "Data layout" and
+//! "Persistence layers"): the state snapshot, the event log and the full outputs of executions. These are the record the registry can be rebuilt from.
 
 mod decisions;
 mod events;

@@ -1,4 +1,4 @@
-//! Task repositories and workspaces (DESIGN.md §6).
+//! Task repositories and workspaces (docs/architecture.md, "Data layout"; docs/workspaces.md).
 //!
 //! Every task has a *host repository* that only the server writes: the developer's repository,
 //! or a private bare repository under `tasks/<id>/repo.git`. The task's work lives there as
