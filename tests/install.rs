@@ -137,29 +137,14 @@ fn install_opencode_and_refuse_a_broken_config() {
             .to_string(),
     )
     .unwrap();
-    // A private, symlinked config stays private and stays a symlink.
+    // A private config stays private, and so does its backup.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::rename(dir.join("opencode.json"), dir.join("real-opencode.json")).unwrap();
-    std::os::unix::fs::symlink(dir.join("real-opencode.json"), dir.join("opencode.json")).unwrap();
-    std::fs::set_permissions(dir.join("real-opencode.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(dir.join("opencode.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = taskbox(&["install", "opencode", "--project", dir.to_str().unwrap()], dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        std::fs::symlink_metadata(dir.join("opencode.json"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
-    assert_eq!(
-        std::fs::metadata(dir.join("real-opencode.json"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
-    let backup = std::fs::metadata(dir.join("real-opencode.json.taskbox-backup")).unwrap();
-    assert_eq!(backup.permissions().mode() & 0o777, 0o600);
+    let mode = |name: &str| std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("opencode.json"), 0o600);
+    assert_eq!(mode("opencode.json.taskbox-backup"), 0o600);
     let config = read_json(&dir.join("opencode.json"));
     assert_eq!(config["mcp"]["other"]["type"], "remote");
     assert_eq!(config["mcp"]["taskbox"]["type"], "local");
@@ -180,4 +165,115 @@ fn install_opencode_and_refuse_a_broken_config() {
         std::fs::read_to_string(broken.path().join(".mcp.json")).unwrap(),
         "{ not json"
     );
+}
+
+/// A project may come from anyone: links in it that taskbox did not make are never written
+/// through. A linked config or folder is refused with the link named; a linked backup or command
+/// file is replaced by a file of its own; uninstall removes no link.
+#[test]
+fn install_never_writes_through_a_link_it_did_not_make() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path();
+    std::fs::write(dir.join(".mcp.json"), "{}").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(".mcp.json.taskbox-backup")).unwrap();
+    std::fs::create_dir_all(dir.join(".claude/commands")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(".claude/commands/checkpoint.md")).unwrap();
+    let out = taskbox(&["install", "claude", "--project", dir.to_str().unwrap()], dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(
+        stderr.contains(".mcp.json.taskbox-backup: it was a symbolic link"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("checkpoint.md: it was a symbolic link"), "{stderr}");
+    let backup = std::fs::symlink_metadata(dir.join(".mcp.json.taskbox-backup")).unwrap();
+    assert!(backup.is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".mcp.json.taskbox-backup")).unwrap(),
+        "{}"
+    );
+
+    // Uninstall leaves a link in the commands folder alone, even to a taskbox command.
+    std::os::unix::fs::symlink(
+        dir.join(".claude/commands/checkpoint.md"),
+        dir.join(".claude/commands/linked.md"),
+    )
+    .unwrap();
+    let out = taskbox(&["uninstall", "claude", "--project", dir.to_str().unwrap()], dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::symlink_metadata(dir.join(".claude/commands/linked.md")).is_ok());
+    assert!(!dir.join(".claude/commands/checkpoint.md").exists());
+
+    // A linked config, settings folder or commands folder: refused, nothing written there.
+    for (link, target_is_dir) in [(".mcp.json", false), (".claude", true)] {
+        let project = tempfile::tempdir().unwrap();
+        let dir = project.path();
+        let target = outside
+            .path()
+            .join(format!("target-of-{}", link.trim_start_matches('.')));
+        if target_is_dir {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::write(&target, "{}").unwrap();
+        }
+        std::os::unix::fs::symlink(&target, dir.join(link)).unwrap();
+        let out = taskbox(
+            &["install", "claude", "--hooks", "--project", dir.to_str().unwrap()],
+            dir,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{link}: {stderr}");
+        assert!(
+            stderr.contains("is a symbolic link") && stderr.contains(link),
+            "{stderr}"
+        );
+        if target_is_dir {
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{link}");
+        } else {
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
+        }
+    }
+}
+
+/// The hook command Claude Code hands to a shell runs the binary whatever its path holds.
+#[test]
+fn the_hook_command_is_quoted_for_the_shell() {
+    let tools = tempfile::tempdir().unwrap();
+    let odd = tools.path().join("my tools' $(touch pwned) `x`;");
+    std::fs::create_dir_all(&odd).unwrap();
+    let binary = odd.join("taskbox");
+    std::fs::copy(BIN, &binary).unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path();
+    let out = Command::new(&binary)
+        .args(["install", "claude", "--hooks", "--project", dir.to_str().unwrap()])
+        .current_dir(dir)
+        .env("TASKBOX_CONFIG", dir.join("no-config.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let settings = read_json(&dir.join(".claude/settings.json"));
+    let command = settings["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Claude Code runs it with a shell: the binary must start and answer the hook protocol.
+    let run = Command::new("sh")
+        .args(["-c", &format!("{command} < /dev/null")])
+        .current_dir(dir)
+        .env("TASKBOX_CONFIG", dir.join("no-config.toml"))
+        .output()
+        .unwrap();
+    assert_ne!(
+        run.status.code(),
+        Some(127),
+        "{command}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!dir.join("pwned").exists() && !tools.path().join("pwned").exists());
 }

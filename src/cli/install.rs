@@ -3,6 +3,11 @@
 //!
 //! The client's config file is merged, never replaced: other servers and keys stay, the
 //! previous file is kept as `<file>.taskbox-backup`, and running it twice changes nothing.
+//!
+//! A project directory may come from anyone (a cloned repository), so nothing here writes
+//! through a symbolic link taskbox did not make: a linked config, settings file or command
+//! folder is refused with the link named, a linked backup or command file is replaced by a
+//! file of its own (and said so). Every write is a new file renamed into place.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +44,9 @@ pub struct InstallArgs {
 
 /// Where a client keeps its config, commands and (Claude Code) settings with hooks.
 struct Target {
+    /// The project directory or the user's home: links above it are the user's own choice,
+    /// links below it are refused.
+    root: PathBuf,
     config: PathBuf,
     commands: PathBuf,
     settings: Option<PathBuf>,
@@ -60,9 +68,11 @@ fn target(args: &InstallArgs) -> anyhow::Result<Target> {
                 config: dir.join(".mcp.json"),
                 commands: dir.join(".claude/commands"),
                 settings: Some(dir.join(".claude/settings.json")),
+                root: dir,
             }
         }
         (Client::Claude, true) => Target {
+            root: home()?,
             config: home()?.join(".claude.json"),
             commands: home()?.join(".claude/commands"),
             settings: Some(home()?.join(".claude/settings.json")),
@@ -73,6 +83,7 @@ fn target(args: &InstallArgs) -> anyhow::Result<Target> {
                 config: dir.join("opencode.json"),
                 commands: dir.join(".opencode/command"),
                 settings: None,
+                root: dir,
             }
         }
         (Client::Opencode, true) => {
@@ -82,6 +93,7 @@ fn target(args: &InstallArgs) -> anyhow::Result<Target> {
             }
             .join("opencode");
             Target {
+                root: config.clone(),
                 config: config.join("opencode.json"),
                 commands: config.join("command"),
                 settings: None,
@@ -111,7 +123,7 @@ pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Resul
         Client::Claude => json!({ "type": "stdio", "command": binary, "args": ["serve"] }),
         Client::Opencode => json!({ "type": "local", "command": [binary, "serve"], "enabled": true }),
     };
-    let changed = edit_config(&target.config, |config| {
+    let changed = edit_config(&target.config, &target.root, |config| {
         let servers = servers(config, args.client)?;
         // Keep what the user added to the entry (env, say); set what taskbox owns.
         let mut merged = servers
@@ -134,14 +146,21 @@ pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Resul
         },
         target.config.display()
     );
+    refuse_links_up_to(&target.commands, &target.root)?;
     std::fs::create_dir_all(&target.commands)?;
     for command in prompts::load(commands_dir)? {
         let path = target.commands.join(format!("{}.md", command.name));
-        if path.exists() && !std::fs::read_to_string(&path).unwrap_or_default().contains(MARKER) {
+        let kind = FileKind::of(&path)?;
+        if kind == FileKind::Link {
+            eprintln!(
+                "replacing {}: it was a symbolic link, not a file taskbox wrote",
+                path.display()
+            );
+        } else if kind == FileKind::File && !std::fs::read_to_string(&path).unwrap_or_default().contains(MARKER) {
             eprintln!("kept {} (not written by taskbox)", path.display());
             continue;
         }
-        std::fs::write(&path, client_command(&command, args.client))?;
+        write_file(&path, client_command(&command, args.client).as_bytes(), None)?;
     }
     eprintln!("installed the slash commands in {}", target.commands.display());
     if args.hooks {
@@ -149,13 +168,8 @@ pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Resul
             .settings
             .as_deref()
             .context("--hooks is for Claude Code; opencode has no PreToolUse hooks")?;
-        let quoted = if binary.contains(' ') {
-            format!("'{binary}'")
-        } else {
-            binary.clone()
-        };
-        let command = format!("{quoted} {HOOK_ARGS}");
-        edit_config(settings, |config| {
+        let command = format!("{} {HOOK_ARGS}", shell_quote(&binary));
+        edit_config(settings, &target.root, |config| {
             let pre = pre_tool_use(config)?;
             remove_taskbox_hooks(pre);
             pre.push(json!({
@@ -196,7 +210,7 @@ fn remove_taskbox_hooks(pre: &mut Vec<Value>) {
 pub fn uninstall(args: &InstallArgs) -> anyhow::Result<()> {
     let target = target(args)?;
     if let Some(settings) = target.settings.as_deref().filter(|s| s.exists()) {
-        let removed = edit_config(settings, |config| {
+        let removed = edit_config(settings, &target.root, |config| {
             remove_taskbox_hooks(pre_tool_use(config)?);
             Ok(())
         })?;
@@ -205,7 +219,7 @@ pub fn uninstall(args: &InstallArgs) -> anyhow::Result<()> {
         }
     }
     if target.config.exists() {
-        let removed = edit_config(&target.config, |config| {
+        let removed = edit_config(&target.config, &target.root, |config| {
             servers(config, args.client)?.remove("taskbox");
             Ok(())
         })?;
@@ -216,7 +230,10 @@ pub fn uninstall(args: &InstallArgs) -> anyhow::Result<()> {
     if let Ok(entries) = std::fs::read_dir(&target.commands) {
         for entry in entries.flatten() {
             let path = entry.path();
-            if std::fs::read_to_string(&path).is_ok_and(|text| text.contains(MARKER)) {
+            // Only files taskbox wrote: never a link, whatever it points to.
+            if FileKind::of(&path)? == FileKind::File
+                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains(MARKER))
+            {
                 std::fs::remove_file(&path)?;
             }
         }
@@ -241,11 +258,14 @@ fn servers(config: &mut Map<String, Value>, client: Client) -> anyhow::Result<&m
 
 /// Reads the JSON object in `path` (or an empty one), lets `edit` change it, and writes it
 /// back if that changed anything, keeping the previous file as a backup; returns whether it
-/// wrote. Refuses a file that is not a JSON object rather than overwrite it.
-fn edit_config(path: &Path, edit: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<()>) -> anyhow::Result<bool> {
-    // A symlinked config (dotfiles kept in a repository, say) is edited where it points.
-    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let path = resolved.as_path();
+/// wrote. Refuses a file that is not a JSON object rather than overwrite it, and a path that is
+/// or passes through a symbolic link below `root`.
+fn edit_config(
+    path: &Path,
+    root: &Path,
+    edit: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    refuse_links_up_to(path, root)?;
     let previous = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -272,25 +292,82 @@ fn edit_config(path: &Path, edit: impl FnOnce(&mut Map<String, Value>) -> anyhow
             "{}.taskbox-backup",
             path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
         ));
-        std::fs::write(&backup, previous)?;
-        if let Some(mode) = &mode {
-            std::fs::set_permissions(&backup, mode.clone())?;
+        if FileKind::of(&backup)? == FileKind::Link {
+            eprintln!(
+                "replacing {}: it was a symbolic link, not a backup taskbox wrote",
+                backup.display()
+            );
         }
+        write_file(&backup, previous.as_bytes(), mode.clone())?;
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let text = serde_json::to_string_pretty(&Value::Object(config))? + "\n";
-    crate::store::atomic_write(path, |f| {
-        if let Some(mode) = &mode {
-            f.set_permissions(mode.clone())?;
-        } else {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
-        std::io::Write::write_all(f, text.as_bytes())
-    })?;
+    write_file(path, text.as_bytes(), mode)?;
     Ok(true)
+}
+
+/// What is at a path, without following a link there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Missing,
+    Link,
+    File,
+    Other,
+}
+
+impl FileKind {
+    fn of(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => Ok(Self::Link),
+            Ok(m) if m.is_file() => Ok(Self::File),
+            Ok(_) => Ok(Self::Other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::Missing),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+}
+
+/// Refuses `path` when it, or a directory between it and `root`, is a symbolic link: taskbox
+/// would write where the link points, which whoever made the link chose, not the user.
+fn refuse_links_up_to(path: &Path, root: &Path) -> anyhow::Result<()> {
+    let mut at = Some(path);
+    while let Some(current) = at.filter(|p| p.starts_with(root) && *p != root) {
+        if FileKind::of(current)? == FileKind::Link {
+            let target = std::fs::read_link(current).unwrap_or_default();
+            bail!(
+                "{} is a symbolic link (to {}); taskbox does not write through links it did not make. \
+                 Replace it with a file or folder of its own, or edit the target yourself",
+                current.display(),
+                target.display()
+            );
+        }
+        at = current.parent();
+    }
+    Ok(())
+}
+
+/// Writes a new file and renames it over `path`, so a link at `path` is replaced, never
+/// written through. `mode`: the permissions to keep (default 0644).
+fn write_file(path: &Path, bytes: &[u8], mode: Option<std::fs::Permissions>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = mode.unwrap_or_else(|| std::fs::Permissions::from_mode(0o644));
+    crate::store::atomic_write(path, |f| {
+        f.set_permissions(mode)?;
+        std::io::Write::write_all(f, bytes)
+    })?;
+    Ok(())
+}
+
+/// A word for a POSIX shell: as it is when it holds only characters no shell treats
+/// specially, else in single quotes (a quote inside becomes `'\''`).
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// A command in the client's format: front matter it understands, and the arguments as the
@@ -322,4 +399,22 @@ fn client_command(command: &Command, client: Client) -> String {
     text.push_str(&body);
     text.push_str(&format!("\n\n{MARKER}\n"));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_survives_any_path() {
+        assert_eq!(shell_quote("/usr/bin/taskbox"), "/usr/bin/taskbox");
+        for path in ["/opt/my tools/taskbox", "/x/it's/$(rm -rf ~)/`id`;tb", "/a\"b\\c", ""] {
+            let quoted = shell_quote(path);
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {quoted}")])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), path, "{quoted}");
+        }
+    }
 }
