@@ -32,6 +32,14 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/005_owners_and_tokens.sql")).foreign_key_check(),
 ];
 
+/// A new file with mode 0600 (the registry may not import `store`, so this is its own).
+fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.mode(0o600);
+    options
+}
+
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -61,7 +69,7 @@ impl Registry {
         // wait for (a deferred transaction upgrading its lock fails at once), so servers
         // starting together take turns through an exclusive lock on a file beside the db.
         let lock_path = path.with_extension("db.lock");
-        let lock = std::fs::OpenOptions::new()
+        let lock = private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -69,6 +77,14 @@ impl Registry {
             .map_err(|e| RegistryError::Open(format!("{}: {e}", lock_path.display())))?;
         lock.lock()
             .map_err(|e| RegistryError::Open(format!("cannot lock {}: {e}", lock_path.display())))?;
+        // 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
+        let made = private_file().create(true).truncate(false).write(true).open(path);
+        if let Err(e) = made.and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        }) {
+            return Err(RegistryError::Open(format!("{}: {e}", path.display())));
+        }
         let registry = Self::init(Connection::open(path)?);
         let _ = lock.unlock();
         registry

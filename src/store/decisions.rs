@@ -23,7 +23,7 @@ impl TaskStore {
         if let Some(rationale) = decision.rationale.as_deref().filter(|r| !r.trim().is_empty()) {
             text.push_str(&format!("\n_Why:_ {}\n", rationale.trim()));
         }
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = super::private_file()
             .create(true)
             .append(true)
             .open(&path)

@@ -53,7 +53,7 @@ fn append_lines(path: &Path, events: &[Event]) -> Result<()> {
         })?;
         lines.push(b'\n');
     }
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = super::private_file()
         .create(true)
         .append(true)
         .open(path)

@@ -3,7 +3,7 @@
 //! container back. Without it, a server starting up could restart a container another server is
 //! stopping at that moment.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ impl TaskStore {
 
 /// Opens (creating) a file that exists only to be locked.
 pub(super) fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    super::private_file()
         .create(true)
         .truncate(false)
         .write(true)

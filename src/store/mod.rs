@@ -1,5 +1,10 @@
 //! The per-task files under `tasks/<id>/` (docs/architecture.md, "Data layout" and
-//! "Persistence layers"): the state snapshot, the event log and the full outputs of executions. These are the record the registry can be rebuilt from.
+//! "Persistence layers"): the state snapshot, the event log and the full outputs of executions.
+//! These are the record the registry can be rebuilt from.
+//!
+//! Everything taskbox writes here is private to the user the server runs as: directories 0700,
+//! files 0600 (`private_dir`, `private_file`), since outputs and events can hold anything a
+//! command printed.
 
 mod decisions;
 mod events;
@@ -29,6 +34,21 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Creates a directory and any missing parents with mode 0700; an existing one is made 0700.
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Options that create a file with mode 0600 (an existing file keeps its mode).
+pub fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.mode(0o600);
+    options
+}
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -65,10 +85,12 @@ impl TaskStore {
         self.task_dir(task_id).join("outputs")
     }
 
-    /// Creates `tasks/<id>/` and `tasks/<id>/outputs/`.
+    /// Creates `tasks/<id>/` and `tasks/<id>/outputs/`, both 0700.
     pub fn create_task_dir(&self, task_id: &str) -> Result<()> {
+        let dir = self.task_dir(task_id);
+        private_dir(&dir).map_err(io_err(&dir))?;
         let outputs = self.outputs_dir(task_id);
-        std::fs::create_dir_all(&outputs).map_err(io_err(&outputs))
+        private_dir(&outputs).map_err(io_err(&outputs))
     }
 
     pub fn remove_task_dir(&self, task_id: &str) -> Result<()> {

@@ -74,15 +74,21 @@ impl StreamCapture {
 
     /// First overflow: the stream so far is exactly head + tail; write it and the new chunk.
     fn spill(&mut self, chunk: &[u8]) {
-        let result = File::create(&self.log_path).and_then(|file| {
-            let mut log = BufWriter::new(file);
-            log.write_all(&self.head)?;
-            let (a, b) = self.tail.as_slices();
-            log.write_all(a)?;
-            log.write_all(b)?;
-            log.write_all(chunk)?;
-            Ok(log)
-        });
+        // 0600: the output of a command can hold anything it printed.
+        let result = crate::store::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.log_path)
+            .and_then(|file| {
+                let mut log = BufWriter::new(file);
+                log.write_all(&self.head)?;
+                let (a, b) = self.tail.as_slices();
+                log.write_all(a)?;
+                log.write_all(b)?;
+                log.write_all(chunk)?;
+                Ok(log)
+            });
         match result {
             Ok(log) => self.log = Some(log),
             Err(e) => self.log_error = Some(e.to_string()),

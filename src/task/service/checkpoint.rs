@@ -162,7 +162,7 @@ impl TaskService {
         let path = dir.join(format!("{}.json", checkpoint.seq));
         let manifest = serde_json::to_vec_pretty(&Manifest { checkpoint, task })
             .map_err(|e| Error::invalid("checkpoint", format!("cannot serialise the manifest: {e}")))?;
-        std::fs::create_dir_all(&dir).map_err(|source| crate::store::StoreError::Io {
+        crate::store::private_dir(&dir).map_err(|source| crate::store::StoreError::Io {
             path: dir.clone(),
             source,
         })?;

@@ -88,8 +88,9 @@ impl TaskService {
     /// Opens (creating when needed) the data dir: `registry.db`, `tasks/`, `workspaces/`.
     pub fn open(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<Self> {
         let home = config.home_dir()?;
-        for dir in [home.join("tasks"), home.join("workspaces")] {
-            std::fs::create_dir_all(&dir)
+        // 0700: the data directory holds every task's outputs, events and workspaces.
+        for dir in [home.clone(), home.join("tasks"), home.join("workspaces")] {
+            crate::store::private_dir(&dir)
                 .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
         }
         // Labels name the home canonically so two spellings of one path agree.
