@@ -1,14 +1,18 @@
-//! Latency of taskbox against raw Docker, measured side by side in one run:
+//! Latency of taskbox against Docker, measured side by side in one run, against two references:
+//! the floor, the Docker Engine API itself over its unix socket (bollard, `raw_docker.rs`), and
+//! the `docker` CLI (whose own start-up, 10-15 ms, hides part of any overhead):
 //!
-//! - `create_task_sandbox` (round trip through rmcp's stdio client) vs `docker run -d` of the
-//!   same image with the same keep-alive command;
-//! - `execute_in_task` running `true` vs `docker exec <container> true`, over stdio and over
-//!   Streamable HTTP (`serve --http --no-auth`).
+//! - `execute_in_task` running `true` vs exec create + start + inspect, and `docker exec`,
+//!   over stdio and over Streamable HTTP (`serve --http --no-auth`);
+//! - `create_task_sandbox` vs container create + start of the same image with the same
+//!   keep-alive command, and `docker run -d`; then the same with a network of its own, as a task
+//!   gets;
+//! - create plus a first command vs create + start + exec.
 //!
-//! The two are interleaved (A B A B …) so drift of a noisy machine hits both alike; medians
-//! and the median of the per-pair ratios are printed. Run: `cargo bench --bench latency`
-//! (needs Docker and the taskbox-base image). BENCH_EXEC_RUNS / BENCH_CREATE_RUNS set the
-//! number of pairs.
+//! The three are interleaved (A B C A B C …) so drift of a noisy machine hits them alike;
+//! medians and the median of the per-round ratios are printed. Run: `cargo bench --bench
+//! latency` (needs Docker and the taskbox-base image). BENCH_EXEC_RUNS / BENCH_CREATE_RUNS set
+//! the number of rounds. Everything made is removed at the end.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -17,6 +21,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::raw_docker::RawDocker;
 use common::*;
 use serde_json::json;
 
@@ -34,18 +39,49 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The raw-Docker equivalent of a task container: same image, init and keep-alive command.
+/// The CLI equivalent of a task container: same image, init and keep-alive command.
 fn docker_run_keepalive(extra: &[&str]) -> String {
-    let mut args = vec!["run", "-d", "--init", "--entrypoint", ""];
+    let mut args = vec![
+        "run",
+        "-d",
+        "--init",
+        "--label",
+        "taskbox-bench.cli=1",
+        "--entrypoint",
+        "",
+    ];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["taskbox-base", "sleep", "infinity"]);
     docker(&args)
 }
 
-/// `runs` pairs of `execute_in_task true` on the task "warmup" and `docker exec <raw> true`,
-/// interleaved; returns (ours, theirs).
-async fn exec_pairs(client: &Client, raw: &str, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+/// One measured path's timings.
+struct Series {
+    name: &'static str,
+    times: Vec<Duration>,
+}
+
+impl Series {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            times: Vec::new(),
+        }
+    }
+
+    fn millis(&self) -> Vec<f64> {
+        self.times.iter().copied().map(ms).collect()
+    }
+}
+
+/// `runs` rounds of `execute_in_task true` on the task "warmup", the Engine API's exec and
+/// `docker exec`, interleaved.
+async fn exec_rounds(client: &Client, raw: &RawDocker, container: &str, runs: usize) -> [Series; 3] {
+    let mut series = [
+        Series::new("taskbox"),
+        Series::new("Engine API exec create+start+inspect"),
+        Series::new("docker exec <c> true"),
+    ];
     for _ in 0..runs {
         let (d, r) = timed(call(
             client,
@@ -54,40 +90,44 @@ async fn exec_pairs(client: &Client, raw: &str, runs: usize) -> (Vec<Duration>, 
         ))
         .await;
         assert_eq!(r["exit_code"], 0);
-        ours.push(d);
-        let (d, _) = timed(async { docker(&["exec", raw, "true"]) }).await;
-        theirs.push(d);
+        series[0].times.push(d);
+        let (d, code) = timed(raw.exec_true(container)).await;
+        assert_eq!(code, 0);
+        series[1].times.push(d);
+        let (d, _) = timed(async { docker(&["exec", container, "true"]) }).await;
+        series[2].times.push(d);
     }
-    (ours, theirs)
+    series
 }
 
-fn report(what: &str, ours: &[Duration], theirs: &[Duration], their_name: &str) {
-    let a: Vec<f64> = ours.iter().copied().map(ms).collect();
-    let b: Vec<f64> = theirs.iter().copied().map(ms).collect();
-    let ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x / y).collect();
+/// Prints each series' median and spread, then taskbox's per-round ratio to each reference.
+fn report(what: &str, series: &[Series]) {
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    println!(
-        "{what:<34} median {:>8.1} ms  (min {:>7.1}, max {:>7.1})  n={}",
-        median(a.clone()),
-        min(&a),
-        max(&a),
-        a.len()
-    );
-    println!(
-        "{their_name:<34} median {:>8.1} ms  (min {:>7.1}, max {:>7.1})  n={}",
-        median(b.clone()),
-        min(&b),
-        max(&b),
-        b.len()
-    );
-    println!(
-        "{:<34} median {:>8.2}x (min {:.2}x, max {:.2}x)\n",
-        "ratio taskbox / docker",
-        median(ratios.clone()),
-        min(&ratios),
-        max(&ratios)
-    );
+    println!("{what}");
+    for s in series {
+        let v = s.millis();
+        println!(
+            "  {:<46} median {:>8.1} ms  (min {:>7.1}, max {:>7.1})  n={}",
+            s.name,
+            median(v.clone()),
+            min(&v),
+            max(&v),
+            v.len()
+        );
+    }
+    let ours = series[0].millis();
+    for reference in &series[1..] {
+        let ratios: Vec<f64> = ours.iter().zip(reference.millis()).map(|(a, b)| a / b).collect();
+        println!(
+            "  ratio taskbox / {:<42} median {:>7.2}x (min {:.2}x, max {:.2}x)",
+            reference.name,
+            median(ratios.clone()),
+            min(&ratios),
+            max(&ratios)
+        );
+    }
+    println!();
 }
 
 #[tokio::main]
@@ -102,88 +142,93 @@ async fn main() {
     }
     let home = tempfile::tempdir().unwrap();
     let client = start_server(home.path(), "latency-bench").await;
+    let mut raw = RawDocker::connect();
+    let mut cli_containers = Vec::new();
+    let mut cli_networks = Vec::new();
+    let mut tasks = vec!["warmup".to_string()];
 
-    // Warm up both paths (image present, first connections made).
+    // Warm up every path (image present, first connections made).
     call(&client, "create_task_sandbox", json!({ "name": "warmup" })).await;
-    let raw = docker_run_keepalive(&[]);
-    docker(&["exec", &raw, "true"]);
+    let target = raw.create_start("taskbox-base", false).await;
+    raw.exec_true(&target).await;
+    docker(&["exec", &target, "true"]);
 
-    let (ours, theirs) = exec_pairs(&client, &raw, exec_runs).await;
-    report(
-        "execute_in_task `true` (stdio RTT)",
-        &ours,
-        &theirs,
-        "docker exec <c> true",
-    );
+    let series = exec_rounds(&client, &raw, &target, exec_runs).await;
+    report("execute_in_task `true` (stdio RTT)", &series);
 
     // The same over Streamable HTTP, against a second server process on the same data dir.
     let (http, _server) = start_http_server(home.path(), "latency-bench-http").await;
     call(&http, "execute_in_task", json!({ "task": "warmup", "command": "true" })).await;
-    let (ours, theirs) = exec_pairs(&http, &raw, exec_runs).await;
-    report(
-        "execute_in_task `true` (HTTP RTT)",
-        &ours,
-        &theirs,
-        "docker exec <c> true",
-    );
+    let series = exec_rounds(&http, &raw, &target, exec_runs).await;
+    report("execute_in_task `true` (HTTP RTT)", &series);
     http.cancel().await.unwrap();
 
-    let (mut ours, mut theirs, mut raws) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..create_runs {
-        let (d, _) = timed(call(
-            &client,
-            "create_task_sandbox",
-            json!({ "name": format!("bench-{i}") }),
-        ))
-        .await;
-        ours.push(d);
-        let (d, id) = timed(async { docker_run_keepalive(&[]) }).await;
-        theirs.push(d);
-        raws.push(id);
+    // A task, a container; then a task, a container on a network of its own; then create and
+    // a first command.
+    for (what, own_network, first_command) in [
+        ("create_task_sandbox (stdio RTT)", false, false),
+        ("create_task_sandbox vs create with a network of its own", true, false),
+        ("create_task_sandbox + execute_in_task `true`", true, true),
+    ] {
+        let (api, cli) = match (own_network, first_command) {
+            (false, _) => ("Engine API create + start", "docker run -d"),
+            (true, false) => ("Engine API network + create + start", "docker network create + run -d"),
+            (true, true) => (
+                "Engine API network + create + start + exec",
+                "docker network create + run + exec",
+            ),
+        };
+        let mut series = [Series::new("taskbox"), Series::new(api), Series::new(cli)];
+        for _ in 0..create_runs {
+            let name = format!("bench-{}", tasks.len());
+            let (d, _) = timed(async {
+                let task = call(&client, "create_task_sandbox", json!({ "name": name })).await;
+                if first_command {
+                    call(&client, "execute_in_task", json!({ "task": name, "command": "true" })).await;
+                }
+                task
+            })
+            .await;
+            series[0].times.push(d);
+            tasks.push(name);
+            let (d, _) = timed(async {
+                let id = raw.create_start("taskbox-base", own_network).await;
+                if first_command {
+                    raw.exec_true(&id).await;
+                }
+            })
+            .await;
+            series[1].times.push(d);
+            let (d, id) = timed(async {
+                let network = format!("taskbox-bench-cli-{}-{}", std::process::id(), cli_networks.len());
+                let id = if own_network {
+                    docker(&["network", "create", "--label", "taskbox-bench.cli=1", &network]);
+                    cli_networks.push(network.clone());
+                    docker_run_keepalive(&["--network", &network])
+                } else {
+                    docker_run_keepalive(&[])
+                };
+                if first_command {
+                    docker(&["exec", &id, "true"]);
+                }
+                id
+            })
+            .await;
+            series[2].times.push(d);
+            cli_containers.push(id);
+        }
+        report(what, &series);
     }
-    report("create_task_sandbox (stdio RTT)", &ours, &theirs, "docker run -d");
 
-    // What taskbox does in Docker terms: a network of the task's own, then a container on it.
-    let (mut ours, mut theirs, mut nets) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..create_runs {
-        let (d, _) = timed(call(
-            &client,
-            "create_task_sandbox",
-            json!({ "name": format!("bench-net-{i}") }),
-        ))
-        .await;
-        ours.push(d);
-        let net = format!("taskbox-bench-{}-{i}", std::process::id());
-        let (d, id) = timed(async {
-            docker(&["network", "create", &net]);
-            docker_run_keepalive(&["--network", &net])
-        })
-        .await;
-        theirs.push(d);
-        raws.push(id);
-        nets.push(net);
+    // Leave nothing behind: every task, container and network this run made.
+    for task in &tasks {
+        call(&client, "delete_task", json!({ "task": task, "confirm": true })).await;
     }
-    report(
-        "create_task_sandbox (stdio RTT)",
-        &ours,
-        &theirs,
-        "docker network create + run -d",
-    );
-
-    for i in 0..create_runs {
-        call(
-            &client,
-            "delete_task",
-            json!({ "task": format!("bench-{i}"), "confirm": true }),
-        )
-        .await;
-    }
-    call(&client, "delete_task", json!({ "task": "warmup", "confirm": true })).await;
-    raws.push(raw);
+    raw.cleanup().await;
     let mut rm = vec!["rm", "-f"];
-    rm.extend(raws.iter().map(String::as_str));
+    rm.extend(cli_containers.iter().map(String::as_str));
     docker(&rm);
-    for net in &nets {
+    for net in &cli_networks {
         docker(&["network", "rm", net]);
     }
     client.cancel().await.unwrap();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+pub mod raw_docker;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
