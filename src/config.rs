@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::hooks::HooksConfig;
 use crate::runtime::SubnetPool;
+use crate::runtime::images::BUILTIN_IMAGES;
 use crate::runtime::subnets::Cidr;
 
 /// Capabilities added back after `cap_drop: ALL`: what package managers and `chown`/`su`
@@ -29,6 +30,24 @@ pub struct Config {
     pub commands: CommandsConfig,
     pub hooks: HooksConfig,
     pub http: HttpConfig,
+    pub images: ImagesConfig,
+}
+
+/// `[images]`: what tasks may start from.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Images owners other than the local one may name in `image`, by name (never by id). The
+    /// local owner may name any image but a checkpoint's.
+    pub allowed: Vec<String>,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            allowed: BUILTIN_IMAGES.iter().map(|def| def.name.to_string()).collect(),
+        }
+    }
 }
 
 /// `taskbox serve --http`: where it listens and what it lets through.

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
-use super::{Progress, TaskService};
+use super::{Progress, TaskService, image_policy};
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name};
 use crate::error::{Error, Result};
@@ -152,6 +152,8 @@ impl TaskService {
             ));
         }
         validate_env(&request.env)?;
+        let image = request.image.unwrap_or_else(|| defaults.image.clone());
+        image_policy::check_image(&request.owner, &image, &self.config.images.allowed)?;
         let id = new_task_id();
         let at = now();
         Ok(Task {
@@ -161,7 +163,7 @@ impl TaskService {
             description: request.description.filter(|d| !d.trim().is_empty()),
             status: TaskStatus::Creating,
             status_reason: None,
-            image: request.image.unwrap_or_else(|| defaults.image.clone()),
+            image,
             container_id: None,
             network,
             network_name: None,

@@ -8,6 +8,7 @@ mod create;
 mod exec;
 mod files;
 mod hooks;
+mod image_policy;
 mod images;
 mod memory;
 mod ops;
