@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::hooks::HooksConfig;
 use crate::runtime::SubnetPool;
+use crate::runtime::firewall::{self, FirewallException};
 use crate::runtime::images::BUILTIN_IMAGES;
 use crate::runtime::subnets::Cidr;
 
@@ -172,6 +173,13 @@ pub struct NetworkConfig {
     pub subnet_pool: String,
     /// Size of each task's subnet: /28 leaves 13 addresses for containers.
     pub subnet_prefix: u8,
+    /// Keep task networks from the host's addresses, link-local (cloud metadata) and each other
+    /// with host firewall rules (`runtime::firewall`); an egress task is not created without
+    /// them. Off only where something else does this.
+    pub host_firewall: bool,
+    /// Destinations tasks may reach all the same: `[[network.exceptions]]` with `name`,
+    /// `address` (IPv4 or CIDR) and optionally `port`.
+    pub exceptions: Vec<FirewallException>,
 }
 
 impl Default for NetworkConfig {
@@ -179,11 +187,31 @@ impl Default for NetworkConfig {
         Self {
             subnet_pool: "10.213.0.0/16".into(),
             subnet_prefix: 28,
+            host_firewall: true,
+            exceptions: Vec::new(),
         }
     }
 }
 
 impl NetworkConfig {
+    /// The host firewall rules for the task networks; `None` when switched off.
+    pub fn firewall_rules(&self) -> Result<Option<Vec<firewall::Rule>>> {
+        if !self.host_firewall {
+            return Ok(None);
+        }
+        for exception in &self.exceptions {
+            let address = exception.address.as_str();
+            let valid = address.parse::<std::net::Ipv4Addr>().is_ok() || address.parse::<Cidr>().is_ok();
+            if !valid || exception.name.trim().is_empty() {
+                return Err(Error::Config(format!(
+                    "network.exceptions: '{}' ({address}) needs a name and an IPv4 address or CIDR block",
+                    exception.name
+                )));
+            }
+        }
+        Ok(Some(firewall::rules(self.subnet_pool()?.pool, &self.exceptions)))
+    }
+
     pub fn subnet_pool(&self) -> Result<SubnetPool> {
         let pool: Cidr = self
             .subnet_pool

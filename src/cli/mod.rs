@@ -57,6 +57,13 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Undo `install`: remove taskbox's entry and slash commands (other servers are kept).
     Uninstall(install::InstallArgs),
+    /// Install the host firewall rules that keep task networks from the host's addresses,
+    /// link-local (cloud metadata) and each other (needs root; the server does this itself when
+    /// it runs as root). `--check` only reports.
+    Firewall {
+        #[arg(long)]
+        check: bool,
+    },
     /// Run a client hook (e.g. `taskbox hook claude-code pre-tool-use`).
     Hook {
         #[command(subcommand)]
@@ -89,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Install(args) => install::install(&args, config.commands.dir.as_deref()),
         Command::Uninstall(args) => install::uninstall(&args),
         Command::Token { command } => token::run(&*open_service(config)?, command),
+        Command::Firewall { check } => firewall(&config, check),
         // Synchronous and quick: it runs before every tool call of a Claude Code session.
         Command::Hook { command } => hook::run(
             config,
@@ -110,13 +118,47 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
             Command::Images { command } => images::run(&*open_service(config)?, command).await,
             Command::Doctor => doctor(config).await,
             // Handled synchronously in `run`.
-            Command::Install(_) | Command::Uninstall(_) | Command::Hook { .. } | Command::Token { .. } => Ok(()),
+            Command::Install(_)
+            | Command::Uninstall(_)
+            | Command::Hook { .. }
+            | Command::Token { .. }
+            | Command::Firewall { .. } => Ok(()),
         }
     })
 }
 
+fn firewall(config: &Config, check_only: bool) -> anyhow::Result<()> {
+    use crate::runtime::firewall;
+    let Some(rules) = config.network.firewall_rules()? else {
+        eprintln!("network.host_firewall is off: no rules to keep");
+        return Ok(());
+    };
+    if check_only {
+        let missing: Vec<_> = rules.iter().filter(|rule| !firewall::present(rule)).collect();
+        for rule in &missing {
+            eprintln!("missing: iptables -I {} {}", rule.chain, rule.args.join(" "));
+        }
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{} of {} rules missing; run `taskbox firewall` as root",
+            missing.len(),
+            rules.len()
+        );
+        eprintln!("all {} rules in place", rules.len());
+        return Ok(());
+    }
+    let report = firewall::ensure(&rules).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "{} rule(s) in place, {} inserted",
+        report.present + report.inserted,
+        report.inserted
+    );
+    Ok(())
+}
+
 fn open_service(config: Config) -> anyhow::Result<Arc<TaskService>> {
-    Ok(Arc::new(TaskService::open(config, Arc::new(DockerRuntime::new()))?))
+    let runtime = DockerRuntime::new().with_firewall(config.network.firewall_rules()?);
+    Ok(Arc::new(TaskService::open(config, Arc::new(runtime))?))
 }
 
 async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 
+use super::firewall;
 use super::subnets::{Cidr, free_subnets};
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, MountInfo,
@@ -29,11 +30,48 @@ use super::{
 #[derive(Default)]
 pub struct DockerRuntime {
     docker: OnceCell<Docker>,
+    /// The rules kept in place before a task network is made (`None`: switched off), and when
+    /// they were last seen whole.
+    firewall: Option<Vec<firewall::Rule>>,
+    firewall_checked: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a check of the firewall rules is trusted; a daemon restart keeps them, a person
+/// flushing the chains does not.
+const FIREWALL_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl DockerRuntime {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps these host firewall rules in place before each task network is made.
+    pub fn with_firewall(mut self, rules: Option<Vec<firewall::Rule>>) -> Self {
+        self.firewall = rules;
+        self
+    }
+
+    async fn ensure_firewall(&self) -> Result<()> {
+        let Some(rules) = &self.firewall else {
+            return Ok(());
+        };
+        let mut checked = self.firewall_checked.lock().await;
+        if checked.is_some_and(|at| at.elapsed() < FIREWALL_RECHECK) {
+            return Ok(());
+        }
+        let rules = rules.clone();
+        let report = tokio::task::spawn_blocking(move || firewall::ensure(&rules))
+            .await
+            .map_err(|e| RuntimeError::Firewall(e.to_string()))?
+            .map_err(RuntimeError::Firewall)?;
+        if report.inserted > 0 {
+            tracing::info!(
+                inserted = report.inserted,
+                "host firewall rules for task networks installed"
+            );
+        }
+        *checked = Some(std::time::Instant::now());
+        Ok(())
     }
 
     async fn docker(&self) -> Result<&Docker> {
@@ -139,6 +177,8 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn create_network(&self, name: &str, labels: HashMap<String, String>, pool: &SubnetPool) -> Result<()> {
         let docker = self.docker().await?;
+        // A network from the pool is one the rules must already cover.
+        self.ensure_firewall().await?;
         let used: Vec<Cidr> = docker
             .list_networks(None::<ListNetworksOptions>)
             .await

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod firewall;
 pub mod images;
 pub mod subnets;
 
@@ -33,6 +34,8 @@ pub enum RuntimeError {
     Api(String),
     #[error("building image {image} failed: {message}")]
     Build { image: String, message: String },
+    #[error("the host firewall rules for task networks are not in place: {0}")]
+    Firewall(String),
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
