@@ -408,8 +408,28 @@ mod tests {
         let bad = NetworkConfig {
             subnet_pool: "10.0.0.0/24".into(),
             subnet_prefix: 16,
+            ..Default::default()
         };
         assert!(bad.subnet_pool().unwrap_err().to_string().contains("/24"));
+    }
+
+    #[test]
+    fn firewall_exceptions_are_validated_and_the_switch_turns_the_rules_off() {
+        assert_eq!(Config::default().network.firewall_rules().unwrap().unwrap().len(), 3);
+        let off = NetworkConfig {
+            host_firewall: false,
+            ..Default::default()
+        };
+        assert_eq!(off.firewall_rules().unwrap(), None);
+        let bad = NetworkConfig {
+            exceptions: vec![FirewallException {
+                name: "db".into(),
+                address: "not-an-address".into(),
+                port: None,
+            }],
+            ..Default::default()
+        };
+        assert!(bad.firewall_rules().unwrap_err().to_string().contains("not-an-address"));
     }
 
     #[test]
