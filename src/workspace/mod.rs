@@ -11,6 +11,7 @@
 //! validates into the host repository (`host::index_pack`), and the server moves the branch.
 
 pub mod host;
+pub mod setid;
 
 use std::path::{Path, PathBuf};
 
