@@ -89,7 +89,7 @@ pub fn clear_setid_bits(root: &Path) -> std::io::Result<SetidSweep> {
 /// above it (never through `..`).
 fn descriptor(stack: &mut [Level], index: usize) -> std::io::Result<OwnedFd> {
     if let Some(fd) = &stack[index].fd {
-        return Ok(fd.try_clone()?);
+        return fd.try_clone();
     }
     let anchor = (0..index).rev().find(|&i| stack[i].fd.is_some()).unwrap_or(0);
     let mut fd = match &stack[anchor].fd {
@@ -126,17 +126,15 @@ fn scan(stack: &mut [Level], sweep: &mut SetidSweep) -> std::io::Result<()> {
         };
         match kind {
             FileType::Directory => subdirectories.push(name.to_owned()),
-            FileType::RegularFile => {
-                if clear_file(&fd, name)? {
-                    sweep.cleared += 1;
-                    if sweep.examples.len() < REPORTED {
-                        let mut path: PathBuf = stack[1..]
-                            .iter()
-                            .map(|l| l.name.to_string_lossy().into_owned())
-                            .collect();
-                        path.push(name.to_string_lossy().as_ref());
-                        sweep.examples.push(path);
-                    }
+            FileType::RegularFile if clear_file(&fd, name)? => {
+                sweep.cleared += 1;
+                if sweep.examples.len() < REPORTED {
+                    let mut path: PathBuf = stack[1..]
+                        .iter()
+                        .map(|l| l.name.to_string_lossy().into_owned())
+                        .collect();
+                    path.push(name.to_string_lossy().as_ref());
+                    sweep.examples.push(path);
                 }
             }
             _ => {}
@@ -157,7 +155,7 @@ fn clear_file(dir: &OwnedFd, name: &std::ffi::CStr) -> std::io::Result<bool> {
         Err(e) => return Err(e.into()),
     };
     let stat = fstat(&file)?;
-    let setid = u32::from(Mode::SUID.bits() | Mode::SGID.bits());
+    let setid = Mode::SUID.bits() | Mode::SGID.bits();
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile || stat.st_mode & setid == 0 {
         return Ok(false);
     }
