@@ -60,6 +60,11 @@ pub enum Error {
     #[error("execution was cancelled by the client")]
     Cancelled,
 
+    /// A fault of the server itself (a panic, a value it could not serialise): nothing the
+    /// caller did, and worth reporting.
+    #[error("internal error: {0}; this is a bug in taskbox, please report it")]
+    Internal(String),
+
     #[error("configuration: {0}")]
     Config(String),
 
@@ -122,10 +127,12 @@ impl Error {
             Self::Runtime(RuntimeError::Unavailable(_)) => "docker_unavailable",
             Self::Runtime(_) => "docker_error",
             Self::Registry(RegistryError::Conflict { .. }) => "conflict",
+            Self::Registry(RegistryError::NameTaken { .. }) => "name_taken",
             Self::Registry(_) => "registry_error",
             Self::Store(_) => "store_error",
             Self::Workspace(_) => "workspace_error",
             Self::Cancelled => "cancelled",
+            Self::Internal(_) => "internal_error",
             Self::Config(_) => "config_error",
             Self::Transport(_) => "transport_error",
             Self::ShuttingDown => "shutting_down",

@@ -55,6 +55,8 @@ pub enum RegistryError {
     Open(String),
     #[error("bad value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },
+    #[error("owner {owner} already has a task named '{name}'")]
+    NameTaken { owner: String, name: String },
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

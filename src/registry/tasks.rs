@@ -68,12 +68,23 @@ pub struct TaskPage {
 }
 
 impl Registry {
+    /// Inserts a new task; `NameTaken` when the owner already has a task of that name (two
+    /// servers creating it at once: the second insert fails here).
     pub fn insert_task(&self, task: &Task) -> Result<()> {
-        self.conn().execute(
+        let inserted = self.conn().execute(
             &format!("INSERT INTO tasks ({COLUMNS}) VALUES ({})", placeholders(1)),
             params_from_iter(bind(task)),
-        )?;
-        Ok(())
+        );
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(RegistryError::NameTaken {
+                    owner: task.owner.as_str().to_string(),
+                    name: task.name.clone(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn get_task(&self, id: &str) -> Result<Option<Task>> {

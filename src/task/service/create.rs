@@ -203,10 +203,10 @@ impl TaskService {
         match self.registry.insert_task(&task) {
             Ok(()) => made.row = Some(task.id.clone()),
             // Another process took the name between our check and the insert.
-            Err(RegistryError::Sqlite(e)) if is_unique_violation(&e) => {
+            Err(taken @ RegistryError::NameTaken { .. }) => {
                 return Err(match self.registry.get_task_by_name(&task.owner, &task.name)? {
                     Some(existing) => name_taken(existing),
-                    None => RegistryError::Sqlite(e).into(),
+                    None => taken.into(),
                 });
             }
             Err(e) => return Err(e.into()),
@@ -351,10 +351,6 @@ fn name_taken(existing: Task) -> Error {
         id: existing.id,
         status: existing.status.to_string(),
     }
-}
-
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
 pub(super) fn validate_env(env: &BTreeMap<String, String>) -> Result<()> {
