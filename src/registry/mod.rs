@@ -97,7 +97,7 @@ impl Registry {
     }
 
     fn init(mut conn: Connection) -> Result<Self> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_handler(Some(wait_for_busy_database))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Foreign keys are off while migrating (the bundled SQLite turns them on by default): a
@@ -110,10 +110,47 @@ impl Registry {
     }
 
     /// The connection; a poisoned lock only means another thread panicked mid-call, and
-    /// SQLite's own transactions keep the data consistent, so carry on with it.
+    /// SQLite's own transactions keep the data consistent, so carry on with it. Waiting for
+    /// another call of this process to finish happens off the async runtime.
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        match self.conn.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                off_the_runtime(|| self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+            }
+        }
     }
+}
+
+/// Runs a wait where it cannot stall the async runtime (docs/architecture.md, "Blocking
+/// work"): on tokio's multi-thread runtime the worker first hands its other tasks to another
+/// thread (`block_in_place`), so one session waiting for the registry never holds up the
+/// others; on any other thread it just waits.
+fn off_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
+/// SQLite's busy handler: another process holds the write lock. Waits with backoff (1, 2, 4,
+/// 8, 16 ms, then 50 ms a try) for up to `BUSY_TIMEOUT` in all, off the async runtime.
+fn wait_for_busy_database(attempt: i32) -> bool {
+    let step = match attempt {
+        0..=4 => Duration::from_millis(1 << attempt),
+        _ => Duration::from_millis(50),
+    };
+    let waited = match attempt {
+        0..=5 => Duration::from_millis((1 << attempt) - 1),
+        _ => Duration::from_millis(31) + Duration::from_millis(50) * (attempt - 5) as u32,
+    };
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    off_the_runtime(|| std::thread::sleep(step));
+    true
 }
 
 pub(crate) fn ts_to_sql(ts: &DateTime<Utc>) -> String {
@@ -129,6 +166,48 @@ pub(crate) fn ts_from_sql(column: &'static str, value: String) -> Result<DateTim
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One worker thread: while a call waits for another process's write lock, the worker's
+    /// other tasks still run (they would stall for the whole wait if it blocked the worker).
+    #[test]
+    fn waiting_for_a_locked_registry_does_not_stall_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        let registry = std::sync::Arc::new(Registry::open(&path).unwrap());
+        let other_process = Connection::open(&path).unwrap();
+        other_process.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            other_process.execute_batch("COMMIT").unwrap();
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = runtime.block_on(async move {
+            let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let counter = ticks.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+            // Blocks on the other connection's write lock for about 600 ms.
+            let writer = tokio::spawn(async move { registry.revoke_token("t-none") });
+            writer.await.unwrap().unwrap();
+            ticker.abort();
+            ticks.load(std::sync::atomic::Ordering::Relaxed) - before
+        });
+        holder.join().unwrap();
+        assert!(
+            ticks >= 20,
+            "the runtime stalled while the registry waited: {ticks} ticks"
+        );
+    }
 
     #[test]
     fn migrations_are_valid_and_idempotent() {
