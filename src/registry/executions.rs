@@ -3,7 +3,6 @@
 
 use rusqlite::{Row, params};
 
-use super::memory::{ExecutionFilter, FAILED};
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Execution, ExecutionStatus};
 
@@ -18,6 +17,20 @@ pub struct ExecutionCounts {
     pub failed: u64,
     pub running: u64,
 }
+
+/// Filters of `task_executions`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionFilter {
+    pub exit_code: Option<i64>,
+    /// Only executions that failed (non-zero exit, timeout, cancelled, error).
+    pub failed: bool,
+    /// Commands containing this text.
+    pub command: Option<String>,
+}
+
+/// An SQL condition on an `executions` row: the execution failed.
+pub(super) const FAILED: &str =
+    "(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND COALESCE(exit_code, 0) != 0))";
 
 impl Registry {
     pub fn insert_execution(&self, exec: &Execution) -> Result<()> {
@@ -238,6 +251,17 @@ pub(crate) mod tests {
             started_at: now(),
             finished_at: None,
             duration_ms: None,
+        }
+    }
+
+    /// A finished execution with this exit code and duration.
+    pub(crate) fn finished(task_id: &str, command: &str, exit: i64, ms: u64) -> Execution {
+        Execution {
+            status: ExecutionStatus::Finished,
+            exit_code: Some(exit),
+            finished_at: Some(now()),
+            duration_ms: Some(ms),
+            ..exec(task_id, command)
         }
     }
 
