@@ -2,8 +2,8 @@
 
 use rusqlite::params;
 
-use super::{Registry, Result, ts_to_sql};
-use crate::domain::Event;
+use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use crate::domain::{Event, Timestamp};
 
 impl Registry {
     pub fn insert_event(&self, event: &Event) -> Result<()> {
@@ -32,5 +32,54 @@ impl Registry {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Events of a task, newest first, with optional type and time filters.
+    pub fn list_events(
+        &self,
+        task_id: &str,
+        types: &[String],
+        since: Option<&Timestamp>,
+        until: Option<&Timestamp>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<Event>, u64)> {
+        let types_json = serde_json::to_string(types).unwrap_or_else(|_| "[]".into());
+        let since = since.map(ts_to_sql);
+        let until = until.map(ts_to_sql);
+        let filter = "task_id = ?1
+             AND (json_array_length(?2) = 0 OR type IN (SELECT value FROM json_each(?2)))
+             AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)";
+        let conn = self.conn();
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM events WHERE {filter}"),
+            params![task_id, types_json, since, until],
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT task_id, type, at, data_json FROM events WHERE {filter} ORDER BY id DESC LIMIT ?5 OFFSET ?6"
+        ))?;
+        let rows = stmt
+            .query_map(params![task_id, types_json, since, until, limit, offset as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let events = rows
+            .into_iter()
+            .map(|(task_id, kind, at, data)| {
+                Ok(Event {
+                    at: ts_from_sql("at", at)?,
+                    task_id,
+                    kind,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((events, total as u64))
     }
 }

@@ -3,12 +3,25 @@
 
 use rusqlite::{Row, params};
 
-use super::memory::{ExecutionFilter, FAILED};
 use super::{Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Execution, ExecutionCounts, ExecutionStatus};
 
 const COLUMNS: &str = "id, task_id, command, workdir, user, explanation, status, exit_code, timed_out, \
      stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms";
+
+/// Filters of `task_executions`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionFilter {
+    pub exit_code: Option<i64>,
+    /// Only executions that failed (non-zero exit, timeout, cancelled, error).
+    pub failed: bool,
+    /// Commands containing this text.
+    pub command: Option<String>,
+}
+
+/// An SQL condition on an `executions` row: the execution failed.
+pub(super) const FAILED: &str =
+    "(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND COALESCE(exit_code, 0) != 0))";
 
 impl Registry {
     pub fn insert_execution(&self, exec: &Execution) -> Result<()> {
@@ -229,6 +242,17 @@ pub(crate) mod tests {
             started_at: now(),
             finished_at: None,
             duration_ms: None,
+        }
+    }
+
+    /// A finished execution with this exit code and duration.
+    pub(crate) fn finished(task_id: &str, command: &str, exit: i64, ms: u64) -> Execution {
+        Execution {
+            status: ExecutionStatus::Finished,
+            exit_code: Some(exit),
+            finished_at: Some(now()),
+            duration_ms: Some(ms),
+            ..exec(task_id, command)
         }
     }
 

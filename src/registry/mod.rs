@@ -6,9 +6,11 @@
 
 mod attachments;
 mod checkpoints;
+mod decisions;
 mod events;
 mod executions;
-mod memory;
+mod search;
+mod stats;
 mod tasks;
 mod tokens;
 
@@ -20,7 +22,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
-pub use memory::{ExecutionFilter, SearchHit, Stats, fts_query as memory_query};
+pub use executions::ExecutionFilter;
+pub use search::{SearchHit, fts_query as memory_query};
+pub use stats::Stats;
 pub use tasks::TaskPage;
 pub use tokens::TokenRecord;
 

@@ -218,6 +218,22 @@ impl Registry {
     pub fn delete_task(&self, id: &str) -> Result<bool> {
         Ok(self.conn().execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
     }
+
+    /// Whether every task there is belongs to `owner` (true with no tasks at all): then the
+    /// registry-wide aggregates and indexes are the owner's own. Two index lookups.
+    pub(super) fn only_owner(&self, owner: &Owner) -> Result<bool> {
+        let conn = self.conn();
+        let first: Option<String> = conn
+            .query_row("SELECT owner FROM tasks ORDER BY owner LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        let last: Option<String> = conn
+            .query_row("SELECT owner FROM tasks ORDER BY owner DESC LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        Ok(match (first, last) {
+            (Some(first), Some(last)) => first == owner.as_str() && last == owner.as_str(),
+            _ => true,
+        })
+    }
 }
 
 /// Row values as SQLite returns them; converted outside the row callback so that bad data
