@@ -2,8 +2,6 @@
 //! with its own temp TASKBOX_HOME, passed to the child only (the test process's environment
 //! is never changed).
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 pub mod http;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +39,7 @@ pub fn docker_available() -> bool {
 #[macro_export]
 macro_rules! require_docker {
     () => {
-        if !common::docker_available() {
+        if !$crate::common::docker_available() {
             return;
         }
     };

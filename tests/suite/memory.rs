@@ -2,11 +2,7 @@
 //! decisions.md), full-text search across tasks, statistics, and decisions in the resume
 //! context of attach.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 

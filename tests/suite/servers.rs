@@ -1,11 +1,7 @@
 //! Several server processes on one data dir, startup reconciliation, and the errors an agent
 //! sees for bad input or a missing Docker daemon.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
@@ -64,7 +60,7 @@ async fn two_servers_on_one_home_create_and_execute_at_once() {
 async fn startup_marks_tasks_whose_containers_died_or_vanished_as_failed() {
     require_docker!();
     let home = Home::new();
-    // The reconciliation alone: task-resumer would bring these tasks back (tests/hooks.rs).
+    // The reconciliation alone: task-resumer would bring these tasks back (suite/hooks.rs).
     write_config(&home.path(), "[hooks.task-resumer]\nenabled = false\n");
     let client = connect(&home.path(), "reconcile-test").await;
     let gone = create(&client, "gone").await;

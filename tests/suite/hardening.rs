@@ -1,11 +1,7 @@
 //! The container a task gets, as Docker reports it: hardened defaults, labels, limits and a
 //! network of its own; and a half-way failure leaves nothing behind.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 

@@ -1,11 +1,7 @@
 //! End to end through the real binary and rmcp's client on real Docker: create → execute →
 //! list/status → attach/detach → stop/resume → delete.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 

@@ -3,14 +3,10 @@
 //! suite's fixture tools. scripts/test.sh installs Node 22 and the suite and passes them in
 //! TASKBOX_TEST_NODE and TASKBOX_TEST_CONFORMANCE; under CI=true their absence fails the test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::process::Command;
 
-use common::Home;
-use common::http::HttpServer;
+use crate::common::Home;
+use crate::common::http::HttpServer;
 use pretty_assertions::assert_eq;
 
 const SCENARIOS: [&str; 7] = [

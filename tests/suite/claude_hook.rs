@@ -2,15 +2,11 @@
 //! `taskbox hook claude-code pre-tool-use` while a real task over the project runs with an
 //! agent attached, and `install --hooks` into .claude/settings.json.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 

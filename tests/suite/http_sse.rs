@@ -3,14 +3,10 @@
 //! scripts/test.sh provides the interpreter in TASKBOX_TEST_PYTHON; under CI=true a missing
 //! interpreter fails the test rather than skipping it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::http::*;
-use common::*;
+use crate::common::http::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use pretty_assertions::assert_eq;
 use serde_json::Value;

@@ -2,14 +2,10 @@
 //! executions finish within the grace period and their results reach the client; what runs
 //! past it is killed and recorded as cancelled; the sessions' agents are detached.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::http::*;
-use common::*;
+use crate::common::http::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 

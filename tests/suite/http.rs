@@ -3,14 +3,10 @@
 //! limits (413, 429, the per-token execution cap), owner isolation, the foundation's flow
 //! over HTTP, and many clients at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::http::*;
-use common::*;
+use crate::common::http::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 

@@ -2,11 +2,7 @@
 //! `uname -a`, delete it. scripts/test.sh provides the interpreter in TASKBOX_TEST_PYTHON;
 //! under CI=true a missing interpreter fails the test rather than skipping it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 

@@ -1,13 +1,9 @@
 //! execute_in_task edge cases on real Docker: timeouts and cancellation kill the whole process
 //! tree inside the container; users, workdirs, env and bad arguments.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;

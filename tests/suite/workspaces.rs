@@ -2,13 +2,9 @@
 //! repositories in temp dirs: the task branch, file tools, commits inside the container,
 //! checkpoints, restore, fork, diff, and the host repository's safety.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
@@ -706,7 +702,7 @@ async fn files_root_left_unreadable_are_still_checkpointed() {
 async fn restoring_a_failed_task_saves_its_uncommitted_work_first() {
     require_docker!();
     let home = Home::new();
-    // container-enforcer would recreate the container from the checkpoint (tests/hooks.rs).
+    // container-enforcer would recreate the container from the checkpoint (suite/hooks.rs).
     write_config(&home.path(), "[hooks.container-enforcer]\nresume_stopped = false\n");
     let client = connect(&home.path(), "phoenix-test").await;
     let task = create(&client, "phoenix").await;

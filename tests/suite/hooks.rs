@@ -2,13 +2,9 @@
 //! effect is shown with the hook on, and shown to be the hook's by switching it off in the
 //! server's config; external hooks allow, deny with a reason and time out.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
