@@ -34,7 +34,7 @@ fn hook(home: &Path, input: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn host_tools_are_denied_while_the_project_has_a_sandboxed_task() {
-    require_docker!();
+    require!(docker);
     let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "app");
     let cwd = repo.join("src").display().to_string();

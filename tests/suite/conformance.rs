@@ -21,17 +21,8 @@ const SCENARIOS: [&str; 7] = [
 
 #[test]
 fn conformance_suite_scenarios_pass_over_streamable_http() {
-    let (Some(node), Some(suite)) = (
-        std::env::var_os("TASKBOX_TEST_NODE"),
-        std::env::var_os("TASKBOX_TEST_CONFORMANCE"),
-    ) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but TASKBOX_TEST_NODE / TASKBOX_TEST_CONFORMANCE are unset: run the suite through scripts/test.sh"
-        );
-        eprintln!("SKIPPED: the conformance suite is not installed (scripts/test.sh installs it)");
-        return;
-    };
+    let node = require!(env "TASKBOX_TEST_NODE");
+    let suite = require!(env "TASKBOX_TEST_CONFORMANCE");
     let home = Home::new();
     let server = HttpServer::start(&home.path(), &["--no-auth"]);
     let mut failures = Vec::new();

@@ -11,7 +11,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_running_executions_finish_then_kills_the_rest() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     write_config(&home.path(), "[http]\nshutdown_grace_s = 4\n");
     let (token, _) = create_token(&home.path(), "alice");

@@ -8,7 +8,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn history_executions_decisions_search_and_stats() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "memory-test").await;
     let login = call(
@@ -142,7 +142,7 @@ async fn history_executions_decisions_search_and_stats() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cleanup_archives_finished_tasks_and_keeps_their_records_and_work() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "cleanup-test").await;
     let done = create(&client, "done").await;

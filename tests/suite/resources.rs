@@ -25,7 +25,7 @@ async fn read(client: &Client, uri: &str) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn task_files_and_execution_output_read_back_byte_for_byte() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "resources-test").await;
     let task = call(

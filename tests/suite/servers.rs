@@ -7,7 +7,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_servers_on_one_home_create_and_execute_at_once() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let path = home.path();
     let (a, b) = tokio::join!(connect(&path, "server-a"), connect(&path, "server-b"));
@@ -58,7 +58,7 @@ async fn two_servers_on_one_home_create_and_execute_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_marks_tasks_whose_containers_died_or_vanished_as_failed() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     // The reconciliation alone: task-resumer would bring these tasks back (suite/hooks.rs).
     write_config(&home.path(), "[hooks.task-resumer]\nenabled = false\n");
@@ -109,7 +109,7 @@ async fn startup_marks_tasks_whose_containers_died_or_vanished_as_failed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_that_dies_under_a_running_server_fails_its_task() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "died-test").await;
     let task = create(&client, "dies").await;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 #[test]
 fn closing_stdin_mid_execution_kills_it_and_ends_the_session() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let mut child = Command::new(BIN)
         .arg("serve")
