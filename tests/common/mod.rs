@@ -3,6 +3,7 @@
 //! is never changed).
 
 pub mod http;
+pub mod in_process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;

@@ -6,6 +6,7 @@ mod hooks;
 mod http;
 mod http_shutdown;
 mod http_sse;
+mod in_process;
 mod install;
 mod memory;
 mod prompts;
