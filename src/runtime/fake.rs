@@ -1,6 +1,7 @@
-//! An in-memory `ContainerRuntime` for unit tests of service logic (never used by the
-//! binary or the integration tests). Execs answer from a script of canned replies; any
-//! operation can be made to fail to exercise rollbacks.
+//! An in-memory `ContainerRuntime` for unit tests of service logic and, through the
+//! `test-support` feature, in-process integration tests of the MCP layer (never used by the
+//! binary). Execs answer from a script of canned replies; any operation can be made to fail
+//! to exercise rollbacks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -45,7 +46,8 @@ impl FakeRuntime {
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
-        self.state.lock().unwrap()
+        // A test that panicked while holding the lock already failed: carry on with its state.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn check(&self, op: &'static str) -> Result<()> {

@@ -1,10 +1,10 @@
 //! The container runtime behind a narrow trait: `TaskService` talks to Docker only through
 //! `ContainerRuntime`. `docker.rs` is the real implementation (bollard); unit tests of service
-//! logic use `fake.rs`.
+//! logic, and in-process tests of the MCP layer (the `test-support` feature), use `fake.rs`.
 
 pub mod cgroup;
 pub mod docker;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod firewall;
 pub mod images;

@@ -93,10 +93,6 @@ impl HttpServer {
         self.stdout.lock().unwrap().clone()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let _ = Command::new("kill")

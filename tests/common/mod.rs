@@ -2,9 +2,8 @@
 //! with its own temp TASKBOX_HOME, passed to the child only (the test process's environment
 //! is never changed).
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 pub mod http;
+pub mod in_process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
@@ -18,31 +17,56 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_taskbox");
 
-/// Whether Docker tests can run. In CI (`CI=true`) a missing Docker fails the test instead
-/// of skipping it, so a broken provisioning step cannot pass unnoticed.
+/// Whether the Docker daemon answers (asked once per test run).
 pub fn docker_available() -> bool {
-    let ok = StdCommand::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!(
-                "Docker is not available but CI=true: Docker tests must run in CI (run scripts/provision-docker.sh)"
-            );
-        }
-        eprintln!("SKIPPED: Docker is not available (run scripts/provision-docker.sh to enable these tests)");
-    }
-    ok
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        StdCommand::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
-/// Skips the calling test (returns early) when Docker is unavailable outside CI.
+/// A test's prerequisite is missing: say so on stderr (the caller then returns, skipping the
+/// test), or fail under `CI=true`, where scripts/test.sh provisions everything and a missing
+/// piece means a broken provisioning step.
+pub fn skip_or_fail(missing: &str, remedy: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{missing}, but CI=true requires it: {remedy}");
+    }
+    eprintln!("SKIPPED: {missing} ({remedy})");
+}
+
+/// The one way a test requires something it cannot provide itself: when it is missing, the
+/// calling test returns early (skipped, saying why), except under `CI=true`, where it fails.
+///
+/// - `require!(docker)`: a running Docker daemon.
+/// - `let path = require!(env "VAR")`: an environment variable scripts/test.sh sets; its value.
+/// - `let value = require!(option, "what is missing", "how to get it")`: any `Option`.
 #[macro_export]
-macro_rules! require_docker {
-    () => {
-        if !common::docker_available() {
-            return;
+macro_rules! require {
+    (docker) => {
+        $crate::require!(
+            $crate::common::docker_available().then_some(()),
+            "Docker is not available",
+            "run scripts/provision-docker.sh"
+        )
+    };
+    (env $var:literal) => {
+        $crate::require!(
+            std::env::var_os($var),
+            concat!($var, " is unset"),
+            "run the suite through scripts/test.sh, which sets it up"
+        )
+    };
+    ($value:expr, $missing:expr, $remedy:expr) => {
+        match $value {
+            Some(value) => value,
+            None => {
+                $crate::common::skip_or_fail($missing, $remedy);
+                return;
+            }
         }
     };
 }

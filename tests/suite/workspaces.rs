@@ -2,13 +2,9 @@
 //! repositories in temp dirs: the task branch, file tools, commits inside the container,
 //! checkpoints, restore, fork, diff, and the host repository's safety.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
@@ -32,7 +28,7 @@ fn host_state(repo: &Path) -> (String, String, String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
-    require_docker!();
+    require!(docker);
     let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "project");
     std::fs::write(repo.join("a.txt"), "one\nlocal edit\n").unwrap(); // the developer's own, uncommitted
@@ -291,7 +287,7 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn source_repository_options_and_refusals() {
-    require_docker!();
+    require!(docker);
     let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "project");
     let first = git(&repo, &["rev-parse", "HEAD~1"]);
@@ -396,7 +392,7 @@ async fn source_repository_options_and_refusals() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_in_the_container_can_write_the_host_git_directory() {
-    require_docker!();
+    require!(docker);
     let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "project");
     let before = host_state(&repo);
@@ -449,7 +445,7 @@ async fn nothing_in_the_container_can_write_the_host_git_directory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_starts_at_a_checkpoint_and_is_independent() {
-    require_docker!();
+    require!(docker);
     let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "project");
     let client = connect(&home.path(), "fork-test").await;
@@ -507,7 +503,7 @@ async fn a_fork_starts_at_a_checkpoint_and_is_independent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn submodules_are_checked_out_in_the_workspace() {
-    require_docker!();
+    require!(docker);
     let (home, repos) = home_with_repos();
     let lib = dev_repo(&repos, "lib");
     let other = dev_repo(&repos, "other");
@@ -548,7 +544,7 @@ async fn submodules_are_checked_out_in_the_workspace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_file_tool_refuses_paths_outside_the_workspace() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "escape-test").await;
     create(&client, "escapes").await;
@@ -618,7 +614,7 @@ async fn every_file_tool_refuses_paths_outside_the_workspace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn old_automatic_checkpoints_are_pruned_and_labelled_ones_kept() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     write_config(&home.path(), "[checkpoints]\nkeep_automatic = 2\n");
     let client = connect(&home.path(), "retention-test").await;
@@ -649,7 +645,7 @@ async fn old_automatic_checkpoints_are_pruned_and_labelled_ones_kept() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_works_after_the_agent_destroyed_its_git_history() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "pruned-test").await;
     create(&client, "pruned").await;
@@ -681,7 +677,7 @@ async fn restore_works_after_the_agent_destroyed_its_git_history() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn files_root_left_unreadable_are_still_checkpointed() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "root-files-test").await;
     let task = create(&client, "rootfiles").await;
@@ -704,9 +700,9 @@ async fn files_root_left_unreadable_are_still_checkpointed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restoring_a_failed_task_saves_its_uncommitted_work_first() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
-    // container-enforcer would recreate the container from the checkpoint (tests/hooks.rs).
+    // container-enforcer would recreate the container from the checkpoint (suite/hooks.rs).
     write_config(&home.path(), "[hooks.container-enforcer]\nresume_stopped = false\n");
     let client = connect(&home.path(), "phoenix-test").await;
     let task = create(&client, "phoenix").await;

@@ -1,17 +1,13 @@
 //! The container a task gets, as Docker reports it: hardened defaults, labels, limits and a
 //! network of its own; and a half-way failure leaves nothing behind.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn containers_are_hardened_and_labelled() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "hardening-test").await;
     let task = create(&client, "hard").await;
@@ -64,7 +60,7 @@ async fn containers_are_hardened_and_labelled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tasks_cannot_reach_each_other() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "isolation-test").await;
     let a = create(&client, "net-a").await;
@@ -98,7 +94,7 @@ async fn tasks_cannot_reach_each_other() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_creation_leaves_nothing_behind() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "rollback-test").await;
     // An image that exists but cannot run the keep-alive command: the container is created,
@@ -151,7 +147,7 @@ async fn a_failed_creation_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn more_egress_tasks_than_dockers_default_pools_hold() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "pool-test").await;
     // Docker's default address pools hold about 31 bridge networks; taskbox carves /28s out
@@ -180,7 +176,7 @@ async fn more_egress_tasks_than_dockers_default_pools_hold() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn root_can_install_packages_over_egress() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "egress-test").await;
     create(&client, "egress").await;
@@ -205,15 +201,12 @@ async fn root_can_install_packages_over_egress() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn developer_image_has_its_toolchains() {
-    require_docker!();
-    if docker_inspect("image", "taskbox-developer").is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but taskbox-developer is missing: scripts/test.sh builds it"
-        );
-        eprintln!("SKIPPED: taskbox-developer is not built (taskbox images build developer)");
-        return;
-    }
+    require!(docker);
+    require!(
+        docker_inspect("image", "taskbox-developer"),
+        "the taskbox-developer image is not built",
+        "taskbox images build developer; scripts/test.sh builds it"
+    );
     let home = Home::new();
     let client = connect(&home.path(), "developer-test").await;
     call(

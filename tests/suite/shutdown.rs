@@ -2,21 +2,17 @@
 //! the execution as cancelled, ends the session's attachments and exits. Driven with raw
 //! JSON-RPC lines over the child's pipes, so stdin closes at an exact point.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
 #[test]
 fn closing_stdin_mid_execution_kills_it_and_ends_the_session() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let mut child = Command::new(BIN)
         .arg("serve")

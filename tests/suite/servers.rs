@@ -1,17 +1,13 @@
 //! Several server processes on one data dir, startup reconciliation, and the errors an agent
 //! sees for bad input or a missing Docker daemon.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_servers_on_one_home_create_and_execute_at_once() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let path = home.path();
     let (a, b) = tokio::join!(connect(&path, "server-a"), connect(&path, "server-b"));
@@ -62,9 +58,9 @@ async fn two_servers_on_one_home_create_and_execute_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_marks_tasks_whose_containers_died_or_vanished_as_failed() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
-    // The reconciliation alone: task-resumer would bring these tasks back (tests/hooks.rs).
+    // The reconciliation alone: task-resumer would bring these tasks back (suite/hooks.rs).
     write_config(&home.path(), "[hooks.task-resumer]\nenabled = false\n");
     let client = connect(&home.path(), "reconcile-test").await;
     let gone = create(&client, "gone").await;
@@ -113,7 +109,7 @@ async fn startup_marks_tasks_whose_containers_died_or_vanished_as_failed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_that_dies_under_a_running_server_fails_its_task() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "died-test").await;
     let task = create(&client, "dies").await;

@@ -1,12 +1,8 @@
 //! MCP resources through the real binary: templates listed, task files and kept execution
 //! output read back byte for byte (text, or base64 for what is not UTF-8).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use pretty_assertions::assert_eq;
 use rmcp::model::{ReadResourceRequestParams, ResourceContents};
 use serde_json::json;
@@ -29,7 +25,7 @@ async fn read(client: &Client, uri: &str) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn task_files_and_execution_output_read_back_byte_for_byte() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "resources-test").await;
     let task = call(

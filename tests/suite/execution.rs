@@ -1,13 +1,9 @@
 //! execute_in_task edge cases on real Docker: timeouts and cancellation kill the whole process
 //! tree inside the container; users, workdirs, env and bad arguments.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
@@ -25,7 +21,7 @@ async fn sleeps(client: &Client, task: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timeout_kills_the_whole_process_tree() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "timeout-test").await;
     create(&client, "timeouts").await;
@@ -61,7 +57,7 @@ async fn timeout_kills_the_whole_process_tree() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancellation_kills_the_whole_process_tree() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "cancel-test").await;
     create(&client, "cancels").await;
@@ -104,7 +100,7 @@ async fn cancellation_kills_the_whole_process_tree() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn users_workdirs_env_and_bad_arguments() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "args-test").await;
     call(
@@ -198,7 +194,7 @@ async fn users_workdirs_env_and_bad_arguments() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn root_commands_cannot_leave_setuid_files_on_the_host() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "setuid-test").await;
     let task = create(&client, "setuid").await;

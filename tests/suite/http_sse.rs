@@ -3,34 +3,18 @@
 //! scripts/test.sh provides the interpreter in TASKBOX_TEST_PYTHON; under CI=true a missing
 //! interpreter fails the test rather than skipping it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::http::*;
-use common::*;
+use crate::common::http::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 
-fn python() -> Option<std::ffi::OsString> {
-    let python = std::env::var_os("TASKBOX_TEST_PYTHON");
-    if python.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but TASKBOX_TEST_PYTHON is unset: run the suite through scripts/test.sh"
-        );
-        eprintln!("SKIPPED: TASKBOX_TEST_PYTHON is unset (scripts/test.sh sets it up)");
-    }
-    python
-}
-
 #[test]
 fn the_foundation_flow_works_over_legacy_sse() {
-    require_docker!();
-    let Some(python) = python() else { return };
+    require!(docker);
+    let python = require!(env "TASKBOX_TEST_PYTHON");
     let home = Home::new();
     let (token, _) = create_token(&home.path(), "carol");
     let server = HttpServer::start(&home.path(), &[]);

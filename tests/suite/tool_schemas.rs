@@ -3,11 +3,7 @@
 //! update the snapshot with `UPDATE_SNAPSHOTS=1 cargo test --test tool_schemas` and note the
 //! change in docs/tools.md.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 
 const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/tools.json");

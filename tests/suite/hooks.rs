@@ -2,13 +2,9 @@
 //! effect is shown with the hook on, and shown to be the hook's by switching it off in the
 //! server's config; external hooks allow, deny with a reason and time out.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
@@ -51,7 +47,7 @@ fn swap_container(home: &Path, task_id: &str, container: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_and_checkpoint_hooks_keep_the_plan_and_automatic_checkpoints() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     write_config(&home.path(), "[hooks.checkpoint-creator]\nevery_executions = 3\n");
     let client = connect(&home.path(), "plan-agent").await;
@@ -126,7 +122,7 @@ async fn plan_and_checkpoint_hooks_keep_the_plan_and_automatic_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_plan_and_checkpoint_hooks_off_there_is_no_plan_and_no_automatic_checkpoint() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     write_config(
         &home.path(),
@@ -148,7 +144,7 @@ async fn with_plan_and_checkpoint_hooks_off_there_is_no_plan_and_no_automatic_ch
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoint_creator_checkpoints_on_stop_and_detach() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "lifecycle-agent").await;
     create(&client, "kept").await;
@@ -169,7 +165,7 @@ async fn checkpoint_creator_checkpoints_on_stop_and_detach() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn task_resumer_restarts_stopped_containers_and_recreates_vanished_ones() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     // No checkpoints on detach here: which task has a checkpoint is chosen below.
     write_config(&home.path(), "[hooks.checkpoint-creator]\nenabled = false\n");
@@ -252,7 +248,7 @@ async fn status_container(home: &Home, task: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn container_enforcer_restarts_stopped_containers_and_refuses_foreign_ones() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "enforcer-test").await;
     let task = create(&client, "enforced").await;
@@ -304,7 +300,7 @@ async fn container_enforcer_restarts_stopped_containers_and_refuses_foreign_ones
 
 #[tokio::test(flavor = "multi_thread")]
 async fn isolation_checker_refuses_a_privileged_container_with_taskbox_labels() {
-    require_docker!();
+    require!(docker);
     for enabled in [true, false] {
         let home = Home::new();
         write_config(
@@ -359,7 +355,7 @@ async fn isolation_checker_refuses_a_privileged_container_with_taskbox_labels() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resource_monitor_reports_oom_kills_and_pids_limit_hits() {
-    require_docker!();
+    require!(docker);
     for enabled in [true, false] {
         let home = Home::new();
         write_config(
@@ -404,7 +400,7 @@ async fn resource_monitor_reports_oom_kills_and_pids_limit_hits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn branch_validator_refuses_a_sync_from_another_branch() {
-    require_docker!();
+    require!(docker);
     for enabled in [true, false] {
         let (home, repos) = home_with_repos();
         let repo = dev_repo(&repos, "project");
@@ -447,7 +443,7 @@ async fn branch_validator_refuses_a_sync_from_another_branch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn branch_and_submodule_creators_can_each_be_switched_off() {
-    require_docker!();
+    require!(docker);
     for (branch_creator, submodule_creator) in [(true, true), (false, true), (true, false)] {
         let (home, repos) = home_with_repos();
         let lib = dev_repo(&repos, "lib");
@@ -505,7 +501,7 @@ async fn branch_and_submodule_creators_can_each_be_switched_off() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn external_hooks_allow_deny_time_out_and_get_the_event() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/examples");
     let seen = home.path().join("seen.json");

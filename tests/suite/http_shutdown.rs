@@ -2,20 +2,16 @@
 //! executions finish within the grace period and their results reach the client; what runs
 //! past it is killed and recorded as cancelled; the sessions' agents are detached.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::http::*;
-use common::*;
+use crate::common::http::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_running_executions_finish_then_kills_the_rest() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     write_config(&home.path(), "[http]\nshutdown_grace_s = 4\n");
     let (token, _) = create_token(&home.path(), "alice");

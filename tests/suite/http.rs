@@ -3,20 +3,16 @@
 //! limits (413, 429, the per-token execution cap), owner isolation, the foundation's flow
 //! over HTTP, and many clients at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::http::*;
-use common::*;
+use crate::common::http::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn the_foundation_flow_works_over_streamable_http() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let (token, _) = create_token(&home.path(), "alice");
     let server = HttpServer::start(&home.path(), &[]);
@@ -187,7 +183,7 @@ async fn oversized_bodies_get_413_and_bursts_get_429_with_retry_after() {
 
 #[tokio::test]
 async fn a_token_runs_at_most_its_cap_of_executions_at_once() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     write_config(&home.path(), "[http]\nmax_executions_per_token = 1\n");
     let (token, _) = create_token(&home.path(), "alice");
@@ -212,7 +208,7 @@ async fn a_token_runs_at_most_its_cap_of_executions_at_once() {
 /// checkpoints, resources, search and statistics all behave as if A's task did not exist.
 #[tokio::test]
 async fn an_owner_cannot_see_or_touch_another_owners_task() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let (alice_token, _) = create_token(&home.path(), "alice");
     let (bob_token, _) = create_token(&home.path(), "bob");
@@ -316,7 +312,7 @@ async fn an_owner_cannot_see_or_touch_another_owners_task() {
 /// owner's task: every one succeeds and is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_clients_run_ten_executions_each() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let owners = ["ann", "ben", "cat", "dan"];
     let tokens: Vec<String> = owners.iter().map(|o| create_token(&home.path(), o).0).collect();

@@ -2,14 +2,10 @@
 //! backup is kept, it is idempotent, the commands land in each client's folder and format,
 //! and the written .mcp.json starts a server whose tools and prompts a real client lists.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use rmcp::ServiceExt;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};

@@ -2,15 +2,11 @@
 //! `taskbox hook claude-code pre-tool-use` while a real task over the project runs with an
 //! agent attached, and `install --hooks` into .claude/settings.json.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
@@ -38,7 +34,7 @@ fn hook(home: &Path, input: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn host_tools_are_denied_while_the_project_has_a_sandboxed_task() {
-    require_docker!();
+    require!(docker);
     let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "app");
     let cwd = repo.join("src").display().to_string();

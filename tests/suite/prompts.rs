@@ -2,13 +2,9 @@
 //! rendered with arguments, overridden from a config directory, and never naming a tool the
 //! server does not have.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use rmcp::model::GetPromptRequestParams;
 use serde_json::{Value, json};

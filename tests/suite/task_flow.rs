@@ -1,17 +1,13 @@
 //! End to end through the real binary and rmcp's client on real Docker: create → execute →
 //! list/status → attach/detach → stop/resume → delete.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_execute_inspect_stop_resume_delete() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "flow-test-client").await;
 

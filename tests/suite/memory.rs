@@ -2,17 +2,13 @@
 //! decisions.md), full-text search across tasks, statistics, and decisions in the resume
 //! context of attach.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn history_executions_decisions_search_and_stats() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "memory-test").await;
     let login = call(
@@ -146,7 +142,7 @@ async fn history_executions_decisions_search_and_stats() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cleanup_archives_finished_tasks_and_keeps_their_records_and_work() {
-    require_docker!();
+    require!(docker);
     let home = Home::new();
     let client = connect(&home.path(), "cleanup-test").await;
     let done = create(&client, "done").await;
