@@ -1,5 +1,6 @@
 mod claude_hook;
 mod conformance;
+mod containment;
 mod execution;
 mod hardening;
 mod hooks;

@@ -217,6 +217,12 @@ impl TaskService {
 
         let started = std::time::Instant::now();
         let warnings = self.prepare_repo(&mut task, repo, fork, made)?;
+        // The workspace's root is private like the rest of the data directory (the files in
+        // it keep the modes git records); the container hands it to the agent's user.
+        crate::store::private_dir(&task.workspace).map_err(|source| crate::store::StoreError::Io {
+            path: task.workspace.clone(),
+            source,
+        })?;
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: repository and workspace ready");
         // Record the repository now: a server that dies from here on leaves a row that
         // says where the task branch is.

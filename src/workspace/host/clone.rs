@@ -17,7 +17,17 @@ pub fn init_private(path: &Path, branch: &str, message: &str) -> Result<Oid> {
     let refname = format!("refs/heads/{branch}");
     let commit = repo.commit(Some(&refname), &sig, &sig, message, &tree, &[])?;
     repo.set_head(&refname)?;
+    private(path)?;
     Ok(commit)
+}
+
+/// A repository the server keeps under the data directory is readable by its user only.
+fn private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(|source| WorkspaceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A bare copy of a private repository (for a fork), sharing nothing with it.
@@ -26,7 +36,7 @@ pub fn clone_private(source: &Path, dest: &Path) -> Result<()> {
         .bare(true)
         .clone_local(CloneLocal::NoLinks)
         .clone(&source.to_string_lossy(), dest)?;
-    Ok(())
+    private(dest)
 }
 
 /// Makes `dest` a new clone of `repo_path` with `branch` checked out, and nothing that points

@@ -1,0 +1,223 @@
+//! Containment (docs/security.md): what an agent in a task, or another owner over HTTP, must
+//! not reach. Each test attacks through the real binary and real Docker, with a control that
+//! shows the attack would work if the guarantee were missing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::http::*;
+use crate::common::*;
+use serde_json::{Value, json};
+
+/// `bash` in the task tries a TCP connection; the reply's text says how it went.
+async fn connect_from(client: &Client, task: &str, address: &str, port: u16) -> String {
+    let probe =
+        format!("timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>&1 && echo CONNECTED || echo \"FAILED $?\"");
+    let r = exec(client, task, &probe).await;
+    format!(
+        "{}{}",
+        r["stdout"].as_str().unwrap_or(""),
+        r["stderr"].as_str().unwrap_or("")
+    )
+}
+
+/// Deletes the host firewall rules taskbox installs, so the server under test must put them
+/// back itself (other servers running meanwhile put them back too, before their next task).
+fn remove_taskbox_firewall_rules() {
+    for chain in ["INPUT", "DOCKER-USER"] {
+        let out = std::process::Command::new("iptables")
+            .args(["-w", "-S", chain])
+            .output()
+            .unwrap();
+        for rule in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("taskbox "))
+        {
+            // `-A CHAIN args…` becomes `-D CHAIN args…`, through a shell for the quoted comment.
+            let delete = format!("iptables -w -D {}", rule.trim_start_matches("-A "));
+            std::process::Command::new("sh").args(["-c", &delete]).status().unwrap();
+        }
+    }
+}
+
+/// The bridge's address on the host: the network's gateway, or the first address of its subnet
+/// when Docker does not report one.
+fn gateway_of(network: &Value) -> String {
+    let config = &network["IPAM"]["Config"][0];
+    if let Some(gateway) = config["Gateway"].as_str() {
+        return gateway.to_string();
+    }
+    let subnet = config["Subnet"].as_str().unwrap();
+    let base: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+}
+
+fn network_of(task: &Value) -> Value {
+    let id = task["id"].as_str().unwrap();
+    docker_inspect("network", &format!("taskbox-{id}")).unwrap()
+}
+
+/// Tasks reach neither the host (a listener on their bridge gateway), nor another task's
+/// network, nor link-local metadata addresses. Controls: the host itself reaches the same
+/// listener, and the other task reaches its own listener.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_networks_reach_neither_the_host_nor_other_tasks_nor_metadata() {
+    require!(docker);
+    remove_taskbox_firewall_rules();
+    let home = Home::new();
+    let client = connect(&home.path(), "containment-net").await;
+    let a = create(&client, "net-a").await;
+    let b = create(&client, "net-b").await;
+
+    // A service on the host, on a's gateway address.
+    let gateway = gateway_of(&network_of(&a));
+    let listener = std::net::TcpListener::bind((gateway.as_str(), 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(
+        std::net::TcpStream::connect((gateway.as_str(), port)).is_ok(),
+        "control: the host reaches it"
+    );
+    let seen = connect_from(&client, "net-a", &gateway, port).await;
+    assert!(
+        seen.contains("refused") && !seen.contains("CONNECTED"),
+        "the host's gateway answered a task: {seen}"
+    );
+
+    // A service in task b, listening for 20 s.
+    let b_id = b["id"].as_str().unwrap();
+    let b_ip = docker_inspect("container", b["container_id"].as_str().unwrap()).unwrap()["NetworkSettings"]["Networks"]
+        [format!("taskbox-{b_id}")]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listen = "perl -MIO::Socket::INET -e 'alarm 20; my $s = IO::Socket::INET->new(LocalPort => 8080, \
+                  Listen => 5, ReuseAddr => 1) or die $!; while (my $c = $s->accept) { print $c \"hi\\n\"; close $c }' \
+                  & sleep 1; timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' && echo SELF-OK; wait";
+    let server = {
+        let client = connect(&home.path(), "containment-net-b").await;
+        tokio::spawn(async move {
+            let r = call(
+                &client,
+                "execute_in_task",
+                json!({ "task": "net-b", "command": listen, "timeout_s": 60 }),
+            )
+            .await;
+            client.cancel().await.unwrap();
+            r
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = connect_from(&client, "net-a", &b_ip, 8080).await;
+    assert!(
+        seen.contains("refused") && !seen.contains("CONNECTED"),
+        "task a reached task b: {seen}"
+    );
+    let served = server.await.unwrap();
+    assert!(
+        served["stdout"].as_str().unwrap().contains("SELF-OK"),
+        "control: b's listener ran: {served}"
+    );
+
+    // Link-local (the cloud metadata address): refused at once, not left to time out.
+    let seen = connect_from(&client, "net-a", "169.254.169.254", 80).await;
+    assert!(seen.contains("refused"), "metadata address: {seen}");
+}
+
+/// Over HTTP, owner bob cannot start a container from alice's checkpoint image, by its tag or
+/// by a prefix of its id, nor from an image that is not on the allowlist; the allowed image by
+/// name works.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_cannot_start_other_owners_images() {
+    require!(docker);
+    let home = Home::new();
+    let server = HttpServer::start(&home.path(), &[]);
+    let (alice_token, _) = create_token(&home.path(), "alice");
+    let (bob_token, _) = create_token(&home.path(), "bob");
+    let alice = connect_http(&server, Some(&alice_token), "alice").await;
+    let bob = connect_http(&server, Some(&bob_token), "bob").await;
+    create(&alice, "secret-work").await;
+    exec(&alice, "secret-work", "echo alice-only > /workspace/notes").await;
+    let checkpoint = call(&alice, "create_checkpoint", json!({})).await["checkpoint"].clone();
+    let image_id = checkpoint["image_id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let checkpoint_id = checkpoint["id"].as_str().unwrap();
+
+    for image in [
+        format!("taskbox-checkpoint:{checkpoint_id}"),
+        image_id[..12].to_string(),
+        image_id.clone(),
+    ] {
+        let (kind, message) = call_err(&bob, "create_task_sandbox", json!({ "name": "steal", "image": image })).await;
+        assert_eq!(kind, "invalid_argument", "{image}: {message}");
+    }
+    let (kind, message) = call_err(
+        &bob,
+        "create_task_sandbox",
+        json!({ "name": "steal", "image": "debian:bookworm-slim" }),
+    )
+    .await;
+    assert_eq!(kind, "invalid_argument");
+    assert!(
+        message.contains("images.allowed") && message.contains("taskbox-base"),
+        "{message}"
+    );
+    let ok = call(
+        &bob,
+        "create_task_sandbox",
+        json!({ "name": "mine", "image": "taskbox-base" }),
+    )
+    .await;
+    assert_eq!(ok["task"]["owner"], "bob");
+}
+
+/// Everything taskbox writes in the data directory is private: directories 0700, files 0600.
+/// (The workspace's files are the agent's, with the modes git records.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_directory_is_private() {
+    require!(docker);
+    let home = Home::new();
+    write_config(&home.path(), "[execution]\noutput_cap_bytes = 1024\n");
+    let client = connect(&home.path(), "containment-perms").await;
+    create(&client, "private").await;
+    exec(&client, "private", "head -c 100000 /dev/zero | tr '\\0' x").await;
+    call(&client, "record_decision", json!({ "decision": "keep it private" })).await;
+    call(&client, "create_checkpoint", json!({})).await;
+    call(&client, "stop_task", json!({})).await;
+
+    // Directories taskbox makes are 0700; it does not look inside the repositories and
+    // workspaces, whose contents git and the agent make (inside those 0700 directories).
+    let mut checked = 0;
+    let mut stack = vec![home.path()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            let name = path.strip_prefix(home.path()).unwrap().to_string_lossy().into_owned();
+            // The config file is the test's own.
+            if name == "config.toml" {
+                continue;
+            }
+            checked += 1;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{name} is {mode:o}");
+                let opaque = path.ends_with("repo.git") || path.parent().is_some_and(|p| p.ends_with("workspaces"));
+                if !opaque {
+                    stack.push(path);
+                }
+            } else {
+                assert_eq!(mode & 0o077, 0, "{name} is {mode:o}");
+            }
+        }
+    }
+    assert!(checked > 10, "only {checked} entries checked");
+    assert!(is_private(&home.path().join("registry.db")));
+}
+
+fn is_private(path: &Path) -> bool {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o077 == 0
+}
