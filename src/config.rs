@@ -17,6 +17,9 @@ use crate::runtime::subnets::Cidr;
 /// processes when an execution times out.
 pub const DEFAULT_CAP_ADD: &[&str] = &["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"];
 
+/// Bytes of one stream of one execution kept on disk: 256 MiB.
+pub const DEFAULT_SPILL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -258,6 +261,8 @@ pub struct ExecutionConfig {
     pub max_timeout_s: u64,
     /// Bytes of each stream kept in a reply; the rest is elided and kept on disk.
     pub output_cap_bytes: usize,
+    /// Bytes of each stream of an execution kept on disk; past it, output is counted, not kept.
+    pub spill_limit_bytes: u64,
 }
 
 impl Default for TaskDefaults {
@@ -289,6 +294,7 @@ impl Default for ExecutionConfig {
             default_timeout_s: 120,
             max_timeout_s: 3600,
             output_cap_bytes: 64 * 1024,
+            spill_limit_bytes: DEFAULT_SPILL_LIMIT_BYTES,
         }
     }
 }

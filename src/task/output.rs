@@ -4,7 +4,9 @@
 //! was cut and where the whole stream is. Small outputs never touch the disk; the moment a
 //! stream passes the cap, everything so far (still whole in memory at that point) is written
 //! to its log file and the rest streams there, so memory stays bounded whatever the command
-//! prints.
+//! prints. The log file itself stops growing at the spill limit (`execution.spill_limit_bytes`,
+//! 256 MiB by default), so disk stays bounded too; the bytes past it are counted, and the cut
+//! is said in the reply.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -21,6 +23,9 @@ pub struct StreamCapture {
     /// Set once the stream passed the cap; the spill is tried only then, never again.
     spilled: bool,
     log_error: Option<String>,
+    /// Most bytes the log file keeps, and what it has kept.
+    spill_limit: u64,
+    logged: u64,
 }
 
 /// What a stream looks like in the reply.
@@ -31,6 +36,8 @@ pub struct CapturedStream {
     pub truncated: bool,
     /// The file holding the whole stream, when it was truncated.
     pub full_output: Option<PathBuf>,
+    /// Bytes past the spill limit that the file does not hold either.
+    pub not_kept: u64,
 }
 
 impl StreamCapture {
@@ -44,13 +51,32 @@ impl StreamCapture {
             log: None,
             spilled: false,
             log_error: None,
+            spill_limit: crate::config::DEFAULT_SPILL_LIMIT_BYTES,
+            logged: 0,
+        }
+    }
+
+    /// Caps the log file at `limit` bytes (at least the reply's own cap).
+    pub fn with_spill_limit(mut self, limit: u64) -> Self {
+        self.spill_limit = limit.max(self.cap as u64);
+        self
+    }
+
+    /// Writes to the log what the spill limit still allows.
+    fn log_write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let room = self.spill_limit.saturating_sub(self.logged);
+        let kept = &bytes[..bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        self.logged += kept.len() as u64;
+        match &mut self.log {
+            Some(log) => log.write_all(kept),
+            None => Ok(()),
         }
     }
 
     pub fn push(&mut self, mut chunk: &[u8]) {
         self.total += chunk.len() as u64;
-        if let Some(log) = &mut self.log {
-            if let Err(e) = log.write_all(chunk) {
+        if self.log.is_some() {
+            if let Err(e) = self.log_write(chunk) {
                 self.log_error.get_or_insert(e.to_string());
             }
         } else if self.total > self.cap as u64 && !self.spilled {
@@ -75,23 +101,28 @@ impl StreamCapture {
     /// First overflow: the stream so far is exactly head + tail; write it and the new chunk.
     fn spill(&mut self, chunk: &[u8]) {
         // 0600: the output of a command can hold anything it printed.
-        let result = crate::store::private_file()
+        let opened = crate::store::private_file()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&self.log_path)
-            .and_then(|file| {
-                let mut log = BufWriter::new(file);
-                log.write_all(&self.head)?;
-                let (a, b) = self.tail.as_slices();
-                log.write_all(a)?;
-                log.write_all(b)?;
-                log.write_all(chunk)?;
-                Ok(log)
-            });
-        match result {
-            Ok(log) => self.log = Some(log),
-            Err(e) => self.log_error = Some(e.to_string()),
+            .open(&self.log_path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                self.log_error = Some(e.to_string());
+                return;
+            }
+        };
+        self.log = Some(BufWriter::new(file));
+        let head = std::mem::take(&mut self.head);
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        let written = self
+            .log_write(&head)
+            .and_then(|_| self.log_write(&tail))
+            .and_then(|_| self.log_write(chunk));
+        self.head = head;
+        if let Err(e) = written {
+            self.log_error = Some(e.to_string());
         }
     }
 
@@ -111,10 +142,21 @@ impl StreamCapture {
                 bytes: self.total,
                 truncated: false,
                 full_output: None,
+                not_kept: 0,
             };
         }
         let cut = self.total - (self.head.len() + tail.len()) as u64;
+        let not_kept = if self.log.is_some() {
+            self.total - self.logged
+        } else {
+            0
+        };
         let where_ = match &self.log_error {
+            None if not_kept > 0 => format!(
+                "the first {} bytes of {stream_name} in {}; the last {not_kept} bytes passed the spill limit and were not kept",
+                self.logged,
+                self.log_path.display()
+            ),
             None => format!("full {stream_name} in {}", self.log_path.display()),
             Some(e) => format!("the full {stream_name} could not be saved: {e}"),
         };
@@ -129,6 +171,7 @@ impl StreamCapture {
             bytes: self.total,
             truncated: true,
             full_output: self.log_error.is_none().then_some(self.log_path),
+            not_kept,
         }
     }
 }
@@ -148,6 +191,26 @@ mod tests {
     }
 
     #[test]
+    fn the_spill_file_stops_at_its_limit_and_the_cut_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let mut c = StreamCapture::new(10, path.clone()).with_spill_limit(25);
+        for _ in 0..10 {
+            c.push(b"0123456789");
+        }
+        let out = c.finish("stdout");
+        assert_eq!(out.bytes, 100);
+        assert_eq!(out.not_kept, 75);
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789012345678901234");
+        assert!(out.text.contains("the first 25 bytes of stdout in"), "{}", out.text);
+        assert!(
+            out.text.contains("the last 75 bytes passed the spill limit"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
     fn output_within_the_cap_is_whole_and_not_written() {
         let (out, dir) = capture(10, &[b"hello", b"world"]);
         assert_eq!(
@@ -156,7 +219,8 @@ mod tests {
                 text: "helloworld".into(),
                 bytes: 10,
                 truncated: false,
-                full_output: None
+                full_output: None,
+                not_kept: 0
             }
         );
         assert!(!dir.path().join("out.log").exists());
