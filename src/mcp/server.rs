@@ -20,6 +20,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::error::tool_error;
 use super::logging::LogLevel;
 use super::prompts::{self, Command};
 use super::resources;
@@ -185,20 +186,14 @@ impl TaskboxServer {
     }
 
     /// Runs a tool body that acts on one task and records the call in that task's event log.
-    /// The body gets the task's id; an error becomes a tool error (`isError: true`).
-    pub(crate) async fn on_task<F, Fut>(&self, tool: &str, task: Option<String>, body: F) -> CallToolResult
+    /// The body gets the task's id.
+    pub(crate) async fn on_task<F, Fut>(&self, tool: &str, task: Option<String>, body: F) -> Result<CallToolResult>
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<CallToolResult>>,
     {
         let started = Instant::now();
-        let task_id = match self
-            .task_ref(task)
-            .and_then(|t| self.service.resolve_for(&self.session.owner, &t))
-        {
-            Ok(task) => task.id,
-            Err(e) => return e.to_tool_result(),
-        };
+        let task_id = self.service.resolve_for(&self.session.owner, &self.task_ref(task)?)?.id;
         let result = body(task_id.clone()).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let error = result.as_ref().err().map(ToString::to_string);
@@ -207,7 +202,7 @@ impl TaskboxServer {
             self.service
                 .record_tool_call(&task_id, tool, error.is_none(), error.as_deref(), duration_ms);
         }
-        result.unwrap_or_else(|e| e.to_tool_result())
+        result
     }
 
     pub(crate) fn client_name(context: &RequestContext<RoleServer>) -> String {
@@ -227,11 +222,6 @@ pub(crate) fn reply<T: Serialize>(text: impl Into<String>, value: &T) -> Result<
     let mut result = CallToolResult::success(vec![ContentBlock::text(text.into())]);
     result.structured_content = Some(structured);
     Ok(result)
-}
-
-/// Turns a tool body's outcome into what rmcp sends: errors are tool errors, never protocol errors.
-pub(crate) fn finish(result: Result<CallToolResult>) -> Result<CallToolResult, McpError> {
-    Ok(result.unwrap_or_else(|e| e.to_tool_result()))
 }
 
 impl TaskboxServer {
@@ -286,7 +276,7 @@ impl ServerHandler for TaskboxServer {
         scope::within(call.clone(), async {
             let task = self.task_of_call(&tool, &arguments);
             if let Err(denied) = self.service.before_tool(&tool, task.clone(), &arguments).await {
-                let mut result = denied.to_tool_result();
+                let mut result = tool_error(&denied);
                 add_hook_warnings(&mut result, call.take_warnings());
                 return Ok(result.into());
             }
@@ -367,10 +357,7 @@ impl ServerHandler for TaskboxServer {
             .into_iter()
             .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
             .collect();
-        command
-            .render(&values)
-            .map(Into::into)
-            .map_err(|e| McpError::invalid_params(e.to_string(), None))
+        Ok(command.render(&values)?.into())
     }
 
     async fn list_resources(
@@ -378,10 +365,7 @@ impl ServerHandler for TaskboxServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let page = self
-            .service
-            .list(&self.session.owner, None, 100, 0)
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let page = self.service.list(&self.session.owner, None, 100, 0)?;
         Ok(ListResourcesResult::with_all_items(resources::listed(&page.tasks)))
     }
 
@@ -398,9 +382,7 @@ impl ServerHandler for TaskboxServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        resources::read(&self.service, &self.session.owner, &request.uri)
-            .map(Into::into)
-            .map_err(|e| McpError::resource_not_found(e.to_string(), None))
+        Ok(resources::read(&self.service, &self.session.owner, &request.uri)?.into())
     }
 
     async fn set_level(
