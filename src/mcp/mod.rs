@@ -10,3 +10,4 @@ mod server;
 pub mod tools;
 
 pub use server::{ExecLimit, INSTRUCTIONS, TaskboxServer, load_commands};
+pub use tools::Tool;

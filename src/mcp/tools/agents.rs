@@ -7,6 +7,7 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Tool;
 use super::tasks::task_line;
 use crate::domain::{Attachment, Task};
 use crate::error::Result;
@@ -51,7 +52,7 @@ impl TaskboxServer {
             .agent
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| Self::client_name(&context));
-        self.on_task("attach_agent_to_task", Some(p.task), |id| async move {
+        self.on_task(Tool::AttachAgentToTask, Some(p.task), |id| async move {
             let attached = self.service.attach(&id, &agent, &self.session.id).await?;
             self.set_current_task(Some(attached.task.id.clone()));
             let mut text = format!(
@@ -77,7 +78,7 @@ impl TaskboxServer {
         annotations(destructive_hint = false, idempotent_hint = true)
     )]
     async fn detach_agent_from_task(&self, Parameters(p): Parameters<DetachParams>) -> Result<CallToolResult> {
-        self.on_task("detach_agent_from_task", p.task, |id| async move {
+        self.on_task(Tool::DetachAgentFromTask, p.task, |id| async move {
             let (task, detached) = self.service.detach(&id, p.agent.as_deref(), &self.session.id).await?;
             let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
             if current.as_deref() == Some(task.id.as_str()) {

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::TaskParams;
+use super::Tool;
 use super::tasks::task_line;
 use crate::domain::Checkpoint;
 use crate::error::Result;
@@ -54,7 +55,7 @@ impl TaskboxServer {
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
     async fn create_checkpoint(&self, Parameters(p): Parameters<CreateCheckpointParams>) -> Result<CallToolResult> {
-        self.on_task("create_checkpoint", p.task, |id| async move {
+        self.on_task(Tool::CreateCheckpoint, p.task, |id| async move {
             let created = self.service.create_checkpoint(&id, p.label).await?;
             let mut text = format!(
                 "Checkpoint {} created: {}.",
@@ -74,7 +75,7 @@ impl TaskboxServer {
         annotations(read_only_hint = true)
     )]
     async fn list_checkpoints(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
-        self.on_task("list_checkpoints", p.task, |id| async move {
+        self.on_task(Tool::ListCheckpoints, p.task, |id| async move {
             let (task, checkpoints) = self.service.list_checkpoints(&id)?;
             let mut text = format!("{} checkpoint(s) of {}.", checkpoints.len(), task.name);
             for c in &checkpoints {
@@ -102,7 +103,7 @@ impl TaskboxServer {
         let (task, checkpoint) =
             self.service
                 .resolve_checkpoint(&self.session.owner, &p.checkpoint, default_task.as_deref())?;
-        self.on_task("restore_checkpoint", Some(task.id), |_| async move {
+        self.on_task(Tool::RestoreCheckpoint, Some(task.id), |_| async move {
             let restored = self
                 .service
                 .restore_checkpoint(&self.session.owner, &checkpoint.id)
@@ -131,7 +132,7 @@ impl TaskboxServer {
         annotations(read_only_hint = false, idempotent_hint = true)
     )]
     async fn task_diff(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
-        self.on_task("task_diff", p.task, |id| async move {
+        self.on_task(Tool::TaskDiff, p.task, |id| async move {
             let diff = self.service.diff(&id).await?;
             let mut text = format!("{} file(s) changed on {}:", diff.files.len(), diff.branch);
             for f in &diff.files {

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::Tool;
 use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 use crate::task::service::{ExecRequest, ExecutionResult};
@@ -75,7 +76,7 @@ impl TaskboxServer {
         };
         // Held until the execution ends: the HTTP token's cap on executions at once.
         let _slot = self.exec_slot()?;
-        self.on_task("execute_in_task", p.task, |id| async move {
+        self.on_task(Tool::ExecuteInTask, p.task, |id| async move {
             let result = self.service.execute(&id, request, cancel).await?;
             reply(summary(&result), &result)
         })

@@ -6,6 +6,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::Tool;
 use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 
@@ -67,7 +68,7 @@ impl TaskboxServer {
         annotations(read_only_hint = true)
     )]
     async fn read_file(&self, Parameters(p): Parameters<ReadFileParams>) -> Result<CallToolResult> {
-        self.on_task("read_file", p.task, |id| async move {
+        self.on_task(Tool::ReadFile, p.task, |id| async move {
             let file = self.service.read_file(&id, &p.path, p.start_line, p.end_line).await?;
             let text = match &file.content {
                 Some(content) => content.clone(),
@@ -83,7 +84,7 @@ impl TaskboxServer {
         annotations(destructive_hint = true, idempotent_hint = true)
     )]
     async fn write_file(&self, Parameters(p): Parameters<WriteFileParams>) -> Result<CallToolResult> {
-        self.on_task("write_file", p.task, |id| async move {
+        self.on_task(Tool::WriteFile, p.task, |id| async move {
             let written = self.service.write_file(&id, &p.path, &p.content).await?;
             reply(format!("Wrote {} bytes to {}.", written.bytes, written.path), &written)
         })
@@ -95,7 +96,7 @@ impl TaskboxServer {
         annotations(destructive_hint = true, idempotent_hint = false)
     )]
     async fn edit_file(&self, Parameters(p): Parameters<EditFileParams>) -> Result<CallToolResult> {
-        self.on_task("edit_file", p.task, |id| async move {
+        self.on_task(Tool::EditFile, p.task, |id| async move {
             let edited = self
                 .service
                 .edit_file(&id, &p.path, &p.old_text, &p.new_text, p.replace_all)
@@ -111,7 +112,7 @@ impl TaskboxServer {
         annotations(read_only_hint = true)
     )]
     async fn list_files(&self, Parameters(p): Parameters<ListFilesParams>) -> Result<CallToolResult> {
-        self.on_task("list_files", p.task, |id| async move {
+        self.on_task(Tool::ListFiles, p.task, |id| async move {
             let path = p.path.unwrap_or_default();
             let listing = self.service.list_files(&id, &path, p.depth.unwrap_or(2)).await?;
             let mut text: String = listing.entries.iter().map(|e| format!("{}\n", e.path)).collect();

@@ -8,6 +8,7 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::Tool;
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 use crate::mcp::server::{TaskboxServer, reply};
@@ -110,7 +111,7 @@ impl TaskboxServer {
         annotations(read_only_hint = true)
     )]
     async fn task_history(&self, Parameters(p): Parameters<TaskHistoryParams>) -> Result<CallToolResult> {
-        self.on_task("task_history", p.task, |id| async move {
+        self.on_task(Tool::TaskHistory, p.task, |id| async move {
             let page = self.service.history(
                 &id,
                 &p.types.unwrap_or_default(),
@@ -138,7 +139,7 @@ impl TaskboxServer {
         annotations(read_only_hint = true)
     )]
     async fn task_executions(&self, Parameters(p): Parameters<TaskExecutionsParams>) -> Result<CallToolResult> {
-        self.on_task("task_executions", p.task, |id| async move {
+        self.on_task(Tool::TaskExecutions, p.task, |id| async move {
             let filter = ExecutionFilter {
                 exit_code: p.exit_code,
                 failed: p.failed,
@@ -173,7 +174,7 @@ impl TaskboxServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult> {
         let agent = Self::client_name(&context);
-        self.on_task("record_decision", p.task, |id| async move {
+        self.on_task(Tool::RecordDecision, p.task, |id| async move {
             let decision = self
                 .service
                 .record_decision(&id, &p.decision, p.rationale.as_deref(), &agent)?;
@@ -187,7 +188,7 @@ impl TaskboxServer {
         annotations(read_only_hint = true)
     )]
     async fn task_decisions(&self, Parameters(p): Parameters<TaskDecisionsParams>) -> Result<CallToolResult> {
-        self.on_task("task_decisions", p.task, |id| async move {
+        self.on_task(Tool::TaskDecisions, p.task, |id| async move {
             let page = self
                 .service
                 .decisions(&id, p.limit.unwrap_or(50), p.offset.unwrap_or(0))?;
@@ -240,7 +241,7 @@ impl TaskboxServer {
         };
         match p.task {
             Some(task) => {
-                self.on_task("task_stats", Some(task), |id| async move {
+                self.on_task(Tool::TaskStats, Some(task), |id| async move {
                     let stats = self.service.stats(&self.session.owner, Some(&id))?;
                     reply(summary(&stats), &stats)
                 })

@@ -9,6 +9,7 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Tool;
 use crate::domain::{Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::hooks::scope;
@@ -202,7 +203,7 @@ impl TaskboxServer {
         self.service.attach(&task.id, agent, &self.session.id).await?;
         self.service.record_tool_call(
             &task.id,
-            "create_task_sandbox",
+            Tool::CreateTaskSandbox.as_str(),
             true,
             None,
             started.elapsed().as_millis() as u64,
@@ -250,7 +251,7 @@ impl TaskboxServer {
         annotations(read_only_hint = true)
     )]
     async fn get_task_status(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
-        self.on_task("get_task_status", p.task, |id| async move {
+        self.on_task(Tool::GetTaskStatus, p.task, |id| async move {
             let report = self.service.status(&id).await?;
             let container = match &report.container {
                 Some(c) => format!("container {}", c.state),
@@ -280,7 +281,7 @@ impl TaskboxServer {
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
     async fn stop_task(&self, Parameters(p): Parameters<StopTaskParams>) -> Result<CallToolResult> {
-        self.on_task("stop_task", p.task, |id| async move {
+        self.on_task(Tool::StopTask, p.task, |id| async move {
             let (task, warnings) = self.service.stop(&id, p.timeout_s).await?;
             let text = format!("Stopped {}. Call resume_task to continue.", task_line(&task));
             with_warnings(text, &task, &warnings)
@@ -293,7 +294,7 @@ impl TaskboxServer {
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
     async fn complete_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
-        self.on_task("complete_task", p.task, |id| async move {
+        self.on_task(Tool::CompleteTask, p.task, |id| async move {
             let (task, warnings) = self.service.complete(&id).await?;
             let text = format!("Completed {}.", task_line(&task));
             with_warnings(text, &task, &warnings)
@@ -330,7 +331,7 @@ impl TaskboxServer {
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
     async fn resume_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
-        self.on_task("resume_task", p.task, |id| async move {
+        self.on_task(Tool::ResumeTask, p.task, |id| async move {
             let task = self.service.resume(&id).await?;
             self.set_current_task(Some(task.id.clone()));
             reply(format!("Resumed {}.", task_line(&task)), &TaskReply { task: &task })
@@ -343,7 +344,7 @@ impl TaskboxServer {
         annotations(destructive_hint = true, idempotent_hint = false)
     )]
     async fn delete_task(&self, Parameters(p): Parameters<DeleteTaskParams>) -> Result<CallToolResult> {
-        self.on_task("delete_task", Some(p.task), |id| async move {
+        self.on_task(Tool::DeleteTask, Some(p.task), |id| async move {
             let deleted = self.service.delete(&id, p.confirm).await?;
             let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
             if current.as_deref() == Some(deleted.as_str()) {
