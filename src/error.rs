@@ -1,11 +1,9 @@
-//! The crate-wide error type, and the one place where errors become MCP tool errors.
+//! The crate-wide error type. `mcp/error.rs` turns it into what an MCP client sees.
 //!
 //! Subsystems (registry, store, runtime, workspace, lifecycle) have their own error enums;
 //! `Error` wraps them and adds the service-level failures an agent can act on. Every message
 //! says what happened and what to do next, because the reader is usually an agent that will
 //! retry based on it.
-
-use rmcp::model::{CallToolResult, ContentBlock};
 
 use crate::domain::DomainError;
 use crate::domain::lifecycle::LifecycleError;
@@ -102,17 +100,6 @@ impl Error {
             field,
             reason: reason.into(),
         }
-    }
-
-    /// The tool error an MCP client sees: `isError: true` with a readable message and the
-    /// same message as structured content, so agents can branch on `error.kind`.
-    pub fn to_tool_result(&self) -> CallToolResult {
-        let message = self.to_string();
-        let mut result = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
-        result.structured_content = Some(serde_json::json!({
-            "error": { "kind": self.kind(), "message": message }
-        }));
-        result
     }
 
     /// A stable, machine-readable name for the failure.

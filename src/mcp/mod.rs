@@ -2,6 +2,7 @@
 //! MCP session and holds only per-session conveniences (the current task, the log level);
 //! everything authoritative lives behind `TaskService`.
 
+mod error;
 mod logging;
 pub mod prompts;
 mod resources;
@@ -9,3 +10,4 @@ mod server;
 pub mod tools;
 
 pub use server::{ExecLimit, INSTRUCTIONS, TaskboxServer, load_commands};
+pub use tools::Tool;

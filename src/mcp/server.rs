@@ -20,9 +20,11 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::error::tool_error;
 use super::logging::LogLevel;
 use super::prompts::{self, Command};
 use super::resources;
+use super::tools::Tool;
 use crate::domain::Owner;
 use crate::domain::Task;
 use crate::error::{Error, Result};
@@ -141,13 +143,18 @@ impl TaskboxServer {
                 service: service.clone(),
             }),
             service,
-            tool_router: Self::task_tools()
-                + Self::agent_tools()
-                + Self::exec_tools()
-                + Self::file_tools()
-                + Self::checkpoint_tools()
-                + Self::memory_tools(),
+            tool_router: Self::tool_router(),
         }
+    }
+
+    /// Every tool's handler, by area.
+    pub(crate) fn tool_router() -> ToolRouter<Self> {
+        Self::task_tools()
+            + Self::agent_tools()
+            + Self::exec_tools()
+            + Self::file_tools()
+            + Self::checkpoint_tools()
+            + Self::memory_tools()
     }
 
     /// This MCP session's id, as recorded in attachments.
@@ -185,29 +192,23 @@ impl TaskboxServer {
     }
 
     /// Runs a tool body that acts on one task and records the call in that task's event log.
-    /// The body gets the task's id; an error becomes a tool error (`isError: true`).
-    pub(crate) async fn on_task<F, Fut>(&self, tool: &str, task: Option<String>, body: F) -> CallToolResult
+    /// The body gets the task's id.
+    pub(crate) async fn on_task<F, Fut>(&self, tool: Tool, task: Option<String>, body: F) -> Result<CallToolResult>
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<CallToolResult>>,
     {
         let started = Instant::now();
-        let task_id = match self
-            .task_ref(task)
-            .and_then(|t| self.service.resolve_for(&self.session.owner, &t))
-        {
-            Ok(task) => task.id,
-            Err(e) => return e.to_tool_result(),
-        };
+        let task_id = self.service.resolve_for(&self.session.owner, &self.task_ref(task)?)?.id;
         let result = body(task_id.clone()).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let error = result.as_ref().err().map(ToString::to_string);
         // A deleted task has no log left to write to.
-        if tool != "delete_task" || error.is_some() {
+        if tool != Tool::DeleteTask || error.is_some() {
             self.service
-                .record_tool_call(&task_id, tool, error.is_none(), error.as_deref(), duration_ms);
+                .record_tool_call(&task_id, tool.as_str(), error.is_none(), error.as_deref(), duration_ms);
         }
-        result.unwrap_or_else(|e| e.to_tool_result())
+        result
     }
 
     pub(crate) fn client_name(context: &RequestContext<RoleServer>) -> String {
@@ -229,21 +230,16 @@ pub(crate) fn reply<T: Serialize>(text: impl Into<String>, value: &T) -> Result<
     Ok(result)
 }
 
-/// Turns a tool body's outcome into what rmcp sends: errors are tool errors, never protocol errors.
-pub(crate) fn finish(result: Result<CallToolResult>) -> Result<CallToolResult, McpError> {
-    Ok(result.unwrap_or_else(|e| e.to_tool_result()))
-}
-
 impl TaskboxServer {
     /// The task a call is about, for its hooks: the `task` argument, the task of a
     /// `checkpoint` argument, or the session's current task for tools that default to it.
     /// Tools about no task (or all tasks) give none; so does a task that does not exist.
-    fn task_of_call(&self, tool: &str, arguments: &Value) -> Option<Task> {
+    fn task_of_call(&self, tool: Option<Tool>, arguments: &Value) -> Option<Task> {
         let argument = |key: &str| arguments.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
         match tool {
-            "create_task_sandbox" | "list_tasks" | "find_task" | "cleanup_task" => None,
-            "task_stats" => self.service.resolve_for(self.owner(), argument("task")?).ok(),
-            "restore_checkpoint" => self
+            Some(Tool::CreateTaskSandbox | Tool::ListTasks | Tool::FindTask | Tool::CleanupTask) => None,
+            Some(Tool::TaskStats) => self.service.resolve_for(self.owner(), argument("task")?).ok(),
+            Some(Tool::RestoreCheckpoint) => self
                 .service
                 .resolve_checkpoint(self.owner(), argument("checkpoint")?, argument("task"))
                 .ok()
@@ -281,12 +277,13 @@ impl ServerHandler for TaskboxServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let tool = request.name.to_string();
+        let known = Tool::from_name(&tool);
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = CallScope::new(&tool, &Self::client_name(&context));
         scope::within(call.clone(), async {
-            let task = self.task_of_call(&tool, &arguments);
+            let task = self.task_of_call(known, &arguments);
             if let Err(denied) = self.service.before_tool(&tool, task.clone(), &arguments).await {
-                let mut result = denied.to_tool_result();
+                let mut result = tool_error(&denied);
                 add_hook_warnings(&mut result, call.take_warnings());
                 return Ok(result.into());
             }
@@ -297,8 +294,8 @@ impl ServerHandler for TaskboxServer {
             // Only complete results exist here: no tool asks the client for input.
             let is_error = !matches!(&response, Ok(CallToolResponse::Complete(r)) if r.is_error != Some(true));
             // A creation's task exists only now; a deleted task is gone.
-            let task = match tool.as_str() {
-                "create_task_sandbox" if !is_error => self
+            let task = match known {
+                Some(Tool::CreateTaskSandbox) if !is_error => self
                     .task_ref(None)
                     .ok()
                     .and_then(|t| self.service.resolve(Some(&t)).ok()),
@@ -367,10 +364,7 @@ impl ServerHandler for TaskboxServer {
             .into_iter()
             .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
             .collect();
-        command
-            .render(&values)
-            .map(Into::into)
-            .map_err(|e| McpError::invalid_params(e.to_string(), None))
+        Ok(command.render(&values)?.into())
     }
 
     async fn list_resources(
@@ -378,10 +372,7 @@ impl ServerHandler for TaskboxServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let page = self
-            .service
-            .list(&self.session.owner, None, 100, 0)
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let page = self.service.list(&self.session.owner, None, 100, 0)?;
         Ok(ListResourcesResult::with_all_items(resources::listed(&page.tasks)))
     }
 
@@ -398,9 +389,7 @@ impl ServerHandler for TaskboxServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        resources::read(&self.service, &self.session.owner, &request.uri)
-            .map(Into::into)
-            .map_err(|e| McpError::resource_not_found(e.to_string(), None))
+        Ok(resources::read(&self.service, &self.session.owner, &request.uri)?.into())
     }
 
     async fn set_level(

@@ -3,12 +3,14 @@
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Tool;
 use super::tasks::task_line;
 use crate::domain::{Attachment, Task};
+use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -45,61 +47,56 @@ impl TaskboxServer {
         &self,
         Parameters(p): Parameters<AttachParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
+    ) -> Result<CallToolResult> {
         let agent = p
             .agent
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| Self::client_name(&context));
-        Ok(self
-            .on_task("attach_agent_to_task", Some(p.task), |id| async move {
-                let attached = self.service.attach(&id, &agent, &self.session.id).await?;
-                self.set_current_task(Some(attached.task.id.clone()));
-                let mut text = format!(
-                    "Attached {agent} to {}. It is now this session's current task.",
-                    task_line(&attached.task)
-                );
-                if !attached.resume.recent_executions.is_empty() {
-                    text.push_str("\nRecent executions (newest first):");
-                    for e in &attached.resume.recent_executions {
-                        let code = e
-                            .exit_code
-                            .map_or_else(|| e.status.as_str().to_string(), |c| format!("exit {c}"));
-                        text.push_str(&format!("\n- [{code}] {}", e.command));
-                    }
+        self.on_task(Tool::AttachAgentToTask, Some(p.task), |id| async move {
+            let attached = self.service.attach(&id, &agent, &self.session.id).await?;
+            self.set_current_task(Some(attached.task.id.clone()));
+            let mut text = format!(
+                "Attached {agent} to {}. It is now this session's current task.",
+                task_line(&attached.task)
+            );
+            if !attached.resume.recent_executions.is_empty() {
+                text.push_str("\nRecent executions (newest first):");
+                for e in &attached.resume.recent_executions {
+                    let code = e
+                        .exit_code
+                        .map_or_else(|| e.status.as_str().to_string(), |c| format!("exit {c}"));
+                    text.push_str(&format!("\n- [{code}] {}", e.command));
                 }
-                reply(text, &attached)
-            })
-            .await)
+            }
+            reply(text, &attached)
+        })
+        .await
     }
 
     #[tool(
         description = "Detach this session's agent(s) from a task, e.g. when handing it over. The task keeps running; it stops being this session's current task.",
         annotations(destructive_hint = false, idempotent_hint = true)
     )]
-    async fn detach_agent_from_task(
-        &self,
-        Parameters(p): Parameters<DetachParams>,
-    ) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("detach_agent_from_task", p.task, |id| async move {
-                let (task, detached) = self.service.detach(&id, p.agent.as_deref(), &self.session.id).await?;
-                let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
-                if current.as_deref() == Some(task.id.as_str()) {
-                    *current = None;
-                }
-                drop(current);
-                let text = match detached.len() {
-                    0 => format!("This session had no agent attached to {}; nothing changed.", task.name),
-                    n => format!("Detached {n} agent(s) from {}.", task_line(&task)),
-                };
-                reply(
-                    text,
-                    &DetachReply {
-                        task: &task,
-                        detached: &detached,
-                    },
-                )
-            })
-            .await)
+    async fn detach_agent_from_task(&self, Parameters(p): Parameters<DetachParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::DetachAgentFromTask, p.task, |id| async move {
+            let (task, detached) = self.service.detach(&id, p.agent.as_deref(), &self.session.id).await?;
+            let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
+            if current.as_deref() == Some(task.id.as_str()) {
+                *current = None;
+            }
+            drop(current);
+            let text = match detached.len() {
+                0 => format!("This session had no agent attached to {}; nothing changed.", task.name),
+                n => format!("Detached {n} agent(s) from {}.", task_line(&task)),
+            };
+            reply(
+                text,
+                &DetachReply {
+                    task: &task,
+                    detached: &detached,
+                },
+            )
+        })
+        .await
     }
 }

@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
-use rmcp::{ErrorData as McpError, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::Tool;
+use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 use crate::task::service::{ExecRequest, ExecutionResult};
 
@@ -62,7 +64,7 @@ impl TaskboxServer {
         &self,
         Parameters(p): Parameters<ExecuteParams>,
         cancel: CancellationToken,
-    ) -> Result<CallToolResult, McpError> {
+    ) -> Result<CallToolResult> {
         let request = ExecRequest {
             command: p.command,
             workdir: p.workdir,
@@ -73,15 +75,11 @@ impl TaskboxServer {
             explanation: p.explanation,
         };
         // Held until the execution ends: the HTTP token's cap on executions at once.
-        let _slot = match self.exec_slot() {
-            Ok(slot) => slot,
-            Err(e) => return Ok(e.to_tool_result()),
-        };
-        Ok(self
-            .on_task("execute_in_task", p.task, |id| async move {
-                let result = self.service.execute(&id, request, cancel).await?;
-                reply(summary(&result), &result)
-            })
-            .await)
+        let _slot = self.exec_slot()?;
+        self.on_task(Tool::ExecuteInTask, p.task, |id| async move {
+            let result = self.service.execute(&id, request, cancel).await?;
+            reply(summary(&result), &result)
+        })
+        .await
     }
 }

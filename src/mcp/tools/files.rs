@@ -2,10 +2,12 @@
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
-use rmcp::{ErrorData as McpError, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::Tool;
+use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -65,64 +67,60 @@ impl TaskboxServer {
         description = "Read a text file in the task's /workspace, optionally a range of lines (start_line, end_line; 1-based, inclusive). Returns content, size, total_lines; binary files are reported as such without content; files over 1 MiB are read in part (truncated). Paths outside /workspace, '..' escapes and symlinks pointing out are refused.",
         annotations(read_only_hint = true)
     )]
-    async fn read_file(&self, Parameters(p): Parameters<ReadFileParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("read_file", p.task, |id| async move {
-                let file = self.service.read_file(&id, &p.path, p.start_line, p.end_line).await?;
-                let text = match &file.content {
-                    Some(content) => content.clone(),
-                    None => format!("{} is a binary file of {} bytes.", file.path, file.size),
-                };
-                reply(text, &file)
-            })
-            .await)
+    async fn read_file(&self, Parameters(p): Parameters<ReadFileParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::ReadFile, p.task, |id| async move {
+            let file = self.service.read_file(&id, &p.path, p.start_line, p.end_line).await?;
+            let text = match &file.content {
+                Some(content) => content.clone(),
+                None => format!("{} is a binary file of {} bytes.", file.path, file.size),
+            };
+            reply(text, &file)
+        })
+        .await
     }
 
     #[tool(
         description = "Write a file in the task's /workspace with the given content, creating parent directories; replaces the file if it exists. Returns the bytes written. Paths outside /workspace are refused.",
         annotations(destructive_hint = true, idempotent_hint = true)
     )]
-    async fn write_file(&self, Parameters(p): Parameters<WriteFileParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("write_file", p.task, |id| async move {
-                let written = self.service.write_file(&id, &p.path, &p.content).await?;
-                reply(format!("Wrote {} bytes to {}.", written.bytes, written.path), &written)
-            })
-            .await)
+    async fn write_file(&self, Parameters(p): Parameters<WriteFileParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::WriteFile, p.task, |id| async move {
+            let written = self.service.write_file(&id, &p.path, &p.content).await?;
+            reply(format!("Wrote {} bytes to {}.", written.bytes, written.path), &written)
+        })
+        .await
     }
 
     #[tool(
         description = "Edit a file in /workspace by exact replacement: old_text must occur exactly once (else the edit is refused, so add surrounding context), or pass replace_all to replace every occurrence. Returns the number of replacements.",
         annotations(destructive_hint = true, idempotent_hint = false)
     )]
-    async fn edit_file(&self, Parameters(p): Parameters<EditFileParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("edit_file", p.task, |id| async move {
-                let edited = self
-                    .service
-                    .edit_file(&id, &p.path, &p.old_text, &p.new_text, p.replace_all)
-                    .await?;
-                let n = edited.replacements.unwrap_or(0);
-                reply(format!("Replaced {n} occurrence(s) in {}.", edited.path), &edited)
-            })
-            .await)
+    async fn edit_file(&self, Parameters(p): Parameters<EditFileParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::EditFile, p.task, |id| async move {
+            let edited = self
+                .service
+                .edit_file(&id, &p.path, &p.old_text, &p.new_text, p.replace_all)
+                .await?;
+            let n = edited.replacements.unwrap_or(0);
+            reply(format!("Replaced {n} occurrence(s) in {}.", edited.path), &edited)
+        })
+        .await
     }
 
     #[tool(
         description = "List files under a directory of /workspace (default the whole workspace), honouring .gitignore; deeper levels than `depth` (default 2) are folded into directory entries ending in '/'.",
         annotations(read_only_hint = true)
     )]
-    async fn list_files(&self, Parameters(p): Parameters<ListFilesParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("list_files", p.task, |id| async move {
-                let path = p.path.unwrap_or_default();
-                let listing = self.service.list_files(&id, &path, p.depth.unwrap_or(2)).await?;
-                let mut text: String = listing.entries.iter().map(|e| format!("{}\n", e.path)).collect();
-                if listing.truncated {
-                    text.push_str("… (more entries; list a subdirectory)\n");
-                }
-                reply(text, &listing)
-            })
-            .await)
+    async fn list_files(&self, Parameters(p): Parameters<ListFilesParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::ListFiles, p.task, |id| async move {
+            let path = p.path.unwrap_or_default();
+            let listing = self.service.list_files(&id, &path, p.depth.unwrap_or(2)).await?;
+            let mut text: String = listing.entries.iter().map(|e| format!("{}\n", e.path)).collect();
+            if listing.truncated {
+                text.push_str("… (more entries; list a subdirectory)\n");
+            }
+            reply(text, &listing)
+        })
+        .await
     }
 }

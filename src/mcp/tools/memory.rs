@@ -4,13 +4,14 @@
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::Tool;
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
-use crate::mcp::server::{TaskboxServer, finish, reply};
+use crate::mcp::server::{TaskboxServer, reply};
 use crate::registry::ExecutionFilter;
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -109,63 +110,58 @@ impl TaskboxServer {
         description = "A task's event history, newest first: tool calls, status changes, executions, checkpoints, decisions, syncs. Filter by event types and a time window; page with limit/offset. Returns events and total.",
         annotations(read_only_hint = true)
     )]
-    async fn task_history(&self, Parameters(p): Parameters<TaskHistoryParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("task_history", p.task, |id| async move {
-                let page = self.service.history(
-                    &id,
-                    &p.types.unwrap_or_default(),
-                    time("since", p.since)?,
-                    time("until", p.until)?,
-                    p.limit.unwrap_or(50),
-                    p.offset.unwrap_or(0),
-                )?;
-                let mut text = format!("{} event(s) match; showing {}.", page.total, page.items.len());
-                for e in &page.items {
-                    text.push_str(&format!(
-                        "\n- {} {} {}",
-                        e.at.format("%Y-%m-%d %H:%M:%S"),
-                        e.kind,
-                        e.data
-                    ));
-                }
-                reply(text, &page)
-            })
-            .await)
+    async fn task_history(&self, Parameters(p): Parameters<TaskHistoryParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::TaskHistory, p.task, |id| async move {
+            let page = self.service.history(
+                &id,
+                &p.types.unwrap_or_default(),
+                time("since", p.since)?,
+                time("until", p.until)?,
+                p.limit.unwrap_or(50),
+                p.offset.unwrap_or(0),
+            )?;
+            let mut text = format!("{} event(s) match; showing {}.", page.total, page.items.len());
+            for e in &page.items {
+                text.push_str(&format!(
+                    "\n- {} {} {}",
+                    e.at.format("%Y-%m-%d %H:%M:%S"),
+                    e.kind,
+                    e.data
+                ));
+            }
+            reply(text, &page)
+        })
+        .await
     }
 
     #[tool(
         description = "A task's executions, newest first: command, exit code, status, duration, output sizes (not the output). Filter by exit code, failed only, or command text; page with limit/offset.",
         annotations(read_only_hint = true)
     )]
-    async fn task_executions(
-        &self,
-        Parameters(p): Parameters<TaskExecutionsParams>,
-    ) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("task_executions", p.task, |id| async move {
-                let filter = ExecutionFilter {
-                    exit_code: p.exit_code,
-                    failed: p.failed,
-                    command: p.command,
-                };
-                let page = self
-                    .service
-                    .executions(&id, &filter, p.limit.unwrap_or(50), p.offset.unwrap_or(0))?;
-                let mut text = format!("{} execution(s) match; showing {}.", page.total, page.items.len());
-                for e in &page.items {
-                    let code = e
-                        .exit_code
-                        .map_or_else(|| e.status.as_str().to_string(), |c| format!("exit {c}"));
-                    text.push_str(&format!(
-                        "\n- [{code}, {} ms] {}",
-                        e.duration_ms.unwrap_or(0),
-                        e.command
-                    ));
-                }
-                reply(text, &page)
-            })
-            .await)
+    async fn task_executions(&self, Parameters(p): Parameters<TaskExecutionsParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::TaskExecutions, p.task, |id| async move {
+            let filter = ExecutionFilter {
+                exit_code: p.exit_code,
+                failed: p.failed,
+                command: p.command,
+            };
+            let page = self
+                .service
+                .executions(&id, &filter, p.limit.unwrap_or(50), p.offset.unwrap_or(0))?;
+            let mut text = format!("{} execution(s) match; showing {}.", page.total, page.items.len());
+            for e in &page.items {
+                let code = e
+                    .exit_code
+                    .map_or_else(|| e.status.as_str().to_string(), |c| format!("exit {c}"));
+                text.push_str(&format!(
+                    "\n- [{code}, {} ms] {}",
+                    e.duration_ms.unwrap_or(0),
+                    e.command
+                ));
+            }
+            reply(text, &page)
+        })
+        .await
     }
 
     #[tool(
@@ -176,65 +172,61 @@ impl TaskboxServer {
         &self,
         Parameters(p): Parameters<RecordDecisionParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
+    ) -> Result<CallToolResult> {
         let agent = Self::client_name(&context);
-        Ok(self
-            .on_task("record_decision", p.task, |id| async move {
-                let decision = self
-                    .service
-                    .record_decision(&id, &p.decision, p.rationale.as_deref(), &agent)?;
-                reply(format!("Recorded decision #{}.", decision.id), &decision)
-            })
-            .await)
+        self.on_task(Tool::RecordDecision, p.task, |id| async move {
+            let decision = self
+                .service
+                .record_decision(&id, &p.decision, p.rationale.as_deref(), &agent)?;
+            reply(format!("Recorded decision #{}.", decision.id), &decision)
+        })
+        .await
     }
 
     #[tool(
         description = "A task's recorded decisions, newest first, with their rationale and who made them.",
         annotations(read_only_hint = true)
     )]
-    async fn task_decisions(&self, Parameters(p): Parameters<TaskDecisionsParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("task_decisions", p.task, |id| async move {
-                let page = self
-                    .service
-                    .decisions(&id, p.limit.unwrap_or(50), p.offset.unwrap_or(0))?;
-                let mut text = format!("{} decision(s).", page.total);
-                for d in &page.items {
-                    text.push_str(&format!("\n- {}", d.decision));
-                    if let Some(why) = &d.rationale {
-                        text.push_str(&format!(" (why: {why})"));
-                    }
+    async fn task_decisions(&self, Parameters(p): Parameters<TaskDecisionsParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::TaskDecisions, p.task, |id| async move {
+            let page = self
+                .service
+                .decisions(&id, p.limit.unwrap_or(50), p.offset.unwrap_or(0))?;
+            let mut text = format!("{} decision(s).", page.total);
+            for d in &page.items {
+                text.push_str(&format!("\n- {}", d.decision));
+                if let Some(why) = &d.rationale {
+                    text.push_str(&format!(" (why: {why})"));
                 }
-                reply(text, &page)
-            })
-            .await)
+            }
+            reply(text, &page)
+        })
+        .await
     }
 
     #[tool(
         description = "Search all tasks: full-text over task names, descriptions, recorded decisions and commands run. Returns matching tasks, best first, each with up to three snippets showing the matches in [brackets]. Use it to find earlier work before starting something new.",
         annotations(read_only_hint = true)
     )]
-    async fn find_task(&self, Parameters(p): Parameters<FindTaskParams>) -> Result<CallToolResult, McpError> {
-        finish((|| {
-            let found = self
-                .service
-                .find(&self.session.owner, &p.query, p.limit.unwrap_or(10))?;
-            let mut text = format!("{} task(s) match '{}'.", found.len(), p.query);
-            for f in &found {
-                text.push_str(&format!("\n- {} ({}, {})", f.task.name, f.task.id, f.task.status));
-                for m in &f.matches {
-                    text.push_str(&format!("\n    {}: {}", m.kind, m.snippet));
-                }
+    async fn find_task(&self, Parameters(p): Parameters<FindTaskParams>) -> Result<CallToolResult> {
+        let found = self
+            .service
+            .find(&self.session.owner, &p.query, p.limit.unwrap_or(10))?;
+        let mut text = format!("{} task(s) match '{}'.", found.len(), p.query);
+        for f in &found {
+            text.push_str(&format!("\n- {} ({}, {})", f.task.name, f.task.id, f.task.status));
+            for m in &f.matches {
+                text.push_str(&format!("\n    {}: {}", m.kind, m.snippet));
             }
-            reply(text, &serde_json::json!({ "tasks": found }))
-        })())
+        }
+        reply(text, &serde_json::json!({ "tasks": found }))
     }
 
     #[tool(
         description = "Statistics of one task, or of all tasks when `task` is omitted: tasks by status (overall), executions, failures and failure rate, p50/p95 execution durations, checkpoints, decisions, most frequent commands.",
         annotations(read_only_hint = true)
     )]
-    async fn task_stats(&self, Parameters(p): Parameters<TaskStatsParams>) -> Result<CallToolResult, McpError> {
+    async fn task_stats(&self, Parameters(p): Parameters<TaskStatsParams>) -> Result<CallToolResult> {
         let summary = |s: &crate::registry::Stats| {
             format!(
                 "{} execution(s), {} failed ({:.0}%), p50 {} ms, p95 {} ms; {} checkpoint(s), {} decision(s).",
@@ -248,17 +240,17 @@ impl TaskboxServer {
             )
         };
         match p.task {
-            Some(task) => Ok(self
-                .on_task("task_stats", Some(task), |id| async move {
+            Some(task) => {
+                self.on_task(Tool::TaskStats, Some(task), |id| async move {
                     let stats = self.service.stats(&self.session.owner, Some(&id))?;
                     reply(summary(&stats), &stats)
                 })
-                .await),
-            None => finish(
-                self.service
-                    .stats(&self.session.owner, None)
-                    .and_then(|stats| reply(summary(&stats), &stats)),
-            ),
+                .await
+            }
+            None => {
+                let stats = self.service.stats(&self.session.owner, None)?;
+                reply(summary(&stats), &stats)
+            }
         }
     }
 }

@@ -6,10 +6,12 @@ mod checkpoints;
 mod exec;
 mod files;
 mod memory;
+mod table;
 mod tasks;
 
 pub use agents::{AttachParams, DetachParams};
 pub use checkpoints::{CreateCheckpointParams, RestoreCheckpointParams};
 pub use exec::ExecuteParams;
 pub use files::{EditFileParams, ListFilesParams, ReadFileParams, WriteFileParams};
+pub use table::Tool;
 pub use tasks::{CreateTaskParams, DeleteTaskParams, ListTasksParams, StopTaskParams, TaskParams};

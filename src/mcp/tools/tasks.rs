@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Tool;
 use crate::domain::{Task, TaskStatus};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::hooks::scope;
 use crate::mcp::logging::progress_to_client;
-use crate::mcp::server::{TaskboxServer, finish, reply};
+use crate::mcp::server::{TaskboxServer, reply};
 use crate::task::service::{CleanupRequest, CreateTaskRequest, RepoRequest, parse_duration};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -127,7 +128,7 @@ struct DeletedReply<'a> {
 }
 
 /// The reply of stop and complete: where the work is, and any warnings.
-fn with_warnings(mut text: String, task: &Task, warnings: &[String]) -> crate::error::Result<CallToolResult> {
+fn with_warnings(mut text: String, task: &Task, warnings: &[String]) -> Result<CallToolResult> {
     if let (Some(branch), Some(commit)) = (&task.repo.branch, &task.repo.synced_commit) {
         text.push_str(&format!(" Its work is committed on branch {branch} at {commit}."));
     }
@@ -156,7 +157,7 @@ impl TaskboxServer {
         &self,
         Parameters(p): Parameters<CreateTaskParams>,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
+    ) -> Result<CallToolResult> {
         let started = std::time::Instant::now();
         let progress = progress_to_client(context.peer.clone(), self.session.log_level.clone(), "taskbox.images");
         let request = CreateTaskRequest {
@@ -185,16 +186,16 @@ impl TaskboxServer {
         .await
         .unwrap_or_else(|e| Err(Error::Config(format!("task creation panicked: {e}"))));
         let agent = Self::client_name(&context);
-        finish(self.created(created, &agent, started).await)
+        self.created(created, &agent, started).await
     }
 
     /// The creating session's side of a creation: current task, attachment, reply.
     async fn created(
         &self,
-        created: crate::error::Result<crate::task::service::CreatedTask>,
+        created: Result<crate::task::service::CreatedTask>,
         agent: &str,
         started: std::time::Instant,
-    ) -> crate::error::Result<CallToolResult> {
+    ) -> Result<CallToolResult> {
         let created = created?;
         let task = &created.task;
         self.set_current_task(Some(task.id.clone()));
@@ -202,7 +203,7 @@ impl TaskboxServer {
         self.service.attach(&task.id, agent, &self.session.id).await?;
         self.service.record_tool_call(
             &task.id,
-            "create_task_sandbox",
+            Tool::CreateTaskSandbox.as_str(),
             true,
             None,
             started.elapsed().as_millis() as u64,
@@ -222,151 +223,136 @@ impl TaskboxServer {
         description = "List tasks, newest first, with an optional status filter and paging. Returns `tasks` and `total` (the number matching the filter).",
         annotations(read_only_hint = true)
     )]
-    async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> Result<CallToolResult, McpError> {
-        finish((|| {
-            let status = p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?;
-            let limit = p.limit.unwrap_or(50);
-            if limit == 0 || limit > 500 {
-                return Err(Error::invalid("limit", format!("{limit} is outside 1..=500")));
-            }
-            let offset = p.offset.unwrap_or(0);
-            let page = self.service.list(&self.session.owner, status, limit, offset)?;
-            let mut text = format!("{} task(s) match; showing {}.", page.total, page.tasks.len());
-            for task in &page.tasks {
-                text.push_str(&format!("\n- {}", task_line(task)));
-            }
-            reply(
-                text,
-                &ListReply {
-                    tasks: &page.tasks,
-                    total: page.total,
-                    limit,
-                    offset,
-                },
-            )
-        })())
+    async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> Result<CallToolResult> {
+        let status = p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?;
+        let limit = p.limit.unwrap_or(50);
+        if limit == 0 || limit > 500 {
+            return Err(Error::invalid("limit", format!("{limit} is outside 1..=500")));
+        }
+        let offset = p.offset.unwrap_or(0);
+        let page = self.service.list(&self.session.owner, status, limit, offset)?;
+        let mut text = format!("{} task(s) match; showing {}.", page.total, page.tasks.len());
+        for task in &page.tasks {
+            text.push_str(&format!("\n- {}", task_line(task)));
+        }
+        reply(
+            text,
+            &ListReply {
+                tasks: &page.tasks,
+                total: page.total,
+                limit,
+                offset,
+            },
+        )
     }
 
     #[tool(
         description = "Show a task's status: the task record, its container's live state from Docker (running / exited / oom_killed / missing, exit code), attached agents, execution counts and the last execution.",
         annotations(read_only_hint = true)
     )]
-    async fn get_task_status(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("get_task_status", p.task, |id| async move {
-                let report = self.service.status(&id).await?;
-                let container = match &report.container {
-                    Some(c) => format!("container {}", c.state),
-                    None => format!(
-                        "container unknown{}",
-                        report
-                            .container_error
-                            .as_ref()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default()
-                    ),
-                };
-                let text = format!(
-                    "{}; {container}; {} execution(s), {} failed; {} agent(s) attached.",
-                    task_line(&report.task),
-                    report.executions.total,
-                    report.executions.failed,
-                    report.attachments.len()
-                );
-                reply(text, &report)
-            })
-            .await)
+    async fn get_task_status(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::GetTaskStatus, p.task, |id| async move {
+            let report = self.service.status(&id).await?;
+            let container = match &report.container {
+                Some(c) => format!("container {}", c.state),
+                None => format!(
+                    "container unknown{}",
+                    report
+                        .container_error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+            };
+            let text = format!(
+                "{}; {container}; {} execution(s), {} failed; {} agent(s) attached.",
+                task_line(&report.task),
+                report.executions.total,
+                report.executions.failed,
+                report.attachments.len()
+            );
+            reply(text, &report)
+        })
+        .await
     }
 
     #[tool(
         description = "Stop a task's container. Files in /workspace and in the container are kept; resume_task starts it again. Running commands are killed after `timeout_s`.",
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
-    async fn stop_task(&self, Parameters(p): Parameters<StopTaskParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("stop_task", p.task, |id| async move {
-                let (task, warnings) = self.service.stop(&id, p.timeout_s).await?;
-                let text = format!("Stopped {}. Call resume_task to continue.", task_line(&task));
-                with_warnings(text, &task, &warnings)
-            })
-            .await)
+    async fn stop_task(&self, Parameters(p): Parameters<StopTaskParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::StopTask, p.task, |id| async move {
+            let (task, warnings) = self.service.stop(&id, p.timeout_s).await?;
+            let text = format!("Stopped {}. Call resume_task to continue.", task_line(&task));
+            with_warnings(text, &task, &warnings)
+        })
+        .await
     }
 
     #[tool(
         description = "Complete the task: commits the workspace's work on the task branch `taskbox/<name>` in the host repository (where a human reviews and merges it), stops the container and marks the task completed. Use it when the work is done.",
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
-    async fn complete_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("complete_task", p.task, |id| async move {
-                let (task, warnings) = self.service.complete(&id).await?;
-                let text = format!("Completed {}.", task_line(&task));
-                with_warnings(text, &task, &warnings)
-            })
-            .await)
+    async fn complete_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::CompleteTask, p.task, |id| async move {
+            let (task, warnings) = self.service.complete(&id).await?;
+            let text = format!("Completed {}.", task_line(&task));
+            with_warnings(text, &task, &warnings)
+        })
+        .await
     }
 
     #[tool(
         description = "Archive finished tasks (stopped, completed or failed): removes their containers, networks, workspaces and checkpoint images; keeps their records and the task branches with their work. One task, or a filter (status, older_than). Use dry_run first to see what would go.",
         annotations(destructive_hint = true, idempotent_hint = true)
     )]
-    async fn cleanup_task(&self, Parameters(p): Parameters<CleanupTaskParams>) -> Result<CallToolResult, McpError> {
-        let request = (|| {
-            Ok::<_, Error>(CleanupRequest {
-                owner: self.session.owner.clone(),
-                task: p.task.clone(),
-                status: p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?,
-                older_than: p.older_than.as_deref().map(parse_duration).transpose()?,
-                dry_run: p.dry_run,
-            })
-        })();
-        let request = match request {
-            Ok(request) => request,
-            Err(e) => return Ok(e.to_tool_result()),
+    async fn cleanup_task(&self, Parameters(p): Parameters<CleanupTaskParams>) -> Result<CallToolResult> {
+        let request = CleanupRequest {
+            owner: self.session.owner.clone(),
+            task: p.task.clone(),
+            status: p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?,
+            older_than: p.older_than.as_deref().map(parse_duration).transpose()?,
+            dry_run: p.dry_run,
         };
-        let cleaned = self.service.cleanup(&request).await;
-        finish(cleaned.and_then(|items| {
-            let verb = if request.dry_run { "Would archive" } else { "Archived" };
-            let mut text = format!("{verb} {} task(s).", items.len());
-            for item in &items {
-                text.push_str(&format!("\n- {} ({})", item.name, item.task_id));
-                if let Some(error) = &item.error {
-                    text.push_str(&format!(": not archived: {error}"));
-                }
+        let items = self.service.cleanup(&request).await?;
+        let verb = if request.dry_run { "Would archive" } else { "Archived" };
+        let mut text = format!("{verb} {} task(s).", items.len());
+        for item in &items {
+            text.push_str(&format!("\n- {} ({})", item.name, item.task_id));
+            if let Some(error) = &item.error {
+                text.push_str(&format!(": not archived: {error}"));
             }
-            reply(text, &serde_json::json!({ "dry_run": request.dry_run, "tasks": items }))
-        }))
+        }
+        reply(text, &serde_json::json!({ "dry_run": request.dry_run, "tasks": items }))
     }
 
     #[tool(
         description = "Start a stopped task's container again, with its files as they were. The task becomes this session's current task.",
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
-    async fn resume_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("resume_task", p.task, |id| async move {
-                let task = self.service.resume(&id).await?;
-                self.set_current_task(Some(task.id.clone()));
-                reply(format!("Resumed {}.", task_line(&task)), &TaskReply { task: &task })
-            })
-            .await)
+    async fn resume_task(&self, Parameters(p): Parameters<TaskParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::ResumeTask, p.task, |id| async move {
+            let task = self.service.resume(&id).await?;
+            self.set_current_task(Some(task.id.clone()));
+            reply(format!("Resumed {}.", task_line(&task)), &TaskReply { task: &task })
+        })
+        .await
     }
 
     #[tool(
         description = "Delete a task for good: removes its container, network, workspace and records. Requires confirm: true. Use only when the work is not wanted any more.",
         annotations(destructive_hint = true, idempotent_hint = false)
     )]
-    async fn delete_task(&self, Parameters(p): Parameters<DeleteTaskParams>) -> Result<CallToolResult, McpError> {
-        Ok(self
-            .on_task("delete_task", Some(p.task), |id| async move {
-                let deleted = self.service.delete(&id, p.confirm).await?;
-                let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
-                if current.as_deref() == Some(deleted.as_str()) {
-                    *current = None;
-                }
-                drop(current);
-                reply(format!("Deleted task {deleted}."), &DeletedReply { deleted: &deleted })
-            })
-            .await)
+    async fn delete_task(&self, Parameters(p): Parameters<DeleteTaskParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::DeleteTask, Some(p.task), |id| async move {
+            let deleted = self.service.delete(&id, p.confirm).await?;
+            let mut current = self.session.current_task.lock().unwrap_or_else(|e| e.into_inner());
+            if current.as_deref() == Some(deleted.as_str()) {
+                *current = None;
+            }
+            drop(current);
+            reply(format!("Deleted task {deleted}."), &DeletedReply { deleted: &deleted })
+        })
+        .await
     }
 }

@@ -121,7 +121,7 @@ async fn container_enforcer_resumes_a_stopped_task_before_a_command() {
         command: "true".into(),
         ..Default::default()
     };
-    let warnings = crate::hooks::scope::CallScope::new("execute_in_task", "test");
+    let warnings = crate::hooks::scope::CallScope::new(crate::mcp::Tool::ExecuteInTask.as_str(), "test");
     crate::hooks::scope::within(warnings.clone(), service.execute(&task.id, run, Default::default()))
         .await
         .unwrap();
