@@ -50,6 +50,7 @@ impl From<Error> for McpError {
             | Error::Store(_)
             | Error::Workspace(_)
             | Error::Cancelled
+            | Error::Internal(_)
             | Error::Config(_)
             | Error::Transport(_)
             | Error::ShuttingDown => Self::internal_error(message, None),

@@ -184,7 +184,7 @@ impl TaskboxServer {
             service.create_task(request, progress).await
         }))
         .await
-        .unwrap_or_else(|e| Err(Error::Config(format!("task creation panicked: {e}"))));
+        .unwrap_or_else(|e| Err(Error::Internal(format!("task creation panicked: {e}"))));
         let agent = Self::client_name(&context);
         self.created(created, &agent, started).await
     }

@@ -161,7 +161,7 @@ impl TaskService {
         let dir = self.store.task_dir(&task.id).join("checkpoints");
         let path = dir.join(format!("{}.json", checkpoint.seq));
         let manifest = serde_json::to_vec_pretty(&Manifest { checkpoint, task })
-            .map_err(|e| Error::invalid("checkpoint", format!("cannot serialise the manifest: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot serialise the manifest: {e}")))?;
         crate::store::private_dir(&dir).map_err(|source| crate::store::StoreError::Io {
             path: dir.clone(),
             source,
