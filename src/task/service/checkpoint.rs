@@ -8,26 +8,14 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use super::repo::git_script;
+use super::container_ops::{Reset, ResetWorkspace, UnpackObjects};
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Checkpoint, Event, Owner, Task, TaskStatus, new_checkpoint_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
-use crate::runtime::{ContainerSpec, ExecSpec, NetworkAttachment, RuntimeError};
+use crate::runtime::{ContainerSpec, NetworkAttachment, RuntimeError};
 use crate::store::atomic_write;
 use crate::workspace::{checkpoint_ref, host};
-
-/// Resets the workspace to a commit (as the agent's user, inside the container): tracked
-/// files as in the commit, untracked files removed; ignored files (build outputs, caches) stay.
-/// Exits 4 when the workspace lacks the commit (the agent may have pruned it).
-const RESET_SCRIPT: &str = r#"set -e
-cd /workspace
-g cat-file -e "$1^{commit}" 2>/dev/null || exit 4
-g reset -q --hard "$1"
-g clean -fdq"#;
-
-/// Unpacks the objects of a commit a workspace lost, from a pack on stdin.
-const UNPACK_SCRIPT: &str = "cd /workspace && g unpack-objects -q";
 
 /// The label of the automatic checkpoint a restore takes first.
 const PRE_RESTORE: &str = "pre-restore";
@@ -269,31 +257,33 @@ impl TaskService {
 
         // 3. The workspace back at the checkpoint's commit; only when the workspace lost that
         //    commit does it get it from the host repository first.
-        let reset = ExecSpec {
-            cmd: git_script(RESET_SCRIPT, "taskbox-reset", &[&commit]),
-            user: task.exec_user.clone(),
-            ..Default::default()
-        };
-        let (code, _, stderr) = self.run_captured(&container, reset.clone()).await?;
-        match (code, &task.repo.path, commit.parse()) {
-            (Some(0), _, _) => {}
-            (Some(4), Some(repo), Ok(oid)) => {
-                let spec = ExecSpec {
-                    cmd: git_script(UNPACK_SCRIPT, "taskbox-unpack", &[]),
-                    user: task.exec_user.clone(),
-                    stdin: Some(host::pack_commit(repo, oid)?),
-                    ..Default::default()
-                };
-                self.run_checked(&container, spec, "giving the workspace the checkpoint's commit")
-                    .await?;
-                self.run_checked(&container, reset, "resetting the workspace").await?;
+        let user = task.exec_user.as_deref();
+        let reset = || ResetWorkspace { commit: &commit, user };
+        let mut outcome = self.run_op(&container, reset()).await?;
+        if outcome == Reset::MissingCommit
+            && let (Some(repo), Ok(oid)) = (&task.repo.path, commit.parse())
+        {
+            let unpack = UnpackObjects {
+                pack: host::pack_commit(repo, oid)?,
+                user,
+            };
+            if let Err(failed) = self.run_op(&container, unpack).await? {
+                return Err(restore_failed(
+                    "giving the workspace the checkpoint's commit",
+                    &failed.stderr,
+                ));
             }
-            _ => {
-                return Err(Error::Runtime(RuntimeError::Api(format!(
-                    "resetting the workspace failed: {}",
-                    stderr.trim()
-                ))));
+            outcome = self.run_op(&container, reset()).await?;
+        }
+        match outcome {
+            Reset::Done => {}
+            Reset::MissingCommit => {
+                return Err(restore_failed(
+                    "resetting the workspace",
+                    "it lacks the checkpoint's commit",
+                ));
             }
+            Reset::Failed(failed) => return Err(restore_failed("resetting the workspace", &failed.stderr)),
         }
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "restore: workspace reset");
 
@@ -361,17 +351,6 @@ impl TaskService {
         Ok(container)
     }
 
-    async fn run_checked(&self, container: &str, spec: ExecSpec, what: &str) -> Result<()> {
-        let (code, _, stderr) = self.run_captured(container, spec).await?;
-        if code != Some(0) {
-            return Err(Error::Runtime(RuntimeError::Api(format!(
-                "{what} failed: {}",
-                stderr.trim()
-            ))));
-        }
-        Ok(())
-    }
-
     /// Keeps the newest `checkpoints.keep_automatic` automatic checkpoints of the task (and
     /// `keep_also`, one being restored).
     fn prune_automatic(&self, task: &Task, keep_also: Option<&str>) {
@@ -437,4 +416,9 @@ impl TaskService {
         }
         Ok(())
     }
+}
+
+/// A restore step in the container that failed.
+fn restore_failed(what: &str, stderr: &str) -> Error {
+    Error::Runtime(RuntimeError::Api(format!("{what} failed: {stderr}")))
 }

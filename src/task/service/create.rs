@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::container_ops::{PrepareContainer, is_root};
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService, image_policy};
 use crate::domain::lifecycle::LifecycleEvent;
@@ -15,7 +16,7 @@ use crate::domain::{Event, NetworkMode, Owner, ResourceLimits, Task, TaskStatus,
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::registry::RegistryError;
-use crate::runtime::{ExecSpec, images};
+use crate::runtime::images;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateTaskRequest {
@@ -270,29 +271,15 @@ impl TaskService {
         Ok(CreatedTask { task, warnings })
     }
 
-    /// One root exec that hands the workspace to the image's user (the server may run as
-    /// another uid) and finds the shell commands will run under.
+    /// Hands the workspace to the image's user and finds the shell (`PrepareContainer`).
     pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<String> {
-        let script = format!("{CHOWN_TO_USER}\nif [ -x /bin/bash ]; then echo bash; else echo sh; fi");
-        let spec = ExecSpec {
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                script,
-                "prepare".into(),
-                chown_owner(image_user),
-            ],
-            user: Some("root".into()),
-            ..Default::default()
-        };
-        let (code, stdout, stderr) = self.run_captured(container, spec).await?;
-        if code != Some(0) {
-            return Err(Error::Runtime(crate::runtime::RuntimeError::Api(format!(
-                "preparing the container failed (exit {code:?}): {}",
-                stderr.trim()
-            ))));
+        match self.run_op(container, PrepareContainer { image_user }).await? {
+            Ok(shell) => Ok(shell.to_string()),
+            Err(failed) => Err(Error::Runtime(crate::runtime::RuntimeError::Api(format!(
+                "preparing the container failed (exit {:?}): {}",
+                failed.code, failed.stderr
+            )))),
         }
-        Ok(if stdout.trim() == "bash" { "bash" } else { "sh" }.to_string())
     }
 
     async fn roll_back(&self, made: &Made, error: &Error) {
@@ -324,25 +311,6 @@ impl TaskService {
             tracing::error!(task = id, error = %e, "rollback: cannot remove registry row");
         }
     }
-}
-
-/// Gives the workspace's files to the user `$1` (`user:` or `user:group`; empty: nothing to
-/// do). Only what that user does not own yet: all of a fresh workspace, next to nothing later.
-pub(super) const CHOWN_TO_USER: &str =
-    r#"if [ -n "$1" ]; then find /workspace ! -user "${1%%:*}" -exec chown -h "$1" {} + || exit 3; fi"#;
-
-/// The `$1` of `CHOWN_TO_USER` for an image's user.
-pub(super) fn chown_owner(image_user: &str) -> String {
-    match image_user {
-        user if is_root(user) => String::new(),
-        user if user.contains(':') => user.to_string(),
-        user => format!("{user}:"),
-    }
-}
-
-/// Whether an image's configured user is root (Docker's default when the image sets none).
-fn is_root(user: &str) -> bool {
-    matches!(user.split(':').next().unwrap_or(""), "" | "root" | "0")
 }
 
 /// A fork's source, and how to name it.

@@ -14,47 +14,13 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::TaskService;
+use super::container_ops::{ContainerOp, KillTree, MARKER_VAR, Output, StripSetid};
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
 use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
 use crate::task::output::{CapturedStream, StreamCapture};
-
-const MARKER_VAR: &str = "TASKBOX_EXEC_ID";
-
-/// Kills every process carrying `TASKBOX_EXEC_ID=$1` and every descendant of one (a child
-/// that cleared its environment is still a descendant); repeats while it finds any, so a
-/// process forked during one sweep is caught by the next.
-const KILL_SCRIPT: &str = r#"id="$1"; round=0
-while [ $round -lt 10 ]; do
-  doomed=" "
-  for d in /proc/[0-9]*; do
-    pid=${d#/proc/}
-    [ "$pid" = "$$" ] && continue
-    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "TASKBOX_EXEC_ID=$id"; then
-      doomed="$doomed$pid "
-    fi
-  done
-  grown=1
-  while [ -n "$grown" ] && [ "$doomed" != " " ]; do
-    grown=
-    for d in /proc/[0-9]*; do
-      pid=${d#/proc/}
-      case "$doomed" in *" $pid "*) continue ;; esac
-      ppid=$(sed -n 's/^PPid:[[:space:]]*//p' "$d/status" 2>/dev/null)
-      case "$doomed" in *" $ppid "*) doomed="$doomed$pid "; grown=1 ;; esac
-    done
-  done
-  [ "$doomed" = " " ] && break
-  kill -9 $doomed 2>/dev/null
-  round=$((round + 1))
-done"#;
-
-/// Clears set-user-id and set-group-id bits in the workspace. The workspace is a host
-/// directory, so a setuid-root file made by a root command would be a way to root on the
-/// host for anyone who runs it there.
-const STRIP_SETID_SCRIPT: &str = "find /workspace -xdev -type f -perm /6000 -exec chmod ug-s {} + 2>/dev/null; true";
 
 /// How long a command taskbox runs for itself (a sync, a file operation) may take.
 const INTERNAL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -322,7 +288,7 @@ impl TaskService {
             }
         }
         if !matches!(ending, Ending::Exited) {
-            self.kill_execution(container, exec_id, user.clone()).await;
+            self.kill_execution(container, exec_id, user.as_deref()).await;
             // Collect what the tree printed before it died; give up on a stream that some
             // escaped process still holds open.
             let drain = async {
@@ -351,17 +317,11 @@ impl TaskService {
         Ok((ending, exit_code, stdout.finish("stdout"), stderr.finish("stderr")))
     }
 
-    async fn kill_execution(&self, container: &str, exec_id: &str, user: Option<String>) {
-        let spec = ExecSpec {
-            cmd: ["sh", "-c", KILL_SCRIPT, "taskbox-kill", exec_id]
-                .map(String::from)
-                .to_vec(),
-            user,
-            ..Default::default()
-        };
-        let error = match tokio::time::timeout(KILL_TIMEOUT, self.run_captured(container, spec)).await {
-            Ok(Ok((Some(0), _, _))) => return,
-            Ok(Ok((code, _, stderr))) => format!("the kill command exited with {code:?}: {}", stderr.trim()),
+    async fn kill_execution(&self, container: &str, exec_id: &str, user: Option<&str>) {
+        let kill = KillTree { exec_id, user };
+        let error = match tokio::time::timeout(KILL_TIMEOUT, self.run_op(container, kill)).await {
+            Ok(Ok(Ok(()))) => return,
+            Ok(Ok(Err(failed))) => format!("the kill command exited with {:?}: {}", failed.code, failed.stderr),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("the kill command did not finish within {KILL_TIMEOUT:?}"),
         };
@@ -376,36 +336,25 @@ impl TaskService {
         }
     }
 
-    /// See `STRIP_SETID_SCRIPT`; run after root commands and before a task stops.
+    /// Clears set-id bits in the workspace; run after root commands and before a task stops.
     pub(super) async fn strip_setid(&self, container: &str) {
-        let spec = ExecSpec {
-            cmd: ["sh", "-c", STRIP_SETID_SCRIPT].map(String::from).to_vec(),
-            user: Some("root".into()),
-            ..Default::default()
-        };
-        if let Err(e) = self.run_captured(container, spec).await {
+        if let Err(e) = self.run_op(container, StripSetid).await {
             tracing::warn!(container, error = %e, "cannot clear set-id bits in the workspace");
         }
     }
 
-    /// Runs a short internal command to completion and returns (exit code, stdout, stderr).
-    pub(super) async fn run_captured(&self, container: &str, spec: ExecSpec) -> Result<(Option<i64>, String, String)> {
-        let (code, out, err) = self.run_captured_bytes(container, spec).await?;
-        Ok((
-            code,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        ))
+    /// Runs one of taskbox's own commands in the container (see `container_ops`) to
+    /// completion and returns what it means.
+    pub(super) async fn run_op<O: ContainerOp>(&self, container: &str, op: O) -> Result<O::Outcome> {
+        let output = self.run_captured(container, op.into_spec()).await?;
+        Ok(O::outcome(output))
     }
 
-    /// Like `run_captured`, with stdout and stderr as bytes (a git pack, say). Internal
-    /// commands get `INTERNAL_TIMEOUT`: something the agent put in the workspace (a git
-    /// filter that sleeps, a pipe) must not hang a checkpoint or a stop forever.
-    pub(super) async fn run_captured_bytes(
-        &self,
-        container: &str,
-        mut spec: ExecSpec,
-    ) -> Result<(Option<i64>, Vec<u8>, Vec<u8>)> {
+    /// Runs an internal command to completion, with a marker of its own so that it can be
+    /// killed like an execution. Internal commands get `INTERNAL_TIMEOUT`: something the agent
+    /// put in the workspace (a git filter that sleeps, a pipe) must not hang a checkpoint or a
+    /// stop forever.
+    async fn run_captured(&self, container: &str, mut spec: ExecSpec) -> Result<Output> {
         let marker = new_execution_id();
         spec.env.push(format!("{MARKER_VAR}={marker}"));
         let user = spec.user.clone();
@@ -424,7 +373,7 @@ impl TaskService {
             Ok(result) => result?,
             Err(_) => {
                 // Boxed: killing runs an internal command itself.
-                Box::pin(self.kill_execution(container, &marker, user)).await;
+                Box::pin(self.kill_execution(container, &marker, user.as_deref())).await;
                 return Err(Error::Runtime(RuntimeError::Api(format!(
                     "an internal command in the container did not finish within {INTERNAL_TIMEOUT:?} and was killed \
                      (check the workspace's .git/config for filters or hooks that hang)"
@@ -432,7 +381,11 @@ impl TaskService {
             }
         }
         let code = self.runtime.exec_exit_code(&handle.exec_id).await?;
-        Ok((code, out, err))
+        Ok(Output {
+            code,
+            stdout: out,
+            stderr: err,
+        })
     }
 
     fn requested_user(&self, user: Option<&str>) -> Result<Option<String>> {

@@ -10,38 +10,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use super::repo::git_script;
+use super::container_ops::{FileBytes, FileCommand, FileOp, FileRefusal, ListFiles, ReadFile, WriteFile};
 use crate::error::{Error, Result};
-use crate::runtime::ExecSpec;
 
-/// Resolves `$1` and exits 90 unless it is /workspace or below it; the real operation follows.
-const CONFINE: &str = r#"p=$(realpath -m -- "$1") || exit 90
-case "$p" in /workspace|/workspace/*) ;; *) exit 90 ;; esac
-"#;
-
-const READ_SCRIPT: &str = r#"[ -e "$p" ] || exit 91
-[ -d "$p" ] && exit 92
-[ -f "$p" ] || exit 95
-[ -r "$p" ] || exit 93
-wc -c < "$p"
-head -c "$2" -- "$p""#;
-
-const WRITE_SCRIPT: &str = r#"[ -d "$p" ] && exit 92
-[ -e "$p" ] && [ ! -f "$p" ] && exit 95
-mkdir -p -- "$(dirname -- "$p")" || exit 93
-cat > "$p" || exit 93"#;
-
-const LIST_SCRIPT: &str = r#"[ -e "$p" ] || exit 91
-[ -d "$p" ] || exit 94
-cd "$p" || exit 93
-if g rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  g -c core.quotePath=false ls-files --cached --others --exclude-standard -z
-else
-  find . -mindepth 1 \( -name .git -prune \) -o -type f -printf '%P\0'
-fi"#;
-
-/// Largest file read_file and edit_file load.
-const READ_CAP: usize = 1024 * 1024;
 /// Bytes inspected for NUL to call a file binary (as git does).
 const BINARY_SNIFF: usize = 8000;
 /// Most entries list_files returns.
@@ -94,15 +65,7 @@ impl TaskService {
         start_line: Option<usize>,
         end_line: Option<usize>,
     ) -> Result<FileContent> {
-        let (code, out) = self
-            .file_op(task, path, READ_SCRIPT, &[&(READ_CAP + 1).to_string()], None)
-            .await?;
-        check(code, path)?;
-        let newline = out.iter().position(|b| *b == b'\n').unwrap_or(out.len());
-        let size: u64 = String::from_utf8_lossy(&out[..newline]).trim().parse().unwrap_or(0);
-        let mut data = out.get(newline + 1..).unwrap_or_default();
-        let truncated = data.len() > READ_CAP;
-        data = &data[..data.len().min(READ_CAP)];
+        let FileBytes { size, data, truncated } = self.file_op(task, ReadFile { path }).await?;
         let shown = display_path(path);
         if data[..data.len().min(BINARY_SNIFF)].contains(&0) {
             return Ok(FileContent {
@@ -116,7 +79,7 @@ impl TaskService {
                 truncated,
             });
         }
-        let text = String::from_utf8_lossy(data);
+        let text = String::from_utf8_lossy(&data);
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let total = lines.len();
         let start = start_line.unwrap_or(1).max(1);
@@ -141,10 +104,11 @@ impl TaskService {
     }
 
     pub async fn write_file(&self, task: &str, path: &str, content: &str) -> Result<WriteOutcome> {
-        let (code, _) = self
-            .file_op(task, path, WRITE_SCRIPT, &[], Some(content.as_bytes().to_vec()))
-            .await?;
-        check(code, path)?;
+        let write = WriteFile {
+            path,
+            content: content.as_bytes(),
+        };
+        self.file_op(task, write).await?;
         Ok(WriteOutcome {
             path: display_path(path),
             bytes: content.len(),
@@ -167,12 +131,8 @@ impl TaskService {
                 "it is empty; pass the exact text to replace",
             ));
         }
-        let (code, raw) = self
-            .file_op(task, path, READ_SCRIPT, &[&(READ_CAP + 1).to_string()], None)
-            .await?;
-        check(code, path)?;
-        let newline = raw.iter().position(|b| *b == b'\n').unwrap_or(raw.len());
-        if std::str::from_utf8(raw.get(newline + 1..).unwrap_or_default()).is_err() {
+        let raw = self.file_op(task, ReadFile { path }).await?;
+        if std::str::from_utf8(&raw.data).is_err() {
             return Err(Error::invalid(
                 "path",
                 "the file is not UTF-8 text; editing it here would corrupt it, use execute_in_task",
@@ -225,12 +185,10 @@ impl TaskService {
     /// Files under `path` (git-tracked and untracked, .gitignore honoured), folded into their
     /// directories below `depth` levels.
     pub async fn list_files(&self, task: &str, path: &str, depth: usize) -> Result<Listing> {
-        let (code, out) = self.file_op(task, path, LIST_SCRIPT, &[], None).await?;
-        check(code, path)?;
+        let files = self.file_op(task, ListFiles { path }).await?;
         let depth = depth.max(1);
         let mut entries = std::collections::BTreeSet::new();
-        for raw in out.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-            let file = String::from_utf8_lossy(raw);
+        for file in files {
             let parts: Vec<&str> = file.split('/').collect();
             let entry = if parts.len() > depth {
                 ListEntry {
@@ -239,7 +197,7 @@ impl TaskService {
                 }
             } else {
                 ListEntry {
-                    path: file.into_owned(),
+                    path: file,
                     kind: "file".into(),
                 }
             };
@@ -253,45 +211,22 @@ impl TaskService {
         })
     }
 
-    /// Runs `CONFINE` + `script` in the task's running container with the path as `$1`.
-    async fn file_op(
-        &self,
-        task: &str,
-        path: &str,
-        script: &str,
-        args: &[&str],
-        stdin: Option<Vec<u8>>,
-    ) -> Result<(Option<i64>, Vec<u8>)> {
+    /// Runs a file operation in the task's running container, as the commands' user, after
+    /// the `before_exec` hooks.
+    async fn file_op<O: FileOp>(&self, task: &str, op: O) -> Result<O::Outcome> {
+        let path = op.path().to_string();
         if path.contains('\0') {
             return Err(Error::invalid("path", "it contains a NUL byte"));
         }
-        let operation = match script {
-            READ_SCRIPT => "read_file",
-            WRITE_SCRIPT => "write_file",
-            _ => "list_files",
-        };
         let task = self.resolve(Some(task))?;
         let task = self
-            .guard_command(task, serde_json::json!({ "operation": operation, "path": path }))
+            .guard_command(task, serde_json::json!({ "operation": O::OPERATION, "path": path }))
             .await?;
         let container = self.require_running(&task)?;
-        let target = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/workspace/{path}")
-        };
-        let mut all_args = vec![target.as_str()];
-        all_args.extend_from_slice(args);
-        let cmd = git_script(&format!("{CONFINE}{script}"), "taskbox-file", &all_args);
-        let spec = ExecSpec {
-            cmd,
-            user: task.exec_user.clone(),
-            workdir: Some("/workspace".into()),
-            stdin,
-            ..Default::default()
-        };
-        let (code, out, _) = self.run_captured_bytes(&container, spec).await?;
-        Ok((code, out))
+        let user = task.exec_user.as_deref();
+        self.run_op(&container, FileCommand { op, user })
+            .await?
+            .map_err(|refusal| refused(&path, refusal))
     }
 }
 
@@ -299,16 +234,19 @@ fn display_path(path: &str) -> String {
     if path.is_empty() { ".".into() } else { path.to_string() }
 }
 
-fn check(code: Option<i64>, path: &str) -> Result<()> {
-    let reason = match code {
-        Some(0) => return Ok(()),
-        Some(90) => "it is outside /workspace (after following '..' and symlinks); file tools only work in /workspace",
-        Some(91) => "it does not exist; list_files shows what does",
-        Some(92) => "it is a directory; use list_files",
-        Some(93) => "it cannot be read or written (permissions); use execute_in_task with user \"root\" if needed",
-        Some(94) => "it is not a directory",
-        Some(95) => "it is not a regular file (a pipe or device, say); use execute_in_task",
-        _ => "the file operation failed in the container",
+fn refused(path: &str, refusal: FileRefusal) -> Error {
+    let reason = match refusal {
+        FileRefusal::OutsideWorkspace => {
+            "it is outside /workspace (after following '..' and symlinks); file tools only work in /workspace"
+        }
+        FileRefusal::NotFound => "it does not exist; list_files shows what does",
+        FileRefusal::IsDirectory => "it is a directory; use list_files",
+        FileRefusal::Unreadable => {
+            "it cannot be read or written (permissions); use execute_in_task with user \"root\" if needed"
+        }
+        FileRefusal::NotDirectory => "it is not a directory",
+        FileRefusal::NotRegularFile => "it is not a regular file (a pipe or device, say); use execute_in_task",
+        FileRefusal::Failed => "the file operation failed in the container",
     };
-    Err(Error::invalid("path", format!("'{path}': {reason}")))
+    Error::invalid("path", format!("'{path}': {reason}"))
 }

@@ -10,15 +10,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::TaskService;
+use super::container_ops::WorkspaceHead;
 use crate::domain::{Event, Task, TaskStatus, now};
 use crate::error::Result;
 use crate::hooks::{CompletionFacts, HookContext, HookEvent, HookHost, HookRun, plan};
 use crate::registry::ExecutionFilter;
-use crate::runtime::{ContainerState, ExecSpec, ResourceSample};
+use crate::runtime::{ContainerState, ResourceSample};
 use crate::workspace::host;
-
-/// Prints HEAD's symbolic name, or its commit when detached.
-const HEAD_SCRIPT: &str = "cd /workspace && { g symbolic-ref -q HEAD || g rev-parse --short HEAD; }";
 
 /// The plan of a task, as `attach_agent_to_task` returns it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -129,15 +127,10 @@ impl HookHost for TaskService {
         let Some(container) = task.container_id.as_deref() else {
             return Ok(None);
         };
-        let spec = ExecSpec {
-            cmd: super::repo::git_script(HEAD_SCRIPT, "taskbox-head", &[]),
-            user: task.exec_user.clone(),
-            ..Default::default()
+        let head = WorkspaceHead {
+            user: task.exec_user.as_deref(),
         };
-        let (code, stdout, _) = self.run_captured(container, spec).await?;
-        Ok((code == Some(0))
-            .then(|| stdout.trim().to_string())
-            .filter(|h| !h.is_empty()))
+        self.run_op(container, head).await
     }
 
     async fn automatic_checkpoint(&self, task_id: &str, label: &str) -> Result<Option<String>> {

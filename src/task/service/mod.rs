@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod cleanup;
+mod container_ops;
 mod create;
 mod exec;
 mod files;

@@ -13,12 +13,12 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
+use super::container_ops::{ChownWorkspace, CommitWorkspace, PackCommits};
 use super::create::Made;
 use crate::domain::{Event, Task, TaskRepo};
 use crate::error::{Error, Result};
 use crate::hooks::git::{BRANCH_CREATOR, SUBMODULE_CREATOR};
 use crate::hooks::{Decision, HookContext, HookEvent, step_run};
-use crate::runtime::ExecSpec;
 use crate::task::output::StreamCapture;
 use crate::workspace::{self, WorkspaceError, host, task_branch};
 
@@ -36,46 +36,6 @@ pub(super) struct ForkFrom {
     pub source: Task,
     pub commit: String,
 }
-
-/// Prefix of every script that runs git for the server inside the container: the repository
-/// is /workspace whatever the agent set in `.git/config` (`core.worktree`, say), and nothing
-/// the agent configured runs or interferes (hooks, fsmonitor, signing).
-pub(super) const GIT_PRELUDE: &str = r#"export GIT_DIR=/workspace/.git GIT_WORK_TREE=/workspace GIT_OPTIONAL_LOCKS=0
-g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c commit.gpgsign=false -c user.name=taskbox -c user.email=taskbox@localhost "$@"; }
-"#;
-
-/// `sh -c <prelude + script> <name> <args…>`: a git script for the container.
-pub(super) fn git_script(script: &str, name: &str, args: &[&str]) -> Vec<String> {
-    let mut cmd = vec![
-        "sh".to_string(),
-        "-c".into(),
-        format!("{GIT_PRELUDE}{script}"),
-        name.to_string(),
-    ];
-    cmd.extend(args.iter().map(|a| a.to_string()));
-    cmd
-}
-
-/// Commits the workspace's changes and prints HEAD.
-const COMMIT_SCRIPT: &str = r#"set -e
-cd /workspace
-g rev-parse --git-dir >/dev/null 2>&1 || { echo "/workspace is not a git repository any more (was .git removed?); restore a checkpoint" >&2; exit 3; }
-g add -A
-if ! g diff --cached --quiet; then
-  g commit -q --no-verify -m "$1"
-fi
-g rev-parse --verify HEAD"#;
-
-/// Writes a pack of everything HEAD needs that the commits given as arguments (when the
-/// workspace still has them) do not already provide. No delta search (`--window=0`): the
-/// objects left after excluding the known commits rarely delta against each other, and the
-/// search dominated the cost of checkpointing large changes.
-const PACK_SCRIPT: &str = r#"cd /workspace
-known=
-for c in "$@"; do
-  if g cat-file -e "$c^{commit}" 2>/dev/null; then known="$known ^$c"; fi
-done
-g rev-list --objects HEAD $known | g pack-objects --stdout -q --window=0"#;
 
 /// The largest pack one sync takes from the container (it is held in memory).
 const MAX_PACK_BYTES: usize = 4 << 30;
@@ -380,69 +340,32 @@ impl TaskService {
     /// the host repository, checked complete; returns the workspace's head. Moves no branch.
     pub(super) async fn save_workspace(&self, task: &Task, container: &str, message: &str) -> Result<Oid> {
         let repo_path = task.repo.path.clone().ok_or_else(|| no_repo(task))?;
-        let user = task.exec_user.clone();
+        let user = task.exec_user.as_deref();
 
         // Files a root command left in the workspace (mode 0600, say) would make the commit,
         // which runs as the agent's user, fail: they are the agent's workspace, so hand them over.
-        let owner = super::create::chown_owner(user.as_deref().unwrap_or(""));
-        if !owner.is_empty() {
-            let spec = ExecSpec {
-                cmd: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    super::create::CHOWN_TO_USER.into(),
-                    "taskbox-chown".into(),
-                    owner,
-                ],
-                user: Some("root".into()),
-                ..Default::default()
-            };
-            let (code, _, stderr) = self.run_captured(container, spec).await?;
-            if code != Some(0) {
-                tracing::warn!(task = %task.id, stderr = %stderr.trim(), "cannot hand the workspace to its user");
-            }
+        if let Some(chown) = ChownWorkspace::to(user.unwrap_or(""))
+            && let Err(failed) = self.run_op(container, chown).await?
+        {
+            tracing::warn!(task = %task.id, stderr = %failed.stderr, "cannot hand the workspace to its user");
         }
 
-        let spec = ExecSpec {
-            cmd: git_script(COMMIT_SCRIPT, "taskbox-sync", &[message]),
-            user: user.clone(),
-            ..Default::default()
-        };
-        let (code, stdout, stderr) = self.run_captured(container, spec).await?;
-        let head = stdout.lines().last().unwrap_or_default().trim().to_string();
-        let head_oid: Oid = match (code, head.parse()) {
-            (Some(0), Ok(oid)) => oid,
-            _ => {
-                return Err(Error::Workspace(WorkspaceError::Io {
-                    path: PathBuf::from("/workspace"),
-                    source: std::io::Error::other(format!("committing the workspace failed: {}", stderr.trim())),
-                }));
-            }
-        };
+        let commit = CommitWorkspace { message, user };
+        let head_oid = self
+            .run_op(container, commit)
+            .await?
+            .map_err(|failed| workspace_failed("committing the workspace", &failed.stderr))?;
 
         if !host::has_commit(&repo_path, head_oid)? {
-            let known: Vec<String> = [&task.repo.synced_commit, &task.repo.base_commit]
+            let known: Vec<Oid> = [&task.repo.synced_commit, &task.repo.base_commit]
                 .into_iter()
                 .flatten()
-                .cloned()
+                .filter_map(|c| c.parse().ok())
                 .collect();
-            let known: Vec<&str> = known.iter().map(String::as_str).collect();
-            let cmd = git_script(PACK_SCRIPT, "taskbox-pack", &known);
-            let spec = ExecSpec {
-                cmd,
-                user,
-                ..Default::default()
-            };
-            let (code, pack, stderr) = self.run_captured_bytes(container, spec).await?;
-            if code != Some(0) {
-                return Err(Error::Workspace(WorkspaceError::Io {
-                    path: PathBuf::from("/workspace"),
-                    source: std::io::Error::other(format!(
-                        "packing the workspace's commits failed: {}",
-                        String::from_utf8_lossy(&stderr).trim()
-                    )),
-                }));
-            }
+            let pack = self
+                .run_op(container, PackCommits { known: &known, user })
+                .await?
+                .map_err(|failed| workspace_failed("packing the workspace's commits", &failed.stderr))?;
             if pack.len() > MAX_PACK_BYTES {
                 return Err(WorkspaceError::PackTooLarge {
                     size: pack.len(),
@@ -451,11 +374,6 @@ impl TaskService {
                 .into());
             }
             host::index_pack(&repo_path, &pack)?;
-            let known: Vec<Oid> = [&task.repo.synced_commit, &task.repo.base_commit]
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.parse().ok())
-                .collect();
             host::verify_closure(&repo_path, head_oid, &known)?;
         }
 
@@ -563,4 +481,12 @@ pub(super) fn remove_workspace(path: &Path) {
     if let Err(e) = workspace::remove(path) {
         tracing::error!(error = %e, "rollback: cannot remove workspace");
     }
+}
+
+/// A git step in the container that failed; the workspace is where to look.
+fn workspace_failed(what: &str, stderr: &str) -> Error {
+    Error::Workspace(WorkspaceError::Io {
+        path: PathBuf::from("/workspace"),
+        source: std::io::Error::other(format!("{what} failed: {stderr}")),
+    })
 }

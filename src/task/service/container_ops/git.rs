@@ -1,0 +1,262 @@
+//! git in the workspace, for the server: committing and packing for a sync, HEAD for the
+//! hooks, resetting for a restore. Every script runs as the agent's user, behind
+//! `GIT_PRELUDE`.
+
+use git2::Oid;
+
+use super::{ContainerOp, Failed, Output, sh};
+use crate::runtime::ExecSpec;
+
+/// Prefix of every script that runs git for the server inside the container: the repository
+/// is /workspace whatever the agent set in `.git/config` (`core.worktree`, say), and nothing
+/// the agent configured runs or interferes (hooks, fsmonitor, signing).
+const GIT_PRELUDE: &str = r#"export GIT_DIR=/workspace/.git GIT_WORK_TREE=/workspace GIT_OPTIONAL_LOCKS=0
+g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c commit.gpgsign=false -c user.name=taskbox -c user.email=taskbox@localhost "$@"; }
+"#;
+
+/// Commits the workspace's changes and prints HEAD.
+const COMMIT_SCRIPT: &str = r#"set -e
+cd /workspace
+g rev-parse --git-dir >/dev/null 2>&1 || { echo "/workspace is not a git repository any more (was .git removed?); restore a checkpoint" >&2; exit 3; }
+g add -A
+if ! g diff --cached --quiet; then
+  g commit -q --no-verify -m "$1"
+fi
+g rev-parse --verify HEAD"#;
+
+/// Writes a pack of everything HEAD needs that the commits given as arguments (when the
+/// workspace still has them) do not already provide. No delta search (`--window=0`): the
+/// objects left after excluding the known commits rarely delta against each other, and the
+/// search dominated the cost of checkpointing large changes.
+const PACK_SCRIPT: &str = r#"cd /workspace
+known=
+for c in "$@"; do
+  if g cat-file -e "$c^{commit}" 2>/dev/null; then known="$known ^$c"; fi
+done
+g rev-list --objects HEAD $known | g pack-objects --stdout -q --window=0"#;
+
+/// Prints HEAD's symbolic name, or its commit when detached.
+const HEAD_SCRIPT: &str = "cd /workspace && { g symbolic-ref -q HEAD || g rev-parse --short HEAD; }";
+
+/// Resets the workspace to a commit (as the agent's user, inside the container): tracked
+/// files as in the commit, untracked files removed; ignored files (build outputs, caches) stay.
+/// Exits 4 when the workspace lacks the commit (the agent may have pruned it).
+const RESET_SCRIPT: &str = r#"set -e
+cd /workspace
+g cat-file -e "$1^{commit}" 2>/dev/null || exit 4
+g reset -q --hard "$1"
+g clean -fdq"#;
+
+/// Unpacks the objects of a commit a workspace lost, from a pack on stdin.
+const UNPACK_SCRIPT: &str = "cd /workspace && g unpack-objects -q";
+
+/// `sh -c <prelude + script> <name> <args…>` as `user`.
+pub(super) fn git_spec(script: &str, name: &str, args: &[&str], user: Option<&str>) -> ExecSpec {
+    let mut argv = vec![name];
+    argv.extend_from_slice(args);
+    ExecSpec {
+        cmd: sh(&format!("{GIT_PRELUDE}{script}"), &argv),
+        user: user.map(String::from),
+        ..Default::default()
+    }
+}
+
+/// Commits every change in the workspace (tracked and untracked, honouring .gitignore).
+pub struct CommitWorkspace<'a> {
+    pub message: &'a str,
+    pub user: Option<&'a str>,
+}
+
+impl ContainerOp for CommitWorkspace<'_> {
+    /// The workspace's HEAD. Exit 3: /workspace is no repository any more (stderr says what
+    /// to do); any failure, or a HEAD that is no commit id, is `Failed`.
+    type Outcome = Result<Oid, Failed>;
+
+    fn into_spec(self) -> ExecSpec {
+        git_spec(COMMIT_SCRIPT, "taskbox-sync", &[self.message], self.user)
+    }
+
+    fn outcome(output: Output) -> Self::Outcome {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match stdout.lines().last().unwrap_or_default().trim().parse() {
+            Ok(head) if output.code == Some(0) => Ok(head),
+            _ => Err(output.failed()),
+        }
+    }
+}
+
+/// A pack of the workspace's HEAD, without what the `known` commits provide.
+pub struct PackCommits<'a> {
+    pub known: &'a [Oid],
+    pub user: Option<&'a str>,
+}
+
+impl ContainerOp for PackCommits<'_> {
+    /// The pack.
+    type Outcome = Result<Vec<u8>, Failed>;
+
+    fn into_spec(self) -> ExecSpec {
+        let known: Vec<String> = self.known.iter().map(Oid::to_string).collect();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        git_spec(PACK_SCRIPT, "taskbox-pack", &known, self.user)
+    }
+
+    fn outcome(output: Output) -> Self::Outcome {
+        output.succeeded()
+    }
+}
+
+/// The workspace's HEAD: `refs/heads/<branch>`, or a commit when detached.
+pub struct WorkspaceHead<'a> {
+    pub user: Option<&'a str>,
+}
+
+impl ContainerOp for WorkspaceHead<'_> {
+    /// `None` when git does not answer (no git in the image, no repository).
+    type Outcome = Option<String>;
+
+    fn into_spec(self) -> ExecSpec {
+        git_spec(HEAD_SCRIPT, "taskbox-head", &[], self.user)
+    }
+
+    fn outcome(output: Output) -> Self::Outcome {
+        let stdout = output.succeeded().ok()?;
+        Some(String::from_utf8_lossy(&stdout).trim().to_string()).filter(|h| !h.is_empty())
+    }
+}
+
+/// Resets the workspace to `commit` (see `RESET_SCRIPT`).
+pub struct ResetWorkspace<'a> {
+    pub commit: &'a str,
+    pub user: Option<&'a str>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Reset {
+    Done,
+    /// Exit 4: the workspace lacks the commit; give it the objects (`UnpackObjects`) and reset
+    /// again.
+    MissingCommit,
+    Failed(Failed),
+}
+
+impl ContainerOp for ResetWorkspace<'_> {
+    type Outcome = Reset;
+
+    fn into_spec(self) -> ExecSpec {
+        git_spec(RESET_SCRIPT, "taskbox-reset", &[self.commit], self.user)
+    }
+
+    fn outcome(output: Output) -> Reset {
+        match output.code {
+            Some(4) => Reset::MissingCommit,
+            _ => match output.succeeded() {
+                Ok(_) => Reset::Done,
+                Err(failed) => Reset::Failed(failed),
+            },
+        }
+    }
+}
+
+/// Gives the workspace the objects of `pack` (from the host repository).
+pub struct UnpackObjects<'a> {
+    pub pack: Vec<u8>,
+    pub user: Option<&'a str>,
+}
+
+impl ContainerOp for UnpackObjects<'_> {
+    type Outcome = Result<(), Failed>;
+
+    fn into_spec(self) -> ExecSpec {
+        ExecSpec {
+            stdin: Some(self.pack),
+            ..git_spec(UNPACK_SCRIPT, "taskbox-unpack", &[], self.user)
+        }
+    }
+
+    fn outcome(output: Output) -> Self::Outcome {
+        output.succeeded().map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::output;
+    use super::*;
+
+    fn argv(spec: &ExecSpec) -> Vec<&str> {
+        spec.cmd.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn git_scripts_run_behind_the_prelude_as_the_agents_user() {
+        let commit = CommitWorkspace {
+            message: "taskbox: sync",
+            user: Some("dev"),
+        }
+        .into_spec();
+        let script = format!("{GIT_PRELUDE}{COMMIT_SCRIPT}");
+        assert_eq!(argv(&commit), ["sh", "-c", &script, "taskbox-sync", "taskbox: sync"]);
+        assert_eq!(commit.user.as_deref(), Some("dev"));
+        let oid = Oid::from_str("0123456789abcdef0123456789abcdef01234567").unwrap();
+        let pack = PackCommits {
+            known: &[oid],
+            user: None,
+        }
+        .into_spec();
+        assert_eq!(argv(&pack)[3..], ["taskbox-pack", &oid.to_string()]);
+        assert_eq!(argv(&WorkspaceHead { user: None }.into_spec())[3..], ["taskbox-head"]);
+        let reset = ResetWorkspace {
+            commit: "abc",
+            user: None,
+        }
+        .into_spec();
+        assert_eq!(argv(&reset)[3..], ["taskbox-reset", "abc"]);
+        let unpack = UnpackObjects {
+            pack: b"PACK".to_vec(),
+            user: None,
+        }
+        .into_spec();
+        assert_eq!(argv(&unpack)[3..], ["taskbox-unpack"]);
+        assert_eq!(unpack.stdin.as_deref(), Some(&b"PACK"[..]));
+    }
+
+    #[test]
+    fn a_commit_is_heads_id_on_the_last_line() {
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        let out = output(0, format!("[main 0123456] wip\n{id}\n").as_bytes(), "");
+        assert_eq!(CommitWorkspace::outcome(out), Ok(Oid::from_str(id).unwrap()));
+        let no_repo = CommitWorkspace::outcome(output(3, b"", "/workspace is not a git repository\n"));
+        assert_eq!(
+            no_repo,
+            Err(Failed {
+                code: Some(3),
+                stderr: "/workspace is not a git repository".into()
+            })
+        );
+        assert_eq!(
+            CommitWorkspace::outcome(output(0, b"garbage\n", "")).unwrap_err().code,
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn head_is_none_unless_git_answers() {
+        assert_eq!(
+            WorkspaceHead::outcome(output(0, b"refs/heads/main\n", "")).as_deref(),
+            Some("refs/heads/main")
+        );
+        assert_eq!(WorkspaceHead::outcome(output(0, b"\n", "")), None);
+        assert_eq!(WorkspaceHead::outcome(output(127, b"", "git: not found")), None);
+    }
+
+    #[test]
+    fn reset_tells_a_missing_commit_from_a_failure() {
+        assert_eq!(ResetWorkspace::outcome(output(0, b"", "")), Reset::Done);
+        assert_eq!(ResetWorkspace::outcome(output(4, b"", "")), Reset::MissingCommit);
+        assert!(matches!(
+            ResetWorkspace::outcome(output(128, b"", "fatal: bad\n")),
+            Reset::Failed(Failed { stderr, .. }) if stderr == "fatal: bad"
+        ));
+    }
+}
