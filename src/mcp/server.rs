@@ -223,8 +223,8 @@ impl TaskboxServer {
 
 /// A successful tool result: `value` as structured content, `text` for readers of plain text.
 pub(crate) fn reply<T: Serialize>(text: impl Into<String>, value: &T) -> Result<CallToolResult> {
-    let structured = serde_json::to_value(value)
-        .map_err(|e| Error::Internal(format!("cannot serialise the result: {e}")))?;
+    let structured =
+        serde_json::to_value(value).map_err(|e| Error::Internal(format!("cannot serialise the result: {e}")))?;
     let mut result = CallToolResult::success(vec![ContentBlock::text(text.into())]);
     result.structured_content = Some(structured);
     Ok(result)

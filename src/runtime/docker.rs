@@ -397,11 +397,17 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle> {
         let docker = self.docker().await?;
+        // Root by its numbers: a name is looked up in the container's /etc/passwd, which root
+        // in the container may have changed (docs/security.md, "Set-id files").
+        let user = match spec.user.as_deref() {
+            Some("root") => Some("0:0".to_string()),
+            _ => spec.user,
+        };
         let options = CreateExecOptions {
             cmd: Some(spec.cmd),
             env: Some(spec.env),
             working_dir: spec.workdir,
-            user: spec.user,
+            user,
             attach_stdin: Some(spec.stdin.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),

@@ -235,7 +235,9 @@ impl TaskService {
         let container = self.start_container_for(&task, &image).await?;
         let shell = self
             .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
-            .await?;
+            .await?
+            .shell
+            .to_string();
 
         // Without a pre-restore checkpoint, the workspace's current state is saved first (as a
         // commit kept by a hidden ref), so the reset below cannot destroy the only copy.

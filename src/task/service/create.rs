@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::container_ops::{PrepareContainer, is_root};
+use super::container_ops::{PrepareContainer, Prepared, is_root};
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService, image_policy};
 use crate::domain::lifecycle::LifecycleEvent;
@@ -241,10 +241,15 @@ impl TaskService {
         let container = self.start_container_for(&task, &image).await?;
         made.container = Some(container.clone());
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container started");
-        let shell = self.prepare_container(&container, image_user).await?;
+        let prepared = self.prepare_container(&container, image_user).await?;
+        let shell = prepared.shell.to_string();
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container prepared");
 
-        let exec_user = Some(image_user.to_string()).filter(|u| !u.is_empty());
+        // Commands run as the user's numbers, fixed now (docs/security.md, "Set-id files").
+        let exec_user = prepared
+            .user_ids
+            .or_else(|| Some(image_user.to_string()))
+            .filter(|u| !u.is_empty());
         let network_name = task.network_name.clone();
         let task = self.transition(task, LifecycleEvent::Started, None, |t| {
             t.container_id = Some(container.clone());
@@ -272,9 +277,9 @@ impl TaskService {
     }
 
     /// Hands the workspace to the image's user and finds the shell (`PrepareContainer`).
-    pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<String> {
+    pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<Prepared> {
         match self.run_op(container, PrepareContainer { image_user }).await? {
-            Ok(shell) => Ok(shell.to_string()),
+            Ok(prepared) => Ok(prepared),
             Err(failed) => Err(Error::Runtime(crate::runtime::RuntimeError::Api(format!(
                 "preparing the container failed (exit {:?}): {}",
                 failed.code, failed.stderr

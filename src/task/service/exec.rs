@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::TaskService;
-use super::container_ops::{ContainerOp, KillTree, MARKER_VAR, Output, StripSetid};
+use super::container_ops::{ContainerOp, KillTree, MARKER_VAR, Output, is_root};
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
@@ -311,8 +311,8 @@ impl TaskService {
             }),
             _ => None,
         };
-        if user.as_deref().is_none_or(|u| u == "root" || u == "0") {
-            self.strip_setid(container).await;
+        if user.as_deref().is_none_or(is_root) {
+            self.clear_setid_bits(task_id).await;
         }
         Ok((ending, exit_code, stdout.finish("stdout"), stderr.finish("stderr")))
     }
@@ -336,10 +336,19 @@ impl TaskService {
         }
     }
 
-    /// Clears set-id bits in the workspace; run after root commands and before a task stops.
-    pub(super) async fn strip_setid(&self, container: &str) {
-        if let Err(e) = self.run_op(container, StripSetid).await {
-            tracing::warn!(container, error = %e, "cannot clear set-id bits in the workspace");
+    /// Clears set-id bits in the task's workspace, from the host (`workspace::setid`: nothing
+    /// in the container is trusted to do it); run after root commands and once a task's
+    /// container has stopped.
+    pub(super) async fn clear_setid_bits(&self, task_id: &str) {
+        let workspace = self.home.join("workspaces").join(task_id);
+        let swept = tokio::task::spawn_blocking(move || crate::workspace::setid::clear_setid_bits(&workspace)).await;
+        match swept {
+            Ok(Ok(sweep)) if sweep.cleared > 0 => {
+                tracing::warn!(task = task_id, cleared = sweep.cleared, examples = ?sweep.examples, "cleared set-id bits in the workspace");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(task = task_id, error = %e, "cannot clear set-id bits in the workspace"),
+            Err(e) => tracing::warn!(task = task_id, error = %e, "the set-id sweep failed"),
         }
     }
 

@@ -189,10 +189,10 @@ impl TaskService {
         if let Some(container) = &task.container_id
             && task.status == crate::domain::TaskStatus::Running
         {
-            // A root process left running may have made setuid files since the last root
-            // command; the workspace outlives the container on the host.
-            self.strip_setid(container).await;
             self.runtime.stop_container(container, timeout).await?;
+            // A root process left running may have made set-id files since the last root
+            // command; with the container stopped, nothing can make more after this sweep.
+            self.clear_setid_bits(&task.id).await;
         }
         Ok((self.transition(task, event, None, |_| {})?, warnings))
     }

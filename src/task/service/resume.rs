@@ -212,7 +212,9 @@ impl TaskService {
         let prepared = async {
             let shell = self
                 .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
-                .await?;
+                .await?
+                .shell
+                .to_string();
             if task.status == TaskStatus::Stopped {
                 self.runtime.stop_container(&container, 10).await?;
             }

@@ -1,6 +1,6 @@
 //! What runs as root on the workspace: handing it to the image's user (and finding the shell)
-//! when a container is prepared, handing back what root commands left before a sync, and
-//! clearing set-id bits.
+//! when a container is prepared, and handing back what root commands left before a sync.
+//! (Set-id bits are cleared from the host: `workspace::setid`.)
 
 use super::{ContainerOp, Failed, Output, sh};
 use crate::runtime::ExecSpec;
@@ -13,10 +13,20 @@ const CHOWN_TO_USER: &str =
 /// Prints the shell commands run under: bash when the image has it.
 const DETECT_SHELL: &str = "if [ -x /bin/bash ]; then echo bash; else echo sh; fi";
 
-/// Clears set-user-id and set-group-id bits in the workspace. The workspace is a host
-/// directory, so a setuid-root file made by a root command would be a way to root on the
-/// host for anyone who runs it there.
-const STRIP_SETID_SCRIPT: &str = "find /workspace -xdev -type f -perm /6000 -exec chmod ug-s {} + 2>/dev/null; true";
+/// Prints `ids <uid>:<gid>` of the user named `$1` (before any agent code has run, so the
+/// image's /etc/passwd is still the image's): commands then run as these numbers, never as a
+/// name the agent could later remap to root.
+const USER_IDS: &str =
+    r#"u=${1%%:*}; case "$u" in ''|*[!0-9]*) [ -n "$u" ] && echo "ids $(id -u "$u"):$(id -g "$u")";; esac; true"#;
+
+/// What preparing a container found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// "bash" or "sh".
+    pub shell: &'static str,
+    /// `uid:gid` of the image's user when it was named; `None` for root or numeric users.
+    pub user_ids: Option<String>,
+}
 
 /// Whether an image's configured user is root (Docker's default when the image sets none).
 pub fn is_root(user: &str) -> bool {
@@ -47,21 +57,31 @@ pub struct PrepareContainer<'a> {
 }
 
 impl ContainerOp for PrepareContainer<'_> {
-    /// The shell: "bash" or "sh".
-    type Outcome = Result<&'static str, Failed>;
+    type Outcome = Result<Prepared, Failed>;
 
     fn into_spec(self) -> ExecSpec {
-        let script = format!("{CHOWN_TO_USER}\n{DETECT_SHELL}");
+        let script = format!("{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}");
         as_root(sh(&script, &["prepare", &chown_owner(self.image_user)]))
     }
 
     fn outcome(output: Output) -> Self::Outcome {
         let stdout = output.succeeded()?;
-        Ok(if String::from_utf8_lossy(&stdout).trim() == "bash" {
+        let text = String::from_utf8_lossy(&stdout);
+        let mut lines = text.lines();
+        let shell = if lines.next().map(str::trim) == Some("bash") {
             "bash"
         } else {
             "sh"
-        })
+        };
+        let valid = |ids: &str| {
+            ids.split_once(':')
+                .is_some_and(|(u, g)| u.parse::<u32>().is_ok() && g.parse::<u32>().is_ok())
+        };
+        let user_ids = lines
+            .filter_map(|l| l.trim().strip_prefix("ids "))
+            .find(|ids| valid(ids))
+            .map(str::to_string);
+        Ok(Prepared { shell, user_ids })
     }
 }
 
@@ -92,20 +112,6 @@ impl ContainerOp for ChownWorkspace {
     }
 }
 
-/// See `STRIP_SETID_SCRIPT`; run after root commands and before a task stops.
-pub struct StripSetid;
-
-impl ContainerOp for StripSetid {
-    /// The script ignores what it cannot change.
-    type Outcome = ();
-
-    fn into_spec(self) -> ExecSpec {
-        as_root(sh(STRIP_SETID_SCRIPT, &[]))
-    }
-
-    fn outcome(_: Output) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::tests::output;
@@ -116,19 +122,36 @@ mod tests {
         let prepare = PrepareContainer { image_user: "dev" }.into_spec();
         assert_eq!(prepare.user.as_deref(), Some("root"));
         assert_eq!(prepare.cmd[3..], ["prepare", "dev:"]);
-        assert_eq!(prepare.cmd[2], format!("{CHOWN_TO_USER}\n{DETECT_SHELL}"));
+        assert_eq!(prepare.cmd[2], format!("{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}"));
         // A root image hands nothing over, but still finds its shell.
         assert_eq!(PrepareContainer { image_user: "" }.into_spec().cmd[4], "");
         let chown = ChownWorkspace::to("dev:staff").unwrap().into_spec();
         assert_eq!(chown.cmd, ["sh", "-c", CHOWN_TO_USER, "taskbox-chown", "dev:staff"]);
         assert!(ChownWorkspace::to("0").is_none());
-        assert_eq!(StripSetid.into_spec().cmd, ["sh", "-c", STRIP_SETID_SCRIPT]);
     }
 
     #[test]
     fn the_shell_is_bash_only_when_found() {
-        assert_eq!(PrepareContainer::outcome(output(0, b"bash\n", "")), Ok("bash"));
-        assert_eq!(PrepareContainer::outcome(output(0, b"sh\n", "")), Ok("sh"));
+        let prepared = |shell, ids: Option<&str>| {
+            Ok(Prepared {
+                shell,
+                user_ids: ids.map(String::from),
+            })
+        };
+        assert_eq!(
+            PrepareContainer::outcome(output(0, b"bash\n", "")),
+            prepared("bash", None)
+        );
+        assert_eq!(PrepareContainer::outcome(output(0, b"sh\n", "")), prepared("sh", None));
+        assert_eq!(
+            PrepareContainer::outcome(output(0, b"bash\nids 1000:1000\n", "")),
+            prepared("bash", Some("1000:1000"))
+        );
+        // Anything but two numbers is not taken as ids.
+        assert_eq!(
+            PrepareContainer::outcome(output(0, b"bash\nids agent:0\n", "")),
+            prepared("bash", None)
+        );
         assert_eq!(
             PrepareContainer::outcome(output(3, b"", "chown: denied"))
                 .unwrap_err()
