@@ -17,6 +17,7 @@ mod reconcile;
 mod repo;
 mod resources;
 mod resume;
+mod sync;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -37,9 +38,10 @@ pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
-pub use repo::{RepoRequest, SyncOutcome, TaskDiff};
+pub use repo::RepoRequest;
 pub use resources::TaskFile;
 pub use resume::{ResumeReport, Revival};
+pub use sync::{SyncOutcome, TaskDiff};
 pub use tokens::{TOKEN_PREFIX, token_hash};
 
 use crate::config::Config;
