@@ -221,3 +221,96 @@ async fn the_data_directory_is_private() {
 fn is_private(path: &Path) -> bool {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o077 == 0
 }
+
+/// Root in the container cannot leave a set-id file on the host, whatever it does to the
+/// container's tools: a `find` shim, a path deeper than PATH_MAX, `agent` remapped to uid 0 in
+/// /etc/passwd, and a root process left in the background that makes one after its command
+/// returned. After stop_task no file in the host's workspace has a set-id bit.
+#[tokio::test(flavor = "multi_thread")]
+async fn set_id_files_never_reach_the_host() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "containment-setid").await;
+    let task = create(&client, "setid").await;
+    let root = |command: &str| json!({ "task": "setid", "command": command, "user": "root", "timeout_s": 120 });
+    // The container's own tools, made to lie.
+    call(
+        &client,
+        "execute_in_task",
+        root(
+            "printf '#!/bin/sh\\nexit 0\\n' > /usr/local/bin/find && chmod 755 /usr/local/bin/find \
+              && cp /bin/bash /workspace/shim && chmod 4755 /workspace/shim",
+        ),
+    )
+    .await;
+    call(
+        &client,
+        "execute_in_task",
+        root(
+            "cd /workspace && perl -e 'for (1..2100) { mkdir \"d\"; chdir \"d\" or die } \
+              system(\"cp /bin/bash deep && chmod 4755 deep\") == 0 or die'",
+        ),
+    )
+    .await;
+    call(
+        &client,
+        "execute_in_task",
+        root("sed -i 's/^agent:x:1000:1000:/agent:x:0:0:/' /etc/passwd"),
+    )
+    .await;
+    // The agent's commands still run as 1000, not as whatever the name now says.
+    let id = exec(
+        &client,
+        "setid",
+        "id -u; cp /bin/bash /workspace/remap; chmod 4755 /workspace/remap",
+    )
+    .await;
+    assert_eq!(id["stdout"], "1000\n", "{id}");
+    call(
+        &client,
+        "execute_in_task",
+        root("(sleep 3; cp /bin/bash /workspace/late; chmod 4755 /workspace/late) > /dev/null 2>&1 &"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    call(&client, "stop_task", json!({ "task": "setid" })).await;
+
+    let workspace = home.path().join("workspaces").join(task["id"].as_str().unwrap());
+    let mut found = Vec::new();
+    let mut checked = 0;
+    let mut stack = vec![workspace.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                // Relative reads keep the walk below PATH_MAX: descend by the entry's own path
+                // only while it is short, and check the deep file through its directory.
+                if entry.path().as_os_str().len() < 3500 {
+                    stack.push(entry.path());
+                }
+            } else if meta.is_file() {
+                checked += 1;
+                if meta.permissions().mode() & 0o6000 != 0 {
+                    found.push(entry.path());
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "set-id files on the host: {found:?}");
+    assert!(checked >= 4, "{checked}");
+    for name in ["shim", "remap", "late"] {
+        let mode = std::fs::metadata(workspace.join(name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755, "{name}");
+    }
+    // The file at the bottom of the deep tree, reached by relative chdir.
+    let deep = std::process::Command::new("perl")
+        .current_dir(&workspace)
+        .args([
+            "-e",
+            r#"for (1..2100) { chdir "d" or die } printf "%o", (stat "deep")[2] & 07777"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&deep.stdout).trim(), "755");
+}
