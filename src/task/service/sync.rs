@@ -83,8 +83,15 @@ impl TaskService {
                 }
                 .into());
             }
-            host::index_pack(&repo_path, &pack)?;
-            host::verify_closure(&repo_path, head_oid, &known)?;
+            // Indexing a pack and walking its commits can take long on a big one: on the
+            // blocking pool, not on an async worker (docs/architecture.md, "Blocking work").
+            let repo = repo_path.clone();
+            tokio::task::spawn_blocking(move || {
+                host::index_pack(&repo, &pack)?;
+                host::verify_closure(&repo, head_oid, &known)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("indexing the workspace's pack: {e}")))??;
         }
 
         Ok(head_oid)
@@ -140,7 +147,11 @@ impl TaskService {
         let base = task.repo.base_commit.clone().ok_or_else(|| no_repo(&task))?;
         let head = task.repo.synced_commit.clone().unwrap_or_else(|| base.clone());
         let parse = |c: &str| c.parse::<Oid>().map_err(|_| no_repo(&task));
-        let (files, patch) = host::diff(&repo_path, parse(&base)?, parse(&head)?)?;
+        let (base_oid, head_oid) = (parse(&base)?, parse(&head)?);
+        let repo = repo_path.clone();
+        let (files, patch) = tokio::task::spawn_blocking(move || host::diff(&repo, base_oid, head_oid))
+            .await
+            .map_err(|e| Error::Internal(format!("computing the diff: {e}")))??;
         let log = self
             .store
             .outputs_dir(&task.id)
