@@ -366,19 +366,92 @@ pub struct Event {
     pub at: Timestamp,
     pub task_id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    #[schemars(with = "String")]
+    pub kind: EventKind,
     #[serde(default)]
     pub data: serde_json::Value,
 }
 
 impl Event {
-    pub fn new(task_id: &str, kind: &str, data: serde_json::Value) -> Self {
+    pub fn new(task_id: &str, kind: EventKind, data: serde_json::Value) -> Self {
         Self {
             at: now(),
             task_id: task_id.to_string(),
-            kind: kind.to_string(),
+            kind,
             data,
         }
+    }
+}
+
+/// What an event records. It is written as the names the event logs have always held, and
+/// a name this version does not know (a newer taskbox wrote it) is kept as it is, so every
+/// event log stays readable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum EventKind {
+    TaskCreated,
+    StatusChanged,
+    ToolCall,
+    Execution,
+    AgentAttached,
+    AgentDetached,
+    DecisionRecorded,
+    CheckpointCreated,
+    CheckpointRestored,
+    Synced,
+    /// A hook's run (or a step a hook's config switches).
+    Hook,
+    ContainerRestarted,
+    ContainerRecreated,
+    Other(String),
+}
+
+impl EventKind {
+    const NAMED: [(Self, &'static str); 13] = [
+        (Self::TaskCreated, "task_created"),
+        (Self::StatusChanged, "status_changed"),
+        (Self::ToolCall, "tool_call"),
+        (Self::Execution, "execution"),
+        (Self::AgentAttached, "agent_attached"),
+        (Self::AgentDetached, "agent_detached"),
+        (Self::DecisionRecorded, "decision_recorded"),
+        (Self::CheckpointCreated, "checkpoint_created"),
+        (Self::CheckpointRestored, "checkpoint_restored"),
+        (Self::Synced, "synced"),
+        (Self::Hook, "hook"),
+        (Self::ContainerRestarted, "container_restarted"),
+        (Self::ContainerRecreated, "container_recreated"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Other(name) => name,
+            known => Self::NAMED
+                .iter()
+                .find(|(kind, _)| kind == known)
+                .map_or("", |(_, name)| name),
+        }
+    }
+}
+
+impl From<String> for EventKind {
+    fn from(name: String) -> Self {
+        Self::NAMED
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map_or(Self::Other(name), |(kind, _)| kind.clone())
+    }
+}
+
+impl From<EventKind> for String {
+    fn from(kind: EventKind) -> Self {
+        kind.as_str().to_string()
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -394,6 +467,18 @@ pub struct ExecutionCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_kinds_keep_their_names_on_disk_and_unknown_ones_survive() {
+        for (kind, name) in EventKind::NAMED {
+            assert_eq!(serde_json::to_value(&kind).unwrap(), serde_json::json!(name));
+            assert_eq!(EventKind::from(name.to_string()), kind);
+        }
+        let line = r#"{"at":"2026-01-01T00:00:00Z","task_id":"t-1","type":"from_the_future","data":{}}"#;
+        let event: Event = serde_json::from_str(line).unwrap();
+        assert_eq!(event.kind, EventKind::Other("from_the_future".into()));
+        assert_eq!(serde_json::to_string(&event).unwrap(), line);
+    }
 
     #[test]
     fn names_follow_the_pattern() {

@@ -9,7 +9,12 @@ impl Registry {
     pub fn insert_event(&self, event: &Event) -> Result<()> {
         self.conn().execute(
             "INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)",
-            params![event.task_id, event.kind, ts_to_sql(&event.at), event.data.to_string()],
+            params![
+                event.task_id,
+                event.kind.as_str(),
+                ts_to_sql(&event.at),
+                event.data.to_string()
+            ],
         )?;
         Ok(())
     }
@@ -24,7 +29,7 @@ impl Registry {
             for event in events {
                 stmt.execute(params![
                     event.task_id,
-                    event.kind,
+                    event.kind.as_str(),
                     ts_to_sql(&event.at),
                     event.data.to_string()
                 ])?;
@@ -75,7 +80,7 @@ impl Registry {
                 Ok(Event {
                     at: ts_from_sql("at", at)?,
                     task_id,
-                    kind,
+                    kind: kind.into(),
                     data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
                 })
             })

@@ -65,6 +65,7 @@ fn append_lines(path: &Path, events: &[Event]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::EventKind;
     use serde_json::json;
 
     #[test]
@@ -73,10 +74,10 @@ mod tests {
         let store = TaskStore::new(dir.path().to_path_buf());
         store.create_task_dir("t-1").unwrap();
         store
-            .append_event(&Event::new("t-1", "created", json!({"a": 1})))
+            .append_event(&Event::new("t-1", EventKind::TaskCreated, json!({"a": 1})))
             .unwrap();
         store
-            .append_event(&Event::new("t-1", "exec", json!({"exit_code": 0})))
+            .append_event(&Event::new("t-1", EventKind::Execution, json!({"exit_code": 0})))
             .unwrap();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -84,6 +85,6 @@ mod tests {
             .unwrap();
         f.write_all(b"{\"at\": \"20").unwrap();
         let kinds: Vec<_> = store.read_events("t-1").unwrap().into_iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, ["created", "exec"]);
+        assert_eq!(kinds, [EventKind::TaskCreated, EventKind::Execution]);
     }
 }

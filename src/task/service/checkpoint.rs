@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::TaskService;
 use super::container_ops::{Reset, ResetWorkspace, UnpackObjects};
 use crate::domain::lifecycle::LifecycleEvent;
-use crate::domain::{Checkpoint, Event, Owner, Task, TaskStatus, new_checkpoint_id, now};
+use crate::domain::{Checkpoint, Event, EventKind, Owner, Task, TaskStatus, new_checkpoint_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::runtime::{ContainerSpec, NetworkAttachment, RuntimeError};
@@ -130,7 +130,7 @@ impl TaskService {
         self.write_manifest(&checkpoint, &task)?;
         self.record(Event::new(
             &task.id,
-            "checkpoint_created",
+            EventKind::CheckpointCreated,
             serde_json::json!(checkpoint),
         ))?;
         if automatic && checkpoint.label.as_deref() != Some(PRE_RESTORE) {
@@ -309,7 +309,7 @@ impl TaskService {
         self.prune_automatic(&task, Some(&checkpoint.id));
         self.record(Event::new(
             &task.id,
-            "checkpoint_restored",
+            EventKind::CheckpointRestored,
             serde_json::json!({ "checkpoint": checkpoint.id, "seq": checkpoint.seq, "pre_restore": pre_restore.as_ref().map(|c| c.seq) }),
         ))?;
         self.notify(

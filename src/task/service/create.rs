@@ -12,7 +12,9 @@ use super::container_ops::{PrepareContainer, Prepared, is_root};
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService, image_policy};
 use crate::domain::lifecycle::LifecycleEvent;
-use crate::domain::{Event, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name};
+use crate::domain::{
+    Event, EventKind, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name,
+};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::registry::RegistryError;
@@ -260,7 +262,7 @@ impl TaskService {
         })?;
         self.record(Event::new(
             &task.id,
-            "task_created",
+            EventKind::TaskCreated,
             serde_json::json!({
                 "name": task.name, "image": task.image, "network": task.network,
                 "limits": task.limits, "container_id": task.container_id, "repo": task.repo,

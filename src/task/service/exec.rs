@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::TaskService;
 use super::container_ops::{ContainerOp, KillTree, MARKER_VAR, Output, is_root};
 use crate::domain::lifecycle::LifecycleEvent;
-use crate::domain::{Event, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
+use crate::domain::{Event, EventKind, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
 use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
@@ -425,7 +425,7 @@ impl TaskService {
             "truncated": execution.truncated,
             "error": error,
         });
-        self.record(Event::new(&execution.task_id, "execution", data))
+        self.record(Event::new(&execution.task_id, EventKind::Execution, data))
     }
 
     /// An exec that failed because the container is gone or stopped means the task died:

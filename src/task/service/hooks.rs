@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::TaskService;
 use super::container_ops::WorkspaceHead;
-use crate::domain::{Event, Task, TaskStatus, now};
+use crate::domain::{Event, EventKind, Task, TaskStatus, now};
 use crate::error::Result;
 use crate::hooks::{CompletionFacts, HookContext, HookEvent, HookHost, HookRun, plan};
 use crate::registry::ExecutionFilter;
@@ -52,7 +52,7 @@ impl TaskService {
         }
         let events: Vec<Event> = runs
             .iter()
-            .map(|run| Event::new(task_id.unwrap_or(""), "hook", serde_json::json!(run)))
+            .map(|run| Event::new(task_id.unwrap_or(""), EventKind::Hook, serde_json::json!(run)))
             .collect();
         let written = match task_id {
             Some(id) => self.store.append_events(id, &events),

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use crate::domain::{Decision, Event, Execution, Owner, Task, Timestamp, now};
+use crate::domain::{Decision, Event, EventKind, Execution, Owner, Task, Timestamp, now};
 use crate::error::{Error, Result};
 use crate::registry::memory_query;
 use crate::registry::{ExecutionFilter, SearchHit, Stats};
@@ -90,7 +90,11 @@ impl TaskService {
         };
         record.id = self.registry.insert_decision(&record)?;
         self.store.append_decision(&record)?;
-        self.record(Event::new(&task.id, "decision_recorded", serde_json::json!(record)))?;
+        self.record(Event::new(
+            &task.id,
+            EventKind::DecisionRecorded,
+            serde_json::json!(record),
+        ))?;
         Ok(record)
     }
 

@@ -46,7 +46,7 @@ pub use tokens::{TOKEN_PREFIX, token_hash};
 
 use crate::config::Config;
 use crate::domain::lifecycle::{LifecycleEvent, transition};
-use crate::domain::{Event, Owner, Task, TaskStatus};
+use crate::domain::{Event, EventKind, Owner, Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::registry::{Registry, RegistryError, TaskPage};
 use crate::runtime::{ContainerRuntime, LABEL_HOME, LABEL_TASK_ID, LABEL_TASK_NAME, SubnetPool};
@@ -191,7 +191,7 @@ impl TaskService {
             let data = serde_json::json!({
                 "agent": attachment.agent, "session_id": session_id, "reason": "session ended",
             });
-            if let Err(e) = self.record(Event::new(&attachment.task_id, "agent_detached", data.clone())) {
+            if let Err(e) = self.record(Event::new(&attachment.task_id, EventKind::AgentDetached, data.clone())) {
                 tracing::warn!(task = %attachment.task_id, error = %e, "cannot record detach");
             }
             if let Ok(Some(task)) = self.registry.get_task(&attachment.task_id) {
@@ -248,7 +248,7 @@ impl TaskService {
     /// Records a tool call on a task (the MCP layer calls this for every call naming a task).
     pub fn record_tool_call(&self, task_id: &str, tool: &str, ok: bool, error: Option<&str>, duration_ms: u64) {
         let data = serde_json::json!({ "tool": tool, "ok": ok, "error": error, "duration_ms": duration_ms });
-        if let Err(e) = self.record(Event::new(task_id, "tool_call", data)) {
+        if let Err(e) = self.record(Event::new(task_id, EventKind::ToolCall, data)) {
             tracing::warn!(task = %task_id, error = %e, "cannot record tool call");
         }
     }
@@ -294,7 +294,11 @@ impl TaskService {
                             to: saved.status,
                             reason: reason.as_deref(),
                         };
-                        self.record(Event::new(&saved.id, "status_changed", serde_json::json!(change)))?;
+                        self.record(Event::new(
+                            &saved.id,
+                            EventKind::StatusChanged,
+                            serde_json::json!(change),
+                        ))?;
                     }
                     return Ok(saved);
                 }

@@ -7,7 +7,7 @@ use super::TaskService;
 use super::exec::describe_exit;
 use crate::domain::ExecutionCounts;
 use crate::domain::lifecycle::{LifecycleEvent, can_delete};
-use crate::domain::{Attachment, Decision, Event, Execution, Task};
+use crate::domain::{Attachment, Decision, Event, EventKind, Execution, Task};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::workspace;
@@ -62,7 +62,7 @@ impl TaskService {
         let task = self.resolve(Some(task))?;
         let attachment = self.registry.attach(&task.id, agent, session_id)?;
         let data = serde_json::json!({ "agent": agent, "session_id": session_id });
-        self.record(Event::new(&task.id, "agent_attached", data.clone()))?;
+        self.record(Event::new(&task.id, EventKind::AgentAttached, data.clone()))?;
         self.write_state(&task);
         self.notify(HookEvent::AgentAttached, &task, data).await;
         Ok(AttachResult {
@@ -83,7 +83,7 @@ impl TaskService {
         let ended = self.registry.detach(&task.id, agent, session_id)?;
         for attachment in &ended {
             let data = serde_json::json!({ "agent": attachment.agent, "session_id": session_id });
-            self.record(Event::new(&task.id, "agent_detached", data.clone()))?;
+            self.record(Event::new(&task.id, EventKind::AgentDetached, data.clone()))?;
             self.notify(HookEvent::AgentDetached, &task, data).await;
         }
         self.write_state(&task);

@@ -12,7 +12,7 @@ use super::TaskService;
 use super::exec::describe_exit;
 use super::reconcile::ReconcileOutcome;
 use crate::domain::lifecycle::LifecycleEvent;
-use crate::domain::{Event, Task, TaskStatus};
+use crate::domain::{Event, EventKind, Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::hooks::{CONTAINER_ENFORCER, Decision, HookEvent, foreign_labels, scope, step_run};
 use crate::runtime::{ContainerState, RuntimeError};
@@ -250,7 +250,7 @@ impl TaskService {
                     Ok(()) => {
                         self.record(Event::new(
                             &task.id,
-                            "container_restarted",
+                            EventKind::ContainerRestarted,
                             serde_json::json!({ "reason": reason, "by": hook }),
                         ))?;
                         tracing::info!(task = %task.id, name = %task.name, %reason, "container started again");
@@ -298,7 +298,7 @@ impl TaskService {
         })?;
         self.record(Event::new(
             &task.id,
-            "container_recreated",
+            EventKind::ContainerRecreated,
             serde_json::json!({
                 "old_container": old, "container": container, "checkpoint": checkpoint.id,
                 "seq": checkpoint.seq, "by": hook,

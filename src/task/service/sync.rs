@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::TaskService;
 use super::container_ops::{ChownWorkspace, CommitWorkspace, PackCommits};
-use crate::domain::{Event, Task};
+use crate::domain::{Event, EventKind, Task};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
 use crate::task::output::StreamCapture;
@@ -129,7 +129,7 @@ impl TaskService {
         } else {
             task.clone()
         };
-        self.record(Event::new(&task.id, "synced", serde_json::json!(outcome)))?;
+        self.record(Event::new(&task.id, EventKind::Synced, serde_json::json!(outcome)))?;
         Ok((task, outcome))
     }
 
