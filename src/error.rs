@@ -58,6 +58,11 @@ pub enum Error {
     #[error("execution was cancelled by the client")]
     Cancelled,
 
+    /// One of taskbox's own commands in the container (preparing it, a restore step) failed
+    /// or did not finish in time: the container's state, not Docker, is the cause.
+    #[error("{what} failed in the container: {message}")]
+    InContainer { what: String, message: String },
+
     /// A fault of the server itself (a panic, a value it could not serialise): nothing the
     /// caller did, and worth reporting.
     #[error("internal error: {0}; this is a bug in taskbox, please report it")]
@@ -120,6 +125,7 @@ impl Error {
             Self::Workspace(_) => "workspace_error",
             Self::Cancelled => "cancelled",
             Self::Internal(_) => "internal_error",
+            Self::InContainer { .. } => "container_command_failed",
             Self::Config(_) => "config_error",
             Self::Transport(_) => "transport_error",
             Self::ShuttingDown => "shutting_down",

@@ -51,6 +51,7 @@ impl From<Error> for McpError {
             | Error::Workspace(_)
             | Error::Cancelled
             | Error::Internal(_)
+            | Error::InContainer { .. }
             | Error::Config(_)
             | Error::Transport(_)
             | Error::ShuttingDown => Self::internal_error(message, None),

@@ -422,5 +422,8 @@ impl TaskService {
 
 /// A restore step in the container that failed.
 fn restore_failed(what: &str, stderr: &str) -> Error {
-    Error::Runtime(RuntimeError::Api(format!("{what} failed: {stderr}")))
+    Error::InContainer {
+        what: what.to_string(),
+        message: stderr.to_string(),
+    }
 }

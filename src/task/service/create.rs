@@ -282,10 +282,10 @@ impl TaskService {
     pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<Prepared> {
         match self.run_op(container, PrepareContainer { image_user }).await? {
             Ok(prepared) => Ok(prepared),
-            Err(failed) => Err(Error::Runtime(crate::runtime::RuntimeError::Api(format!(
-                "preparing the container failed (exit {:?}): {}",
-                failed.code, failed.stderr
-            )))),
+            Err(failed) => Err(Error::InContainer {
+                what: "preparing the container".into(),
+                message: format!("exit {:?}: {}", failed.code, failed.stderr),
+            }),
         }
     }
 

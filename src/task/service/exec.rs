@@ -383,10 +383,13 @@ impl TaskService {
             Err(_) => {
                 // Boxed: killing runs an internal command itself.
                 Box::pin(self.kill_execution(container, &marker, user.as_deref())).await;
-                return Err(Error::Runtime(RuntimeError::Api(format!(
-                    "an internal command in the container did not finish within {INTERNAL_TIMEOUT:?} and was killed \
-                     (check the workspace's .git/config for filters or hooks that hang)"
-                ))));
+                return Err(Error::InContainer {
+                    what: "an internal command".into(),
+                    message: format!(
+                        "it did not finish within {INTERNAL_TIMEOUT:?} and was killed (check the workspace's \
+                         .git/config for filters or hooks that hang)"
+                    ),
+                });
             }
         }
         let code = self.runtime.exec_exit_code(&handle.exec_id).await?;
