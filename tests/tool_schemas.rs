@@ -87,3 +87,21 @@ async fn server_identifies_itself_and_teaches_the_workflow() {
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_arguments_are_refused_and_errors_are_tool_errors() {
+    let home = Home::new();
+    let client = connect(&home.path(), "arguments-test").await;
+    // A misspelt argument is refused, naming the arguments the tool has.
+    let result = call_raw(&client, "get_task_status", serde_json::json!({ "tsak": "x" })).await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("unknown field `tsak`, expected `task`"),
+        "{}",
+        text(&result)
+    );
+    // A failure of the call itself is a tool error an agent can branch on.
+    let (kind, message) = call_err(&client, "get_task_status", serde_json::json!({})).await;
+    assert_eq!(kind, "no_current_task");
+    assert!(message.contains("pass `task`"), "{message}");
+}

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Tool;
+use super::params::TaskRef;
 use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 use crate::task::service::{ExecRequest, ExecutionResult};
@@ -17,8 +18,8 @@ use crate::task::service::{ExecRequest, ExecutionResult};
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Shell command line, run with `bash -lc` (or `sh -c` in images without bash).
     pub command: String,
     /// Working directory; relative paths are under /workspace (default /workspace).

@@ -6,6 +6,7 @@ mod checkpoints;
 mod exec;
 mod files;
 mod memory;
+mod params;
 mod table;
 mod tasks;
 

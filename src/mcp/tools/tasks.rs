@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Tool;
+use super::params::{Limit, TaskRef};
 use crate::domain::{Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::hooks::scope;
@@ -55,8 +56,8 @@ pub struct CreateTaskParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -64,8 +65,8 @@ pub struct TaskParams {
 pub struct ListTasksParams {
     /// Only tasks in this status: creating, running, stopped, completed, failed or archived.
     pub status: Option<String>,
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u32>,
+    #[serde(default)]
+    pub limit: Limit,
     /// Tasks to skip, for paging (default 0).
     pub offset: Option<u64>,
 }
@@ -73,8 +74,8 @@ pub struct ListTasksParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopTaskParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Seconds to wait for processes to exit before they are killed (default 10).
     pub timeout_s: Option<u64>,
 }
@@ -225,7 +226,7 @@ impl TaskboxServer {
     )]
     async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> Result<CallToolResult> {
         let status = p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?;
-        let limit = p.limit.unwrap_or(50);
+        let limit = p.limit.get();
         if limit == 0 || limit > 500 {
             return Err(Error::invalid("limit", format!("{limit} is outside 1..=500")));
         }
