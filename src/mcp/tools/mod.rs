@@ -7,6 +7,7 @@ mod exec;
 mod files;
 mod memory;
 mod params;
+mod requests;
 mod table;
 mod tasks;
 

@@ -16,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::hooks::scope;
 use crate::mcp::logging::progress_to_client;
 use crate::mcp::server::{TaskboxServer, reply};
-use crate::task::service::{CleanupRequest, CreateTaskRequest, RepoRequest, parse_duration};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -161,22 +160,7 @@ impl TaskboxServer {
     ) -> Result<CallToolResult> {
         let started = std::time::Instant::now();
         let progress = progress_to_client(context.peer.clone(), self.session.log_level.clone(), "taskbox.images");
-        let request = CreateTaskRequest {
-            owner: self.session.owner.clone(),
-            name: p.name,
-            description: p.description,
-            image: p.image,
-            network: p.network,
-            memory_mb: p.memory_mb,
-            cpus: p.cpus,
-            env: p.env.unwrap_or_default(),
-            repo: RepoRequest {
-                repo_path: p.repo_path.map(Into::into),
-                base_ref: p.base_ref,
-                include_uncommitted: p.include_uncommitted,
-            },
-            from_checkpoint: p.from_checkpoint,
-        };
+        let request = p.into_request(self.session.owner.clone());
         // Run creation on its own task: if the client goes away mid-way, creation still
         // finishes or rolls back instead of being dropped half-done.
         let service = self.service.clone();
@@ -308,13 +292,7 @@ impl TaskboxServer {
         annotations(destructive_hint = true, idempotent_hint = true)
     )]
     async fn cleanup_task(&self, Parameters(p): Parameters<CleanupTaskParams>) -> Result<CallToolResult> {
-        let request = CleanupRequest {
-            owner: self.session.owner.clone(),
-            task: p.task.clone(),
-            status: p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?,
-            older_than: p.older_than.as_deref().map(parse_duration).transpose()?,
-            dry_run: p.dry_run,
-        };
+        let request = p.into_request(self.session.owner.clone())?;
         let items = self.service.cleanup(&request).await?;
         let verb = if request.dry_run { "Would archive" } else { "Archived" };
         let mut text = format!("{verb} {} task(s).", items.len());
