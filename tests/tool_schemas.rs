@@ -88,11 +88,12 @@ async fn server_identifies_itself_and_teaches_the_workflow() {
     }
 }
 
+/// A misspelt argument is refused with the tool's arguments named, so the agent can correct
+/// it (the shared parameter types in mcp/tools/params.rs are plain fields for this reason).
 #[tokio::test(flavor = "multi_thread")]
-async fn unknown_arguments_are_refused_and_errors_are_tool_errors() {
+async fn unknown_arguments_are_refused_naming_the_known_ones() {
     let home = Home::new();
     let client = connect(&home.path(), "arguments-test").await;
-    // A misspelt argument is refused, naming the arguments the tool has.
     let result = call_raw(&client, "get_task_status", serde_json::json!({ "tsak": "x" })).await;
     assert_eq!(result.is_error, Some(true));
     assert!(
@@ -100,8 +101,4 @@ async fn unknown_arguments_are_refused_and_errors_are_tool_errors() {
         "{}",
         text(&result)
     );
-    // A failure of the call itself is a tool error an agent can branch on.
-    let (kind, message) = call_err(&client, "get_task_status", serde_json::json!({})).await;
-    assert_eq!(kind, "no_current_task");
-    assert!(message.contains("pass `task`"), "{message}");
 }
