@@ -193,13 +193,21 @@ impl TaskboxServer {
 
     /// Runs a tool body that acts on one task and records the call in that task's event log.
     /// The body gets the task's id.
-    pub(crate) async fn on_task<F, Fut>(&self, tool: Tool, task: Option<String>, body: F) -> Result<CallToolResult>
+    pub(crate) async fn on_task<F, Fut>(
+        &self,
+        tool: Tool,
+        task: impl Into<Option<String>>,
+        body: F,
+    ) -> Result<CallToolResult>
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<CallToolResult>>,
     {
         let started = Instant::now();
-        let task_id = self.service.resolve_for(&self.session.owner, &self.task_ref(task)?)?.id;
+        let task_id = self
+            .service
+            .resolve_for(&self.session.owner, &self.task_ref(task.into())?)?
+            .id;
         let result = body(task_id.clone()).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let error = result.as_ref().err().map(ToString::to_string);

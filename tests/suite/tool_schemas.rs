@@ -83,3 +83,18 @@ async fn server_identifies_itself_and_teaches_the_workflow() {
             .unwrap();
     }
 }
+
+/// A misspelt argument is refused with the tool's arguments named, so the agent can correct
+/// it (the shared parameter types in mcp/tools/params.rs are plain fields for this reason).
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_arguments_are_refused_naming_the_known_ones() {
+    let home = Home::new();
+    let client = connect(&home.path(), "arguments-test").await;
+    let result = call_raw(&client, "get_task_status", serde_json::json!({ "tsak": "x" })).await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("unknown field `tsak`, expected `task`"),
+        "{}",
+        text(&result)
+    );
+}

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Tool;
+use super::params::TaskRef;
 use super::tasks::task_line;
 use crate::domain::{Attachment, Task};
 use crate::error::Result;
@@ -25,8 +26,8 @@ pub struct AttachParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetachParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Detach only this agent (default: every agent this session attached).
     pub agent: Option<String>,
 }

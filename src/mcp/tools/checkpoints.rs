@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TaskParams;
 use super::Tool;
+use super::params::TaskRef;
 use super::tasks::task_line;
 use crate::domain::Checkpoint;
 use crate::error::Result;
@@ -17,8 +18,8 @@ use crate::mcp::server::{TaskboxServer, reply};
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCheckpointParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// A name for the checkpoint (e.g. "tests pass").
     pub label: Option<String>,
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Tool;
+use super::params::TaskRef;
 use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 use crate::task::service::{ExecRequest, ExecutionResult};
@@ -17,8 +18,8 @@ use crate::task::service::{ExecRequest, ExecutionResult};
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Shell command line, run with `bash -lc` (or `sh -c` in images without bash).
     pub command: String,
     /// Working directory; relative paths are under /workspace (default /workspace).
@@ -62,21 +63,14 @@ impl TaskboxServer {
     )]
     async fn execute_in_task(
         &self,
-        Parameters(p): Parameters<ExecuteParams>,
+        Parameters(mut p): Parameters<ExecuteParams>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult> {
-        let request = ExecRequest {
-            command: p.command,
-            workdir: p.workdir,
-            env: p.env.unwrap_or_default(),
-            timeout_s: p.timeout_s,
-            stdin: p.stdin,
-            user: p.user,
-            explanation: p.explanation,
-        };
+        let task = std::mem::take(&mut p.task);
+        let request = ExecRequest::from(p);
         // Held until the execution ends: the HTTP token's cap on executions at once.
         let _slot = self.exec_slot()?;
-        self.on_task(Tool::ExecuteInTask, p.task, |id| async move {
+        self.on_task(Tool::ExecuteInTask, task, |id| async move {
             let result = self.service.execute(&id, request, cancel).await?;
             reply(summary(&result), &result)
         })

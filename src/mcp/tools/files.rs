@@ -7,14 +7,15 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::Tool;
+use super::params::TaskRef;
 use crate::error::Result;
 use crate::mcp::server::{TaskboxServer, reply};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadFileParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// File path, relative to /workspace (or absolute inside it).
     pub path: String,
     /// First line to return, 1-based (default 1).
@@ -26,8 +27,8 @@ pub struct ReadFileParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteFileParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// File path, relative to /workspace; missing parent directories are created.
     pub path: String,
     /// The whole new content of the file.
@@ -37,8 +38,8 @@ pub struct WriteFileParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditFileParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// File path, relative to /workspace.
     pub path: String,
     /// Exact text to replace, whitespace included; must occur exactly once unless replace_all.
@@ -53,8 +54,8 @@ pub struct EditFileParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilesParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Directory, relative to /workspace (default: /workspace itself).
     pub path: Option<String>,
     /// How many directory levels to show before folding into a directory entry (default 2).

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::Tool;
+use super::params::{Limit, TaskRef};
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 use crate::mcp::server::{TaskboxServer, reply};
@@ -17,8 +18,8 @@ use crate::registry::ExecutionFilter;
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskHistoryParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Only these event types (e.g. "execution", "status_changed", "checkpoint_created",
     /// "decision_recorded", "tool_call", "agent_attached", "synced").
     pub types: Option<Vec<String>>,
@@ -26,8 +27,8 @@ pub struct TaskHistoryParams {
     pub since: Option<String>,
     /// Only events before this time (RFC 3339).
     pub until: Option<String>,
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u32>,
+    #[serde(default)]
+    pub limit: Limit,
     /// Events to skip, for paging.
     pub offset: Option<u64>,
 }
@@ -35,8 +36,8 @@ pub struct TaskHistoryParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskExecutionsParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Only executions that exited with this code.
     pub exit_code: Option<i64>,
     /// Only executions that failed (non-zero exit, timeout, cancellation, error).
@@ -44,8 +45,8 @@ pub struct TaskExecutionsParams {
     pub failed: bool,
     /// Only commands containing this text.
     pub command: Option<String>,
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u32>,
+    #[serde(default)]
+    pub limit: Limit,
     /// Executions to skip, for paging.
     pub offset: Option<u64>,
 }
@@ -53,8 +54,8 @@ pub struct TaskExecutionsParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordDecisionParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// What was decided, in a sentence or two.
     pub decision: String,
     /// Why: the reason whoever picks the task up next needs.
@@ -64,10 +65,10 @@ pub struct RecordDecisionParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskDecisionsParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u32>,
+    #[serde(default)]
+    pub task: TaskRef,
+    #[serde(default)]
+    pub limit: Limit,
     /// Decisions to skip, for paging.
     pub offset: Option<u64>,
 }
@@ -117,7 +118,7 @@ impl TaskboxServer {
                 &p.types.unwrap_or_default(),
                 time("since", p.since)?,
                 time("until", p.until)?,
-                p.limit.unwrap_or(50),
+                p.limit.get(),
                 p.offset.unwrap_or(0),
             )?;
             let mut text = format!("{} event(s) match; showing {}.", page.total, page.items.len());
@@ -147,7 +148,7 @@ impl TaskboxServer {
             };
             let page = self
                 .service
-                .executions(&id, &filter, p.limit.unwrap_or(50), p.offset.unwrap_or(0))?;
+                .executions(&id, &filter, p.limit.get(), p.offset.unwrap_or(0))?;
             let mut text = format!("{} execution(s) match; showing {}.", page.total, page.items.len());
             for e in &page.items {
                 let code = e
@@ -189,9 +190,7 @@ impl TaskboxServer {
     )]
     async fn task_decisions(&self, Parameters(p): Parameters<TaskDecisionsParams>) -> Result<CallToolResult> {
         self.on_task(Tool::TaskDecisions, p.task, |id| async move {
-            let page = self
-                .service
-                .decisions(&id, p.limit.unwrap_or(50), p.offset.unwrap_or(0))?;
+            let page = self.service.decisions(&id, p.limit.get(), p.offset.unwrap_or(0))?;
             let mut text = format!("{} decision(s).", page.total);
             for d in &page.items {
                 text.push_str(&format!("\n- {}", d.decision));

@@ -6,6 +6,8 @@ mod checkpoints;
 mod exec;
 mod files;
 mod memory;
+mod params;
+mod requests;
 mod table;
 mod tasks;
 

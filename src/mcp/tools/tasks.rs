@@ -10,12 +10,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Tool;
+use super::params::{Limit, TaskRef};
 use crate::domain::{Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::hooks::scope;
 use crate::mcp::logging::progress_to_client;
 use crate::mcp::server::{TaskboxServer, reply};
-use crate::task::service::{CleanupRequest, CreateTaskRequest, RepoRequest, parse_duration};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,8 +55,8 @@ pub struct CreateTaskParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -64,8 +64,8 @@ pub struct TaskParams {
 pub struct ListTasksParams {
     /// Only tasks in this status: creating, running, stopped, completed, failed or archived.
     pub status: Option<String>,
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u32>,
+    #[serde(default)]
+    pub limit: Limit,
     /// Tasks to skip, for paging (default 0).
     pub offset: Option<u64>,
 }
@@ -73,8 +73,8 @@ pub struct ListTasksParams {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopTaskParams {
-    /// Task name or id; omit to use this session's current task.
-    pub task: Option<String>,
+    #[serde(default)]
+    pub task: TaskRef,
     /// Seconds to wait for processes to exit before they are killed (default 10).
     pub timeout_s: Option<u64>,
 }
@@ -160,22 +160,7 @@ impl TaskboxServer {
     ) -> Result<CallToolResult> {
         let started = std::time::Instant::now();
         let progress = progress_to_client(context.peer.clone(), self.session.log_level.clone(), "taskbox.images");
-        let request = CreateTaskRequest {
-            owner: self.session.owner.clone(),
-            name: p.name,
-            description: p.description,
-            image: p.image,
-            network: p.network,
-            memory_mb: p.memory_mb,
-            cpus: p.cpus,
-            env: p.env.unwrap_or_default(),
-            repo: RepoRequest {
-                repo_path: p.repo_path.map(Into::into),
-                base_ref: p.base_ref,
-                include_uncommitted: p.include_uncommitted,
-            },
-            from_checkpoint: p.from_checkpoint,
-        };
+        let request = p.into_request(self.session.owner.clone());
         // Run creation on its own task: if the client goes away mid-way, creation still
         // finishes or rolls back instead of being dropped half-done.
         let service = self.service.clone();
@@ -225,7 +210,7 @@ impl TaskboxServer {
     )]
     async fn list_tasks(&self, Parameters(p): Parameters<ListTasksParams>) -> Result<CallToolResult> {
         let status = p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?;
-        let limit = p.limit.unwrap_or(50);
+        let limit = p.limit.get();
         if limit == 0 || limit > 500 {
             return Err(Error::invalid("limit", format!("{limit} is outside 1..=500")));
         }
@@ -307,13 +292,7 @@ impl TaskboxServer {
         annotations(destructive_hint = true, idempotent_hint = true)
     )]
     async fn cleanup_task(&self, Parameters(p): Parameters<CleanupTaskParams>) -> Result<CallToolResult> {
-        let request = CleanupRequest {
-            owner: self.session.owner.clone(),
-            task: p.task.clone(),
-            status: p.status.as_deref().map(str::parse::<TaskStatus>).transpose()?,
-            older_than: p.older_than.as_deref().map(parse_duration).transpose()?,
-            dry_run: p.dry_run,
-        };
+        let request = p.into_request(self.session.owner.clone())?;
         let items = self.service.cleanup(&request).await?;
         let verb = if request.dry_run { "Would archive" } else { "Archived" };
         let mut text = format!("{verb} {} task(s).", items.len());
