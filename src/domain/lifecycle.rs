@@ -175,7 +175,10 @@ mod tests {
             "cannot stop a task that is stopped; it is already stopped; call resume_task to start it again"
         );
         let err = transition(S::Running, E::Resume).unwrap_err();
-        assert!(err.to_string().contains("execute_in_task"), "{err}");
+        assert!(
+            err.to_string().contains(super::super::Tool::ExecuteInTask.as_str()),
+            "{err}"
+        );
     }
 
     #[test]

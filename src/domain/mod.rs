@@ -5,6 +5,8 @@
 mod error;
 pub mod lifecycle;
 mod model;
+mod tool;
 
 pub use error::{DomainError, DomainResult};
 pub use model::*;
+pub use tool::Tool;

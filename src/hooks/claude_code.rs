@@ -194,14 +194,14 @@ mod tests {
             out["hookSpecificOutput"]["permissionDecisionReason"]
                 .as_str()
                 .unwrap()
-                .contains("execute_in_task")
+                .contains(crate::domain::Tool::ExecuteInTask.as_str())
         );
         let out = decide(&input("Write", json!({})), Some("t1"), &config).unwrap();
         assert!(
             out["hookSpecificOutput"]["permissionDecisionReason"]
                 .as_str()
                 .unwrap()
-                .contains("write_file")
+                .contains(crate::domain::Tool::WriteFile.as_str())
         );
     }
 }

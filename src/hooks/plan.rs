@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::host::{CompletionFacts, HookHost};
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
-use crate::domain::{Task, Timestamp, now};
+use crate::domain::{Task, Timestamp, Tool, now};
 
 pub const PROGRESS: &str = "Progress";
 pub const DECISIONS: &str = "Decisions";
@@ -141,7 +141,7 @@ impl Updater {
                 let failure = describe_failure(&command, exit_code, timed_out);
                 Some((PROGRESS, format!("- {at} failed: {failure}")))
             }
-            HookEvent::AfterTool if context.tool.as_deref() == Some("record_decision") => {
+            HookEvent::AfterTool if context.tool.as_deref() == Some(Tool::RecordDecision.as_str()) => {
                 if context.data.get("is_error").and_then(Value::as_bool) != Some(false) {
                     return None;
                 }
@@ -167,7 +167,7 @@ impl Hook for Updater {
             && match context.event {
                 HookEvent::CheckpointCreated => true,
                 HookEvent::AfterExec => context.is_execution(),
-                HookEvent::AfterTool => context.tool.as_deref() == Some("record_decision"),
+                HookEvent::AfterTool => context.tool.as_deref() == Some(Tool::RecordDecision.as_str()),
                 _ => false,
             }
     }

@@ -3,6 +3,7 @@
 
 use super::git::git_spec;
 use super::{ContainerOp, Output};
+use crate::domain::Tool;
 use crate::runtime::ExecSpec;
 
 /// Resolves `$1` and exits 90 unless it is /workspace or below it; the real operation follows.
@@ -143,7 +144,7 @@ pub struct FileBytes {
 }
 
 impl FileOp for ReadFile<'_> {
-    const OPERATION: &'static str = "read_file";
+    const OPERATION: &'static str = Tool::ReadFile.as_str();
     const SCRIPT: &'static str = READ_SCRIPT;
     type Outcome = FileBytes;
 
@@ -178,7 +179,7 @@ pub struct WriteFile<'a> {
 }
 
 impl FileOp for WriteFile<'_> {
-    const OPERATION: &'static str = "write_file";
+    const OPERATION: &'static str = Tool::WriteFile.as_str();
     const SCRIPT: &'static str = WRITE_SCRIPT;
     type Outcome = ();
 
@@ -200,7 +201,7 @@ pub struct ListFiles<'a> {
 }
 
 impl FileOp for ListFiles<'_> {
-    const OPERATION: &'static str = "list_files";
+    const OPERATION: &'static str = Tool::ListFiles.as_str();
     const SCRIPT: &'static str = LIST_SCRIPT;
     /// Paths relative to the directory.
     type Outcome = Vec<String>;
