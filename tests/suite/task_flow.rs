@@ -167,7 +167,8 @@ async fn stop_and_resume_keep_the_containers_files(flow: &Flow) {
         docker_inspect("container", container).unwrap()["State"]["Running"],
         false
     );
-    let (_, message) = call_err(client, "stop_task", json!({ "task": "flow" })).await;
+    let (kind, message) = call_err(client, "stop_task", json!({ "task": "flow" })).await;
+    assert_eq!(kind, "wrong_status", "{message}");
     assert!(message.contains("already stopped"), "{message}");
     let resumed = call(client, "resume_task", json!({ "task": "flow" })).await;
     assert_eq!(resumed["task"]["status"], "running");

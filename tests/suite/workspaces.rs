@@ -125,20 +125,22 @@ async fn file_tools_agree_with_what_commands_see(flow: &Flow) {
     )
     .await;
     assert_eq!(edit["replacements"], 1);
-    let (_, message) = call_err(
+    let (kind, message) = call_err(
         client,
         "edit_file",
         json!({ "path": "a.txt", "old_text": "nope", "new_text": "x" }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("not found"), "{message}");
     call(client, "write_file", json!({ "path": "twice.txt", "content": "x x\n" })).await;
-    let (_, message) = call_err(
+    let (kind, message) = call_err(
         client,
         "edit_file",
         json!({ "path": "twice.txt", "old_text": "x", "new_text": "y" }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("found 2 times"), "{message}");
     let all = call(
         client,
@@ -305,7 +307,8 @@ async fn stop_resume_and_complete_commit_to_the_task_branch(flow: &Flow) {
     exec(client, "flow", "echo done >> final.txt").await;
     let completed = call(client, "complete_task", json!({})).await;
     assert_eq!(completed["task"]["status"], "completed");
-    let (_, message) = call_err(client, "resume_task", json!({ "task": "flow" })).await;
+    let (kind, message) = call_err(client, "resume_task", json!({ "task": "flow" })).await;
+    assert_eq!(kind, "wrong_status", "{message}");
     assert!(message.contains("completed"), "{message}");
     let log = git(repo, &["log", "--format=%s", "taskbox/flow"]);
     assert_eq!(
@@ -405,23 +408,28 @@ async fn source_repository_options_and_refusals() {
     let cases = [
         (
             json!({ "name": "taken", "repo_path": path }),
+            "workspace_error",
             "git branch -D taskbox/taken",
         ),
         (
             json!({ "name": "etc", "repo_path": "/etc" }),
+            "workspace_error",
             "not inside a git repository",
         ),
         (
             json!({ "name": "bad-ref", "repo_path": path, "base_ref": "nope" }),
+            "workspace_error",
             "does not name a commit",
         ),
         (
             json!({ "name": "both", "repo_path": path, "base_ref": first, "include_uncommitted": true }),
+            "invalid_argument",
             "omit one of the two",
         ),
     ];
-    for (args, needle) in cases {
-        let (_, message) = call_err(&client, "create_task_sandbox", args.clone()).await;
+    for (args, expected, needle) in cases {
+        let (kind, message) = call_err(&client, "create_task_sandbox", args.clone()).await;
+        assert_eq!(kind, expected, "{args}: {message}");
         assert!(message.contains(needle), "{args}: {message}");
     }
     // A task's own workspace is never a source, even inside the allowed roots.
@@ -431,12 +439,13 @@ async fn source_repository_options_and_refusals() {
         &format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", home.path().display()),
     );
     let client2 = connect(&home.path(), "repo-options-2").await;
-    let (_, message) = call_err(
+    let (kind, message) = call_err(
         &client2,
         "create_task_sandbox",
         json!({ "name": "inception", "repo_path": with_wip }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("taskbox workspace or task repository"), "{message}");
     client2.cancel().await.unwrap();
     write_config(
@@ -669,9 +678,11 @@ async fn every_file_tool_refuses_paths_outside_the_workspace() {
     .await;
     let read = call(&client, "read_file", json!({ "path": "sub/ok.txt" })).await;
     assert_eq!(read["content"], "fine");
-    let (_, message) = call_err(&client, "read_file", json!({ "path": "missing.txt" })).await;
+    let (kind, message) = call_err(&client, "read_file", json!({ "path": "missing.txt" })).await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("does not exist"), "{message}");
-    let (_, message) = call_err(&client, "read_file", json!({ "path": "sub" })).await;
+    let (kind, message) = call_err(&client, "read_file", json!({ "path": "sub" })).await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("is a directory"), "{message}");
     // A pipe would block a read or write forever: refused instead.
     exec(&client, "escapes", "mkfifo pipe").await;
@@ -679,7 +690,8 @@ async fn every_file_tool_refuses_paths_outside_the_workspace() {
         ("read_file", json!({ "path": "pipe" })),
         ("write_file", json!({ "path": "pipe", "content": "x" })),
     ] {
-        let (_, message) = call_err(&client, tool, args).await;
+        let (kind, message) = call_err(&client, tool, args).await;
+        assert_eq!(kind, "invalid_argument", "{tool}: {message}");
         assert!(message.contains("not a regular file"), "{tool}: {message}");
     }
 }
