@@ -170,7 +170,13 @@ pub async fn call_err(client: &Client, tool: &str, args: Value) -> (String, Stri
         "{tool}({args}) should have failed: {}",
         text(&result)
     );
-    let error = &result.structured_content.clone().unwrap_or(Value::Null)["error"];
+    tool_error(&result)
+}
+
+/// The (kind, message) of a tool error result; the kinds are `Error::kind` in src/error.rs.
+pub fn tool_error(result: &CallToolResult) -> (String, String) {
+    assert_eq!(result.is_error, Some(true), "not a tool error: {}", text(result));
+    let error = &result.structured_content.as_ref().unwrap_or(&Value::Null)["error"];
     (
         error["kind"].as_str().unwrap_or_default().to_string(),
         error["message"].as_str().unwrap_or_default().to_string(),

@@ -336,8 +336,8 @@ async fn isolation_checker_refuses_a_privileged_container_with_taskbox_labels() 
         let result = call_raw(&client, "execute_in_task", json!({ "command": "echo ran" })).await;
         docker(&["rm", "-f", &rogue]);
         if enabled {
-            assert_eq!(result.is_error, Some(true));
-            let message = text(&result);
+            let (kind, message) = tool_error(&result);
+            assert_eq!(kind, "hook_denied", "{message}");
             assert!(
                 message.contains("isolation-checker")
                     && message.contains("it is privileged")
@@ -424,8 +424,8 @@ async fn branch_validator_refuses_a_sync_from_another_branch() {
         .await;
         let result = call_raw(&client, "create_checkpoint", json!({})).await;
         if enabled {
-            assert_eq!(result.is_error, Some(true));
-            let message = text(&result);
+            let (kind, message) = tool_error(&result);
+            assert_eq!(kind, "hook_denied", "{message}");
             assert!(
                 message.contains("branch-validator")
                     && message.contains("on branch 'side'")

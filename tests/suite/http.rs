@@ -268,6 +268,7 @@ async fn an_owner_cannot_see_or_touch_another_owners_task() {
     let fake = format!("c-{}", "0".repeat(checkpoint.len() - 2));
     let theirs = call_err(&bob, "restore_checkpoint", json!({ "checkpoint": checkpoint })).await;
     let nobodys = call_err(&bob, "restore_checkpoint", json!({ "checkpoint": fake })).await;
+    assert_eq!(theirs.0, nobodys.0, "{}", theirs.1);
     assert_eq!(theirs.1.replace(&checkpoint, "X"), nobodys.1.replace(&fake, "X"));
     assert_eq!(
         call(&bob, "find_task", json!({ "query": "zanzibar" })).await["tasks"],
@@ -288,7 +289,10 @@ async fn an_owner_cannot_see_or_touch_another_owners_task() {
             "taskbox://tasks/{id}/state"
         )))
         .await;
-    assert!(read.is_err(), "{read:?}");
+    assert!(
+        matches!(&read, Err(rmcp::ServiceError::McpError(e)) if e.code == rmcp::model::ErrorCode::RESOURCE_NOT_FOUND),
+        "{read:?}"
+    );
 
     // A name is unique per owner: B may use the same one, and gets a task of its own.
     let bobs = create(&bob, "secret-work").await;

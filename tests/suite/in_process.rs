@@ -56,6 +56,10 @@ async fn tool_errors_carry_their_kind() {
         assert_eq!(kind, expected, "{tool}: {message}");
     }
     assert!(fake.lock().containers.is_empty());
+    // Unknown parameters are refused by name, in rmcp's own tool error (it has no `error.kind`).
+    let refused = call_raw(&client, "list_tasks", json!({ "bogus": 1 })).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text(&refused).contains("unknown field `bogus`"), "{}", text(&refused));
 
     create(&client, "taken").await;
     let (kind, message) = call_err(&client, "create_task_sandbox", json!({ "name": "taken" })).await;

@@ -88,12 +88,13 @@ async fn history_executions_decisions_search_and_stats() {
     .await;
     assert_eq!(recent["total"], 2);
     assert_eq!(recent["items"][0]["data"]["decision"], "Keep the old hashing for now");
-    let (_, message) = call_err(
+    let (kind, message) = call_err(
         &client,
         "task_history",
         json!({ "task": "fix-login", "since": "yesterday" }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("RFC 3339"), "{message}");
 
     // Decisions: newest first, and the human-readable file.
@@ -125,7 +126,8 @@ async fn history_executions_decisions_search_and_stats() {
     assert_eq!(tasks[1]["matches"][0]["kind"], "command");
     let found = call(&client, "find_task", json!({ "query": "hashing" })).await;
     assert_eq!(found["tasks"][0]["matches"][0]["kind"], "decision");
-    let (_, message) = call_err(&client, "find_task", json!({ "query": "!!" })).await;
+    let (kind, message) = call_err(&client, "find_task", json!({ "query": "!!" })).await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("no words"), "{message}");
 
     // Statistics per task and overall.
@@ -155,14 +157,16 @@ async fn cleanup_archives_finished_tasks_and_keeps_their_records_and_work() {
     let (kind, message) = call_err(&client, "cleanup_task", json!({})).await;
     assert_eq!(kind, "invalid_argument");
     assert!(message.contains("give a task, or a filter"), "{message}");
-    let (_, message) = call_err(&client, "cleanup_task", json!({ "task": "busy" })).await;
+    let (kind, message) = call_err(&client, "cleanup_task", json!({ "task": "busy" })).await;
+    assert_eq!(kind, "wrong_status", "{message}");
     assert!(message.contains("running"), "{message}");
-    let (_, message) = call_err(
+    let (kind, message) = call_err(
         &client,
         "cleanup_task",
         json!({ "status": "completed", "older_than": "soon" }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("30m"), "{message}");
 
     // A dry run lists and changes nothing.

@@ -9,6 +9,7 @@ mod http_shutdown;
 mod http_sse;
 mod in_process;
 mod install;
+mod layering;
 mod memory;
 mod prompts;
 mod resources;

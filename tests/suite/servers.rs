@@ -53,7 +53,9 @@ async fn two_servers_on_one_home_create_and_execute_at_once() {
     );
     let errors: Vec<_> = [&ra, &rb].into_iter().filter(|r| r.is_error == Some(true)).collect();
     assert_eq!(errors.len(), 1, "{} / {}", text(&ra), text(&rb));
-    assert!(text(errors[0]).contains("already exists"), "{}", text(errors[0]));
+    let (kind, message) = tool_error(errors[0]);
+    assert_eq!(kind, "name_taken", "{message}");
+    assert!(message.contains("already exists"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

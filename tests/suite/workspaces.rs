@@ -2,11 +2,11 @@
 //! repositories in temp dirs: the task branch, file tools, commits inside the container,
 //! checkpoints, restore, fork, diff, and the host repository's safety.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::common::*;
 use pretty_assertions::assert_eq;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn host_state(repo: &Path) -> (String, String, String, String) {
     let hooks = std::fs::read_dir(repo.join(".git/hooks"))
@@ -29,6 +29,32 @@ fn host_state(repo: &Path) -> (String, String, String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
     require!(docker);
+    let flow = create_a_task_over_a_repository_with_a_local_edit().await;
+    the_workspace_holds_the_branch_without_the_local_edit(&flow).await;
+    file_tools_agree_with_what_commands_see(&flow).await;
+    let tip = an_agent_commit_and_a_checkpoint_land_on_the_task_branch(&flow).await;
+    task_diff_shows_the_branch_against_its_base(&flow).await;
+    let restored = restore_undoes_changed_files_and_an_installed_package(&flow, tip).await;
+    let list = restoring_the_pre_restore_checkpoint_undoes_the_restore(&flow, restored).await;
+    stop_resume_and_complete_commit_to_the_task_branch(&flow).await;
+    nothing_else_in_the_developers_repository_changed(&flow).await;
+    delete_keeps_the_branch_and_removes_checkpoint_images_and_refs(&flow, list).await;
+}
+
+/// What the steps share: the developer's repository and how it looked before, the session,
+/// and the created task.
+struct Flow {
+    home: Home,
+    repo: PathBuf,
+    client: Client,
+    created: Value,
+    before: (String, String, String, String),
+    main_before: String,
+}
+
+/// Creates the task over a repository with an uncommitted edit: a warning names the edit, and
+/// the task branch starts at HEAD.
+async fn create_a_task_over_a_repository_with_a_local_edit() -> Flow {
     let (home, repos) = home_with_repos();
     let repo = dev_repo(&repos, "project");
     std::fs::write(repo.join("a.txt"), "one\nlocal edit\n").unwrap(); // the developer's own, uncommitted
@@ -53,25 +79,39 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
         main_before,
         "branch starts at HEAD"
     );
+    Flow {
+        home,
+        repo,
+        client,
+        created,
+        before,
+        main_before,
+    }
+}
 
-    // The workspace holds the branch, without the developer's uncommitted edit.
+/// The workspace holds the task branch, without the developer's uncommitted edit.
+async fn the_workspace_holds_the_branch_without_the_local_edit(flow: &Flow) {
+    let Flow { client, .. } = flow;
     let r = exec(
-        &client,
+        client,
         "flow",
         "git rev-parse --abbrev-ref HEAD; cat a.txt; git status --porcelain",
     )
     .await;
     assert_eq!(r["stdout"], "taskbox/flow\none\n");
+}
 
-    // File tools agree with what commands see.
+/// write_file, read_file, edit_file and list_files agree with what commands see.
+async fn file_tools_agree_with_what_commands_see(flow: &Flow) {
+    let Flow { client, .. } = flow;
     call(
-        &client,
+        client,
         "write_file",
         json!({ "path": "docs/notes.md", "content": "line 1\nline 2\nline 3\n" }),
     )
     .await;
     let read = call(
-        &client,
+        client,
         "read_file",
         json!({ "path": "docs/notes.md", "start_line": 2, "end_line": 3 }),
     )
@@ -79,47 +119,44 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
     assert_eq!(read["content"], "line 2\nline 3\n");
     assert_eq!(read["total_lines"], 3);
     let edit = call(
-        &client,
+        client,
         "edit_file",
         json!({ "path": "a.txt", "old_text": "one", "new_text": "ONE" }),
     )
     .await;
     assert_eq!(edit["replacements"], 1);
-    let (_, message) = call_err(
-        &client,
+    let (kind, message) = call_err(
+        client,
         "edit_file",
         json!({ "path": "a.txt", "old_text": "nope", "new_text": "x" }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("not found"), "{message}");
-    call(
-        &client,
-        "write_file",
-        json!({ "path": "twice.txt", "content": "x x\n" }),
-    )
-    .await;
-    let (_, message) = call_err(
-        &client,
+    call(client, "write_file", json!({ "path": "twice.txt", "content": "x x\n" })).await;
+    let (kind, message) = call_err(
+        client,
         "edit_file",
         json!({ "path": "twice.txt", "old_text": "x", "new_text": "y" }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("found 2 times"), "{message}");
     let all = call(
-        &client,
+        client,
         "edit_file",
         json!({ "path": "twice.txt", "old_text": "x", "new_text": "y", "replace_all": true }),
     )
     .await;
     assert_eq!(all["replacements"], 2);
     let r = exec(
-        &client,
+        client,
         "flow",
         "cat a.txt twice.txt docs/notes.md | head -3; echo noise > build.log",
     )
     .await;
     assert_eq!(r["stdout"], "ONE\ny y\nline 1\n");
-    let listing = call(&client, "list_files", json!({ "depth": 1 })).await;
+    let listing = call(client, "list_files", json!({ "depth": 1 })).await;
     let paths: Vec<&str> = listing["entries"]
         .as_array()
         .unwrap()
@@ -131,21 +168,31 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
         [".gitignore", "a.txt", "docs/", "src/", "twice.txt"],
         "build.log is ignored"
     );
-    let binary = call(&client, "read_file", json!({ "path": "/workspace/.git/index" })).await;
+    let binary = call(client, "read_file", json!({ "path": "/workspace/.git/index" })).await;
     assert_eq!(binary["binary"], true);
+}
 
-    // The agent commits inside the container; its commit keeps its message.
-    exec(&client, "flow", "git add docs && git commit -qm 'agent: notes'").await;
-    let cp = call(&client, "create_checkpoint", json!({ "label": "first" })).await;
+/// A commit made inside the container and a checkpoint land on the task branch; returns the
+/// checkpoint's commit.
+async fn an_agent_commit_and_a_checkpoint_land_on_the_task_branch(flow: &Flow) -> String {
+    let Flow {
+        home,
+        repo,
+        client,
+        created,
+        ..
+    } = flow;
+    exec(client, "flow", "git add docs && git commit -qm 'agent: notes'").await;
+    let cp = call(client, "create_checkpoint", json!({ "label": "first" })).await;
     assert_eq!(cp["checkpoint"]["seq"], 1);
     assert_eq!(cp["reference"], "flow:1");
-    let log = git(&repo, &["log", "--format=%s", "taskbox/flow"]);
+    let log = git(repo, &["log", "--format=%s", "taskbox/flow"]);
     assert_eq!(log, "taskbox: checkpoint: first\nagent: notes\nadd lib\ninitial");
-    let tip = git(&repo, &["rev-parse", "taskbox/flow"]);
+    let tip = git(repo, &["rev-parse", "taskbox/flow"]);
     assert_eq!(cp["checkpoint"]["git_commit"], tip.as_str());
-    assert_eq!(git(&repo, &["show", &format!("{tip}:a.txt")]), "ONE");
+    assert_eq!(git(repo, &["show", &format!("{tip}:a.txt")]), "ONE");
     assert!(
-        git(&repo, &["ls-tree", "-r", "--name-only", &tip])
+        git(repo, &["ls-tree", "-r", "--name-only", &tip])
             .lines()
             .all(|f| f != "build.log")
     );
@@ -156,9 +203,13 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
         .join("checkpoints/1.json");
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
     assert_eq!(manifest["checkpoint"]["git_commit"], tip.as_str());
+    tip
+}
 
-    // The diff of the branch against its base.
-    let diff = call(&client, "task_diff", json!({})).await;
+/// task_diff: the branch against its base, per file and as a patch.
+async fn task_diff_shows_the_branch_against_its_base(flow: &Flow) {
+    let Flow { client, .. } = flow;
+    let diff = call(client, "task_diff", json!({})).await;
     let files: Vec<String> = diff["files"]
         .as_array()
         .unwrap()
@@ -182,10 +233,14 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
         ]
     );
     assert!(diff["patch"].as_str().unwrap().contains("-one\n+ONE\n"));
+}
 
-    // Break things: delete, add and change files, install a package.
+/// Break things (files deleted, added and changed, a package installed), then restore the
+/// checkpoint: all of it is undone and the branch follows. Returns the restore's reply.
+async fn restore_undoes_changed_files_and_an_installed_package(flow: &Flow, tip: String) -> Value {
+    let Flow { repo, client, .. } = flow;
     let r = call(
-        &client,
+        client,
         "execute_in_task",
         json!({
             "command": "rm docs/notes.md && echo junk > junk.txt && echo broken > a.txt && \
@@ -196,12 +251,12 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
     .await;
     assert_eq!(r["exit_code"], 0, "{r}");
 
-    let restored = call(&client, "restore_checkpoint", json!({ "checkpoint": "1" })).await;
+    let restored = call(client, "restore_checkpoint", json!({ "checkpoint": "1" })).await;
     assert_eq!(restored["task"]["status"], "running");
     assert_eq!(restored["pre_restore"]["label"], "pre-restore");
     assert_eq!(restored["pre_restore"]["automatic"], true);
     let r = exec(
-        &client,
+        client,
         "flow",
         "cat a.txt docs/notes.md; ls junk.txt 2>&1; command -v jq || echo no-jq; git status --porcelain",
     )
@@ -211,22 +266,26 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
         "ONE\nline 1\nline 2\nline 3\nls: cannot access 'junk.txt': No such file or directory\nno-jq\n"
     );
     assert_eq!(
-        git(&repo, &["rev-parse", "taskbox/flow"]),
+        git(repo, &["rev-parse", "taskbox/flow"]),
         tip,
         "the branch follows the restore"
     );
+    restored
+}
 
-    // Restoring the pre-restore checkpoint undoes the restore.
+/// Restoring the automatic pre-restore checkpoint undoes the restore; returns the checkpoint list.
+async fn restoring_the_pre_restore_checkpoint_undoes_the_restore(flow: &Flow, restored: Value) -> Value {
+    let Flow { client, .. } = flow;
     let pre = restored["pre_restore"]["seq"].as_i64().unwrap();
     call(
-        &client,
+        client,
         "restore_checkpoint",
         json!({ "checkpoint": format!("flow:{pre}") }),
     )
     .await;
-    let r = exec(&client, "flow", "cat a.txt junk.txt; command -v jq").await;
+    let r = exec(client, "flow", "cat a.txt junk.txt; command -v jq").await;
     assert_eq!(r["stdout"], "broken\njunk\n/usr/bin/jq\n");
-    let list = call(&client, "list_checkpoints", json!({})).await;
+    let list = call(client, "list_checkpoints", json!({})).await;
     let seqs: Vec<i64> = list["checkpoints"]
         .as_array()
         .unwrap()
@@ -234,49 +293,65 @@ async fn agent_flow_over_a_repository_ends_as_commits_on_the_task_branch() {
         .map(|c| c["seq"].as_i64().unwrap())
         .collect();
     assert_eq!(seqs, [3, 2, 1]);
+    list
+}
 
-    // Back to the good state, stop and resume (stop syncs too), then complete.
-    call(&client, "restore_checkpoint", json!({ "checkpoint": "flow:1" })).await;
-    exec(&client, "flow", "echo final > final.txt").await;
-    let stopped = call(&client, "stop_task", json!({})).await;
+/// Back to the good state, stop and resume (stop syncs too), then complete: each is a commit.
+async fn stop_resume_and_complete_commit_to_the_task_branch(flow: &Flow) {
+    let Flow { repo, client, .. } = flow;
+    call(client, "restore_checkpoint", json!({ "checkpoint": "flow:1" })).await;
+    exec(client, "flow", "echo final > final.txt").await;
+    let stopped = call(client, "stop_task", json!({})).await;
     assert_eq!(stopped["warnings"], json!([]));
-    call(&client, "resume_task", json!({})).await;
-    exec(&client, "flow", "echo done >> final.txt").await;
-    let completed = call(&client, "complete_task", json!({})).await;
+    call(client, "resume_task", json!({})).await;
+    exec(client, "flow", "echo done >> final.txt").await;
+    let completed = call(client, "complete_task", json!({})).await;
     assert_eq!(completed["task"]["status"], "completed");
-    let (_, message) = call_err(&client, "resume_task", json!({ "task": "flow" })).await;
+    let (kind, message) = call_err(client, "resume_task", json!({ "task": "flow" })).await;
+    assert_eq!(kind, "wrong_status", "{message}");
     assert!(message.contains("completed"), "{message}");
-    let log = git(&repo, &["log", "--format=%s", "taskbox/flow"]);
+    let log = git(repo, &["log", "--format=%s", "taskbox/flow"]);
     assert_eq!(
         log,
         "taskbox: complete task\ntaskbox: sync on stop\ntaskbox: checkpoint: first\nagent: notes\nadd lib\ninitial"
     );
-    let tip = git(&repo, &["rev-parse", "taskbox/flow"]);
+    let tip = git(repo, &["rev-parse", "taskbox/flow"]);
     assert_eq!(completed["task"]["repo"]["synced_commit"], tip.as_str());
-    assert_eq!(git(&repo, &["show", "taskbox/flow:final.txt"]), "final\ndone");
+    assert_eq!(git(repo, &["show", "taskbox/flow:final.txt"]), "final\ndone");
+}
 
-    // Nothing else in the developer's repository changed.
-    assert_eq!(host_state(&repo), before);
-    assert_eq!(git(&repo, &["rev-parse", "main"]), main_before);
+/// The developer's repository has only the new branch: same HEAD, hooks, config and edit.
+async fn nothing_else_in_the_developers_repository_changed(flow: &Flow) {
+    let Flow {
+        repo,
+        before,
+        main_before,
+        ..
+    } = flow;
+    assert_eq!(host_state(repo), *before);
+    assert_eq!(git(repo, &["rev-parse", "main"]), *main_before);
     assert_eq!(
         std::fs::read_to_string(repo.join("a.txt")).unwrap(),
         "one\nlocal edit\n"
     );
     assert_eq!(
-        git(&repo, &["branch", "--format=%(refname:short)"]),
+        git(repo, &["branch", "--format=%(refname:short)"]),
         "main\ntaskbox/flow"
     );
+}
 
-    // Deleting the task keeps its branch and removes its checkpoint images and refs.
+/// Deleting the task keeps its branch and removes its checkpoint images and refs.
+async fn delete_keeps_the_branch_and_removes_checkpoint_images_and_refs(flow: &Flow, list: Value) {
+    let Flow { repo, client, .. } = flow;
     let images: Vec<String> = list["checkpoints"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c["image_id"].as_str().unwrap().to_string())
         .collect();
-    call(&client, "delete_task", json!({ "task": "flow", "confirm": true })).await;
-    assert_eq!(git(&repo, &["rev-parse", "taskbox/flow"]).len(), 40);
-    assert_eq!(git(&repo, &["for-each-ref", "refs/taskbox"]), "");
+    call(client, "delete_task", json!({ "task": "flow", "confirm": true })).await;
+    assert_eq!(git(repo, &["rev-parse", "taskbox/flow"]).len(), 40);
+    assert_eq!(git(repo, &["for-each-ref", "refs/taskbox"]), "");
     for image in images {
         assert!(
             docker_inspect("image", &image).is_none(),
@@ -333,23 +408,28 @@ async fn source_repository_options_and_refusals() {
     let cases = [
         (
             json!({ "name": "taken", "repo_path": path }),
+            "workspace_error",
             "git branch -D taskbox/taken",
         ),
         (
             json!({ "name": "etc", "repo_path": "/etc" }),
+            "workspace_error",
             "not inside a git repository",
         ),
         (
             json!({ "name": "bad-ref", "repo_path": path, "base_ref": "nope" }),
+            "workspace_error",
             "does not name a commit",
         ),
         (
             json!({ "name": "both", "repo_path": path, "base_ref": first, "include_uncommitted": true }),
+            "invalid_argument",
             "omit one of the two",
         ),
     ];
-    for (args, needle) in cases {
-        let (_, message) = call_err(&client, "create_task_sandbox", args.clone()).await;
+    for (args, expected, needle) in cases {
+        let (kind, message) = call_err(&client, "create_task_sandbox", args.clone()).await;
+        assert_eq!(kind, expected, "{args}: {message}");
         assert!(message.contains(needle), "{args}: {message}");
     }
     // A task's own workspace is never a source, even inside the allowed roots.
@@ -359,12 +439,13 @@ async fn source_repository_options_and_refusals() {
         &format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", home.path().display()),
     );
     let client2 = connect(&home.path(), "repo-options-2").await;
-    let (_, message) = call_err(
+    let (kind, message) = call_err(
         &client2,
         "create_task_sandbox",
         json!({ "name": "inception", "repo_path": with_wip }),
     )
     .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("taskbox workspace or task repository"), "{message}");
     client2.cancel().await.unwrap();
     write_config(
@@ -597,9 +678,11 @@ async fn every_file_tool_refuses_paths_outside_the_workspace() {
     .await;
     let read = call(&client, "read_file", json!({ "path": "sub/ok.txt" })).await;
     assert_eq!(read["content"], "fine");
-    let (_, message) = call_err(&client, "read_file", json!({ "path": "missing.txt" })).await;
+    let (kind, message) = call_err(&client, "read_file", json!({ "path": "missing.txt" })).await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("does not exist"), "{message}");
-    let (_, message) = call_err(&client, "read_file", json!({ "path": "sub" })).await;
+    let (kind, message) = call_err(&client, "read_file", json!({ "path": "sub" })).await;
+    assert_eq!(kind, "invalid_argument", "{message}");
     assert!(message.contains("is a directory"), "{message}");
     // A pipe would block a read or write forever: refused instead.
     exec(&client, "escapes", "mkfifo pipe").await;
@@ -607,7 +690,8 @@ async fn every_file_tool_refuses_paths_outside_the_workspace() {
         ("read_file", json!({ "path": "pipe" })),
         ("write_file", json!({ "path": "pipe", "content": "x" })),
     ] {
-        let (_, message) = call_err(&client, tool, args).await;
+        let (kind, message) = call_err(&client, tool, args).await;
+        assert_eq!(kind, "invalid_argument", "{tool}: {message}");
         assert!(message.contains("not a regular file"), "{tool}: {message}");
     }
 }
