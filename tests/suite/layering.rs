@@ -6,10 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Imports that other branches are removing: printed, but they do not fail the check. Empty
-/// this when they land (the check fails on an entry that no longer occurs).
-const KNOWN_VIOLATIONS_BEING_REMOVED: &[(&str, &str)] = &[("hooks", "task")];
-
 /// Module → the modules it may import.
 type ModuleMap = BTreeMap<String, BTreeSet<String>>;
 
@@ -38,17 +34,10 @@ fn src_follows_the_module_map() {
     let mut files = Vec::new();
     read_sources(&root.join("src"), "", &mut files);
     files.sort();
-    let findings = check(&map, &files, KNOWN_VIOLATIONS_BEING_REMOVED);
-
-    let known = |e: &Edge| KNOWN_VIOLATIONS_BEING_REMOVED.contains(&(e.from.as_str(), e.to.as_str()));
-    for edge in &findings.forbidden {
-        let note = if known(edge) { " (known, being removed)" } else { "" };
-        eprintln!("forbidden import{note}: {} → {} at src/{}", edge.from, edge.to, edge.at);
-    }
+    let findings = check(&map, &files);
     let mut failures: Vec<String> = findings
         .forbidden
         .iter()
-        .filter(|e| !known(e))
         .map(|e| {
             format!(
                 "src/{}: `{}` imports `{}`, which its row in docs/architecture.md does not allow",
@@ -57,13 +46,6 @@ fn src_follows_the_module_map() {
         })
         .collect();
     failures.extend(findings.problems);
-    for (from, to) in KNOWN_VIOLATIONS_BEING_REMOVED {
-        if !findings.forbidden.iter().any(|e| e.from == *from && e.to == *to) {
-            failures.push(format!(
-                "`{from}` no longer imports `{to}`: remove it from KNOWN_VIOLATIONS_BEING_REMOVED"
-            ));
-        }
-    }
     assert!(
         failures.is_empty(),
         "the layering of docs/architecture.md's module map is broken:\n{}",
@@ -131,7 +113,7 @@ fn top_level_module(path: &str) -> Option<&str> {
 
 /// Checks `files` (path under src/, text) against `map`. Known violations are left out of the
 /// cycle check only: they are still reported as forbidden.
-fn check(map: &ModuleMap, files: &[(String, String)], known: &[(&str, &str)]) -> Findings {
+fn check(map: &ModuleMap, files: &[(String, String)]) -> Findings {
     let modules: BTreeSet<&str> = files.iter().filter_map(|(path, _)| top_level_module(path)).collect();
     let mut findings = Findings::default();
     for module in &modules {
@@ -194,10 +176,7 @@ fn check(map: &ModuleMap, files: &[(String, String)], known: &[(&str, &str)]) ->
         .cloned()
         .collect();
     let mut imports: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for e in edges
-        .iter()
-        .filter(|e| !known.contains(&(e.from.as_str(), e.to.as_str())))
-    {
+    for e in &edges {
         imports.entry(&e.from).or_default().insert(&e.to);
     }
     if let Some(cycle) = find_cycle(imports.iter().map(|(m, to)| (*m, to.iter().copied()))) {
@@ -468,7 +447,7 @@ mod checker {
     }
 
     fn findings(list: &[(&str, &str)]) -> Findings {
-        check(&module_map(MAP).unwrap(), &files(list), &[])
+        check(&module_map(MAP).unwrap(), &files(list))
     }
 
     fn edge(from: &str, to: &str, at: &str) -> Edge {
@@ -567,7 +546,7 @@ mod checker {
     fn a_module_without_a_row_a_row_without_a_module_and_cycles_are_problems() {
         let mut files = files(&[("cli.rs", "")]);
         files.retain(|(p, _)| p != "store/mod.rs");
-        let found = check(&module_map(MAP).unwrap(), &files, &[]);
+        let found = check(&module_map(MAP).unwrap(), &files);
         assert_eq!(
             found.problems,
             [
@@ -583,7 +562,7 @@ mod checker {
             "| `hooks` | `domain`, `store` |",
             "| `hooks` | `domain`, `store`, `task` |",
         );
-        let found = check(&module_map(&cyclic).unwrap(), &self::files(&[]), &[]);
+        let found = check(&module_map(&cyclic).unwrap(), &self::files(&[]));
         assert_eq!(found.problems, ["the module map allows a cycle: hooks → task → hooks"]);
         let found = findings(&[
             ("task/a.rs", "use crate::hooks::HookEvent;\n"),
@@ -594,12 +573,5 @@ mod checker {
             found.problems,
             ["the imports form a cycle: hooks → task → hooks (at src/hooks/b.rs:2, src/task/a.rs:1)"]
         );
-        // A known violation is still forbidden, but left out of the cycle check.
-        let files = self::files(&[
-            ("task/a.rs", "use crate::hooks::HookEvent;\n"),
-            ("hooks/b.rs", "use crate::task::TaskService;\n"),
-        ]);
-        let found = check(&module_map(MAP).unwrap(), &files, &[("hooks", "task")]);
-        assert_eq!((found.forbidden.len(), found.problems.len()), (1, 0));
     }
 }
