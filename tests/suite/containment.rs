@@ -314,3 +314,33 @@ async fn set_id_files_never_reach_the_host() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&deep.stdout).trim(), "755");
 }
+
+/// A command that prints without end fills the disk no further than the spill limit; the
+/// reply says how much was not kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn spill_files_stop_at_their_limit() {
+    require!(docker);
+    let home = Home::new();
+    write_config(
+        &home.path(),
+        "[execution]\noutput_cap_bytes = 1024\nspill_limit_bytes = 4096\n",
+    );
+    let client = connect(&home.path(), "containment-spill").await;
+    let task = create(&client, "spill").await;
+    let r = exec(&client, "spill", "head -c 100000 /dev/zero | tr '\\0' x").await;
+    let stdout = r["stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("the last 95904 bytes passed the spill limit"),
+        "{stdout}"
+    );
+    let outputs = home
+        .path()
+        .join("tasks")
+        .join(task["id"].as_str().unwrap())
+        .join("outputs");
+    let sizes: Vec<u64> = std::fs::read_dir(outputs)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [4096]);
+}

@@ -255,8 +255,9 @@ impl TaskService {
         let user = spec.user.clone();
         let cap = self.config.execution.output_cap_bytes;
         let outputs = self.store.outputs_dir(task_id);
-        let mut stdout = StreamCapture::new(cap, outputs.join(format!("{exec_id}.log")));
-        let mut stderr = StreamCapture::new(cap, outputs.join(format!("{exec_id}.stderr.log")));
+        let limit = self.config.execution.spill_limit_bytes;
+        let mut stdout = StreamCapture::new(cap, outputs.join(format!("{exec_id}.log"))).with_spill_limit(limit);
+        let mut stderr = StreamCapture::new(cap, outputs.join(format!("{exec_id}.stderr.log"))).with_spill_limit(limit);
 
         let mut handle = self.runtime.exec(container, spec).await?;
         let deadline = tokio::time::sleep(timeout);
