@@ -160,7 +160,7 @@ impl TaskService {
         let id = new_task_id();
         let at = now();
         Ok(Task {
-            workspace: self.home.join("workspaces").join(&id),
+            workspace: self.workspace_dir(&id),
             id,
             name: request.name,
             description: request.description.filter(|d| !d.trim().is_empty()),

@@ -341,7 +341,7 @@ impl TaskService {
     /// in the container is trusted to do it); run after root commands and once a task's
     /// container has stopped.
     pub(super) async fn clear_setid_bits(&self, task_id: &str) {
-        let workspace = self.home.join("workspaces").join(task_id);
+        let workspace = self.workspace_dir(task_id);
         let swept = tokio::task::spawn_blocking(move || crate::workspace::setid::clear_setid_bits(&workspace)).await;
         match swept {
             Ok(Ok(sweep)) if sweep.cleared > 0 => {

@@ -201,6 +201,11 @@ impl TaskService {
         }
     }
 
+    /// Where a task's workspace lives: `workspaces/<id>` in the data directory.
+    pub(super) fn workspace_dir(&self, task_id: &str) -> PathBuf {
+        self.home.join("workspaces").join(task_id)
+    }
+
     /// The configured directory of extra slash commands.
     pub fn commands_dir(&self) -> Option<&Path> {
         self.config.commands.dir.as_deref()
