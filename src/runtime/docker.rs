@@ -74,6 +74,30 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// The environment a checkpoint image of container `id` keeps: its image's own, with every
+    /// variable the container added (a task made before taskbox passed `env` per command had
+    /// it in its configuration) kept as an empty value. Docker's commit merges the container's
+    /// variables back into any it is not given, so each one must be named to be dropped.
+    async fn image_env_only(&self, id: &str) -> Result<Vec<String>> {
+        let docker = self.docker().await?;
+        let container = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(map_err(format!("container {id}")))?;
+        let container_env = container.config.and_then(|c| c.env).unwrap_or_default();
+        let image_env = match container.image {
+            Some(image) => docker
+                .inspect_image(&image)
+                .await
+                .map_err(map_err(format!("image {image}")))?
+                .config
+                .and_then(|c| c.env)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok(env_without_additions(&image_env, &container_env))
+    }
+
     async fn docker(&self) -> Result<&Docker> {
         self.docker
             .get_or_try_init(|| async {
@@ -104,6 +128,20 @@ fn map_err(what: impl Into<String>) -> impl FnOnce(BollardError) -> RuntimeError
         | BollardError::RequestTimeoutError => RuntimeError::Unavailable(e.to_string()),
         other => RuntimeError::Api(other.to_string()),
     }
+}
+
+/// `image_env`, plus `KEY=` for each key of `container_env` the image does not set.
+fn env_without_additions(image_env: &[String], container_env: &[String]) -> Vec<String> {
+    let key = |entry: &String| entry.split_once('=').map_or(entry.clone(), |(k, _)| k.to_string());
+    let image_keys: std::collections::HashSet<String> = image_env.iter().map(key).collect();
+    let mut env = image_env.to_vec();
+    for entry in container_env {
+        let k = key(entry);
+        if !image_keys.contains(&k) {
+            env.push(format!("{k}="));
+        }
+    }
+    env
 }
 
 fn ignore_not_found(result: Result<()>) -> Result<()> {
@@ -253,7 +291,8 @@ impl ContainerRuntime for DockerRuntime {
             // The container only has to stay up; commands arrive through exec.
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             entrypoint: Some(vec![]),
-            env: Some(spec.env.clone()),
+            // No task variables here: a checkpoint (`docker commit`) would keep them in its
+            // image. Commands get them per exec (task/service/exec.rs).
             working_dir: Some("/workspace".into()),
             user: Some(spec.user.clone()),
             labels: Some(spec.labels.clone()),
@@ -357,6 +396,28 @@ impl ContainerRuntime for DockerRuntime {
         Ok(super::cgroup::sample(id))
     }
 
+    async fn container_layer_bytes(&self, id: &str) -> Result<Option<u64>> {
+        let options = InspectContainerOptions { size: true };
+        match self.docker().await?.inspect_container(id, Some(options)).await {
+            Ok(inspect) => Ok(Some(inspect.size_rw.unwrap_or(0).max(0) as u64)),
+            Err(e) => match map_err(format!("container {id}"))(e) {
+                RuntimeError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn image_layer_bytes(&self, image: &str) -> Result<Option<u64>> {
+        match self.docker().await?.image_history(image).await {
+            // Newest layer first.
+            Ok(history) => Ok(Some(history.first().map_or(0, |layer| layer.size.max(0) as u64))),
+            Err(e) => match map_err(format!("image {image}"))(e) {
+                RuntimeError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String> {
         let (repo, tag) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
         let options = CommitContainerOptionsBuilder::default()
@@ -371,13 +432,13 @@ impl ContainerRuntime for DockerRuntime {
             // file written outside it during the copy may be caught half-written.
             .pause(false)
             .build();
+        let docker = self.docker().await?;
         let config = ContainerConfig {
             labels: Some(labels),
+            env: Some(self.image_env_only(id).await?),
             ..Default::default()
         };
-        let created = self
-            .docker()
-            .await?
+        let created = docker
             .commit_container(options, config)
             .await
             .map_err(map_err(format!("container {id}")))?;
@@ -473,5 +534,24 @@ impl ContainerRuntime for DockerRuntime {
             return Ok(None);
         }
         Ok(inspect.exit_code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_without_additions;
+
+    #[test]
+    fn a_commit_keeps_the_images_variables_and_blanks_the_containers_own() {
+        let image = vec!["PATH=/usr/bin".to_string(), "LANG=C".to_string()];
+        let container = vec![
+            "PATH=/usr/bin".to_string(),
+            "LANG=C.UTF-8".to_string(),
+            "API_KEY=hunter2".to_string(),
+        ];
+        assert_eq!(
+            env_without_additions(&image, &container),
+            vec!["PATH=/usr/bin", "LANG=C", "API_KEY="]
+        );
     }
 }

@@ -148,6 +148,14 @@ impl ContainerRuntime for FakeRuntime {
         Ok(None)
     }
 
+    async fn container_layer_bytes(&self, _: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    async fn image_layer_bytes(&self, _: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String> {
         self.check("commit_container")?;
         let image = format!("sha256:{id}-{tag}");

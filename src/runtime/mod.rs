@@ -67,7 +67,6 @@ pub struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub labels: HashMap<String, String>,
-    pub env: Vec<String>,
     pub workspace: PathBuf,
     pub network: NetworkAttachment,
     pub memory_mb: u64,
@@ -191,6 +190,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The container's memory and pids use and limit counters; `None` when they cannot be
     /// read (the container is not running, or its cgroup is not visible to this process).
     async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>>;
+
+    /// Bytes in the container's own writable layer (`docker inspect --size`); `None` when
+    /// the container does not exist.
+    async fn container_layer_bytes(&self, id: &str) -> Result<Option<u64>>;
+    /// Bytes of the image's top layer (for a checkpoint: what its commit added); `None` when
+    /// the image does not exist.
+    async fn image_layer_bytes(&self, image: &str) -> Result<Option<u64>>;
 
     /// `docker commit`: the container's file system (not its mounts) as image `tag`; returns
     /// the image id.

@@ -12,6 +12,7 @@
 
 pub mod host;
 pub mod setid;
+pub mod walk;
 
 use std::path::{Path, PathBuf};
 

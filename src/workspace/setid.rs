@@ -3,25 +3,20 @@
 //! there; nothing from the container (its `find`, `chmod`, `/etc/passwd`) can be trusted to
 //! remove it. This walk trusts nothing inside either (docs/security.md, "Set-id files"):
 //!
-//! - every open is relative to a directory already open and never follows a link
-//!   (`O_NOFOLLOW`), so a link swapped in mid-walk leads nowhere, and no path is ever longer
-//!   than one name: a tree deeper than PATH_MAX is walked like any other;
+//! - the walk (`workspace::walk`) opens every directory relative to one already open, never
+//!   following a link, so a tree deeper than PATH_MAX or changed mid-walk cannot lead it out;
 //! - a file is changed only through a descriptor opened on it (`fchmod`), after `fstat` on that
-//!   descriptor shows a regular file with the bits, so the change cannot land elsewhere;
-//! - going back up never uses `..`: the walk keeps the descriptors of every `ANCHOR_EVERY`-th
-//!   level and reopens the levels between by name from the nearest kept one, so it never
-//!   leaves the workspace however the agent moves directories meanwhile, and a deep tree costs
-//!   depth / `ANCHOR_EVERY` descriptors.
+//!   descriptor shows a regular file with the bits, so the change cannot land elsewhere.
 
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, fchmod, fstat, openat, statat};
+use rustix::fs::{FileType, Mode, OFlags, fchmod, fstat, openat};
 use rustix::io::Errno;
 
-/// Levels between the directory descriptors the walk keeps open.
-const ANCHOR_EVERY: usize = 64;
+use super::walk::walk;
+
 /// Paths of cleared files kept for the report (the count is always whole).
 const REPORTED: usize = 20;
 
@@ -35,117 +30,23 @@ pub struct SetidSweep {
     pub directories: u64,
 }
 
-/// One directory on the way down: its descriptor (kept for anchors and the current level),
-/// its name in its parent, and the subdirectories still to visit.
-struct Level {
-    fd: Option<OwnedFd>,
-    name: CString,
-    pending: Vec<CString>,
-}
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
 /// Clears the set-id bits of every regular file under `root`.
 pub fn clear_setid_bits(root: &Path) -> std::io::Result<SetidSweep> {
-    let root_fd = openat(rustix::fs::CWD, root, dir_flags(), Mode::empty())?;
     let mut sweep = SetidSweep::default();
-    let mut stack = vec![Level {
-        fd: Some(root_fd),
-        name: CString::default(),
-        pending: Vec::new(),
-    }];
-    scan(&mut stack, &mut sweep)?;
-    while let Some(top) = stack.last_mut() {
-        let Some(child) = top.pending.pop() else {
-            stack.pop();
-            continue;
-        };
-        let depth = stack.len();
-        let parent = descriptor(&mut stack, depth - 1)?;
-        let fd = match openat(&parent, child.as_c_str(), dir_flags(), Mode::empty()) {
-            Ok(fd) => fd,
-            // Gone, or swapped for a link or a file since it was listed: nothing to walk.
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        drop(parent);
-        // Keep the parent's descriptor only on anchor levels.
-        if depth > 1 && (depth - 1) % ANCHOR_EVERY != 0 {
-            stack[depth - 1].fd = None;
+    sweep.directories = walk(root, |entry| {
+        if entry.kind == FileType::RegularFile && clear_file(entry.dir, entry.name)? {
+            sweep.cleared += 1;
+            if sweep.examples.len() < REPORTED {
+                sweep.examples.push(entry.relative_path());
+            }
         }
-        stack.push(Level {
-            fd: Some(fd),
-            name: child,
-            pending: Vec::new(),
-        });
-        scan(&mut stack, &mut sweep)?;
-    }
+        Ok(())
+    })?;
     Ok(sweep)
 }
 
-/// A descriptor for level `index`: its own, or reopened by name from the nearest kept level
-/// above it (never through `..`).
-fn descriptor(stack: &mut [Level], index: usize) -> std::io::Result<OwnedFd> {
-    if let Some(fd) = &stack[index].fd {
-        return fd.try_clone();
-    }
-    let anchor = (0..index).rev().find(|&i| stack[i].fd.is_some()).unwrap_or(0);
-    let mut fd = match &stack[anchor].fd {
-        Some(fd) => fd.try_clone()?,
-        None => return Err(std::io::Error::other("the walk lost its root descriptor")),
-    };
-    for level in &stack[anchor + 1..=index] {
-        fd = openat(&fd, level.name.as_c_str(), dir_flags(), Mode::empty())?;
-    }
-    Ok(fd)
-}
-
-/// Lists the directory on top of the stack: clears set-id files in it, queues its
-/// subdirectories.
-fn scan(stack: &mut [Level], sweep: &mut SetidSweep) -> std::io::Result<()> {
-    let index = stack.len() - 1;
-    let fd = descriptor(stack, index)?;
-    sweep.directories += 1;
-    let mut subdirectories = Vec::new();
-    let mut dir = Dir::read_from(&fd)?;
-    while let Some(entry) = dir.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_bytes() == b"." || name.to_bytes() == b".." {
-            continue;
-        }
-        let kind = match entry.file_type() {
-            FileType::Unknown => match statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => FileType::from_raw_mode(stat.st_mode),
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(e.into()),
-            },
-            kind => kind,
-        };
-        match kind {
-            FileType::Directory => subdirectories.push(name.to_owned()),
-            FileType::RegularFile if clear_file(&fd, name)? => {
-                sweep.cleared += 1;
-                if sweep.examples.len() < REPORTED {
-                    let mut path: PathBuf = stack[1..]
-                        .iter()
-                        .map(|l| l.name.to_string_lossy().into_owned())
-                        .collect();
-                    path.push(name.to_string_lossy().as_ref());
-                    sweep.examples.push(path);
-                }
-            }
-            _ => {}
-        }
-    }
-    stack[index].pending = subdirectories;
-    Ok(())
-}
-
 /// Clears the bits of one file through a descriptor on it; `true` when it had them.
-fn clear_file(dir: &OwnedFd, name: &std::ffi::CStr) -> std::io::Result<bool> {
+fn clear_file(dir: &OwnedFd, name: &CStr) -> std::io::Result<bool> {
     // O_NONBLOCK and O_NOCTTY: a FIFO or terminal swapped in cannot block or become ours; a
     // link is refused by O_NOFOLLOW.
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
@@ -167,6 +68,9 @@ fn clear_file(dir: &OwnedFd, name: &std::ffi::CStr) -> std::io::Result<bool> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
+    use rustix::fs::{AtFlags, statat};
+
+    use super::super::walk::dir_flags;
     use super::*;
 
     fn mode(path: &Path) -> u32 {

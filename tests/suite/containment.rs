@@ -333,6 +333,13 @@ async fn spill_files_stop_at_their_limit() {
         stdout.contains("the last 95904 bytes passed the spill limit"),
         "{stdout}"
     );
+    assert_eq!(r["stdout_not_kept_bytes"], 95904);
+    assert_eq!(r["stderr_not_kept_bytes"], 0);
+    let recorded = events(&home.path(), task["id"].as_str().unwrap())
+        .into_iter()
+        .find(|e| e["type"] == "execution")
+        .expect("an execution event");
+    assert_eq!(recorded["data"]["stdout_not_kept_bytes"], 95904, "{recorded}");
     let outputs = home
         .path()
         .join("tasks")
@@ -343,4 +350,69 @@ async fn spill_files_stop_at_their_limit() {
         .map(|e| e.unwrap().metadata().unwrap().len())
         .collect();
     assert_eq!(sizes, [4096]);
+}
+
+/// The task's `env` reaches every command, but neither the container's configuration nor a
+/// checkpoint image, which another owner or a `docker save` could read. (A container made the
+/// old way, with the variable in its configuration, is committed without it: the unit test in
+/// runtime/docker.rs.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tasks_env_stays_out_of_containers_and_checkpoint_images() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "containment-env").await;
+    let task = call(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "envs", "env": { "API_KEY": "hunter2-value" } }),
+    )
+    .await["task"]
+        .clone();
+    let r = exec(&client, "envs", "echo \"key=$API_KEY\"").await;
+    assert_eq!(r["stdout"], "key=hunter2-value\n");
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({ "task": "envs", "command": "echo \"key=$API_KEY\"", "env": { "API_KEY": "per-call" } }),
+    )
+    .await;
+    assert_eq!(r["stdout"], "key=per-call\n", "the call's own env wins");
+
+    let container = task["container_id"].as_str().unwrap();
+    let config = docker_inspect("container", container).unwrap()["Config"]["Env"].to_string();
+    assert!(!config.contains("hunter2"), "container config: {config}");
+    let checkpoint = call(&client, "create_checkpoint", json!({})).await["checkpoint"].clone();
+    let image = checkpoint["image_id"].as_str().unwrap();
+    let image_env = docker_inspect("image", image).unwrap()["Config"]["Env"].to_string();
+    assert!(!image_env.contains("hunter2"), "checkpoint image: {image_env}");
+
+    // Restored from that image, commands still get the variable.
+    call(&client, "restore_checkpoint", json!({ "checkpoint": checkpoint["id"] })).await;
+    let r = exec(&client, "envs", "echo \"key=$API_KEY\"").await;
+    assert_eq!(r["stdout"], "key=hunter2-value\n");
+}
+
+/// get_task_status says what the task takes on disk: workspace, container layer, checkpoint
+/// images, its files in the data directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_status_reports_disk_use() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "containment-disk").await;
+    create(&client, "disk").await;
+    exec(
+        &client,
+        "disk",
+        "head -c 3000000 /dev/urandom > /workspace/blob && head -c 2000000 /dev/urandom > /tmp/layer",
+    )
+    .await;
+    call(&client, "create_checkpoint", json!({})).await;
+    let disk = call(&client, "get_task_status", json!({ "task": "disk" })).await["disk"].clone();
+    let bytes = |field: &str| disk[field].as_u64().unwrap_or_else(|| panic!("{field}: {disk}"));
+    assert!(bytes("workspace_bytes") >= 3_000_000, "{disk}");
+    assert!(bytes("container_layer_bytes") >= 2_000_000, "{disk}");
+    assert_eq!(disk["checkpoint_images"], 1, "{disk}");
+    assert!(bytes("checkpoint_images_bytes") >= 2_000_000, "{disk}");
+    assert!(bytes("task_files_bytes") > 0, "{disk}");
+    assert_eq!(disk["errors"], json!([]), "{disk}");
 }

@@ -336,7 +336,6 @@ impl TaskService {
             name: format!("taskbox-{}", task.id),
             image: image.to_string(),
             labels: self.labels(task),
-            env: task.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             workspace: task.workspace.clone(),
             network,
             memory_mb: task.limits.memory_mb,

@@ -57,6 +57,10 @@ pub struct ExecutionResult {
     pub truncated: bool,
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
+    /// Bytes of stdout / stderr past `execution.spill_limit_bytes`, kept neither in the reply
+    /// nor in the files (0 when the whole stream is on disk).
+    pub stdout_not_kept_bytes: u64,
+    pub stderr_not_kept_bytes: u64,
     /// Files holding the whole stdout / stderr, for streams that were cut.
     pub full_output: FullOutput,
     pub duration_ms: u64,
@@ -66,6 +70,13 @@ pub struct ExecutionResult {
 pub struct FullOutput {
     pub stdout: Option<String>,
     pub stderr: Option<String>,
+}
+
+/// Bytes per stream past the spill limit, which no file holds.
+#[derive(Debug, Clone, Copy, Default)]
+struct NotKept {
+    stdout: u64,
+    stderr: u64,
 }
 
 enum Ending {
@@ -140,7 +151,9 @@ impl TaskService {
         };
         self.registry.insert_execution(&execution)?;
 
-        let mut env: Vec<String> = request.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // The task's variables reach each command through its exec, never the container's
+        // configuration, which checkpoint images would keep (docs/security.md).
+        let mut env: Vec<String> = command_env(&task.env, &request.env);
         env.push(format!("{MARKER_VAR}={}", execution.id));
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
@@ -172,7 +185,7 @@ impl TaskService {
             Err(error) => {
                 execution.status = ExecutionStatus::Failed;
                 self.registry.finish_execution(&execution)?;
-                self.record_execution(&execution, Some(&error.to_string()))?;
+                self.record_execution(&execution, NotKept::default(), Some(&error.to_string()))?;
                 return Err(self.explain_exec_failure(&task.id, error).await);
             }
         };
@@ -193,8 +206,12 @@ impl TaskService {
             )),
             _ => None,
         };
+        let not_kept = NotKept {
+            stdout: stdout.not_kept,
+            stderr: stderr.not_kept,
+        };
         self.registry.finish_execution(&execution)?;
-        self.record_execution(&execution, stream_error.as_deref())?;
+        self.record_execution(&execution, not_kept, stream_error.as_deref())?;
         match ending {
             Ending::Cancelled => return Err(Error::Cancelled),
             Ending::StreamFailed(_) => {
@@ -218,6 +235,8 @@ impl TaskService {
             truncated: execution.truncated,
             stdout_bytes: stdout.bytes,
             stderr_bytes: stderr.bytes,
+            stdout_not_kept_bytes: not_kept.stdout,
+            stderr_not_kept_bytes: not_kept.stderr,
             full_output: FullOutput {
                 stdout: stdout.full_output.map(|p| p.display().to_string()),
                 stderr: stderr.full_output.map(|p| p.display().to_string()),
@@ -416,7 +435,7 @@ impl TaskService {
         }
     }
 
-    fn record_execution(&self, execution: &Execution, error: Option<&str>) -> Result<()> {
+    fn record_execution(&self, execution: &Execution, not_kept: NotKept, error: Option<&str>) -> Result<()> {
         let data = serde_json::json!({
             "execution_id": execution.id,
             "command": execution.command,
@@ -427,6 +446,8 @@ impl TaskService {
             "stdout_bytes": execution.stdout_bytes,
             "stderr_bytes": execution.stderr_bytes,
             "truncated": execution.truncated,
+            "stdout_not_kept_bytes": not_kept.stdout,
+            "stderr_not_kept_bytes": not_kept.stderr,
             "error": error,
         });
         self.record(Event::new(&execution.task_id, EventKind::Execution, data))
@@ -487,6 +508,13 @@ pub(super) fn describe_exit(state: &crate::runtime::ContainerState) -> String {
 
 /// Relative workdirs are relative to /workspace; absolute ones are used as given (the file
 /// tools confine paths; a command can `cd` anywhere anyway).
+/// A command's environment: the task's variables, then the call's own, which win.
+fn command_env(task_env: &BTreeMap<String, String>, call_env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut merged = task_env.clone();
+    merged.extend(call_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
     match workdir {
         None | Some("") => Ok("/workspace".into()),

@@ -6,6 +6,7 @@ mod checkpoint;
 mod cleanup;
 mod container_ops;
 mod create;
+mod disk;
 mod exec;
 mod files;
 mod hooks;

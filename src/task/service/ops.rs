@@ -44,6 +44,8 @@ pub struct TaskStatusReport {
     pub attachments: Vec<Attachment>,
     pub executions: ExecutionCounts,
     pub last_execution: Option<Execution>,
+    /// What the task takes on disk.
+    pub disk: super::disk::DiskUse,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -124,7 +126,9 @@ impl TaskService {
                 Err(e) => (None, Some(e.to_string())),
             },
         };
+        let disk = self.disk_use(&task).await;
         Ok(TaskStatusReport {
+            disk,
             attachments: self.registry.active_attachments(&task.id)?,
             executions: self.registry.execution_counts(&task.id)?,
             last_execution: self.registry.recent_executions(&task.id, 1)?.into_iter().next(),
