@@ -35,6 +35,73 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub http: HttpConfig,
     pub images: ImagesConfig,
+    pub quotas: QuotasConfig,
+}
+
+/// `[quotas]`: what one owner may hold on a shared server (docs/security.md, "Another owner over HTTP").
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// For every owner but the local one; a field left out is `BUILTIN_QUOTA`'s.
+    pub default: Quota,
+    /// For the local owner (`serve` over stdio, `--no-auth`): unlimited unless set.
+    pub local: Quota,
+    /// Per owner; a field it leaves unset comes from `default`.
+    pub owners: std::collections::BTreeMap<String, Quota>,
+}
+
+/// Limits of one owner; an unset field is unlimited where nothing fills it in (see
+/// `QuotasConfig::for_owner`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quota {
+    /// Tasks in any status (each keeps a workspace until deleted).
+    pub tasks: Option<u64>,
+    /// Tasks creating or running (each holds a container).
+    pub running_tasks: Option<u64>,
+    /// Memory and CPUs reserved by the limits of the running tasks.
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+    /// Checkpoints with an image, over all the owner's tasks (made by create_checkpoint;
+    /// the automatic ones are pruned by `checkpoints.keep_automatic` instead).
+    pub checkpoint_images: Option<u64>,
+    /// Open HTTP sessions per token (Streamable HTTP and legacy SSE together).
+    pub http_sessions: Option<u64>,
+}
+
+/// What an owner other than the local one may hold when the config does not say.
+pub const BUILTIN_QUOTA: Quota = Quota {
+    tasks: Some(100),
+    running_tasks: Some(8),
+    memory_mb: Some(32 * 1024),
+    cpus: Some(16.0),
+    checkpoint_images: Some(200),
+    http_sessions: Some(32),
+};
+
+impl Quota {
+    /// This quota, with `fallback`'s value for each field it leaves unset.
+    fn or(self, fallback: Quota) -> Quota {
+        Quota {
+            tasks: self.tasks.or(fallback.tasks),
+            running_tasks: self.running_tasks.or(fallback.running_tasks),
+            memory_mb: self.memory_mb.or(fallback.memory_mb),
+            cpus: self.cpus.or(fallback.cpus),
+            checkpoint_images: self.checkpoint_images.or(fallback.checkpoint_images),
+            http_sessions: self.http_sessions.or(fallback.http_sessions),
+        }
+    }
+}
+
+impl QuotasConfig {
+    /// The quota that applies to `owner`.
+    pub fn for_owner(&self, owner: &crate::domain::Owner) -> Quota {
+        if owner.is_local() {
+            return self.local;
+        }
+        let own = self.owners.get(owner.as_str()).copied().unwrap_or_default();
+        own.or(self.default).or(BUILTIN_QUOTA)
+    }
 }
 
 /// `[images]`: what tasks may start from.
@@ -462,5 +529,26 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<Config>("[defaults]\nmemroy_mb = 1\n").unwrap_err();
         assert!(err.to_string().contains("memroy_mb"), "{err}");
+    }
+
+    #[test]
+    fn quotas_apply_per_owner_over_the_default_and_leave_the_local_owner_unlimited() {
+        let config: Config =
+            toml::from_str("[quotas.default]\ntasks = 5\n[quotas.owners.alice]\nrunning_tasks = 9\n").unwrap();
+        let quotas = &config.quotas;
+        let alice = quotas.for_owner(&crate::domain::Owner::new("alice").unwrap());
+        assert_eq!((alice.tasks, alice.running_tasks), (Some(5), Some(9)));
+        let bob = quotas.for_owner(&crate::domain::Owner::new("bob").unwrap());
+        assert_eq!(
+            (bob.tasks, bob.running_tasks),
+            (Some(5), Some(8)),
+            "the rest are built in"
+        );
+        assert_eq!(quotas.for_owner(&crate::domain::Owner::default()), Quota::default());
+        // Without a [quotas] table, other owners get the built-in defaults.
+        let builtin = Config::default()
+            .quotas
+            .for_owner(&crate::domain::Owner::new("bob").unwrap());
+        assert_eq!(builtin.running_tasks, Some(8));
     }
 }

@@ -87,6 +87,15 @@ pub enum Error {
         "this token already has {limit} execution(s) running, the most the server runs at once for one token (http.max_executions_per_token); wait for one to finish, then retry"
     )]
     TooManyExecutions { limit: usize },
+
+    #[error("owner '{owner}' would hold {would_hold}, over its quota of {limit} (quotas.{quota}); {remedy}")]
+    QuotaExceeded {
+        owner: String,
+        quota: &'static str,
+        would_hold: String,
+        limit: String,
+        remedy: &'static str,
+    },
 }
 
 /// Domain errors keep the kinds they always had (`invalid_name`, `invalid_argument`).
@@ -131,6 +140,7 @@ impl Error {
             Self::ShuttingDown => "shutting_down",
             Self::HookDenied { .. } => "hook_denied",
             Self::TooManyExecutions { .. } => "too_many_executions",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
         }
     }
 }

@@ -44,7 +44,8 @@ impl From<Error> for McpError {
             | Error::WrongStatus { .. }
             | Error::Lifecycle(_)
             | Error::HookDenied { .. }
-            | Error::TooManyExecutions { .. } => Self::invalid_params(message, None),
+            | Error::TooManyExecutions { .. }
+            | Error::QuotaExceeded { .. } => Self::invalid_params(message, None),
             Error::Runtime(_)
             | Error::Registry(_)
             | Error::Store(_)

@@ -13,6 +13,7 @@ mod search;
 mod stats;
 mod tasks;
 mod tokens;
+mod usage;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -27,6 +28,7 @@ pub use search::{SearchHit, fts_query as memory_query};
 pub use stats::Stats;
 pub use tasks::TaskPage;
 pub use tokens::TokenRecord;
+pub use usage::OwnerUsage;
 
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/001_initial_schema.sql")),

@@ -8,14 +8,14 @@ use rusqlite::{OptionalExtension, Row, params_from_iter};
 use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStatus, now};
 
-const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
+pub(super) const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
      repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner";
 
 const COLUMN_COUNT: usize = 27;
 
 /// `?1, ?2, … ?19` starting at `first`.
-fn placeholders(first: usize) -> String {
+pub(super) fn placeholders(first: usize) -> String {
     (first..first + COLUMN_COUNT)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
@@ -23,7 +23,7 @@ fn placeholders(first: usize) -> String {
 }
 
 /// The task's values in `COLUMNS` order.
-fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
+pub(super) fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
     let text = |s: &str| Value::Text(s.to_string());
     let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, text);
     [

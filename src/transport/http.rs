@@ -70,8 +70,15 @@ pub struct Shared {
     pub(super) sessions_stop: CancellationToken,
     mcp: StreamableHttpService<TaskboxServer, LocalSessionManager>,
     mcp_sessions: Arc<LocalSessionManager>,
-    /// Streamable HTTP session id → the owner it belongs to.
-    bindings: Mutex<HashMap<String, (Owner, Instant)>>,
+    /// Streamable HTTP session id → the owner and token it belongs to.
+    bindings: Mutex<HashMap<String, Binding>>,
+}
+
+struct Binding {
+    owner: Owner,
+    /// The token's key, for the per-token session quota.
+    key: String,
+    bound_at: Instant,
 }
 
 impl Shared {
@@ -85,8 +92,37 @@ impl Shared {
         )
     }
 
-    fn bindings(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Owner, Instant)>> {
+    fn bindings(&self) -> std::sync::MutexGuard<'_, HashMap<String, Binding>> {
         self.bindings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The 429 to answer when the principal's token already holds as many open sessions
+    /// (Streamable HTTP and legacy SSE together) as `quotas.http_sessions` allows.
+    pub(super) async fn refuse_session_past_quota(&self, principal: &Principal) -> Option<Response> {
+        let limit = self.service.http_session_quota(&principal.owner)?;
+        let live = self.mcp_sessions.sessions.read().await;
+        let streamable = self
+            .bindings()
+            .iter()
+            .filter(|(id, b)| b.key == principal.key && live.keys().any(|live_id| live_id.as_ref() == id.as_str()))
+            .count();
+        drop(live);
+        let open = streamable + self.sse.count_for(&principal.key);
+        if (open as u64) < limit {
+            return None;
+        }
+        let message = format!(
+            "this token already has {open} MCP sessions open, its quota (quotas.http_sessions) is {limit}; close one \
+             (DELETE /mcp with its Mcp-Session-Id, or end its SSE stream), or wait for idle ones to expire"
+        );
+        Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, "5")],
+                message,
+            )
+                .into_response(),
+        )
     }
 }
 
@@ -239,12 +275,18 @@ async fn streamable(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     if let Some(id) = &session {
-        let bound = shared.bindings().get(id).map(|(owner, _)| owner.clone());
+        let bound = shared.bindings().get(id).map(|b| b.owner.clone());
         // rmcp answers 404 for an unknown session; another owner's session looks the same, and
         // so does a session with no recorded owner (fail closed: its client starts a new one).
         if bound.is_none_or(|owner| owner != principal.owner) {
             return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
         }
+    }
+    if session.is_none()
+        && request.method() == Method::POST
+        && let Some(refusal) = shared.refuse_session_past_quota(&principal).await
+    {
+        return refusal;
     }
     let is_delete = request.method() == Method::DELETE;
     let mut service = shared.mcp.clone();
@@ -254,7 +296,7 @@ async fn streamable(State(shared): State<Arc<Shared>>, request: Request) -> Resp
     match (&session, response.headers().get(&SESSION_HEADER)) {
         (None, Some(new_id)) => {
             if let Ok(new_id) = new_id.to_str() {
-                bind(&shared, new_id, principal.owner).await;
+                bind(&shared, new_id, principal.owner, principal.key).await;
             }
         }
         (Some(id), _) if is_delete && response.status().is_success() => {
@@ -278,10 +320,15 @@ async fn tower_call(
 
 /// Records which owner a new Streamable HTTP session belongs to; now and then forgets the
 /// sessions rmcp has closed (expired or deleted).
-async fn bind(shared: &Shared, id: &str, owner: Owner) {
+async fn bind(shared: &Shared, id: &str, owner: Owner, key: String) {
     let prune = {
         let mut bindings = shared.bindings();
-        bindings.insert(id.to_string(), (owner, Instant::now()));
+        let binding = Binding {
+            owner,
+            key,
+            bound_at: Instant::now(),
+        };
+        bindings.insert(id.to_string(), binding);
         bindings.len() > BINDINGS_PRUNE_AT
     };
     if prune {
@@ -297,6 +344,6 @@ async fn bind(shared: &Shared, id: &str, owner: Owner) {
         // on another thread since the snapshot was taken is live.
         shared
             .bindings()
-            .retain(|id, (_, bound_at)| live.contains(id) || bound_at.elapsed() < Duration::from_secs(60));
+            .retain(|id, b| live.contains(id) || b.bound_at.elapsed() < Duration::from_secs(60));
     }
 }

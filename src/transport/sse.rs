@@ -33,10 +33,6 @@ use crate::domain::Owner;
 /// Messages a session buffers in each direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 64;
 
-/// Legacy SSE sessions one token may hold open at once: rmcp's idle timeouts do not cover
-/// them, so without a cap one token could hold connections without end.
-pub const MAX_SESSIONS_PER_TOKEN: usize = 32;
-
 /// The open legacy SSE sessions of this server.
 #[derive(Default)]
 pub struct SseSessions {
@@ -53,6 +49,11 @@ struct SseSession {
 impl SseSessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SseSession>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Open sessions of one token (its principal's key).
+    pub(super) fn count_for(&self, key: &str) -> usize {
+        self.lock().values().filter(|s| s.key == key).count()
     }
 }
 
@@ -80,17 +81,13 @@ pub async fn open(State(shared): State<Arc<Shared>>, Extension(principal): Exten
     let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(CHANNEL_CAPACITY);
     let (to_client, from_server) = mpsc::channel::<ServerJsonRpcMessage>(CHANNEL_CAPACITY);
+    // rmcp's idle timeouts do not cover legacy SSE sessions, so without the quota one token
+    // could hold connections without end.
+    if let Some(refusal) = shared.refuse_session_past_quota(&principal).await {
+        return refusal;
+    }
     {
-        let mut sessions = shared.sse.lock();
-        if sessions.values().filter(|s| s.key == principal.key).count() >= MAX_SESSIONS_PER_TOKEN {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(axum::http::header::RETRY_AFTER, "5")],
-                format!("this token already has {MAX_SESSIONS_PER_TOKEN} legacy SSE sessions open; close one first"),
-            )
-                .into_response();
-        }
-        sessions.insert(
+        shared.sse.lock().insert(
             id.clone(),
             SseSession {
                 owner: principal.owner.clone(),

@@ -416,3 +416,68 @@ async fn task_status_reports_disk_use() {
     assert!(bytes("task_files_bytes") > 0, "{disk}");
     assert_eq!(disk["errors"], json!([]), "{disk}");
 }
+
+/// A shared server bounds what one owner holds: tasks, running tasks, memory and CPUs in their
+/// limits, checkpoint images; each refusal names its quota and how to free room, and other
+/// owners, with their own quotas, are not affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_bound_what_one_owner_holds() {
+    require!(docker);
+    let home = Home::new();
+    write_config(
+        &home.path(),
+        "[quotas.default]\ntasks = 2\nrunning_tasks = 1\nmemory_mb = 1024\ncheckpoint_images = 1\n\
+         [quotas.owners.alice]\nrunning_tasks = 3\n",
+    );
+    let server = HttpServer::start(&home.path(), &[]);
+    let (bob_token, _) = create_token(&home.path(), "bob");
+    let (alice_token, _) = create_token(&home.path(), "alice");
+    let bob = connect_http(&server, Some(&bob_token), "bob").await;
+    let alice = connect_http(&server, Some(&alice_token), "alice").await;
+    let refused = |(kind, message): (String, String), quota: &str, remedy: &str| {
+        assert_eq!(kind, "quota_exceeded", "{message}");
+        assert!(
+            message.contains(&format!("quotas.{quota}")) && message.contains(remedy),
+            "{message}"
+        );
+    };
+
+    let create_args = |name: &str, memory_mb: u64| json!({ "name": name, "memory_mb": memory_mb });
+    call(&bob, "create_task_sandbox", create_args("one", 512)).await;
+    refused(
+        call_err(&bob, "create_task_sandbox", create_args("two", 512)).await,
+        "running_tasks",
+        "stop_task",
+    );
+    call(&bob, "create_checkpoint", json!({ "task": "one" })).await;
+    refused(
+        call_err(&bob, "create_checkpoint", json!({ "task": "one" })).await,
+        "checkpoint_images",
+        "delete_task",
+    );
+    call(&bob, "stop_task", json!({ "task": "one" })).await;
+    refused(
+        call_err(&bob, "create_task_sandbox", create_args("two", 2048)).await,
+        "memory_mb",
+        "stop_task",
+    );
+    call(&bob, "create_task_sandbox", create_args("two", 512)).await;
+    refused(
+        call_err(&bob, "resume_task", json!({ "task": "one" })).await,
+        "running_tasks",
+        "stop_task",
+    );
+    call(&bob, "stop_task", json!({ "task": "two" })).await;
+    refused(
+        call_err(&bob, "create_task_sandbox", create_args("three", 512)).await,
+        "tasks",
+        "delete_task",
+    );
+    // Nothing half-made is left by the refusals: bob holds exactly his two tasks.
+    let listed = call(&bob, "list_tasks", json!({})).await;
+    assert_eq!(listed["total"], 2, "{listed}");
+
+    // alice's own quota lets her run two at once.
+    call(&alice, "create_task_sandbox", create_args("a1", 256)).await;
+    call(&alice, "create_task_sandbox", create_args("a2", 256)).await;
+}

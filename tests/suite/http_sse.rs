@@ -137,28 +137,60 @@ async fn legacy_sse_announces_the_endpoint_and_answers_on_the_stream() {
     assert_eq!(missing.status().as_u16(), 404);
 }
 
-/// One token holds at most 32 legacy SSE sessions at once; another token is not affected, and
-/// closing a session frees its place.
+/// One token holds at most `quotas.http_sessions` sessions at once, legacy SSE and Streamable
+/// HTTP together; another token is not affected, and closing a session frees its place.
 #[tokio::test]
-async fn a_token_holds_a_bounded_number_of_sse_sessions() {
+async fn a_token_holds_at_most_its_quota_of_sessions() {
     let home = Home::new();
     let (alice, _) = create_token(&home.path(), "alice");
     let (bob, _) = create_token(&home.path(), "bob");
     // The rate limit would otherwise be the first to answer 429.
-    write_config(&home.path(), "[http]\nrate_limit_burst = 1000\n");
+    write_config(
+        &home.path(),
+        "[http]\nrate_limit_burst = 1000\n[quotas.default]\nhttp_sessions = 3\n",
+    );
     let server = HttpServer::start(&home.path(), &[]);
     let http = reqwest::Client::new();
     let open = |token: &str| http.get(server.sse_url()).bearer_auth(token).send();
+    let initialize = |token: &str| {
+        http.post(format!("{}/mcp", server.base))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "quota-test", "version": "0"}}
+            }))
+            .send()
+    };
     let mut streams = Vec::new();
-    for _ in 0..32 {
+    for _ in 0..2 {
         let response = open(&alice).await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         streams.push(response);
     }
+    let streamable = initialize(&alice).await.unwrap();
+    assert_eq!(streamable.status().as_u16(), 200);
+    let session = streamable.headers()["mcp-session-id"].to_str().unwrap().to_string();
+
     let refused = open(&alice).await.unwrap();
     assert_eq!(refused.status().as_u16(), 429);
     assert!(refused.headers().contains_key("retry-after"));
+    assert!(refused.text().await.unwrap().contains("quotas.http_sessions"));
+    assert_eq!(initialize(&alice).await.unwrap().status().as_u16(), 429);
     assert_eq!(open(&bob).await.unwrap().status().as_u16(), 200);
+
+    // Ending the Streamable HTTP session frees a place for a new one.
+    let deleted = http
+        .delete(format!("{}/mcp", server.base))
+        .bearer_auth(&alice)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    assert_eq!(initialize(&alice).await.unwrap().status().as_u16(), 200);
+
     drop(streams.pop());
     let mut freed = false;
     for _ in 0..50 {

@@ -47,6 +47,10 @@ pub struct RestoreResult {
 impl TaskService {
     pub async fn create_checkpoint(&self, task: &str, label: Option<String>) -> Result<CheckpointResult> {
         let task = self.resolve(Some(task))?;
+        // Only asked-for checkpoints count against the quota: the automatic ones are pruned
+        // (`checkpoints.keep_automatic`), and a restore must never fail for want of room.
+        let held = self.registry.owner_usage(&task.owner, None)?;
+        super::quota::admit_checkpoint(&task.owner, &self.config.quotas.for_owner(&task.owner), &held)?;
         self.checkpoint(task, label, false).await
     }
 

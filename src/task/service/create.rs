@@ -203,8 +203,13 @@ impl TaskService {
         image_user: &str,
         made: &mut Made,
     ) -> Result<CreatedTask> {
-        match self.registry.insert_task(&task) {
-            Ok(()) => made.row = Some(task.id.clone()),
+        // The quota is checked in the insert's transaction: two creations at once cannot both
+        // take the last place.
+        let quota = self.config.quotas.for_owner(&task.owner);
+        let admit = |held: &_| super::quota::admit_task(&task.owner, &quota, held, &task.limits, true);
+        match self.registry.insert_task_admitted(&task, admit) {
+            Ok(Ok(())) => made.row = Some(task.id.clone()),
+            Ok(Err(refused)) => return Err(refused),
             // Another process took the name between our check and the insert.
             Err(taken @ RegistryError::NameTaken { .. }) => {
                 return Err(match self.registry.get_task_by_name(&task.owner, &task.name)? {

@@ -14,6 +14,7 @@ mod image_policy;
 mod images;
 mod memory;
 mod ops;
+mod quota;
 mod reconcile;
 mod repo;
 mod resources;
@@ -205,6 +206,11 @@ impl TaskService {
     /// Where a task's workspace lives: `workspaces/<id>` in the data directory.
     pub(super) fn workspace_dir(&self, task_id: &str) -> PathBuf {
         self.home.join("workspaces").join(task_id)
+    }
+
+    /// How many HTTP sessions one of `owner`'s tokens may hold open (`None`: no limit).
+    pub fn http_session_quota(&self, owner: &Owner) -> Option<u64> {
+        self.config.quotas.for_owner(owner).http_sessions
     }
 
     /// The configured directory of extra slash commands.

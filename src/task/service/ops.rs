@@ -204,6 +204,9 @@ impl TaskService {
     pub async fn resume(&self, task: &str) -> Result<Task> {
         let task = self.resolve(Some(task))?;
         crate::domain::lifecycle::transition(task.status, LifecycleEvent::Resume)?;
+        let held = self.registry.owner_usage(&task.owner, Some(&task.id))?;
+        let quota = self.config.quotas.for_owner(&task.owner);
+        super::quota::admit_task(&task.owner, &quota, &held, &task.limits, false)?;
         let container = task.container_id.clone().ok_or_else(|| Error::WrongStatus {
             task: task.name.clone(),
             status: task.status.to_string(),
