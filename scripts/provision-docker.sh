@@ -6,7 +6,47 @@ set -euo pipefail
 
 log() { printf 'provision-docker: %s\n' "$*" >&2; }
 
+# gVisor's runsc, when installed, is registered as the Docker runtime `runsc` for tasks under
+# `[container] runtime = "runsc"` (docs/security.md, "Stronger isolation"). Debian's runsc
+# (2022) needs the ptrace platform, and its own networking fails here, so it runs with
+# --network=none: such containers have loopback only. Prints "changed" when daemon.json changed.
+register_runsc() {
+  local runsc config=/etc/docker/daemon.json
+  runsc=$(command -v runsc || true)
+  [ -n "$runsc" ] && [ "$(id -u)" = 0 ] || return 0
+  if ! command -v python3 >/dev/null 2>&1; then
+    log "runsc is installed but python3 is not, to edit $config: register runsc by hand"
+    return 0
+  fi
+  mkdir -p /etc/docker
+  RUNSC="$runsc" CONFIG="$config" python3 - <<'PY'
+import json, os
+path, runsc = os.environ["CONFIG"], os.environ["RUNSC"]
+try:
+    with open(path) as f:
+        config = json.load(f)
+except FileNotFoundError:
+    config = {}
+wanted = {"path": runsc, "runtimeArgs": ["--platform=ptrace", "--network=none"]}
+if config.get("runtimes", {}).get("runsc") != wanted:
+    config.setdefault("runtimes", {})["runsc"] = wanted
+    with open(path + ".tmp", "w") as f:
+        json.dump(config, f, indent=2)
+    os.replace(path + ".tmp", path)
+    print("changed")
+PY
+}
+
 if docker info >/dev/null 2>&1; then
+  if [ "$(register_runsc)" = changed ]; then
+    # dockerd reloads its runtimes on SIGHUP, without stopping containers.
+    if [ -f /var/run/docker.pid ] && kill -HUP "$(cat /var/run/docker.pid)" 2>/dev/null; then
+      log "registered runsc with the running Docker daemon"
+      sleep 1
+    else
+      log "registered runsc in /etc/docker/daemon.json; restart dockerd to use it"
+    fi
+  fi
   log "Docker daemon already answers"
   exit 0
 fi
@@ -43,6 +83,8 @@ if [ -f "$pidfile" ]; then
 fi
 # Same story for containerd, which dockerd starts itself.
 rm -f /var/run/docker/containerd/containerd.pid 2>/dev/null || true
+
+register_runsc >/dev/null
 
 logfile=${DOCKERD_LOG:-/var/log/taskbox-dockerd.log}
 log "starting dockerd (log: $logfile)"

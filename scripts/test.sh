@@ -13,6 +13,15 @@ case "${CI:-}" in true|1) ci=true ;; esac
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
+# gVisor, for the test of `[container] runtime = "runsc"`: Debian's runsc package, which
+# provision-docker.sh then registers with dockerd.
+if ! command -v runsc >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing gVisor (runsc) from the distribution's packages"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >&2; then
+    (DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq runsc) >&2 || log "cannot install runsc"
+  fi
+fi
+
 if scripts/provision-docker.sh; then
   scripts/build-base-image.sh
   log "building the task images (skipped when current)"

@@ -36,6 +36,17 @@ pub struct Config {
     pub http: HttpConfig,
     pub images: ImagesConfig,
     pub quotas: QuotasConfig,
+    pub container: ContainerSettings,
+}
+
+/// `[container]`: how task containers run.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContainerSettings {
+    /// A Docker runtime registered with dockerd, such as gVisor's `runsc` (a user-space kernel
+    /// between the agent and the host's; docs/security.md, "Stronger isolation"); Docker's
+    /// default (runc) when unset.
+    pub runtime: Option<String>,
 }
 
 /// `[quotas]`: what one owner may hold on a shared server (docs/security.md, "Another owner over HTTP").

@@ -280,6 +280,7 @@ impl ContainerRuntime for DockerRuntime {
             ipc_mode: Some("private".into()),
             // Docker's default on cgroup v1 hosts is the host's cgroup namespace.
             cgroupns_mode: Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE),
+            runtime: spec.runtime.clone(),
             network_mode: Some(match &spec.network {
                 NetworkAttachment::Bridge(name) => name.clone(),
                 NetworkAttachment::None => "none".into(),
@@ -394,6 +395,14 @@ impl ContainerRuntime for DockerRuntime {
         // The cgroup files are read directly: an exec or a stats call would cost tens of
         // milliseconds on every execution, a file read costs microseconds.
         Ok(super::cgroup::sample(id))
+    }
+
+    async fn runtime_args(&self, name: &str) -> Result<Option<Vec<String>>> {
+        let info = self.docker().await?.info().await.map_err(map_err("daemon info"))?;
+        Ok(info
+            .runtimes
+            .and_then(|mut runtimes| runtimes.remove(name))
+            .map(|runtime| runtime.runtime_args.unwrap_or_default()))
     }
 
     async fn container_layer_bytes(&self, id: &str) -> Result<Option<u64>> {

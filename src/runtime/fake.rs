@@ -148,6 +148,10 @@ impl ContainerRuntime for FakeRuntime {
         Ok(None)
     }
 
+    async fn runtime_args(&self, _: &str) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
     async fn container_layer_bytes(&self, _: &str) -> Result<Option<u64>> {
         Ok(None)
     }

@@ -73,6 +73,8 @@ pub struct ContainerSpec {
     pub cpus: f64,
     pub pids: i64,
     pub cap_add: Vec<String>,
+    /// A Docker runtime other than the daemon's default (e.g. `runsc`).
+    pub runtime: Option<String>,
     /// The container's own user. Root, so that `root` execs keep the added capabilities
     /// (Docker clears effective capabilities of containers configured with a non-root user);
     /// commands run as the image's user through `ExecSpec::user`.
@@ -191,6 +193,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// read (the container is not running, or its cgroup is not visible to this process).
     async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>>;
 
+    /// The arguments dockerd passes to runtime `name`; `None` when it is not registered.
+    async fn runtime_args(&self, name: &str) -> Result<Option<Vec<String>>>;
     /// Bytes in the container's own writable layer (`docker inspect --size`); `None` when
     /// the container does not exist.
     async fn container_layer_bytes(&self, id: &str) -> Result<Option<u64>>;

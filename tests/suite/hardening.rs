@@ -224,3 +224,67 @@ async fn developer_image_has_its_toolchains() {
     .await;
     assert_eq!(r["stdout"], "venv-ok\nagent\n", "{r}");
 }
+
+/// `[container] runtime = "runsc"` runs tasks under gVisor: commands, files, checkpoints and
+/// restores work; the container's kernel is gVisor's, not the host's. Registered as on this
+/// machine (`--network=none`, which gVisor's own networking needs here), an egress task is
+/// refused with what to do instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_run_under_gvisor_when_configured() {
+    require!(docker);
+    let registered = docker(&["info", "--format", "{{json .Runtimes}}"]).contains("\"runsc\"");
+    require!(
+        registered.then_some(()),
+        "runsc is not registered with dockerd",
+        "install the runsc package and run scripts/provision-docker.sh (scripts/test.sh does both)"
+    );
+    let home = Home::new();
+    write_config(&home.path(), "[container]\nruntime = \"runsc\"\n");
+    let client = connect(&home.path(), "gvisor").await;
+
+    let (kind, message) = call_err(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "wants-net", "network": "egress" }),
+    )
+    .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
+    assert!(
+        message.contains("--network=none") && message.contains("\"none\""),
+        "{message}"
+    );
+
+    let task = call(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "sandboxed", "network": "none" }),
+    )
+    .await["task"]
+        .clone();
+    let container = task["container_id"].as_str().unwrap();
+    let inspect = docker_inspect("container", container).unwrap();
+    assert_eq!(inspect["HostConfig"]["Runtime"], "runsc");
+    // gVisor's Sentry answers with its own kernel version, never the host's.
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let r = exec(
+        &client,
+        "sandboxed",
+        "uname -r; echo hello > /workspace/f; cat /workspace/f",
+    )
+    .await;
+    let out = r["stdout"].as_str().unwrap();
+    assert!(!out.contains(host_kernel.trim()), "{out}");
+    assert!(out.ends_with("hello\n"), "{out}");
+
+    let checkpoint = call(&client, "create_checkpoint", json!({})).await["checkpoint"].clone();
+    exec(&client, "sandboxed", "rm /workspace/f").await;
+    call(&client, "restore_checkpoint", json!({ "checkpoint": checkpoint["id"] })).await;
+    let r = exec(&client, "sandboxed", "cat /workspace/f").await;
+    assert_eq!(r["stdout"], "hello\n");
+    let restored = call(&client, "get_task_status", json!({})).await["container"]["id"].clone();
+    let inspect = docker_inspect("container", restored.as_str().unwrap()).unwrap();
+    assert_eq!(
+        inspect["HostConfig"]["Runtime"], "runsc",
+        "a restored container keeps the runtime"
+    );
+}

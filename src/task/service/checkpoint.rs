@@ -346,6 +346,7 @@ impl TaskService {
             cpus: task.limits.cpus,
             pids: task.limits.pids,
             cap_add: self.config.security.cap_add.clone(),
+            runtime: self.config.container.runtime.clone(),
             user: "0".into(),
         };
         let container = self.runtime.create_container(&spec).await?;

@@ -73,6 +73,7 @@ impl TaskService {
         if let Some(existing) = self.registry.get_task_by_name(&task.owner, &task.name)? {
             return Err(name_taken(existing));
         }
+        self.check_container_runtime(&task).await?;
         // Image first: a missing Docker or image fails before anything is made.
         let image_user = match &fork {
             Some((fork, image)) => {
@@ -106,6 +107,32 @@ impl TaskService {
                 Err(error)
             }
         }
+    }
+
+    /// With `[container] runtime` set: the runtime must be registered with dockerd, and an
+    /// `egress` task must not ask for a network the runtime switches off (gVisor's `runsc`
+    /// registered with `--network=none` gives containers loopback only).
+    async fn check_container_runtime(&self, task: &Task) -> Result<()> {
+        let Some(name) = &self.config.container.runtime else {
+            return Ok(());
+        };
+        let Some(args) = self.runtime.runtime_args(name).await? else {
+            return Err(Error::Config(format!(
+                "container.runtime is '{name}', which dockerd does not know; install it (Debian: apt-get install \
+                 {name}) and run scripts/provision-docker.sh to register it, or unset container.runtime"
+            )));
+        };
+        if task.network == NetworkMode::Egress && args.iter().any(|a| a == "--network=none") {
+            return Err(Error::invalid(
+                "network",
+                format!(
+                    "this server runs tasks under the runtime '{name}', registered with --network=none, so an \
+                     egress task would have no network; pass network \"none\" (an operator sets defaults.network = \
+                     \"none\" for every task), or register {name} with its own networking"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The task and checkpoint a fork starts from, and the image its container starts from.
