@@ -88,6 +88,11 @@ pub enum Error {
     )]
     TooManyExecutions { limit: usize },
 
+    #[error(
+        "the task registry is being rebuilt from the task files (registry.db was missing or damaged); retry in a few seconds"
+    )]
+    RegistryRebuilding,
+
     #[error("owner '{owner}' would hold {would_hold}, over its quota of {limit} (quotas.{quota}); {remedy}")]
     QuotaExceeded {
         owner: String,
@@ -141,6 +146,7 @@ impl Error {
             Self::HookDenied { .. } => "hook_denied",
             Self::TooManyExecutions { .. } => "too_many_executions",
             Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::RegistryRebuilding => "registry_rebuilding",
         }
     }
 }

@@ -51,8 +51,13 @@ pub enum Command {
         #[command(subcommand)]
         command: images::ImagesCommand,
     },
-    /// Check that Docker, the images and the data directory are usable.
-    Doctor,
+    /// Check that Docker, the images and the data directory are usable, and compare the
+    /// registry with the task files and Docker; `--repair` fixes what can be fixed (restores
+    /// the registry's rows from the task files, rewrites stale state.json files).
+    Doctor {
+        #[arg(long)]
+        repair: bool,
+    },
     /// Register taskbox with a client (Claude Code or opencode) and install its slash commands.
     Install(install::InstallArgs),
     /// Undo `install`: remove taskbox's entry and slash commands (other servers are kept).
@@ -116,7 +121,7 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
         match command {
             Command::Serve(args) => serve(config, args).await,
             Command::Images { command } => images::run(&*open_service(config)?, command).await,
-            Command::Doctor => doctor(config).await,
+            Command::Doctor { repair } => doctor(config, repair).await,
             // Handled synchronously in `run`.
             Command::Install(_)
             | Command::Uninstall(_)
@@ -184,6 +189,31 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if http.is_none() {
         tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
     }
+    if service.is_rebuilding() {
+        // The first reply must not wait for the rebuild: calls that need a task are refused
+        // with `registry_rebuilding` until it is done, then the usual recovery runs.
+        let service = service.clone();
+        tokio::spawn(async move {
+            let rebuilding = service.clone();
+            match tokio::task::spawn_blocking(move || rebuilding.finish_rebuild()).await {
+                Ok(Ok(report)) => tracing::warn!(?report, "registry rebuilt from the task files"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the registry rebuild failed"),
+                Err(e) => tracing::error!(error = %e, "the registry rebuild panicked"),
+            }
+            recover(&service).await;
+        });
+    } else {
+        recover(&service).await;
+    }
+    match http {
+        Some(options) => crate::transport::http::serve(service, options).await?,
+        None => crate::transport::stdio::serve(service).await?,
+    }
+    Ok(())
+}
+
+/// The recovery steps of a start (`TaskService::recover_at_start`), reported in the log.
+async fn recover(service: &TaskService) {
     match service.recover_at_start().await {
         Ok(outcomes) => {
             for o in outcomes {
@@ -192,11 +222,6 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "startup reconciliation skipped"),
     }
-    match http {
-        Some(options) => crate::transport::http::serve(service, options).await?,
-        None => crate::transport::stdio::serve(service).await?,
-    }
-    Ok(())
 }
 
 /// `127.0.0.1:8765`, `[::1]:0`, `localhost:8765`: the first address it names.
@@ -208,14 +233,24 @@ fn resolve_addr(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
         .with_context(|| format!("--http {addr}: the name resolves to no address"))
 }
 
-async fn doctor(config: Config) -> anyhow::Result<()> {
+async fn doctor(config: Config, repair: bool) -> anyhow::Result<()> {
     let service = open_service(config)?;
     eprintln!("data directory: {}", service.home().display());
-    let report = service.doctor().await?;
-    if let Some(error) = report.docker_error {
-        anyhow::bail!("docker: {error}");
+    if service.is_rebuilding() {
+        let report = service.finish_rebuild()?;
+        eprintln!(
+            "registry: was missing or damaged; rebuilt {} task(s), {} execution(s), {} checkpoint(s), {} event(s) from the task files",
+            report.tasks, report.executions, report.checkpoints, report.events
+        );
+        for skipped in &report.skipped {
+            eprintln!("  not restored: {skipped}");
+        }
     }
-    eprintln!("docker: reachable");
+    let report = service.doctor().await?;
+    match &report.docker_error {
+        Some(error) => eprintln!("docker: {error} (the checks against Docker are skipped)"),
+        None => eprintln!("docker: reachable"),
+    }
     for (name, present) in report.images {
         let state = if present {
             "present"
@@ -223,6 +258,29 @@ async fn doctor(config: Config) -> anyhow::Result<()> {
             "missing (built on first use, or `taskbox images build`)"
         };
         eprintln!("image {name}: {state}");
+    }
+    let layers = if repair {
+        service.repair_layers().await?
+    } else {
+        service.check_layers().await?
+    };
+    eprintln!(
+        "layers: {} task(s) checked, {} mismatch(es)",
+        layers.tasks_checked,
+        layers.mismatches.len()
+    );
+    let verb = if repair { "repaired" } else { "--repair will" };
+    for m in &layers.mismatches {
+        eprintln!("  {}: {} ({verb}: {})", m.task_id, m.found, m.repair);
+    }
+    if let Some(error) = report.docker_error {
+        anyhow::bail!("docker: {error}");
+    }
+    if !repair && !layers.mismatches.is_empty() {
+        anyhow::bail!(
+            "{} mismatch(es) between the layers; run `taskbox doctor --repair`",
+            layers.mismatches.len()
+        );
     }
     Ok(())
 }

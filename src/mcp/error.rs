@@ -55,7 +55,8 @@ impl From<Error> for McpError {
             | Error::InContainer { .. }
             | Error::Config(_)
             | Error::Transport(_)
-            | Error::ShuttingDown => Self::internal_error(message, None),
+            | Error::ShuttingDown
+            | Error::RegistryRebuilding => Self::internal_error(message, None),
         }
     }
 }

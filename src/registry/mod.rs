@@ -9,6 +9,7 @@ mod checkpoints;
 mod decisions;
 mod events;
 mod executions;
+mod rebuild;
 mod search;
 mod stats;
 mod tasks;
@@ -24,6 +25,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
 pub use executions::ExecutionFilter;
+pub use rebuild::{TaskRecords, TaskSummary};
 pub use search::{SearchHit, fts_query as memory_query};
 pub use stats::Stats;
 pub use tasks::TaskPage;

@@ -29,6 +29,34 @@ impl TaskStore {
     }
 }
 
+impl TaskStore {
+    /// The task's `state.json`; `None` when there is none.
+    pub fn read_state(&self, task_id: &str) -> Result<Option<StateSnapshot>> {
+        let path = self.state_path(task_id);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Json { path, source })
+    }
+
+    /// The ids of the task directories under `tasks/`.
+    pub fn task_ids(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.root).map_err(io_err(&self.root))?;
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| name.starts_with("t-"))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
 /// Replaces `path` with what `write` puts in a temp file beside it. If `write` fails, `path`
 /// is untouched and the temp file removed.
 pub fn atomic_write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {

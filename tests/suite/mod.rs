@@ -12,6 +12,7 @@ mod install;
 mod layering;
 mod memory;
 mod prompts;
+mod registry_rebuild;
 mod resources;
 mod servers;
 mod shutdown;

@@ -64,6 +64,8 @@ impl TaskService {
     }
 
     async fn create_tracked(&self, request: CreateTaskRequest, progress: Progress) -> Result<CreatedTask> {
+        // A name is unique only against a whole registry.
+        self.refuse_while_rebuilding()?;
         let fork = match &request.from_checkpoint {
             Some(reference) => Some(self.fork_source(&request.owner, reference)?),
             None => None,

@@ -436,9 +436,15 @@ impl TaskService {
     }
 
     fn record_execution(&self, execution: &Execution, not_kept: NotKept, error: Option<&str>) -> Result<()> {
+        // Everything the registry's row holds, so a rebuild from the files restores it.
         let data = serde_json::json!({
             "execution_id": execution.id,
             "command": execution.command,
+            "workdir": execution.workdir,
+            "user": execution.user,
+            "explanation": execution.explanation,
+            "started_at": execution.started_at,
+            "finished_at": execution.finished_at,
             "status": execution.status,
             "exit_code": execution.exit_code,
             "timed_out": execution.timed_out,

@@ -7,6 +7,7 @@ mod cleanup;
 mod container_ops;
 mod create;
 mod disk;
+mod doctor;
 mod exec;
 mod files;
 mod hooks;
@@ -15,6 +16,7 @@ mod images;
 mod memory;
 mod ops;
 mod quota;
+mod rebuild;
 mod reconcile;
 mod repo;
 mod resources;
@@ -80,6 +82,9 @@ pub struct TaskService {
     store: TaskStore,
     runtime: Arc<dyn ContainerRuntime>,
     hooks: crate::hooks::HookManager,
+    /// Set while the registry is rebuilt from the task files (it was missing or damaged at
+    /// open): calls that need a task are refused with `registry_rebuilding` meanwhile.
+    rebuilding: std::sync::atomic::AtomicBool,
 }
 
 /// A status change, as recorded in the event log.
@@ -101,7 +106,7 @@ impl TaskService {
         }
         // Labels name the home canonically so two spellings of one path agree.
         let home = home.canonicalize().unwrap_or(home);
-        let registry = Registry::open(&home.join("registry.db"))?;
+        let (registry, rebuild) = rebuild::open_registry(&home.join("registry.db"), &home.join("tasks"))?;
         let hooks = crate::hooks::HookManager::new(&config.hooks)?;
         Ok(Self {
             hooks,
@@ -117,6 +122,7 @@ impl TaskService {
             home,
             registry,
             runtime,
+            rebuilding: std::sync::atomic::AtomicBool::new(rebuild),
         })
     }
 
@@ -228,6 +234,7 @@ impl TaskService {
     /// owner's task. `None` means "the session's current task" and is refused by the caller
     /// before it gets here.
     pub fn resolve(&self, task: Option<&str>) -> Result<Task> {
+        self.refuse_while_rebuilding()?;
         let task = task.ok_or(Error::NoCurrentTask)?;
         self.registry
             .get_task(task)?
@@ -237,6 +244,7 @@ impl TaskService {
     /// The owner's task with this id or name. Another owner's task gives the same error as a
     /// task that does not exist.
     pub fn resolve_for(&self, owner: &Owner, task: &str) -> Result<Task> {
+        self.refuse_while_rebuilding()?;
         self.registry
             .find_task(owner, task)?
             .ok_or_else(|| Error::TaskNotFound { task: task.to_string() })
@@ -244,6 +252,7 @@ impl TaskService {
 
     /// The owner's tasks, newest first.
     pub fn list(&self, owner: &Owner, status: Option<TaskStatus>, limit: u32, offset: u64) -> Result<TaskPage> {
+        self.refuse_while_rebuilding()?;
         Ok(self.registry.list_owner_tasks(owner, status, limit, offset)?)
     }
 

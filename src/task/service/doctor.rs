@@ -1,0 +1,197 @@
+//! `taskbox doctor`: the layers compared with each other and with Docker
+//! (docs/architecture.md, "Rebuilding the registry"). Each mismatch says what `--repair`
+//! does about it; `--repair` does it.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::TaskService;
+use crate::domain::TaskStatus;
+use crate::error::Result;
+
+/// One disagreement between layers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mismatch {
+    pub task_id: String,
+    pub found: String,
+    /// What `--repair` does about it.
+    pub repair: String,
+    #[serde(skip)]
+    action: Repair,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Repair {
+    /// Put the task's rows back from its files.
+    RestoreFromFiles,
+    /// Write state.json from the registry's newer row.
+    RewriteState,
+    /// Remove a row whose task has no files left.
+    RemoveRow,
+    /// Nothing taskbox can remake; reported only.
+    None,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LayerReport {
+    pub tasks_checked: usize,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl TaskService {
+    /// Compares the registry, the task files and Docker, task by task.
+    pub async fn check_layers(&self) -> Result<LayerReport> {
+        let mut ids: BTreeSet<String> = self.store.task_ids()?.into_iter().collect();
+        ids.extend(self.registry.task_ids()?);
+        let mut report = LayerReport::default();
+        for id in ids {
+            report.tasks_checked += 1;
+            self.check_task(&id, &mut report.mismatches).await?;
+        }
+        Ok(report)
+    }
+
+    /// Checks, then repairs what can be repaired; returns what was found.
+    pub async fn repair_layers(&self) -> Result<LayerReport> {
+        let report = self.check_layers().await?;
+        let mut done = BTreeSet::new();
+        for m in &report.mismatches {
+            if !done.insert((m.task_id.clone(), m.action as u8)) {
+                continue;
+            }
+            match m.action {
+                Repair::RestoreFromFiles => self.registry.restore_task(&self.task_records(&m.task_id)?)?,
+                Repair::RewriteState => {
+                    if let Some(task) = self.registry.get_task(&m.task_id)? {
+                        self.write_state(&task);
+                    }
+                }
+                Repair::RemoveRow => {
+                    self.registry.delete_task(&m.task_id)?;
+                }
+                Repair::None => {}
+            }
+        }
+        Ok(report)
+    }
+
+    async fn check_task(&self, id: &str, out: &mut Vec<Mismatch>) -> Result<()> {
+        let mut found = |found: String, repair: &str, action: Repair| {
+            out.push(Mismatch {
+                task_id: id.to_string(),
+                found,
+                repair: repair.to_string(),
+                action,
+            })
+        };
+        let row = self.registry.get_task(id)?;
+        let has_files = self.store.task_dir(id).is_dir();
+        let Some(row) = row else {
+            found(
+                "the task's files exist but the registry has no row for it".into(),
+                "restore it from the files",
+                Repair::RestoreFromFiles,
+            );
+            return Ok(());
+        };
+        if !has_files {
+            found(
+                format!("the registry has task '{}' but tasks/{id}/ is gone", row.name),
+                "remove the row (the files cannot be remade)",
+                Repair::RemoveRow,
+            );
+            return Ok(());
+        }
+        let records = self.task_records(id)?;
+        match &records.task {
+            Some(file) if file.version < row.version => found(
+                format!(
+                    "state.json is at version {} and the registry at {}",
+                    file.version, row.version
+                ),
+                "rewrite state.json from the registry",
+                Repair::RewriteState,
+            ),
+            Some(file) if file.version > row.version => found(
+                format!(
+                    "the registry is at version {} and state.json at {}",
+                    row.version, file.version
+                ),
+                "restore the task from its files",
+                Repair::RestoreFromFiles,
+            ),
+            Some(_) => {}
+            None => found(
+                "state.json is missing or unreadable and no manifest holds the task".into(),
+                "rewrite state.json from the registry",
+                Repair::RewriteState,
+            ),
+        }
+        let (files, rows) = (records.summary(), self.registry.task_summary(id)?);
+        for (what, in_files, in_rows) in [
+            (
+                "finished executions",
+                &files.finished_executions,
+                &rows.finished_executions,
+            ),
+            ("checkpoints", &files.checkpoints, &rows.checkpoints),
+            ("decisions", &files.decisions, &rows.decisions),
+        ] {
+            if in_files != in_rows {
+                found(
+                    format!(
+                        "{what}: {} in the files, {} in the registry",
+                        in_files.len(),
+                        in_rows.len()
+                    ),
+                    "restore the task from its files",
+                    Repair::RestoreFromFiles,
+                );
+            }
+        }
+        if files.events != rows.events {
+            found(
+                format!("events: {} in events.jsonl, {} indexed", files.events, rows.events),
+                "restore the task from its files",
+                Repair::RestoreFromFiles,
+            );
+        }
+        self.check_docker(&row, out).await;
+        Ok(())
+    }
+
+    /// The task's container and checkpoint images, as Docker has them. Docker being away is
+    /// not a mismatch: the check is skipped.
+    async fn check_docker(&self, task: &crate::domain::Task, out: &mut Vec<Mismatch>) {
+        let mut found = |found: String, repair: &str| {
+            out.push(Mismatch {
+                task_id: task.id.clone(),
+                found,
+                repair: repair.to_string(),
+                action: Repair::None,
+            })
+        };
+        if let (Some(container), TaskStatus::Running | TaskStatus::Stopped) = (&task.container_id, task.status)
+            && let Ok(None) = self.runtime.inspect_container(container).await
+        {
+            found(
+                format!("the {} task's container {container} does not exist", task.status),
+                "none here; the next server start recreates it from the newest checkpoint, or marks the task failed",
+            );
+        }
+        let Ok(checkpoints) = self.registry.list_checkpoints(&task.id) else {
+            return;
+        };
+        for checkpoint in checkpoints {
+            if let Some(image) = &checkpoint.image_id
+                && let Ok(None) = self.runtime.image_info(image).await
+            {
+                found(
+                    format!("checkpoint {}:{} has lost its image {image}", task.name, checkpoint.seq),
+                    "none; restoring it would fail: delete the task or use another checkpoint",
+                );
+            }
+        }
+    }
+}
