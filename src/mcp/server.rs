@@ -275,6 +275,24 @@ fn add_hook_warnings(result: &mut CallToolResult, warnings: Vec<String>) {
     }
 }
 
+/// rmcp answers arguments that do not fit a tool's parameters ("failed to deserialize
+/// parameters: missing field `task`") with a bare tool error; give it the structured
+/// `invalid_argument` kind every other tool error carries, so agents can branch on it.
+fn give_argument_errors_a_kind(result: &mut CallToolResult) {
+    if result.is_error != Some(true) || result.structured_content.is_some() {
+        return;
+    }
+    let message: String = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    result.structured_content = Some(serde_json::json!({
+        "error": { "kind": "invalid_argument", "message": message }
+    }));
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TaskboxServer {
     /// Every tool call passes here: `before_tool` hooks may refuse it, `after_tool` hooks
@@ -312,6 +330,7 @@ impl ServerHandler for TaskboxServer {
             self.service.after_tool(&tool, task, &arguments, is_error).await;
             let mut response = response?;
             if let CallToolResponse::Complete(result) = &mut response {
+                give_argument_errors_a_kind(result);
                 add_hook_warnings(result, call.take_warnings());
             }
             Ok(response)

@@ -145,6 +145,23 @@ pub async fn connect_with_env(home: &Path, client_name: &str, env: &[(&str, &str
     info.serve(transport).await.unwrap()
 }
 
+/// A stdio server whose stderr goes to `log` (for tests that read it, or kill the server by
+/// its pid).
+pub async fn connect_logged(home: &Path, client_name: &str, log: &Path) -> (Client, u32) {
+    let command = tokio::process::Command::new(BIN).configure(|cmd| {
+        cmd.arg("serve")
+            .current_dir(home)
+            .env("TASKBOX_HOME", home)
+            .env("TASKBOX_CONFIG", home.join("config.toml"))
+            .env("TASKBOX_LOG", "taskbox=info,warn");
+    });
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let (transport, _) = TokioChildProcess::builder(command).stderr(log).spawn().unwrap();
+    let pid = transport.id().expect("the server's pid");
+    let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new(client_name, "1.0.0"));
+    (info.serve(transport).await.unwrap(), pid)
+}
+
 /// Calls a tool and returns the raw result.
 pub async fn call_raw(client: &Client, tool: &str, args: Value) -> CallToolResult {
     let args = args.as_object().cloned().unwrap_or_default();

@@ -2,6 +2,7 @@ mod claude_hook;
 mod conformance;
 mod containment;
 mod execution;
+mod fuzz;
 mod hardening;
 mod hooks;
 mod http;
