@@ -261,6 +261,12 @@ pub struct NetworkConfig {
     /// Destinations tasks may reach all the same: `[[network.exceptions]]` with `name`,
     /// `address` (IPv4 or CIDR) and optionally `port`.
     pub exceptions: Vec<FirewallException>,
+    /// A PEM bundle of certificates tasks trust besides their image's, for networks whose
+    /// TLS passes a re-signing proxy; unset: the host's own bundle when one exists; "": none.
+    pub ca_certificates: Option<PathBuf>,
+    /// Pass the server's HTTP_PROXY, HTTPS_PROXY and NO_PROXY (either case) to the commands
+    /// of egress tasks.
+    pub pass_proxy_env: bool,
 }
 
 impl Default for NetworkConfig {
@@ -270,11 +276,25 @@ impl Default for NetworkConfig {
             subnet_prefix: 28,
             host_firewall: true,
             exceptions: Vec::new(),
+            ca_certificates: None,
+            pass_proxy_env: true,
         }
     }
 }
 
+/// Where distributions keep the bundle of certificates the host trusts.
+const HOST_CA_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
+
 impl NetworkConfig {
+    /// The bundle tasks trust besides their image's (`ca_certificates`), if any.
+    pub fn ca_bundle_path(&self) -> Option<PathBuf> {
+        match &self.ca_certificates {
+            Some(path) if path.as_os_str().is_empty() => None,
+            Some(path) => Some(path.clone()),
+            None => HOST_CA_BUNDLES.iter().map(PathBuf::from).find(|p| p.is_file()),
+        }
+    }
+
     /// The host firewall rules for the task networks; `None` when switched off.
     pub fn firewall_rules(&self) -> Result<Option<Vec<firewall::Rule>>> {
         if !self.host_firewall {

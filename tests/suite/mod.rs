@@ -19,5 +19,6 @@ mod servers;
 mod shutdown;
 mod stock_client;
 mod task_flow;
+mod tls_trust;
 mod tool_schemas;
 mod workspaces;

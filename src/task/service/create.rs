@@ -314,7 +314,17 @@ impl TaskService {
 
     /// Hands the workspace to the image's user and finds the shell (`PrepareContainer`).
     pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<Prepared> {
-        match self.run_op(container, PrepareContainer { image_user }).await? {
+        let certificates = self.certificates_to_trust();
+        match self
+            .run_op(
+                container,
+                PrepareContainer {
+                    image_user,
+                    certificates,
+                },
+            )
+            .await?
+        {
             Ok(prepared) => Ok(prepared),
             Err(failed) => Err(Error::InContainer {
                 what: "preparing the container".into(),

@@ -153,7 +153,7 @@ impl TaskService {
 
         // The task's variables reach each command through its exec, never the container's
         // configuration, which checkpoint images would keep (docs/security.md).
-        let mut env: Vec<String> = command_env(&task.env, &request.env);
+        let mut env: Vec<String> = command_env(self.network_env(&task), &task.env, &request.env);
         env.push(format!("{MARKER_VAR}={}", execution.id));
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
@@ -514,9 +514,15 @@ pub(super) fn describe_exit(state: &crate::runtime::ContainerState) -> String {
 
 /// Relative workdirs are relative to /workspace; absolute ones are used as given (the file
 /// tools confine paths; a command can `cd` anywhere anyway).
-/// A command's environment: the task's variables, then the call's own, which win.
-fn command_env(task_env: &BTreeMap<String, String>, call_env: &BTreeMap<String, String>) -> Vec<String> {
-    let mut merged = task_env.clone();
+/// A command's environment: the network's (`network_env`), the task's variables, then the
+/// call's own; later ones win.
+fn command_env(
+    network_env: BTreeMap<String, String>,
+    task_env: &BTreeMap<String, String>,
+    call_env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut merged = network_env;
+    merged.extend(task_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     merged.extend(call_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     merged.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }

@@ -14,6 +14,7 @@ mod hooks;
 mod image_policy;
 mod images;
 mod memory;
+mod network_env;
 mod ops;
 mod quota;
 mod rebuild;

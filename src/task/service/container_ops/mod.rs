@@ -16,7 +16,7 @@ mod root;
 pub use files::{FileBytes, FileCommand, FileOp, FileRefusal, ListFiles, ReadFile, WriteFile};
 pub use git::{CommitWorkspace, PackCommits, Reset, ResetWorkspace, UnpackObjects, WorkspaceHead};
 pub use kill::{KillTree, MARKER_VAR};
-pub use root::{ChownWorkspace, PrepareContainer, Prepared, is_root};
+pub use root::{CA_BUNDLE_ENV, CA_BUNDLE_PATH, ChownWorkspace, PrepareContainer, Prepared, is_root};
 
 use crate::runtime::ExecSpec;
 

@@ -19,6 +19,31 @@ const DETECT_SHELL: &str = "if [ -x /bin/bash ]; then echo bash; else echo sh; f
 const USER_IDS: &str =
     r#"u=${1%%:*}; case "$u" in ''|*[!0-9]*) [ -n "$u" ] && echo "ids $(id -u "$u"):$(id -g "$u")";; esac; true"#;
 
+/// With `$2` = `certs`: adds the certificates on stdin (the host's trusted bundle) to the
+/// image's trust store, both where `update-ca-certificates` keeps local ones (so a later
+/// `apt-get install` that rebuilds the bundle keeps them) and to the bundle itself, once.
+const TRUST_CERTIFICATES: &str = r#"if [ "$2" = certs ]; then
+  mkdir -p /usr/local/share/ca-certificates /etc/ssl/certs || exit 4
+  cat > /usr/local/share/ca-certificates/taskbox-host.crt || exit 4
+  grep -q TASKBOX-HOST-CA /etc/ssl/certs/ca-certificates.crt 2>/dev/null ||
+    { echo '# TASKBOX-HOST-CA'; cat /usr/local/share/ca-certificates/taskbox-host.crt; } >> /etc/ssl/certs/ca-certificates.crt || exit 4
+fi"#;
+
+/// Where commands are told the trusted bundle is (`CA_BUNDLE_ENV`).
+pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The variables that point common clients at the bundle: OpenSSL and curl, git, Python's
+/// requests and pip (which bring their own CA list otherwise), Node and npm, cargo.
+pub const CA_BUNDLE_ENV: &[&str] = &[
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CARGO_HTTP_CAINFO",
+];
+
 /// What preparing a container found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
@@ -54,14 +79,19 @@ fn as_root(cmd: Vec<String>) -> ExecSpec {
 /// server may run as another uid) and finds the shell commands will run under.
 pub struct PrepareContainer<'a> {
     pub image_user: &'a str,
+    /// Certificates to trust (`[network] ca_certificates`), added to the image's store.
+    pub certificates: Option<Vec<u8>>,
 }
 
 impl ContainerOp for PrepareContainer<'_> {
     type Outcome = Result<Prepared, Failed>;
 
     fn into_spec(self) -> ExecSpec {
-        let script = format!("{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}");
-        as_root(sh(&script, &["prepare", &chown_owner(self.image_user)]))
+        let script = format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}");
+        let certs = if self.certificates.is_some() { "certs" } else { "" };
+        let mut spec = as_root(sh(&script, &["prepare", &chown_owner(self.image_user), certs]));
+        spec.stdin = self.certificates;
+        spec
     }
 
     fn outcome(output: Output) -> Self::Outcome {
@@ -119,12 +149,37 @@ mod tests {
 
     #[test]
     fn root_commands_run_as_root_with_the_owner_as_one() {
-        let prepare = PrepareContainer { image_user: "dev" }.into_spec();
+        let prepare = PrepareContainer {
+            image_user: "dev",
+            certificates: None,
+        }
+        .into_spec();
         assert_eq!(prepare.user.as_deref(), Some("root"));
-        assert_eq!(prepare.cmd[3..], ["prepare", "dev:"]);
-        assert_eq!(prepare.cmd[2], format!("{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}"));
+        assert_eq!(prepare.cmd[3..], ["prepare", "dev:", ""]);
+        assert_eq!(
+            prepare.cmd[2],
+            format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}")
+        );
+        assert_eq!(prepare.stdin, None);
+        // Certificates to trust arrive on stdin, with `certs` as $2.
+        let pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+        let with_certs = PrepareContainer {
+            image_user: "dev",
+            certificates: Some(pem.clone()),
+        }
+        .into_spec();
+        assert_eq!(with_certs.cmd[5], "certs");
+        assert_eq!(with_certs.stdin, Some(pem));
         // A root image hands nothing over, but still finds its shell.
-        assert_eq!(PrepareContainer { image_user: "" }.into_spec().cmd[4], "");
+        assert_eq!(
+            PrepareContainer {
+                image_user: "",
+                certificates: None
+            }
+            .into_spec()
+            .cmd[4],
+            ""
+        );
         let chown = ChownWorkspace::to("dev:staff").unwrap().into_spec();
         assert_eq!(chown.cmd, ["sh", "-c", CHOWN_TO_USER, "taskbox-chown", "dev:staff"]);
         assert!(ChownWorkspace::to("0").is_none());
