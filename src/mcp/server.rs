@@ -293,6 +293,15 @@ fn give_argument_errors_a_kind(result: &mut CallToolResult) {
     }));
 }
 
+/// The kind of a tool error (every one comes from `Error::kind` or is `invalid_argument`, so
+/// the metric's labels are a small known set).
+fn error_kind(result: &CallToolResult) -> Option<&str> {
+    if result.is_error != Some(true) {
+        return None;
+    }
+    result.structured_content.as_ref()?["error"]["kind"].as_str()
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TaskboxServer {
     /// Every tool call passes here: `before_tool` hooks may refuse it, `after_tool` hooks
@@ -331,6 +340,9 @@ impl ServerHandler for TaskboxServer {
             let mut response = response?;
             if let CallToolResponse::Complete(result) = &mut response {
                 give_argument_errors_a_kind(result);
+                if let Some(kind) = error_kind(result) {
+                    self.service.metrics().tool_error(kind);
+                }
                 add_hook_warnings(result, call.take_warnings());
             }
             Ok(response)

@@ -9,6 +9,7 @@ mod checkpoints;
 mod decisions;
 mod events;
 mod executions;
+mod metrics;
 mod rebuild;
 mod search;
 mod stats;
@@ -25,6 +26,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
 pub use executions::ExecutionFilter;
+pub use metrics::RegistryCounts;
 pub use rebuild::{TaskRecords, TaskSummary};
 pub use search::{SearchHit, fts_query as memory_query};
 pub use stats::Stats;

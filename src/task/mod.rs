@@ -4,4 +4,4 @@
 pub mod output;
 pub mod service;
 
-pub use service::TaskService;
+pub use service::{Health, TaskService};

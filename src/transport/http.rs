@@ -35,7 +35,7 @@ use crate::domain::Owner;
 use crate::error::{Error, Result};
 use crate::mcp::prompts::Command;
 use crate::mcp::{TaskboxServer, load_commands};
-use crate::task::TaskService;
+use crate::task::{Health, TaskService};
 
 /// After the grace period, how long killed executions get to be recorded.
 const KILL_WAIT: Duration = Duration::from_secs(15);
@@ -70,6 +70,8 @@ pub struct Shared {
     pub(super) sessions_stop: CancellationToken,
     mcp: StreamableHttpService<TaskboxServer, LocalSessionManager>,
     mcp_sessions: Arc<LocalSessionManager>,
+    /// The last `/healthz` check, and when it was made.
+    health: Mutex<Option<(Instant, Health)>>,
     /// Streamable HTTP session id → the owner and token it belongs to.
     bindings: Mutex<HashMap<String, Binding>>,
 }
@@ -242,6 +244,7 @@ fn router(service: Arc<TaskService>, options: &HttpOptions) -> (Router, Arc<Shar
         mcp,
         mcp_sessions,
         bindings: Mutex::new(HashMap::new()),
+        health: Mutex::new(None),
     });
     let auth = Arc::new(Auth::new(service, options.no_auth, config.max_executions_per_token));
     let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst));
@@ -251,6 +254,7 @@ fn router(service: Arc<TaskService>, options: &HttpOptions) -> (Router, Arc<Shar
         .route("/mcp", any(streamable))
         .route("/sse", get(sse::open))
         .route("/message", post(sse::post))
+        .route("/metrics", get(metrics))
         .with_state(shared.clone())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(limiter, limits::rate_limit))
@@ -260,7 +264,55 @@ fn router(service: Arc<TaskService>, options: &HttpOptions) -> (Router, Arc<Shar
             config.max_body_bytes,
             limits::body_limit,
         ));
+    // Outside the layers: a load balancer's or supervisor's probe carries no token.
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(shared.clone())
+        .merge(app);
     (app, shared)
+}
+
+/// `GET /healthz`: 200 when Docker answers, the registry takes writes and the data directory
+/// has room; 503 naming the failing parts otherwise. Answered from a check at most a second
+/// old, so probes cannot load the daemon.
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let cached = shared.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let health = match cached {
+        Some((at, health)) if at.elapsed() < Duration::from_secs(1) => health,
+        _ => {
+            let health = shared.service.health().await;
+            *shared.health.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), health.clone()));
+            health
+        }
+    };
+    let status = if health.ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({ "status": if health.ok() { "ok" } else { "unhealthy" }, "checks": health });
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus' text format, for any valid token (or under `--no-auth`).
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.service.metrics_text() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot gather the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// `/mcp`: rmcp's Streamable HTTP service, run with the caller as the task-local principal,

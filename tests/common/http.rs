@@ -27,7 +27,13 @@ pub struct HttpServer {
 impl HttpServer {
     /// Starts the server on a free port for `home`, with extra arguments (e.g. `--no-auth`).
     pub fn start(home: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(home, extra, &[])
+    }
+
+    /// `start`, with extra environment variables for the server.
+    pub fn start_with_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
+            .envs(env.iter().copied())
             .args(["serve", "--http", "127.0.0.1:0"])
             .args(extra)
             .current_dir(home)

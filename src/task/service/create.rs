@@ -66,6 +66,7 @@ impl TaskService {
     async fn create_tracked(&self, request: CreateTaskRequest, progress: Progress) -> Result<CreatedTask> {
         // A name is unique only against a whole registry.
         self.refuse_while_rebuilding()?;
+        let began = std::time::Instant::now();
         let fork = match &request.from_checkpoint {
             Some(reference) => Some(self.fork_source(&request.owner, reference)?),
             None => None,
@@ -103,7 +104,10 @@ impl TaskService {
             .build_task(task, &repo_request, fork_from, &image_user, &mut made)
             .await
         {
-            Ok(created) => Ok(created),
+            Ok(created) => {
+                self.metrics.creation(began.elapsed());
+                Ok(created)
+            }
             Err(error) => {
                 self.roll_back(&made, &error).await;
                 Err(error)

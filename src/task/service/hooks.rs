@@ -50,6 +50,9 @@ impl TaskService {
         if runs.is_empty() {
             return;
         }
+        for run in runs {
+            self.metrics.hook_run(&run.hook, run.decision);
+        }
         let events: Vec<Event> = runs
             .iter()
             .map(|run| Event::new(task_id.unwrap_or(""), EventKind::Hook, serde_json::json!(run)))

@@ -14,6 +14,7 @@ mod hooks;
 mod image_policy;
 mod images;
 mod memory;
+mod metrics;
 mod network_env;
 mod ops;
 mod quota;
@@ -41,6 +42,7 @@ pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
 pub use hooks::PlanText;
 pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
+pub use metrics::Health;
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
 pub use repo::RepoRequest;
@@ -86,6 +88,7 @@ pub struct TaskService {
     /// Set while the registry is rebuilt from the task files (it was missing or damaged at
     /// open): calls that need a task are refused with `registry_rebuilding` meanwhile.
     rebuilding: std::sync::atomic::AtomicBool,
+    metrics: metrics::Metrics,
 }
 
 /// A status change, as recorded in the event log.
@@ -124,6 +127,7 @@ impl TaskService {
             registry,
             runtime,
             rebuilding: std::sync::atomic::AtomicBool::new(rebuild),
+            metrics: Default::default(),
         })
     }
 
