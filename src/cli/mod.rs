@@ -4,6 +4,7 @@
 mod hook;
 mod images;
 mod install;
+mod tasks;
 mod token;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ pub enum Command {
         #[command(subcommand)]
         command: hook::HookCommand,
     },
+    #[command(flatten)]
+    Task(tasks::TaskCommand),
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -122,6 +125,7 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
             Command::Serve(args) => serve(config, args).await,
             Command::Images { command } => images::run(&*open_service(config)?, command).await,
             Command::Doctor { repair } => doctor(config, repair).await,
+            Command::Task(command) => tasks::run(&*open_service(config)?, command).await,
             // Handled synchronously in `run`.
             Command::Install(_)
             | Command::Uninstall(_)

@@ -1,4 +1,5 @@
 mod claude_hook;
+mod cli_tasks;
 mod conformance;
 mod containment;
 mod execution;
