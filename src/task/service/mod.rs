@@ -44,7 +44,7 @@ pub use memory::{FoundTask, Page};
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
 pub use reconcile::ReconcileOutcome;
 pub use repo::RepoRequest;
-pub use resources::TaskFile;
+pub use resources::{FilePage, PAGE_BYTES, TaskFile};
 pub use resume::{ResumeReport, Revival};
 pub use sync::{SyncOutcome, TaskDiff};
 pub use tokens::{TOKEN_PREFIX, token_hash};

@@ -11,15 +11,19 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use super::container_ops::{ChownWorkspace, CommitWorkspace, PackCommits};
+use super::container_ops::{ChownWorkspace, CommitWorkspace, PackCommits, Packed};
 use crate::domain::{Event, EventKind, Task};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
-use crate::task::output::StreamCapture;
+use crate::task::bounded::{FileSink, Head, RemoveOnDrop};
 use crate::workspace::{WorkspaceError, host};
 
-/// The largest pack one sync takes from the container (it is held in memory).
-const MAX_PACK_BYTES: usize = 4 << 30;
+/// The largest pack one sync takes from the container. It streams to a file under the task's
+/// directory and the command is killed past this, so it costs disk, never memory.
+const MAX_PACK_BYTES: u64 = 4 << 30;
+/// The most objects one sync's pack may hold: libgit2 keeps an index entry (about 100 bytes)
+/// per object while indexing (docs/security.md, "Memory budget").
+const MAX_PACK_OBJECTS: u32 = 500_000;
 
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
@@ -38,9 +42,12 @@ pub struct TaskDiff {
     pub base: String,
     pub head: String,
     pub files: Vec<host::FileDiff>,
+    /// More files changed than were compared (`files` stops at 20000).
+    pub files_truncated: bool,
+    /// The start of the patch (64 KiB).
     pub patch: String,
     pub truncated: bool,
-    /// The file holding the whole patch, when it was cut.
+    /// The file holding the whole patch, when it was cut (up to `execution.spill_limit_bytes`).
     pub full_patch: Option<String>,
     pub warning: Option<String>,
 }
@@ -72,22 +79,29 @@ impl TaskService {
                 .flatten()
                 .filter_map(|c| c.parse().ok())
                 .collect();
-            let pack = self
-                .run_op(container, PackCommits { known: &known, user })
-                .await?
-                .map_err(|failed| workspace_failed("packing the workspace's commits", &failed.stderr))?;
-            if pack.len() > MAX_PACK_BYTES {
-                return Err(WorkspaceError::PackTooLarge {
-                    size: pack.len(),
-                    limit: MAX_PACK_BYTES,
+            let pack_file = self
+                .store
+                .task_dir(&task.id)
+                .join(format!("sync-{}.pack", crate::domain::new_execution_id()));
+            let _remove = RemoveOnDrop(pack_file.clone());
+            let pack = PackCommits {
+                known: &known,
+                user,
+                to: &pack_file,
+                limit: MAX_PACK_BYTES,
+            };
+            match self.run_op(container, pack).await? {
+                Packed::Written(_) => {}
+                Packed::TooLarge => return Err(WorkspaceError::PackTooLarge { limit: MAX_PACK_BYTES }.into()),
+                Packed::Failed(failed) => {
+                    return Err(workspace_failed("packing the workspace's commits", &failed.stderr));
                 }
-                .into());
             }
             // Indexing a pack and walking its commits can take long on a big one: on the
             // blocking pool, not on an async worker (docs/architecture.md, "Blocking work").
             let repo = repo_path.clone();
             tokio::task::spawn_blocking(move || {
-                host::index_pack(&repo, &pack)?;
+                host::index_pack_file(&repo, &pack_file, MAX_PACK_OBJECTS)?;
                 host::verify_closure(&repo, head_oid, &known)
             })
             .await
@@ -148,27 +162,80 @@ impl TaskService {
         let head = task.repo.synced_commit.clone().unwrap_or_else(|| base.clone());
         let parse = |c: &str| c.parse::<Oid>().map_err(|_| no_repo(&task));
         let (base_oid, head_oid) = (parse(&base)?, parse(&head)?);
-        let repo = repo_path.clone();
-        let (files, patch) = tokio::task::spawn_blocking(move || host::diff(&repo, base_oid, head_oid))
-            .await
-            .map_err(|e| Error::Internal(format!("computing the diff: {e}")))??;
-        let log = self
+        let path = self
             .store
             .outputs_dir(&task.id)
             .join(format!("diff-{}.patch", crate::domain::new_execution_id()));
-        let mut capture = StreamCapture::new(self.config.execution.output_cap_bytes, log);
-        capture.push(&patch);
-        let patch = capture.finish("patch");
+        let mut sink = PatchSink {
+            head: Head::new(self.config.execution.output_cap_bytes),
+            file: FileSink::create(&path, self.config.execution.spill_limit_bytes)
+                .map_err(crate::store::io_err(&path))?,
+            file_full: false,
+        };
+        // The patch is made and written one file at a time on the blocking pool; only its
+        // first `output_cap_bytes` stay in memory for the reply.
+        let repo = repo_path.clone();
+        let (summary, sink) = tokio::task::spawn_blocking(move || {
+            let summary = host::diff(&repo, base_oid, head_oid, host::DiffLimits::default(), &mut sink);
+            (summary, sink)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("computing the diff: {e}")))?;
+        let summary = match summary {
+            Ok(summary) => summary,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e.into());
+            }
+        };
+        let truncated = sink.head.cut();
+        let total = sink.head.total();
+        let file_full = sink.file_full;
+        let (kept_path, kept) = sink.file.finish().map_err(crate::store::io_err(&path))?;
+        let mut patch = String::from_utf8_lossy(&sink.head.into_bytes()).into_owned();
+        if truncated {
+            let whole = if file_full {
+                format!("the first {kept} bytes are in {}; the rest passed the spill limit", kept_path.display())
+            } else {
+                format!("the whole patch is in {}", kept_path.display())
+            };
+            patch.push_str(&format!("\n[... taskbox: the patch is {total} bytes, cut here; {whole} ...]\n"));
+        } else {
+            let _ = std::fs::remove_file(&kept_path);
+        }
         Ok(TaskDiff {
             branch,
             base,
             head,
-            files,
-            patch: patch.text,
-            truncated: patch.truncated,
-            full_patch: patch.full_output.map(|p| p.display().to_string()),
+            files: summary.files,
+            files_truncated: summary.more_files,
+            patch,
+            truncated,
+            full_patch: truncated.then(|| kept_path.display().to_string()),
             warning,
         })
+    }
+}
+
+/// Where `task_diff`'s patch goes while it is made: its start in memory for the reply, all of
+/// it (up to the spill limit) in a file under the task's directory.
+struct PatchSink {
+    head: Head,
+    file: FileSink,
+    file_full: bool,
+}
+
+impl std::io::Write for PatchSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.head.push(buf);
+        if !self.file_full && !self.file.push(buf)? {
+            self.file_full = true;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
