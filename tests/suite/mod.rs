@@ -12,6 +12,7 @@ mod in_process;
 mod install;
 mod layering;
 mod memory;
+mod memory_bounds;
 mod prompts;
 mod registry_rebuild;
 mod resources;
