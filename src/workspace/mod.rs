@@ -60,7 +60,12 @@ pub enum WorkspaceError {
         "the workspace's new commits hold {count} objects, over the {limit} one sync takes; the task branch was not moved. Commit less at once (generated or downloaded files belong in .gitignore)"
     )]
     PackTooManyObjects { count: u32, limit: u32 },
-    #[error("the diff was not computed: {what}; look at the task's work with execute_in_task (git diff --stat) instead")]
+    /// An error of the git worker process (`host::worker`), as it said it.
+    #[error("{0}")]
+    Worker(String),
+    #[error(
+        "the diff was not computed: {what}; look at the task's work with execute_in_task (git diff --stat) instead"
+    )]
     DiffTooLarge { what: String },
 }
 

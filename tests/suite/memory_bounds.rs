@@ -38,6 +38,9 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 /// witness besides the kernel's VmHWM.
 struct Sampler {
     max: Arc<AtomicU64>,
+    /// The largest anonymous and file-backed parts seen (RssAnon, RssFile).
+    anon: Arc<AtomicU64>,
+    file: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -45,19 +48,25 @@ struct Sampler {
 impl Sampler {
     fn start(pid: u32) -> Self {
         let max = Arc::new(AtomicU64::new(0));
+        let anon = Arc::new(AtomicU64::new(0));
+        let file = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (max.clone(), stop.clone());
+        let (m, s, a, f) = (max.clone(), stop.clone(), anon.clone(), file.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 if std::fs::metadata(format!("/proc/{pid}")).is_err() {
                     break;
                 }
                 m.fetch_max(status_kib(pid, "VmRSS"), Ordering::Relaxed);
+                a.fetch_max(status_kib(pid, "RssAnon"), Ordering::Relaxed);
+                f.fetch_max(status_kib(pid, "RssFile"), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
         Self {
             max,
+            anon,
+            file,
             stop,
             thread: Some(thread),
         }
@@ -109,11 +118,21 @@ async fn server_memory_stays_bounded_under_floods_and_large_diffs() {
     let set = exec(&client, "flood", &filter).await;
     assert_eq!(set["exit_code"], 0, "{set}");
     let diff = call(&client, "task_diff", json!({ "task": "flood" })).await;
-    let paths: Vec<&str> = diff["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = diff["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
     assert!(paths.contains(&"a.flood"), "{diff}");
     let ran = exec(&client, "flood", "test -e /workspace/.git/flooded && echo yes").await;
     assert_eq!(ran["stdout"], "yes\n", "control: the filter ran and flooded stderr");
-    exec(&client, "flood", "cd /workspace && git config --unset filter.flood.clean").await;
+    exec(
+        &client,
+        "flood",
+        "cd /workspace && git config --unset filter.flood.clean",
+    )
+    .await;
     let after_a = status_kib(pid, "VmHWM");
     report.push(format!(
         "(a) {flood_stderr} B of stderr from a clean filter during task_diff's sync: peak {} ({:?})",
@@ -142,11 +161,12 @@ async fn server_memory_stays_bounded_under_floods_and_large_diffs() {
     let started = Instant::now();
     let per_file: u64 = 800_000;
     let files = diff_bytes.div_ceil(per_file);
-    let lines_per_file = per_file / 50;
+    // 68-byte lines of random digits: text that compresses about as little as text does.
+    let lines_per_file = per_file / 68;
     let generate = format!(
         "mkdir -p /workspace/gen && cd /workspace/gen && awk 'BEGIN {{ for (f = 1; f <= {files}; f++) {{ \
          name = sprintf(\"f%05d.txt\", f); for (l = 1; l <= {lines_per_file}; l++) \
-         printf(\"file %05d line %07d of generated text, for diff\\n\", f, l) > name; close(name) }} }}' && du -sb ."
+         printf(\"%05d %07d %.15f %.15f %.15f\\n\", f, l, rand(), rand(), rand()) > name; close(name) }} }}' && du -sb ."
     );
     let generated = call(
         &client,
@@ -172,12 +192,23 @@ async fn server_memory_stays_bounded_under_floods_and_large_diffs() {
     assert_eq!(first["added"], lines_per_file, "{first}");
     assert_eq!(diff["truncated"], true);
     let patch = diff["patch"].as_str().unwrap();
-    assert!(patch.starts_with("diff --git a/.gitattributes b/.gitattributes\nnew file mode 100644\n"), "{}", &patch[..200]);
-    assert!(patch.len() < 70 * 1024, "the reply carries the start of the patch: {} bytes", patch.len());
+    assert!(
+        patch.starts_with("diff --git a/.gitattributes b/.gitattributes\nnew file mode 100644\n"),
+        "{}",
+        &patch[..200]
+    );
+    assert!(
+        patch.len() < 70 * 1024,
+        "the reply carries the start of the patch: {} bytes",
+        patch.len()
+    );
     let full = std::path::PathBuf::from(diff["full_patch"].as_str().unwrap());
     assert!(full.starts_with(home.path().join("tasks")), "{full:?}");
     let kept = std::fs::metadata(&full).unwrap().len();
-    assert!(kept > diff_bytes.min(200 << 20), "the patch file holds the patch: {kept} bytes");
+    assert!(
+        kept > diff_bytes.min(200 << 20),
+        "the patch file holds the patch: {kept} bytes"
+    );
     let after_c = status_kib(pid, "VmHWM");
     report.push(format!(
         "(c) task_diff over {files} files, {} B of text: peak {} ({:?}); patch file {kept} B",
@@ -187,9 +218,19 @@ async fn server_memory_stays_bounded_under_floods_and_large_diffs() {
     ));
 
     let sampled = sampler.max_kib();
-    report.push(format!("sampled VmRSS max {}", mib(sampled)));
+    report.push(format!(
+        "sampled VmRSS max {} (RssAnon max {}, RssFile max {})",
+        mib(sampled),
+        mib(sampler.anon.load(Ordering::Relaxed)),
+        mib(sampler.file.load(Ordering::Relaxed))
+    ));
     eprintln!("memory_bounds: {}", report.join("; "));
-    for (what, kib) in [("(a)", after_a), ("(b)", after_b), ("(c)", after_c), ("sampled", sampled)] {
+    for (what, kib) in [
+        ("(a)", after_a),
+        ("(b)", after_b),
+        ("(c)", after_c),
+        ("sampled", sampled),
+    ] {
         assert!(
             kib <= PEAK_RSS_LIMIT_KIB,
             "{what}: peak RSS {} over {}: {}",

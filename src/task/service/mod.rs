@@ -10,6 +10,7 @@ mod disk;
 mod doctor;
 mod exec;
 mod files;
+mod git_worker;
 mod hooks;
 mod image_policy;
 mod images;

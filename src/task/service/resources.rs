@@ -126,7 +126,10 @@ mod tests {
         let data: Vec<u8> = (0..PAGE_BYTES * 2 + 10).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let first = read_page(&path, 0).unwrap();
-        assert_eq!((first.bytes.len(), first.size, first.next()), (PAGE_BYTES, data.len() as u64, Some(PAGE_BYTES as u64)));
+        assert_eq!(
+            (first.bytes.len(), first.size, first.next()),
+            (PAGE_BYTES, data.len() as u64, Some(PAGE_BYTES as u64))
+        );
         let last = read_page(&path, 2 * PAGE_BYTES as u64).unwrap();
         assert_eq!((last.bytes.as_slice(), last.next()), (&data[2 * PAGE_BYTES..], None));
         assert_eq!(read_page(&path, u64::MAX).unwrap().bytes.len(), 0);

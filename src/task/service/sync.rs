@@ -15,7 +15,10 @@ use super::container_ops::{ChownWorkspace, CommitWorkspace, PackCommits, Packed}
 use crate::domain::{Event, EventKind, Task};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
-use crate::task::bounded::{FileSink, Head, RemoveOnDrop};
+use std::io::Read;
+
+use crate::task::bounded::RemoveOnDrop;
+use crate::workspace::host::worker::WorkerRequest;
 use crate::workspace::{WorkspaceError, host};
 
 /// The largest pack one sync takes from the container. It streams to a file under the task's
@@ -97,15 +100,19 @@ impl TaskService {
                     return Err(workspace_failed("packing the workspace's commits", &failed.stderr));
                 }
             }
-            // Indexing a pack and walking its commits can take long on a big one: on the
-            // blocking pool, not on an async worker (docs/architecture.md, "Blocking work").
-            let repo = repo_path.clone();
-            tokio::task::spawn_blocking(move || {
-                host::index_pack_file(&repo, &pack_file, MAX_PACK_OBJECTS)?;
-                host::verify_closure(&repo, head_oid, &known)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("indexing the workspace's pack: {e}")))??;
+            // Indexing maps the pack into memory page by page: in the git worker, a process
+            // of its own, so those pages never count against the server (docs/security.md,
+            // "Memory budget").
+            if std::fs::metadata(&pack_file).is_ok_and(|m| m.len() > 0) {
+                let index = WorkerRequest::IndexPack {
+                    repo: repo_path.clone(),
+                    pack: pack_file.clone(),
+                    max_objects: MAX_PACK_OBJECTS,
+                    head: head_oid.to_string(),
+                    known: known.iter().map(Oid::to_string).collect(),
+                };
+                self.git_worker(&index).await?;
+            }
         }
 
         Ok(head_oid)
@@ -166,76 +173,57 @@ impl TaskService {
             .store
             .outputs_dir(&task.id)
             .join(format!("diff-{}.patch", crate::domain::new_execution_id()));
-        let mut sink = PatchSink {
-            head: Head::new(self.config.execution.output_cap_bytes),
-            file: FileSink::create(&path, self.config.execution.spill_limit_bytes)
-                .map_err(crate::store::io_err(&path))?,
-            file_full: false,
+        // The diff runs in the git worker, which writes the patch to the file as it makes it;
+        // the reply takes the file's first `output_cap_bytes`.
+        let cap = self.config.execution.output_cap_bytes;
+        let request = WorkerRequest::Diff {
+            repo: repo_path.clone(),
+            base: base_oid.to_string(),
+            head: head_oid.to_string(),
+            patch: path.clone(),
+            patch_limit: self.config.execution.spill_limit_bytes.max(cap as u64),
         };
-        // The patch is made and written one file at a time on the blocking pool; only its
-        // first `output_cap_bytes` stay in memory for the reply.
-        let repo = repo_path.clone();
-        let (summary, sink) = tokio::task::spawn_blocking(move || {
-            let summary = host::diff(&repo, base_oid, head_oid, host::DiffLimits::default(), &mut sink);
-            (summary, sink)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("computing the diff: {e}")))?;
-        let summary = match summary {
-            Ok(summary) => summary,
+        let reply = match self.git_worker(&request).await {
+            Ok(reply) => reply,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
-                return Err(e.into());
+                return Err(e);
             }
         };
-        let truncated = sink.head.cut();
-        let total = sink.head.total();
-        let file_full = sink.file_full;
-        let (kept_path, kept) = sink.file.finish().map_err(crate::store::io_err(&path))?;
-        let mut patch = String::from_utf8_lossy(&sink.head.into_bytes()).into_owned();
+        let mut start = Vec::with_capacity(cap.min(reply.patch_kept as usize));
+        std::fs::File::open(&path)
+            .and_then(|file| std::io::Read::take(file, cap as u64).read_to_end(&mut start))
+            .map_err(crate::store::io_err(&path))?;
+        let truncated = reply.patch_bytes > cap as u64;
+        let mut patch = String::from_utf8_lossy(&start).into_owned();
         if truncated {
-            let whole = if file_full {
-                format!("the first {kept} bytes are in {}; the rest passed the spill limit", kept_path.display())
+            let whole = if reply.patch_kept < reply.patch_bytes {
+                format!(
+                    "the first {} bytes are in {}; the rest passed the spill limit",
+                    reply.patch_kept,
+                    path.display()
+                )
             } else {
-                format!("the whole patch is in {}", kept_path.display())
+                format!("the whole patch is in {}", path.display())
             };
-            patch.push_str(&format!("\n[... taskbox: the patch is {total} bytes, cut here; {whole} ...]\n"));
+            patch.push_str(&format!(
+                "\n[... taskbox: the patch is {} bytes, cut here; {whole} ...]\n",
+                reply.patch_bytes
+            ));
         } else {
-            let _ = std::fs::remove_file(&kept_path);
+            let _ = std::fs::remove_file(&path);
         }
         Ok(TaskDiff {
             branch,
             base,
             head,
-            files: summary.files,
-            files_truncated: summary.more_files,
+            files: reply.files,
+            files_truncated: reply.more_files,
             patch,
             truncated,
-            full_patch: truncated.then(|| kept_path.display().to_string()),
+            full_patch: truncated.then(|| path.display().to_string()),
             warning,
         })
-    }
-}
-
-/// Where `task_diff`'s patch goes while it is made: its start in memory for the reply, all of
-/// it (up to the spill limit) in a file under the task's directory.
-struct PatchSink {
-    head: Head,
-    file: FileSink,
-    file_full: bool,
-}
-
-impl std::io::Write for PatchSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.head.push(buf);
-        if !self.file_full && !self.file.push(buf)? {
-            self.file_full = true;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

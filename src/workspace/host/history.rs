@@ -23,7 +23,7 @@ pub fn commits_between(repo_path: &Path, base: Oid, head: Oid, limit: usize) -> 
 }
 
 /// One file of a diff.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FileDiff {
     pub path: String,
     /// added, deleted, modified, typechange
@@ -43,6 +43,8 @@ pub struct FileDiff {
 pub struct DiffLimits {
     /// Files compared and listed; the walk stops past this.
     pub max_files: usize,
+    /// The listed files' paths, in bytes (paths can be 4 KiB each).
+    pub max_listed_bytes: usize,
     /// A side of a file larger than this is not compared line by line (xdiff holds both
     /// sides and a record per line).
     pub max_file_bytes: usize,
@@ -56,6 +58,7 @@ impl Default for DiffLimits {
     fn default() -> Self {
         Self {
             max_files: 20_000,
+            max_listed_bytes: 4 << 20,
             max_file_bytes: 8 << 20,
             max_file_lines: 100_000,
             max_open_tree_bytes: 32 << 20,
@@ -95,8 +98,10 @@ pub fn diff(
     };
     let mut walk = TreeWalk::new(&repo, &odb, limits.max_open_tree_bytes);
     walk.enter(String::new(), Some(base_tree), Some(head_tree))?;
+    let mut listed_bytes = 0;
     while let Some(change) = walk.next_change()? {
-        if summary.files.len() == limits.max_files {
+        listed_bytes += change.path.len();
+        if summary.files.len() == limits.max_files || listed_bytes > limits.max_listed_bytes {
             summary.more_files = true;
             break;
         }
@@ -198,7 +203,9 @@ impl<'r> TreeWalk<'r> {
     /// The next path whose blob, mode or kind differs; entering changed subtrees on the way.
     fn next_change(&mut self) -> Result<Option<Change>> {
         loop {
-            let Some(frame) = self.stack.last_mut() else { return Ok(None) };
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(None);
+            };
             // Owned copies of the two entries, so the frame can change below.
             let entry = |tree: &Option<git2::Tree<'r>>, at: usize| {
                 tree.as_ref()
@@ -207,8 +214,9 @@ impl<'r> TreeWalk<'r> {
             };
             let (old, new) = match (entry(&frame.old, frame.i), entry(&frame.new, frame.j)) {
                 (None, None) => {
-                    let done = self.stack.pop().expect("a frame");
-                    self.open_bytes -= done.bytes;
+                    let bytes = frame.bytes;
+                    self.stack.pop();
+                    self.open_bytes -= bytes;
                     continue;
                 }
                 (Some(o), Some(n)) => match o.0.cmp(&n.0) {
@@ -220,7 +228,9 @@ impl<'r> TreeWalk<'r> {
             };
             frame.i += usize::from(old.is_some());
             frame.j += usize::from(new.is_some());
-            let key = &old.as_ref().or(new.as_ref()).expect("an entry").0;
+            let Some((key, _, _)) = old.as_ref().or(new.as_ref()) else {
+                continue; // (None, None) was handled above
+            };
             let name = String::from_utf8_lossy(key.strip_suffix(b"/").unwrap_or(key));
             let path = format!("{}{name}", frame.prefix);
             let (old, new): (Side, Side) = (old.map(|e| (e.1, e.2)), new.map(|e| (e.1, e.2)));
@@ -333,8 +343,20 @@ fn file_patch(
         file.not_diffed = Some(note);
         return Ok(file);
     }
-    let from = |s: Side| if s.is_some() { format!("a/{path}") } else { "/dev/null".into() };
-    let to = |s: Side| if s.is_some() { format!("b/{path}") } else { "/dev/null".into() };
+    let from = |s: Side| {
+        if s.is_some() {
+            format!("a/{path}")
+        } else {
+            "/dev/null".into()
+        }
+    };
+    let to = |s: Side| {
+        if s.is_some() {
+            format!("b/{path}")
+        } else {
+            "/dev/null".into()
+        }
+    };
     writeln!(out, "--- {}\n+++ {}", from(change.old), to(change.new))?;
     let as_path = std::path::Path::new(path);
     let mut patch = git2::Patch::from_buffers(old_bytes, Some(as_path), new_bytes, Some(as_path), None)?;

@@ -6,6 +6,7 @@ mod clone;
 mod history;
 mod packs;
 mod refs;
+pub mod worker;
 mod worktree;
 
 #[cfg(test)]

@@ -261,9 +261,15 @@ fn a_diff_matches_git_and_streams_its_patch() {
     assert_eq!(ours.join("\n"), numstat);
     assert!(!summary.more_files);
     let patch = String::from_utf8(patch).unwrap();
-    assert!(patch.contains("diff --git a/src/a.rs b/src/a.rs\n--- a/src/a.rs\n+++ b/src/a.rs\n@@"), "{patch}");
+    assert!(
+        patch.contains("diff --git a/src/a.rs b/src/a.rs\n--- a/src/a.rs\n+++ b/src/a.rs\n@@"),
+        "{patch}"
+    );
     assert!(patch.contains("-two\n+2\n"), "{patch}");
-    assert!(patch.contains("deleted file mode 100644\n--- a/src/deep/er/gone.txt\n+++ /dev/null\n"), "{patch}");
+    assert!(
+        patch.contains("deleted file mode 100644\n--- a/src/deep/er/gone.txt\n+++ /dev/null\n"),
+        "{patch}"
+    );
     assert!(patch.contains("Binary files a/bin.dat and b/bin.dat differ"), "{patch}");
 }
 
@@ -288,7 +294,10 @@ fn a_diff_stops_at_its_limits() {
     assert_eq!(summary.files.len(), 5);
     let big = &summary.files[1];
     assert_eq!((big.path.as_str(), big.added), ("big.txt", 0));
-    assert!(big.not_diffed.as_deref().unwrap().contains("over the 1000-byte limit"), "{big:?}");
+    assert!(
+        big.not_diffed.as_deref().unwrap().contains("over the 1000-byte limit"),
+        "{big:?}"
+    );
     let lines = summary.files.iter().find(|f| f.path == "a-lines.txt").unwrap();
     assert!(lines.not_diffed.as_deref().unwrap().contains("300 lines"), "{lines:?}");
 
@@ -305,7 +314,10 @@ fn a_diff_stops_at_its_limits() {
 fn a_pack_file_is_indexed_in_pieces_and_its_object_count_is_capped() {
     let (dir, base, head) = two_commits(|root| std::fs::write(root.join("c.txt"), "c\n").unwrap());
     let pack = std::process::Command::new("sh")
-        .args(["-c", &format!("git rev-list --objects {head} --not {base} | git pack-objects --stdout -q")])
+        .args([
+            "-c",
+            &format!("git rev-list --objects {head} --not {base} | git pack-objects --stdout -q"),
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap()
@@ -315,9 +327,17 @@ fn a_pack_file_is_indexed_in_pieces_and_its_object_count_is_capped() {
     let target = tempfile::tempdir().unwrap();
     git(target.path(), &["init", "-q", "--bare"]);
     let err = index_pack_file(target.path(), &file, 2).unwrap_err();
-    assert!(matches!(err, WorkspaceError::PackTooManyObjects { limit: 2, .. }), "{err}");
+    assert!(
+        matches!(err, WorkspaceError::PackTooManyObjects { limit: 2, .. }),
+        "{err}"
+    );
     index_pack_file(target.path(), &file, 100).unwrap();
-    assert!(open(target.path()).unwrap().find_blob(git2::Oid::hash_object(git2::ObjectType::Blob, b"c\n").unwrap()).is_ok());
+    assert!(
+        open(target.path())
+            .unwrap()
+            .find_blob(git2::Oid::hash_object(git2::ObjectType::Blob, b"c\n").unwrap())
+            .is_ok()
+    );
     std::fs::write(&file, b"").unwrap();
     index_pack_file(target.path(), &file, 100).unwrap();
     std::fs::write(&file, b"NOTAPACKxxxxxxx").unwrap();

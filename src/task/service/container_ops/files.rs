@@ -339,9 +339,15 @@ mod tests {
 
     #[test]
     fn reads_and_listings_take_a_bounded_stdout() {
-        let read = FileCommand { op: ReadFile { path: "a" }, user: None };
+        let read = FileCommand {
+            op: ReadFile { path: "a" },
+            user: None,
+        };
         assert_eq!(read.stdout(), Stdout::Memory(ReadFile::LIMIT + 33));
-        let list = FileCommand { op: ListFiles { path: "" }, user: None };
+        let list = FileCommand {
+            op: ListFiles { path: "" },
+            user: None,
+        };
         assert_eq!(list.stdout(), Stdout::Memory(4 << 20));
     }
 }

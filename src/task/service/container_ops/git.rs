@@ -82,7 +82,13 @@ impl ContainerOp for CommitWorkspace<'_> {
         let failed = output.failed();
         let stdout = output.succeeded()?;
         let stdout = String::from_utf8_lossy(&stdout);
-        stdout.lines().last().unwrap_or_default().trim().parse().map_err(|_| failed)
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .map_err(|_| failed)
     }
 }
 
