@@ -533,16 +533,23 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
-        let inspect = self
-            .docker()
-            .await?
-            .inspect_exec(exec_id)
-            .await
-            .map_err(map_err(format!("exec {exec_id}")))?;
-        if inspect.running.unwrap_or(false) {
-            return Ok(None);
+        // The output stream can close a moment before Docker records the exit (a loaded
+        // daemon): ask again for up to a second before saying it is unknown.
+        for attempt in 0..20 {
+            let inspect = self
+                .docker()
+                .await?
+                .inspect_exec(exec_id)
+                .await
+                .map_err(map_err(format!("exec {exec_id}")))?;
+            if !inspect.running.unwrap_or(false) {
+                return Ok(inspect.exit_code);
+            }
+            if attempt < 19 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
-        Ok(inspect.exit_code)
+        Ok(None)
     }
 }
 

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use super::container_ops::{ChownWorkspace, CommitWorkspace, PackCommits, Packed};
+use super::container_ops::{ChownWorkspace, CommitWorkspace, Failed, PackCommits, Packed};
 use crate::domain::{Event, EventKind, Task};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
@@ -74,7 +74,7 @@ impl TaskService {
         let head_oid = self
             .run_op(container, commit)
             .await?
-            .map_err(|failed| workspace_failed("committing the workspace", &failed.stderr))?;
+            .map_err(|failed| workspace_failed("committing the workspace", &failed))?;
 
         if !host::has_commit(&repo_path, head_oid)? {
             let known: Vec<Oid> = [&task.repo.synced_commit, &task.repo.base_commit]
@@ -97,7 +97,7 @@ impl TaskService {
                 Packed::Written(_) => {}
                 Packed::TooLarge => return Err(WorkspaceError::PackTooLarge { limit: MAX_PACK_BYTES }.into()),
                 Packed::Failed(failed) => {
-                    return Err(workspace_failed("packing the workspace's commits", &failed.stderr));
+                    return Err(workspace_failed("packing the workspace's commits", &failed));
                 }
             }
             // Indexing maps the pack into memory page by page: in the git worker, a process
@@ -236,9 +236,14 @@ fn no_repo(task: &Task) -> Error {
 }
 
 /// A git step in the container that failed; the workspace is where to look.
-fn workspace_failed(what: &str, stderr: &str) -> Error {
+fn workspace_failed(what: &str, failed: &Failed) -> Error {
+    let exit = match failed.code {
+        Some(137) => "killed (exit 137: out of memory in the container?)".to_string(),
+        Some(code) => format!("exit {code}"),
+        None => "no exit code".to_string(),
+    };
     Error::Workspace(WorkspaceError::Io {
         path: PathBuf::from("/workspace"),
-        source: std::io::Error::other(format!("{what} failed: {stderr}")),
+        source: std::io::Error::other(format!("{what} failed ({exit}): {}", failed.stderr)),
     })
 }
