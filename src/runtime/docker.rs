@@ -478,7 +478,7 @@ impl ContainerRuntime for DockerRuntime {
             env: Some(spec.env),
             working_dir: spec.workdir,
             user,
-            attach_stdin: Some(spec.stdin.is_some()),
+            attach_stdin: Some(spec.stdin.is_some() || spec.stdin_file.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -509,6 +509,17 @@ impl ContainerRuntime for DockerRuntime {
             // its input cannot deadlock against us; closing the write half sends EOF.
             tokio::spawn(async move {
                 let _ = input.write_all(&stdin).await;
+                let _ = input.shutdown().await;
+            });
+        } else if let Some(path) = spec.stdin_file {
+            // The same, streamed from the file in pieces.
+            tokio::spawn(async move {
+                match tokio::fs::File::open(&path).await {
+                    Ok(mut file) => {
+                        let _ = tokio::io::copy(&mut file, &mut input).await;
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open an exec's stdin"),
+                }
                 let _ = input.shutdown().await;
             });
         } else {

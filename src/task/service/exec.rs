@@ -164,6 +164,7 @@ impl TaskService {
             workdir: Some(workdir),
             user: user.clone(),
             stdin: request.stdin.map(String::into_bytes),
+            stdin_file: None,
         };
 
         let started = Instant::now();

@@ -142,3 +142,32 @@ pub fn pack_commit(repo_path: &Path, commit: Oid) -> Result<Vec<u8>> {
     builder.write_buf(&mut buf)?;
     Ok(buf.to_vec())
 }
+
+/// `pack_commit`, streamed into a new 0600 file at `to` as libgit2 produces it.
+pub fn pack_commit_to(repo_path: &Path, commit: Oid, to: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| WorkspaceError::Io {
+        path: to.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(io)?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+    let repo = open(repo_path)?;
+    let mut builder = repo.packbuilder()?;
+    builder.insert_commit(commit)?;
+    let mut written = Ok(());
+    let built = builder.foreach(|chunk| {
+        written = out.write_all(chunk);
+        written.is_ok()
+    });
+    written.map_err(io)?;
+    built?;
+    out.flush().map_err(io)?;
+    Ok(())
+}

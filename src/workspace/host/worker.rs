@@ -25,6 +25,12 @@ pub enum WorkerRequest {
         head: String,
         known: Vec<String>,
     },
+    /// A pack of `commit` and its tree (`pack_commit`), written to the file `pack`.
+    PackCommit {
+        repo: PathBuf,
+        commit: String,
+        pack: PathBuf,
+    },
     /// `diff` with the default limits, the patch written to `patch` up to `patch_limit` bytes.
     Diff {
         repo: PathBuf,
@@ -60,6 +66,10 @@ pub fn run(request: &WorkerRequest) -> Result<WorkerReply> {
             index_pack_file(repo, pack, *max_objects)?;
             let known = known.iter().map(|k| oid(k)).collect::<Result<Vec<_>>>()?;
             verify_closure(repo, oid(head)?, &known)?;
+            Ok(WorkerReply::default())
+        }
+        WorkerRequest::PackCommit { repo, commit, pack } => {
+            super::packs::pack_commit_to(repo, oid(commit)?, pack)?;
             Ok(WorkerReply::default())
         }
         WorkerRequest::Diff {

@@ -187,9 +187,10 @@ impl ContainerOp for ResetWorkspace<'_> {
     }
 }
 
-/// Gives the workspace the objects of `pack` (from the host repository).
+/// Gives the workspace the objects of the pack in the file `pack` (from the host repository),
+/// streamed to its stdin.
 pub struct UnpackObjects<'a> {
-    pub pack: Vec<u8>,
+    pub pack: &'a Path,
     pub user: Option<&'a str>,
 }
 
@@ -198,7 +199,7 @@ impl ContainerOp for UnpackObjects<'_> {
 
     fn into_spec(self) -> ExecSpec {
         ExecSpec {
-            stdin: Some(self.pack),
+            stdin_file: Some(self.pack.to_path_buf()),
             ..git_spec(UNPACK_SCRIPT, "taskbox-unpack", &[], self.user)
         }
     }
@@ -244,12 +245,12 @@ mod tests {
         .into_spec();
         assert_eq!(argv(&reset)[3..], ["taskbox-reset", "abc"]);
         let unpack = UnpackObjects {
-            pack: b"PACK".to_vec(),
+            pack: Path::new("/data/t/restore.pack"),
             user: None,
         }
         .into_spec();
         assert_eq!(argv(&unpack)[3..], ["taskbox-unpack"]);
-        assert_eq!(unpack.stdin.as_deref(), Some(&b"PACK"[..]));
+        assert_eq!(unpack.stdin_file.as_deref(), Some(Path::new("/data/t/restore.pack")));
     }
 
     #[test]
