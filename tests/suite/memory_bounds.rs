@@ -1,7 +1,8 @@
 //! The server's memory stays bounded whatever a container prints or commits
 //! (docs/security.md, "Memory budget"): the real binary, sampled through
 //! `/proc/<pid>/status`, while (a) a git clean filter the agent set floods stderr during a
-//! sync, (b) a command prints a flood to stdout, (c) task_diff runs over a large text change.
+//! sync, (b) a command prints a flood to stdout, (c) task_diff runs over a large text change,
+//! (d) a git replaced by root floods the stdout of the sync's own commands.
 //!
 //! Sizes: 400 MB, 1 GB and 500 MB times `TASKBOX_TEST_MEMORY_SCALE` (default 0.25, so the
 //! suite stays quick). The long form is `TASKBOX_TEST_MEMORY_SCALE=1`.
@@ -214,6 +215,33 @@ async fn server_memory_stays_bounded_under_floods_and_large_diffs() {
         "(c) task_diff over {files} files, {} B of text: peak {} ({:?}); patch file {kept} B",
         generated["stdout"].as_str().unwrap_or("").trim(),
         mib(after_c),
+        started.elapsed()
+    ));
+
+    // (d) Root replaces git with one that floods stdout first: the sync's commit prints far
+    // more than its op reads, and the sync fails saying so instead of holding it all.
+    let started = Instant::now();
+    let shim = format!(
+        "mv /usr/bin/git /usr/bin/git.real && printf '#!/bin/sh\\nyes flood | head -c {flood_stderr}\\nexec /usr/bin/git.real \"$@\"\\n' > /usr/bin/git && chmod 755 /usr/bin/git"
+    );
+    let replaced = call(
+        &client,
+        "execute_in_task",
+        json!({ "task": "flood", "command": shim, "user": "root" }),
+    )
+    .await;
+    assert_eq!(replaced["exit_code"], 0, "{replaced}");
+    exec(&client, "flood", "echo more > more.txt").await;
+    let (kind, message) = call_err(&client, "task_diff", json!({ "task": "flood" })).await;
+    assert_eq!(kind, "workspace_error", "{message}");
+    assert!(
+        message.contains("more than taskbox reads from this command"),
+        "{message}"
+    );
+    let after_d = status_kib(pid, "VmHWM");
+    report.push(format!(
+        "(d) {flood_stderr} B of stdout from a replaced git during a sync: peak {} ({:?})",
+        mib(after_d),
         started.elapsed()
     ));
 
