@@ -75,6 +75,10 @@ pub enum Command {
         #[command(subcommand)]
         command: hook::HookCommand,
     },
+    /// Internal: the server runs its git work over packs and diffs in a process of its own
+    /// (`workspace::host::worker`); REQUEST is JSON, the reply JSON on stdout.
+    #[command(hide = true)]
+    GitWorker { request: String },
     #[command(flatten)]
     Task(tasks::TaskCommand),
 }
@@ -96,6 +100,9 @@ pub struct ServeArgs {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::GitWorker { request } = &cli.command {
+        return git_worker(request);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(home) = cli.home {
         config.home = Some(home);
@@ -131,9 +138,23 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
             | Command::Uninstall(_)
             | Command::Hook { .. }
             | Command::Token { .. }
-            | Command::Firewall { .. } => Ok(()),
+            | Command::Firewall { .. }
+            | Command::GitWorker { .. } => Ok(()),
         }
     })
+}
+
+/// One request of the server's git worker: the reply on stdout, or the error on stderr and a
+/// failed exit.
+fn git_worker(request: &str) -> anyhow::Result<()> {
+    use crate::workspace::host::worker;
+    let request: worker::WorkerRequest = serde_json::from_str(request).context("not a git-worker request")?;
+    let reply = worker::run(&request)?;
+    // stdout is the reply channel here (this is no MCP session).
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, &reply)?;
+    std::io::Write::write_all(&mut stdout, b"\n")?;
+    Ok(())
 }
 
 fn firewall(config: &Config, check_only: bool) -> anyhow::Result<()> {

@@ -478,7 +478,7 @@ impl ContainerRuntime for DockerRuntime {
             env: Some(spec.env),
             working_dir: spec.workdir,
             user,
-            attach_stdin: Some(spec.stdin.is_some()),
+            attach_stdin: Some(spec.stdin.is_some() || spec.stdin_file.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -511,6 +511,17 @@ impl ContainerRuntime for DockerRuntime {
                 let _ = input.write_all(&stdin).await;
                 let _ = input.shutdown().await;
             });
+        } else if let Some(path) = spec.stdin_file {
+            // The same, streamed from the file in pieces.
+            tokio::spawn(async move {
+                match tokio::fs::File::open(&path).await {
+                    Ok(mut file) => {
+                        let _ = tokio::io::copy(&mut file, &mut input).await;
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open an exec's stdin"),
+                }
+                let _ = input.shutdown().await;
+            });
         } else {
             drop(input);
         }
@@ -533,16 +544,23 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
-        let inspect = self
-            .docker()
-            .await?
-            .inspect_exec(exec_id)
-            .await
-            .map_err(map_err(format!("exec {exec_id}")))?;
-        if inspect.running.unwrap_or(false) {
-            return Ok(None);
+        // The output stream can close a moment before Docker records the exit (a loaded
+        // daemon): ask again for up to a second before saying it is unknown.
+        for attempt in 0..20 {
+            let inspect = self
+                .docker()
+                .await?
+                .inspect_exec(exec_id)
+                .await
+                .map_err(map_err(format!("exec {exec_id}")))?;
+            if !inspect.running.unwrap_or(false) {
+                return Ok(inspect.exit_code);
+            }
+            if attempt < 19 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
-        Ok(inspect.exit_code)
+        Ok(None)
     }
 }
 

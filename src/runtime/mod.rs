@@ -147,6 +147,8 @@ pub struct ExecSpec {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub stdin: Option<Vec<u8>>,
+    /// stdin streamed from this file instead, for input too large to hold in memory (a pack).
+    pub stdin_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,7 @@
 //! `TaskService`, the one place where an operation on a task is carried out, and the output
 //! capture its executions use. The data types it works on live in `crate::domain`.
 
+pub mod bounded;
 pub mod output;
 pub mod service;
 

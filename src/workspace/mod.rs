@@ -52,8 +52,21 @@ pub enum WorkspaceError {
         "the workspace's commits reached the host incomplete ({what} is missing); the task branch was not moved. Check `git fsck` in the workspace, or restore a checkpoint"
     )]
     IncompletePack { what: String },
-    #[error("the workspace's new commits are {size} bytes, over the {limit}-byte limit for one sync")]
-    PackTooLarge { size: usize, limit: usize },
+    #[error(
+        "the workspace's new commits make a pack of more than {limit} bytes, the limit for one sync; the task branch was not moved. Commit less at once (generated or downloaded files belong in .gitignore)"
+    )]
+    PackTooLarge { limit: u64 },
+    #[error(
+        "the workspace's new commits hold {count} objects, over the {limit} one sync takes; the task branch was not moved. Commit less at once (generated or downloaded files belong in .gitignore)"
+    )]
+    PackTooManyObjects { count: u32, limit: u32 },
+    /// An error of the git worker process (`host::worker`), as it said it.
+    #[error("{0}")]
+    Worker(String),
+    #[error(
+        "the diff was not computed: {what}; look at the task's work with execute_in_task (git diff --stat) instead"
+    )]
+    DiffTooLarge { what: String },
 }
 
 pub type Result<T, E = WorkspaceError> = std::result::Result<T, E>;

@@ -127,6 +127,11 @@ pub async fn connect(home: &Path, client_name: &str) -> Client {
 }
 
 pub async fn connect_with_env(home: &Path, client_name: &str, env: &[(&str, &str)]) -> Client {
+    connect_with_pid(home, client_name, env).await.0
+}
+
+/// `connect_with_env`, and the server process's id (to read its `/proc/<pid>/status`).
+pub async fn connect_with_pid(home: &Path, client_name: &str, env: &[(&str, &str)]) -> (Client, u32) {
     let home = home.to_path_buf();
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let command = tokio::process::Command::new(BIN).configure(|cmd| {
@@ -141,8 +146,9 @@ pub async fn connect_with_env(home: &Path, client_name: &str, env: &[(&str, &str
         }
     });
     let transport = TokioChildProcess::new(command).unwrap();
+    let pid = transport.id().expect("the server process has an id");
     let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new(client_name, "1.0.0"));
-    info.serve(transport).await.unwrap()
+    (info.serve(transport).await.unwrap(), pid)
 }
 
 /// A stdio server whose stderr goes to `log` (for tests that read it, or kill the server by

@@ -82,7 +82,12 @@ fn anything(rng: &mut Rng, depth: u32) -> Value {
         5 => Value::Array((0..rng.below(4)).map(|_| anything(rng, depth + 1)).collect()),
         _ => Value::Object(
             (0..rng.below(4))
-                .map(|_| (string(rng).as_str().unwrap_or("k").chars().take(20).collect(), anything(rng, depth + 1)))
+                .map(|_| {
+                    (
+                        string(rng).as_str().unwrap_or("k").chars().take(20).collect(),
+                        anything(rng, depth + 1),
+                    )
+                })
                 .collect(),
         ),
     }
@@ -128,7 +133,12 @@ fn for_schema(rng: &mut Rng, schema: &Value, defs: &Value) -> Value {
         }
         Some("object") => {
             let mut object = Map::new();
-            for (key, property) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            for (key, property) in schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 if rng.chance(70) {
                     object.insert(key.clone(), for_schema(rng, property, defs));
                 }
@@ -154,8 +164,14 @@ fn arguments(rng: &mut Rng, schema: &Value) -> Map<String, Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn generated_calls_over_every_tool_get_well_formed_replies() {
     require!(docker);
-    let calls: usize = std::env::var("TASKBOX_FUZZ_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let seed: u64 = std::env::var("TASKBOX_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x7a5b_0c5e);
+    let calls: usize = std::env::var("TASKBOX_FUZZ_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let seed: u64 = std::env::var("TASKBOX_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x7a5b_0c5e);
     eprintln!("fuzz: {calls} calls, seed {seed} (TASKBOX_FUZZ_CALLS, TASKBOX_FUZZ_SEED)");
     let home = Home::new();
     // Small outputs and short timeouts keep a generated `sleep` or flood from slowing the run.
@@ -176,7 +192,11 @@ async fn generated_calls_over_every_tool_get_well_formed_replies() {
         let schema = Value::Object((*tool.input_schema).clone());
         let args = arguments(&mut rng, &schema);
         *per_tool.entry(tool.name.to_string()).or_default() += 1;
-        let shown = serde_json::to_string(&args).unwrap().chars().take(300).collect::<String>();
+        let shown = serde_json::to_string(&args)
+            .unwrap()
+            .chars()
+            .take(300)
+            .collect::<String>();
         let reply = client
             .call_tool(CallToolRequestParams::new(tool.name.to_string()).with_arguments(args))
             .await;

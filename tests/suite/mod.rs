@@ -13,6 +13,7 @@ mod in_process;
 mod install;
 mod layering;
 mod memory;
+mod memory_bounds;
 mod operations;
 mod prompts;
 mod registry_rebuild;

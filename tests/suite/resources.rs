@@ -113,3 +113,68 @@ async fn task_files_and_execution_output_read_back_byte_for_byte() {
         assert!(err.contains(needle), "{uri}: {err}");
     }
 }
+
+/// A kept output larger than a page is read in 1 MiB pages: each read says where it is and
+/// names the next page, and the pages put together are the file. Without paging, one read
+/// would load and encode the whole file.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_outputs_are_read_in_pages() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "resources-pages").await;
+    let task = call(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "pages", "network": "none" }),
+    )
+    .await["task"]
+        .clone();
+    let id = task["id"].as_str().unwrap();
+    // 2.5 MiB of text on stdout: three pages.
+    let r = exec(&client, "pages", "seq 1 400000 | head -c 2621440").await;
+    let execution = r["execution_id"].as_str().unwrap();
+    let on_disk = std::fs::read(
+        home.path()
+            .join("tasks")
+            .join(id)
+            .join("outputs")
+            .join(format!("{execution}.log")),
+    )
+    .unwrap();
+    assert_eq!(on_disk.len(), 2_621_440);
+
+    let mut uri = format!("taskbox://tasks/{id}/executions/{execution}/output");
+    let mut whole = Vec::new();
+    let mut pages = 0;
+    loop {
+        let result = client
+            .read_resource(ReadResourceRequestParams::new(uri.clone()))
+            .await
+            .unwrap();
+        let (text, meta) = match &result.contents[0] {
+            ResourceContents::TextResourceContents { text, meta, .. } => (text.clone(), meta.clone().unwrap()),
+            other => panic!("expected text: {other:?}"),
+        };
+        assert!(text.len() <= 1 << 20, "a page is at most 1 MiB: {}", text.len());
+        assert_eq!(meta.0["offset"], whole.len() as u64);
+        assert_eq!(meta.0["size"], 2_621_440);
+        whole.extend_from_slice(text.as_bytes());
+        pages += 1;
+        match meta.0["next"].as_str() {
+            Some(next) => uri = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(whole, on_disk);
+
+    // A query other than the offset is refused, saying what is understood.
+    let err = client
+        .read_resource(ReadResourceRequestParams::new(format!(
+            "taskbox://tasks/{id}/executions/{execution}/output?page=2"
+        )))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("?offset="), "{err}");
+}

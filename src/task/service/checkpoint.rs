@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
 use crate::runtime::{ContainerSpec, NetworkAttachment, RuntimeError};
 use crate::store::atomic_write;
+use crate::workspace::host::worker::WorkerRequest;
 use crate::workspace::{checkpoint_ref, host};
 
 /// The label of the automatic checkpoint a restore takes first.
@@ -267,12 +268,22 @@ impl TaskService {
         let reset = || ResetWorkspace { commit: &commit, user };
         let mut outcome = self.run_op(&container, reset()).await?;
         if outcome == Reset::MissingCommit
-            && let (Some(repo), Ok(oid)) = (&task.repo.path, commit.parse())
+            && let (Some(repo), Ok(oid)) = (&task.repo.path, commit.parse::<git2::Oid>())
         {
-            let unpack = UnpackObjects {
-                pack: host::pack_commit(repo, oid)?,
-                user,
+            // The pack is made by the git worker into a file and streamed to the container:
+            // its size is the checkpoint's whole tree, never held by the server.
+            let pack = self
+                .store
+                .task_dir(&task.id)
+                .join(format!("restore-{}.pack", crate::domain::new_execution_id()));
+            let _remove = crate::task::bounded::RemoveOnDrop(pack.clone());
+            let request = WorkerRequest::PackCommit {
+                repo: repo.clone(),
+                commit: oid.to_string(),
+                pack: pack.clone(),
             };
+            self.git_worker(&request).await?;
+            let unpack = UnpackObjects { pack: &pack, user };
             if let Err(failed) = self.run_op(&container, unpack).await? {
                 return Err(restore_failed(
                     "giving the workspace the checkpoint's commit",

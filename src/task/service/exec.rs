@@ -14,12 +14,13 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::TaskService;
-use super::container_ops::{ContainerOp, KillTree, MARKER_VAR, Output, is_root};
+use super::container_ops::{ContainerOp, KillTree, MARKER_VAR, Output, STDERR_KEPT, Stdout, is_root};
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, EventKind, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
 use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
+use crate::task::bounded::{FileSink, Head};
 use crate::task::output::{CapturedStream, StreamCapture};
 
 /// How long a command taskbox runs for itself (a sync, a file operation) may take.
@@ -163,6 +164,7 @@ impl TaskService {
             workdir: Some(workdir),
             user: user.clone(),
             stdin: request.stdin.map(String::into_bytes),
+            stdin_file: None,
         };
 
         let started = Instant::now();
@@ -375,31 +377,55 @@ impl TaskService {
     /// Runs one of taskbox's own commands in the container (see `container_ops`) to
     /// completion and returns what it means.
     pub(super) async fn run_op<O: ContainerOp>(&self, container: &str, op: O) -> Result<O::Outcome> {
-        let output = self.run_captured(container, op.into_spec()).await?;
+        let stdout = op.stdout();
+        let output = self.run_captured(container, op.into_spec(), stdout).await?;
         Ok(O::outcome(output))
     }
 
     /// Runs an internal command to completion, with a marker of its own so that it can be
     /// killed like an execution. Internal commands get `INTERNAL_TIMEOUT`: something the agent
     /// put in the workspace (a git filter that sleeps, a pipe) must not hang a checkpoint or a
-    /// stop forever.
-    async fn run_captured(&self, container: &str, mut spec: ExecSpec) -> Result<Output> {
+    /// stop forever. Its output is bounded while it is read (`Stdout`, `STDERR_KEPT`): a git
+    /// filter that floods stderr costs time, never memory.
+    async fn run_captured(&self, container: &str, mut spec: ExecSpec, stdout: Stdout) -> Result<Output> {
         let marker = new_execution_id();
         spec.env.push(format!("{MARKER_VAR}={marker}"));
         let user = spec.user.clone();
+        let mut sink = match stdout {
+            Stdout::Memory(limit) => OpStdout::Memory(Head::new(limit)),
+            Stdout::File { path, limit } => OpStdout::File(FileSink::create(&path, limit).map_err(|source| {
+                Error::Store(crate::store::StoreError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            })?),
+        };
         let mut handle = self.runtime.exec(container, spec).await?;
-        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut stderr = Head::new(STDERR_KEPT);
+        let mut stdout_bytes = 0u64;
         let collect = async {
             while let Some(chunk) = handle.output.next().await {
                 match chunk? {
-                    OutputChunk::Stdout(b) => out.extend_from_slice(&b),
-                    OutputChunk::Stderr(b) => err.extend_from_slice(&b),
+                    OutputChunk::Stdout(b) => {
+                        stdout_bytes += b.len() as u64;
+                        if !sink.push(&b)? {
+                            return Ok(Collected::Overflowed);
+                        }
+                    }
+                    OutputChunk::Stderr(b) => stderr.push(&b),
                 }
             }
-            Ok::<_, RuntimeError>(())
+            Ok::<_, Error>(Collected::Ended)
         };
-        match tokio::time::timeout(INTERNAL_TIMEOUT, collect).await {
-            Ok(result) => result?,
+        let collected = tokio::time::timeout(INTERNAL_TIMEOUT, collect).await;
+        let overflowed = match collected {
+            Ok(Ok(Collected::Ended)) => false,
+            Ok(Ok(Collected::Overflowed)) => {
+                // Past a file's limit: nothing more is wanted, so the command ends here.
+                Box::pin(self.kill_execution(container, &marker, user.as_deref())).await;
+                true
+            }
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 // Boxed: killing runs an internal command itself.
                 Box::pin(self.kill_execution(container, &marker, user.as_deref())).await;
@@ -411,12 +437,20 @@ impl TaskService {
                     ),
                 });
             }
-        }
-        let code = self.runtime.exec_exit_code(&handle.exec_id).await?;
+        };
+        let stdout_cut = overflowed || sink.cut();
+        let stdout = sink.finish()?;
+        // A command killed for its output has no exit code of its own.
+        let code = match overflowed {
+            true => None,
+            false => self.runtime.exec_exit_code(&handle.exec_id).await?,
+        };
         Ok(Output {
             code,
-            stdout: out,
-            stderr: err,
+            stdout: stdout.unwrap_or_default(),
+            stderr: stderr.into_bytes(),
+            stdout_bytes,
+            stdout_cut,
         })
     }
 
@@ -510,6 +544,58 @@ pub(super) fn describe_exit(state: &crate::runtime::ContainerState) -> String {
         reason.push_str(&format!(": {error}"));
     }
     reason
+}
+
+/// How reading an internal command's stdout ended.
+enum Collected {
+    /// The stream closed: the command ended.
+    Ended,
+    /// A `Stdout::File` limit was reached; the command is still running.
+    Overflowed,
+}
+
+/// An internal command's stdout while it is read.
+enum OpStdout {
+    Memory(Head),
+    File(FileSink),
+}
+
+impl OpStdout {
+    /// `Ok(false)` once a file's limit was passed (memory just stops keeping).
+    fn push(&mut self, chunk: &[u8]) -> Result<bool> {
+        match self {
+            Self::Memory(head) => {
+                head.push(chunk);
+                Ok(true)
+            }
+            Self::File(file) => file.push(chunk).map_err(|source| {
+                Error::Store(crate::store::StoreError::Io {
+                    path: file.path().to_path_buf(),
+                    source,
+                })
+            }),
+        }
+    }
+
+    fn cut(&self) -> bool {
+        match self {
+            Self::Memory(head) => head.cut(),
+            Self::File(_) => false,
+        }
+    }
+
+    /// The kept bytes for memory; `None` for a file, flushed.
+    fn finish(self) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Memory(head) => Ok(Some(head.into_bytes())),
+            Self::File(file) => {
+                let path = file.path().to_path_buf();
+                file.finish()
+                    .map_err(|source| Error::Store(crate::store::StoreError::Io { path, source }))?;
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// Relative workdirs are relative to /workspace; absolute ones are used as given (the file

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use super::container_ops::{FileBytes, FileCommand, FileOp, FileRefusal, ListFiles, ReadFile, WriteFile};
+use super::container_ops::{FileBytes, FileCommand, FileOp, FileRefusal, ListFiles, Paths, ReadFile, WriteFile};
 use crate::error::{Error, Result};
 
 /// Bytes inspected for NUL to call a file binary (as git does).
@@ -186,27 +186,10 @@ impl TaskService {
     /// directories below `depth` levels.
     pub async fn list_files(&self, task: &str, path: &str, depth: usize) -> Result<Listing> {
         let files = self.file_op(task, ListFiles { path }).await?;
-        let depth = depth.max(1);
-        let mut entries = std::collections::BTreeSet::new();
-        for file in files {
-            let parts: Vec<&str> = file.split('/').collect();
-            let entry = if parts.len() > depth {
-                ListEntry {
-                    path: format!("{}/", parts[..depth].join("/")),
-                    kind: "dir".into(),
-                }
-            } else {
-                ListEntry {
-                    path: file,
-                    kind: "file".into(),
-                }
-            };
-            entries.insert(entry);
-        }
-        let truncated = entries.len() > LIST_CAP;
+        let (entries, truncated) = fold_listing(&files, depth.max(1));
         Ok(Listing {
             path: display_path(path),
-            entries: entries.into_iter().take(LIST_CAP).collect(),
+            entries,
             truncated,
         })
     }
@@ -228,6 +211,35 @@ impl TaskService {
             .await?
             .map_err(|refusal| refused(&path, refusal))
     }
+}
+
+/// Folds paths deeper than `depth` into their directories, keeping the first `LIST_CAP`
+/// entries as it goes: memory holds the listing as printed (bounded by `ListFiles`) and at
+/// most `LIST_CAP + 1` entries, however many files there are.
+fn fold_listing(files: &Paths, depth: usize) -> (Vec<ListEntry>, bool) {
+    let mut entries = std::collections::BTreeSet::new();
+    let mut truncated = files.cut;
+    for file in files.iter() {
+        let file = String::from_utf8_lossy(file);
+        let parts: Vec<&str> = file.splitn(depth + 1, '/').collect();
+        let entry = if parts.len() > depth {
+            ListEntry {
+                path: format!("{}/", parts[..depth].join("/")),
+                kind: "dir".into(),
+            }
+        } else {
+            ListEntry {
+                path: file.into_owned(),
+                kind: "file".into(),
+            }
+        };
+        entries.insert(entry);
+        if entries.len() > LIST_CAP {
+            entries.pop_last();
+            truncated = true;
+        }
+    }
+    (entries.into_iter().collect(), truncated)
 }
 
 fn display_path(path: &str) -> String {

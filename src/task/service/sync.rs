@@ -11,15 +11,22 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use super::container_ops::{ChownWorkspace, CommitWorkspace, PackCommits};
+use super::container_ops::{ChownWorkspace, CommitWorkspace, Failed, PackCommits, Packed};
 use crate::domain::{Event, EventKind, Task};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
-use crate::task::output::StreamCapture;
+use std::io::Read;
+
+use crate::task::bounded::RemoveOnDrop;
+use crate::workspace::host::worker::WorkerRequest;
 use crate::workspace::{WorkspaceError, host};
 
-/// The largest pack one sync takes from the container (it is held in memory).
-const MAX_PACK_BYTES: usize = 4 << 30;
+/// The largest pack one sync takes from the container. It streams to a file under the task's
+/// directory and the command is killed past this, so it costs disk, never memory.
+const MAX_PACK_BYTES: u64 = 4 << 30;
+/// The most objects one sync's pack may hold: libgit2 keeps an index entry (about 100 bytes)
+/// per object while indexing (docs/security.md, "Memory budget").
+const MAX_PACK_OBJECTS: u32 = 500_000;
 
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
@@ -38,9 +45,12 @@ pub struct TaskDiff {
     pub base: String,
     pub head: String,
     pub files: Vec<host::FileDiff>,
+    /// More files changed than were compared (`files` stops at 20000).
+    pub files_truncated: bool,
+    /// The start of the patch (64 KiB).
     pub patch: String,
     pub truncated: bool,
-    /// The file holding the whole patch, when it was cut.
+    /// The file holding the whole patch, when it was cut (up to `execution.spill_limit_bytes`).
     pub full_patch: Option<String>,
     pub warning: Option<String>,
 }
@@ -64,7 +74,7 @@ impl TaskService {
         let head_oid = self
             .run_op(container, commit)
             .await?
-            .map_err(|failed| workspace_failed("committing the workspace", &failed.stderr))?;
+            .map_err(|failed| workspace_failed("committing the workspace", &failed))?;
 
         if !host::has_commit(&repo_path, head_oid)? {
             let known: Vec<Oid> = [&task.repo.synced_commit, &task.repo.base_commit]
@@ -72,26 +82,37 @@ impl TaskService {
                 .flatten()
                 .filter_map(|c| c.parse().ok())
                 .collect();
-            let pack = self
-                .run_op(container, PackCommits { known: &known, user })
-                .await?
-                .map_err(|failed| workspace_failed("packing the workspace's commits", &failed.stderr))?;
-            if pack.len() > MAX_PACK_BYTES {
-                return Err(WorkspaceError::PackTooLarge {
-                    size: pack.len(),
-                    limit: MAX_PACK_BYTES,
+            let pack_file = self
+                .store
+                .task_dir(&task.id)
+                .join(format!("sync-{}.pack", crate::domain::new_execution_id()));
+            let _remove = RemoveOnDrop(pack_file.clone());
+            let pack = PackCommits {
+                known: &known,
+                user,
+                to: &pack_file,
+                limit: MAX_PACK_BYTES,
+            };
+            match self.run_op(container, pack).await? {
+                Packed::Written(_) => {}
+                Packed::TooLarge => return Err(WorkspaceError::PackTooLarge { limit: MAX_PACK_BYTES }.into()),
+                Packed::Failed(failed) => {
+                    return Err(workspace_failed("packing the workspace's commits", &failed));
                 }
-                .into());
             }
-            // Indexing a pack and walking its commits can take long on a big one: on the
-            // blocking pool, not on an async worker (docs/architecture.md, "Blocking work").
-            let repo = repo_path.clone();
-            tokio::task::spawn_blocking(move || {
-                host::index_pack(&repo, &pack)?;
-                host::verify_closure(&repo, head_oid, &known)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("indexing the workspace's pack: {e}")))??;
+            // Indexing maps the pack into memory page by page: in the git worker, a process
+            // of its own, so those pages never count against the server (docs/security.md,
+            // "Memory budget").
+            if std::fs::metadata(&pack_file).is_ok_and(|m| m.len() > 0) {
+                let index = WorkerRequest::IndexPack {
+                    repo: repo_path.clone(),
+                    pack: pack_file.clone(),
+                    max_objects: MAX_PACK_OBJECTS,
+                    head: head_oid.to_string(),
+                    known: known.iter().map(Oid::to_string).collect(),
+                };
+                self.git_worker(&index).await?;
+            }
         }
 
         Ok(head_oid)
@@ -148,25 +169,59 @@ impl TaskService {
         let head = task.repo.synced_commit.clone().unwrap_or_else(|| base.clone());
         let parse = |c: &str| c.parse::<Oid>().map_err(|_| no_repo(&task));
         let (base_oid, head_oid) = (parse(&base)?, parse(&head)?);
-        let repo = repo_path.clone();
-        let (files, patch) = tokio::task::spawn_blocking(move || host::diff(&repo, base_oid, head_oid))
-            .await
-            .map_err(|e| Error::Internal(format!("computing the diff: {e}")))??;
-        let log = self
+        let path = self
             .store
             .outputs_dir(&task.id)
             .join(format!("diff-{}.patch", crate::domain::new_execution_id()));
-        let mut capture = StreamCapture::new(self.config.execution.output_cap_bytes, log);
-        capture.push(&patch);
-        let patch = capture.finish("patch");
+        // The diff runs in the git worker, which writes the patch to the file as it makes it;
+        // the reply takes the file's first `output_cap_bytes`.
+        let cap = self.config.execution.output_cap_bytes;
+        let request = WorkerRequest::Diff {
+            repo: repo_path.clone(),
+            base: base_oid.to_string(),
+            head: head_oid.to_string(),
+            patch: path.clone(),
+            patch_limit: self.config.execution.spill_limit_bytes.max(cap as u64),
+        };
+        let reply = match self.git_worker(&request).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let mut start = Vec::with_capacity(cap.min(reply.patch_kept as usize));
+        std::fs::File::open(&path)
+            .and_then(|file| std::io::Read::take(file, cap as u64).read_to_end(&mut start))
+            .map_err(crate::store::io_err(&path))?;
+        let truncated = reply.patch_bytes > cap as u64;
+        let mut patch = String::from_utf8_lossy(&start).into_owned();
+        if truncated {
+            let whole = if reply.patch_kept < reply.patch_bytes {
+                format!(
+                    "the first {} bytes are in {}; the rest passed the spill limit",
+                    reply.patch_kept,
+                    path.display()
+                )
+            } else {
+                format!("the whole patch is in {}", path.display())
+            };
+            patch.push_str(&format!(
+                "\n[... taskbox: the patch is {} bytes, cut here; {whole} ...]\n",
+                reply.patch_bytes
+            ));
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
         Ok(TaskDiff {
             branch,
             base,
             head,
-            files,
-            patch: patch.text,
-            truncated: patch.truncated,
-            full_patch: patch.full_output.map(|p| p.display().to_string()),
+            files: reply.files,
+            files_truncated: reply.more_files,
+            patch,
+            truncated,
+            full_patch: truncated.then(|| path.display().to_string()),
             warning,
         })
     }
@@ -181,9 +236,14 @@ fn no_repo(task: &Task) -> Error {
 }
 
 /// A git step in the container that failed; the workspace is where to look.
-fn workspace_failed(what: &str, stderr: &str) -> Error {
+fn workspace_failed(what: &str, failed: &Failed) -> Error {
+    let exit = match failed.code {
+        Some(137) => "killed (exit 137: out of memory in the container?)".to_string(),
+        Some(code) => format!("exit {code}"),
+        None => "no exit code".to_string(),
+    };
     Error::Workspace(WorkspaceError::Io {
         path: PathBuf::from("/workspace"),
-        source: std::io::Error::other(format!("{what} failed: {stderr}")),
+        source: std::io::Error::other(format!("{what} failed ({exit}): {}", failed.stderr)),
     })
 }

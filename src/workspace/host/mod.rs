@@ -6,6 +6,7 @@ mod clone;
 mod history;
 mod packs;
 mod refs;
+pub mod worker;
 mod worktree;
 
 #[cfg(test)]
@@ -16,8 +17,8 @@ use std::path::Path;
 use git2::{Repository, Signature};
 
 pub use clone::{clone_private, clone_workspace, init_private, init_submodules};
-pub use history::{FileDiff, commits_between, diff};
-pub use packs::{has_commit, index_pack, pack_commit, verify_closure};
+pub use history::{DiffLimits, DiffSummary, FileDiff, commits_between, diff};
+pub use packs::{has_commit, index_pack, index_pack_file, pack_commit, verify_closure};
 pub use refs::{create_branch, delete_ref, move_branch, reachable_outside_tasks, resolve_commit, set_ref};
 pub use worktree::{Change, commit_changes, discover, uncommitted};
 

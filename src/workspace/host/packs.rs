@@ -1,7 +1,7 @@
 //! Objects coming into a host repository as packs, and going out of it: indexing a pack from
 //! the container, checking the new commits are complete, packing a commit for a workspace.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use git2::Oid;
@@ -22,6 +22,59 @@ pub fn index_pack(repo_path: &Path, pack: &[u8]) -> Result<()> {
         path: repo_path.to_path_buf(),
         source,
     })?;
+    writer.commit()?;
+    Ok(())
+}
+
+/// Indexes a pack from the container, read from `pack_file` in 64 KiB pieces, so memory does
+/// not grow with the pack. Its header is checked first: at most `max_objects` objects, since
+/// libgit2's indexer keeps an entry per object in memory. libgit2 hashes whole (non-delta)
+/// objects as it streams them; a delta is resolved against its base in memory.
+pub fn index_pack_file(repo_path: &Path, pack_file: &Path, max_objects: u32) -> Result<()> {
+    let io = |source| WorkspaceError::Io {
+        path: pack_file.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(pack_file).map_err(io)?;
+    let mut header = [0u8; 12];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]).map_err(io)? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    if read == 0 {
+        return Ok(()); // nothing was new
+    }
+    if read < header.len() || &header[..4] != b"PACK" {
+        return Err(WorkspaceError::IncompletePack {
+            what: "the pack's header".into(),
+        });
+    }
+    let count = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    if count > max_objects {
+        return Err(WorkspaceError::PackTooManyObjects {
+            count,
+            limit: max_objects,
+        });
+    }
+    let repo = open(repo_path)?;
+    let odb = repo.odb()?;
+    let mut writer = odb.packwriter()?;
+    let to_repo = |source| WorkspaceError::Io {
+        path: repo_path.to_path_buf(),
+        source,
+    };
+    writer.write_all(&header).map_err(to_repo)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buf[..n]).map_err(to_repo)?;
+    }
     writer.commit()?;
     Ok(())
 }
@@ -88,4 +141,33 @@ pub fn pack_commit(repo_path: &Path, commit: Oid) -> Result<Vec<u8>> {
     let mut buf = git2::Buf::new();
     builder.write_buf(&mut buf)?;
     Ok(buf.to_vec())
+}
+
+/// `pack_commit`, streamed into a new 0600 file at `to` as libgit2 produces it.
+pub fn pack_commit_to(repo_path: &Path, commit: Oid, to: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| WorkspaceError::Io {
+        path: to.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(io)?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+    let repo = open(repo_path)?;
+    let mut builder = repo.packbuilder()?;
+    builder.insert_commit(commit)?;
+    let mut written = Ok(());
+    let built = builder.foreach(|chunk| {
+        written = out.write_all(chunk);
+        written.is_ok()
+    });
+    written.map_err(io)?;
+    built?;
+    out.flush().map_err(io)?;
+    Ok(())
 }

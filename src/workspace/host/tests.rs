@@ -196,14 +196,16 @@ fn workspace_clones_have_no_way_back_and_packs_round_trip() {
     index_pack(root, &pack).unwrap();
     assert!(has_commit(root, head).unwrap());
     move_branch(root, "taskbox/w", head, Some(base)).unwrap();
-    let (files, patch) = diff(root, base, head).unwrap();
+    let mut patch = Vec::new();
+    let summary = diff(root, base, head, DiffLimits::default(), &mut patch).unwrap();
     assert_eq!(
-        files,
+        summary.files,
         [FileDiff {
             path: "b.txt".into(),
             status: "added".into(),
             added: 1,
-            removed: 0
+            removed: 0,
+            not_diffed: None,
         }]
     );
     assert!(String::from_utf8_lossy(&patch).contains("+b\n"));
@@ -215,4 +217,129 @@ fn workspace_clones_have_no_way_back_and_packs_round_trip() {
     let pack = pack_commit(root, head).unwrap();
     index_pack(&private, &pack).unwrap();
     assert!(has_commit(&private, head).unwrap());
+}
+
+/// A repository with `base` and `head` commits; `change` makes head's changes in the work tree.
+fn two_commits(change: impl FnOnce(&Path)) -> (tempfile::TempDir, Oid, Oid) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    git(root, &["init", "-q"]);
+    std::fs::create_dir_all(root.join("src/deep/er")).unwrap();
+    std::fs::write(root.join("src/a.rs"), "one\ntwo\nthree\n").unwrap();
+    std::fs::write(root.join("src/deep/er/gone.txt"), "bye\n").unwrap();
+    std::fs::write(root.join("same.txt"), "same\n").unwrap();
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-qm", "base"]);
+    let base: Oid = git(root, &["rev-parse", "HEAD"]).parse().unwrap();
+    change(root);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-qm", "head"]);
+    let head: Oid = git(root, &["rev-parse", "HEAD"]).parse().unwrap();
+    (dir, base, head)
+}
+
+#[test]
+fn a_diff_matches_git_and_streams_its_patch() {
+    let (dir, base, head) = two_commits(|root| {
+        std::fs::write(root.join("src/a.rs"), "one\n2\nthree\nfour\n").unwrap();
+        std::fs::remove_file(root.join("src/deep/er/gone.txt")).unwrap();
+        std::fs::create_dir_all(root.join("new/dir")).unwrap();
+        std::fs::write(root.join("new/dir/b.txt"), "b\n").unwrap();
+        std::fs::write(root.join("bin.dat"), b"\0\x01\x02").unwrap();
+    });
+    let mut patch = Vec::new();
+    let summary = diff(dir.path(), base, head, DiffLimits::default(), &mut patch).unwrap();
+    let ours: Vec<String> = summary
+        .files
+        .iter()
+        .map(|f| match f.not_diffed {
+            None => format!("{}\t{}\t{}", f.added, f.removed, f.path),
+            Some(_) => format!("-\t-\t{}", f.path),
+        })
+        .collect();
+    let numstat = git(dir.path(), &["diff", "--numstat", &base.to_string(), &head.to_string()]);
+    assert_eq!(ours.join("\n"), numstat);
+    assert!(!summary.more_files);
+    let patch = String::from_utf8(patch).unwrap();
+    assert!(
+        patch.contains("diff --git a/src/a.rs b/src/a.rs\n--- a/src/a.rs\n+++ b/src/a.rs\n@@"),
+        "{patch}"
+    );
+    assert!(patch.contains("-two\n+2\n"), "{patch}");
+    assert!(
+        patch.contains("deleted file mode 100644\n--- a/src/deep/er/gone.txt\n+++ /dev/null\n"),
+        "{patch}"
+    );
+    assert!(patch.contains("Binary files a/bin.dat and b/bin.dat differ"), "{patch}");
+}
+
+#[test]
+fn a_diff_stops_at_its_limits() {
+    let (dir, base, head) = two_commits(|root| {
+        std::fs::write(root.join("big.txt"), "x".repeat(5000)).unwrap();
+        std::fs::write(root.join("a-lines.txt"), "\n".repeat(300)).unwrap();
+        for i in 0..10 {
+            std::fs::write(root.join(format!("f{i}.txt")), "f\n").unwrap();
+        }
+    });
+    let limits = DiffLimits {
+        max_files: 5,
+        max_file_bytes: 1000,
+        max_file_lines: 100,
+        ..DiffLimits::default()
+    };
+    let mut patch = Vec::new();
+    let summary = diff(dir.path(), base, head, limits, &mut patch).unwrap();
+    assert!(summary.more_files);
+    assert_eq!(summary.files.len(), 5);
+    let big = &summary.files[1];
+    assert_eq!((big.path.as_str(), big.added), ("big.txt", 0));
+    assert!(
+        big.not_diffed.as_deref().unwrap().contains("over the 1000-byte limit"),
+        "{big:?}"
+    );
+    let lines = summary.files.iter().find(|f| f.path == "a-lines.txt").unwrap();
+    assert!(lines.not_diffed.as_deref().unwrap().contains("300 lines"), "{lines:?}");
+
+    // Trees bigger than the budget for open trees are refused before they are read.
+    let tight = DiffLimits {
+        max_open_tree_bytes: 10,
+        ..DiffLimits::default()
+    };
+    let err = diff(dir.path(), base, head, tight, &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, WorkspaceError::DiffTooLarge { .. }), "{err}");
+}
+
+#[test]
+fn a_pack_file_is_indexed_in_pieces_and_its_object_count_is_capped() {
+    let (dir, base, head) = two_commits(|root| std::fs::write(root.join("c.txt"), "c\n").unwrap());
+    let pack = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("git rev-list --objects {head} --not {base} | git pack-objects --stdout -q"),
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap()
+        .stdout;
+    let file = dir.path().join("sync.pack");
+    std::fs::write(&file, &pack).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    git(target.path(), &["init", "-q", "--bare"]);
+    let err = index_pack_file(target.path(), &file, 2).unwrap_err();
+    assert!(
+        matches!(err, WorkspaceError::PackTooManyObjects { limit: 2, .. }),
+        "{err}"
+    );
+    index_pack_file(target.path(), &file, 100).unwrap();
+    assert!(
+        open(target.path())
+            .unwrap()
+            .find_blob(git2::Oid::hash_object(git2::ObjectType::Blob, b"c\n").unwrap())
+            .is_ok()
+    );
+    std::fs::write(&file, b"").unwrap();
+    index_pack_file(target.path(), &file, 100).unwrap();
+    std::fs::write(&file, b"NOTAPACKxxxxxxx").unwrap();
+    assert!(index_pack_file(target.path(), &file, 100).is_err());
 }

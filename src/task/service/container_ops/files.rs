@@ -2,7 +2,7 @@
 //! anything outside /workspace before it reads, writes or lists; exit codes 90–95 say why.
 
 use super::git::git_spec;
-use super::{ContainerOp, Output};
+use super::{ContainerOp, Output, STDOUT_KEPT, Stdout};
 use crate::domain::Tool;
 use crate::runtime::ExecSpec;
 
@@ -39,6 +39,8 @@ pub trait FileOp {
     /// Runs after `CONFINE`, with the resolved path in `$p`.
     const SCRIPT: &'static str;
     type Outcome;
+    /// The most of the script's stdout that is read into memory (the rest is dropped).
+    const STDOUT_LIMIT: usize = STDOUT_KEPT;
     /// The path as the agent gave it (relative ones are relative to /workspace).
     fn path(&self) -> &str;
     /// The script's arguments after the path (`$2`…).
@@ -51,8 +53,9 @@ pub trait FileOp {
     {
         None
     }
-    /// What the script printed when it succeeded.
-    fn parse(stdout: Vec<u8>) -> Self::Outcome;
+    /// What the script printed when it succeeded: at most `STDOUT_LIMIT` bytes, `cut` when
+    /// it printed more.
+    fn parse(stdout: Vec<u8>, cut: bool) -> Self::Outcome;
 }
 
 /// Why a file operation was refused, from its script's exit code.
@@ -97,6 +100,10 @@ pub struct FileCommand<'a, O> {
 impl<O: FileOp> ContainerOp for FileCommand<'_, O> {
     type Outcome = Result<O::Outcome, FileRefusal>;
 
+    fn stdout(&self) -> Stdout {
+        Stdout::Memory(O::STDOUT_LIMIT)
+    }
+
     fn into_spec(self) -> ExecSpec {
         let path = self.op.path();
         let target = if path.starts_with('/') {
@@ -117,7 +124,7 @@ impl<O: FileOp> ContainerOp for FileCommand<'_, O> {
 
     fn outcome(output: Output) -> Self::Outcome {
         match output.code {
-            Some(0) => Ok(O::parse(output.stdout)),
+            Some(0) => Ok(O::parse(output.stdout, output.stdout_cut)),
             code => Err(FileRefusal::from_code(code)),
         }
     }
@@ -147,6 +154,9 @@ impl FileOp for ReadFile<'_> {
     const OPERATION: &'static str = Tool::ReadFile.as_str();
     const SCRIPT: &'static str = READ_SCRIPT;
     type Outcome = FileBytes;
+    /// The size line, then one byte past the limit; `head -c` in the container is not
+    /// trusted to stop there.
+    const STDOUT_LIMIT: usize = Self::LIMIT + 1 + 32;
 
     fn path(&self) -> &str {
         self.path
@@ -158,7 +168,7 @@ impl FileOp for ReadFile<'_> {
     }
 
     /// The size on the first line, then the bytes.
-    fn parse(mut stdout: Vec<u8>) -> FileBytes {
+    fn parse(mut stdout: Vec<u8>, _: bool) -> FileBytes {
         let newline = stdout.iter().position(|b| *b == b'\n').unwrap_or(stdout.len());
         let size = String::from_utf8_lossy(&stdout[..newline]).trim().parse().unwrap_or(0);
         stdout.drain(..(newline + 1).min(stdout.len()));
@@ -191,7 +201,7 @@ impl FileOp for WriteFile<'_> {
         Some(self.content.to_vec())
     }
 
-    fn parse(_: Vec<u8>) {}
+    fn parse(_: Vec<u8>, _: bool) {}
 }
 
 /// The files under a directory: git-tracked and untracked with .gitignore honoured, or every
@@ -200,22 +210,40 @@ pub struct ListFiles<'a> {
     pub path: &'a str,
 }
 
+/// The listing as printed: NUL-separated paths, read up to `ListFiles::STDOUT_LIMIT`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paths {
+    bytes: Vec<u8>,
+    /// The listing went on past the limit.
+    pub cut: bool,
+}
+
+impl Paths {
+    /// The whole paths (a path the limit cut in two is left out), without copying them.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let whole = match self.cut {
+            // Up to the last NUL: what follows it is the start of a path.
+            true => &self.bytes[..self.bytes.iter().rposition(|b| *b == 0).unwrap_or(0)],
+            false => &self.bytes[..],
+        };
+        whole.split(|b| *b == 0).filter(|p| !p.is_empty())
+    }
+}
+
 impl FileOp for ListFiles<'_> {
     const OPERATION: &'static str = Tool::ListFiles.as_str();
     const SCRIPT: &'static str = LIST_SCRIPT;
     /// Paths relative to the directory.
-    type Outcome = Vec<String>;
+    type Outcome = Paths;
+    /// About 100 000 paths; the service folds them into at most 2000 entries as it goes.
+    const STDOUT_LIMIT: usize = 4 << 20;
 
     fn path(&self) -> &str {
         self.path
     }
 
-    fn parse(stdout: Vec<u8>) -> Vec<String> {
-        stdout
-            .split(|b| *b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect()
+    fn parse(bytes: Vec<u8>, cut: bool) -> Paths {
+        Paths { bytes, cut }
     }
 }
 
@@ -292,8 +320,34 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_is_nul_separated() {
-        let listed = FileCommand::<ListFiles>::outcome(output(0, b"a.rs\0dir/b \xff.rs\0", ""));
-        assert_eq!(listed.unwrap(), ["a.rs", "dir/b \u{fffd}.rs"]);
+    fn a_listing_is_nul_separated_and_a_cut_path_is_left_out() {
+        let listed = FileCommand::<ListFiles>::outcome(output(0, b"a.rs\0dir/b \xff.rs\0", "")).unwrap();
+        assert_eq!(listed.iter().collect::<Vec<_>>(), [&b"a.rs"[..], b"dir/b \xff.rs"]);
+        let cut = Output {
+            stdout_cut: true,
+            ..output(0, b"a.rs\0b.r", "")
+        };
+        let listed = FileCommand::<ListFiles>::outcome(cut).unwrap();
+        assert!(listed.cut);
+        assert_eq!(listed.iter().collect::<Vec<_>>(), [&b"a.rs"[..]]);
+        let none = Output {
+            stdout_cut: true,
+            ..output(0, b"abc", "")
+        };
+        assert_eq!(FileCommand::<ListFiles>::outcome(none).unwrap().iter().count(), 0);
+    }
+
+    #[test]
+    fn reads_and_listings_take_a_bounded_stdout() {
+        let read = FileCommand {
+            op: ReadFile { path: "a" },
+            user: None,
+        };
+        assert_eq!(read.stdout(), Stdout::Memory(ReadFile::LIMIT + 33));
+        let list = FileCommand {
+            op: ListFiles { path: "" },
+            user: None,
+        };
+        assert_eq!(list.stdout(), Stdout::Memory(4 << 20));
     }
 }

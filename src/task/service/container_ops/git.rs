@@ -2,9 +2,11 @@
 //! hooks, resetting for a restore. Every script runs as the agent's user, behind
 //! `GIT_PRELUDE`.
 
+use std::path::Path;
+
 use git2::Oid;
 
-use super::{ContainerOp, Failed, Output, sh};
+use super::{ContainerOp, Failed, Output, Stdout, sh};
 use crate::runtime::ExecSpec;
 
 /// Prefix of every script that runs git for the server inside the container: the repository
@@ -77,23 +79,46 @@ impl ContainerOp for CommitWorkspace<'_> {
     }
 
     fn outcome(output: Output) -> Self::Outcome {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        match stdout.lines().last().unwrap_or_default().trim().parse() {
-            Ok(head) if output.code == Some(0) => Ok(head),
-            _ => Err(output.failed()),
-        }
+        let failed = output.failed();
+        let stdout = output.succeeded()?;
+        let stdout = String::from_utf8_lossy(&stdout);
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .map_err(|_| failed)
     }
 }
 
-/// A pack of the workspace's HEAD, without what the `known` commits provide.
+/// A pack of the workspace's HEAD, without what the `known` commits provide, streamed to the
+/// file `to` and refused past `limit` bytes while it is read.
 pub struct PackCommits<'a> {
     pub known: &'a [Oid],
     pub user: Option<&'a str>,
+    pub to: &'a Path,
+    pub limit: u64,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Packed {
+    /// The pack is in the file: this many bytes (0 when nothing was new).
+    Written(u64),
+    /// It passed the limit; the command was killed and the file holds only its start.
+    TooLarge,
+    Failed(Failed),
 }
 
 impl ContainerOp for PackCommits<'_> {
-    /// The pack.
-    type Outcome = Result<Vec<u8>, Failed>;
+    type Outcome = Packed;
+
+    fn stdout(&self) -> Stdout {
+        Stdout::File {
+            path: self.to.to_path_buf(),
+            limit: self.limit,
+        }
+    }
 
     fn into_spec(self) -> ExecSpec {
         let known: Vec<String> = self.known.iter().map(Oid::to_string).collect();
@@ -101,8 +126,12 @@ impl ContainerOp for PackCommits<'_> {
         git_spec(PACK_SCRIPT, "taskbox-pack", &known, self.user)
     }
 
-    fn outcome(output: Output) -> Self::Outcome {
-        output.succeeded()
+    fn outcome(output: Output) -> Packed {
+        match output.code {
+            _ if output.stdout_cut => Packed::TooLarge,
+            Some(0) => Packed::Written(output.stdout_bytes),
+            _ => Packed::Failed(output.failed()),
+        }
     }
 }
 
@@ -158,9 +187,10 @@ impl ContainerOp for ResetWorkspace<'_> {
     }
 }
 
-/// Gives the workspace the objects of `pack` (from the host repository).
+/// Gives the workspace the objects of the pack in the file `pack` (from the host repository),
+/// streamed to its stdin.
 pub struct UnpackObjects<'a> {
-    pub pack: Vec<u8>,
+    pub pack: &'a Path,
     pub user: Option<&'a str>,
 }
 
@@ -169,7 +199,7 @@ impl ContainerOp for UnpackObjects<'_> {
 
     fn into_spec(self) -> ExecSpec {
         ExecSpec {
-            stdin: Some(self.pack),
+            stdin_file: Some(self.pack.to_path_buf()),
             ..git_spec(UNPACK_SCRIPT, "taskbox-unpack", &[], self.user)
         }
     }
@@ -202,6 +232,8 @@ mod tests {
         let pack = PackCommits {
             known: &[oid],
             user: None,
+            to: Path::new("/tmp/p"),
+            limit: 1,
         }
         .into_spec();
         assert_eq!(argv(&pack)[3..], ["taskbox-pack", &oid.to_string()]);
@@ -213,12 +245,12 @@ mod tests {
         .into_spec();
         assert_eq!(argv(&reset)[3..], ["taskbox-reset", "abc"]);
         let unpack = UnpackObjects {
-            pack: b"PACK".to_vec(),
+            pack: Path::new("/data/t/restore.pack"),
             user: None,
         }
         .into_spec();
         assert_eq!(argv(&unpack)[3..], ["taskbox-unpack"]);
-        assert_eq!(unpack.stdin.as_deref(), Some(&b"PACK"[..]));
+        assert_eq!(unpack.stdin_file.as_deref(), Some(Path::new("/data/t/restore.pack")));
     }
 
     #[test]
@@ -238,6 +270,22 @@ mod tests {
             CommitWorkspace::outcome(output(0, b"garbage\n", "")).unwrap_err().code,
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_pack_past_its_limit_is_too_large_whatever_the_exit() {
+        let written = Output {
+            stdout_bytes: 7,
+            ..output(0, b"", "")
+        };
+        assert_eq!(PackCommits::outcome(written), Packed::Written(7));
+        let cut = Output {
+            stdout_cut: true,
+            code: None,
+            ..Default::default()
+        };
+        assert_eq!(PackCommits::outcome(cut), Packed::TooLarge);
+        assert!(matches!(PackCommits::outcome(output(128, b"", "fatal\n")), Packed::Failed(f) if f.stderr == "fatal"));
     }
 
     #[test]
