@@ -32,7 +32,13 @@ async fn populate(home: &Path) -> Value {
     create(&client, "beta").await;
     exec(&client, "beta", "true").await;
     call(&client, "stop_task", json!({ "task": "beta" })).await;
+    // Detached now, so that no checkpoint on detach comes after the observation.
+    for task in ["alpha", "beta"] {
+        call(&client, "detach_agent_from_task", json!({ "task": task })).await;
+    }
     let seen = observe(&client).await;
+    assert_eq!(seen["executions"].as_array().map(Vec::len), Some(2), "{seen}");
+    assert_eq!(seen["decisions"].as_array().map(Vec::len), Some(1), "{seen}");
     client.cancel().await.unwrap();
     seen
 }
@@ -45,9 +51,9 @@ async fn observe(client: &Client) -> Value {
     }
     json!({
         "tasks": tasks,
-        "executions": call(client, "task_executions", json!({ "task": "alpha" })).await["executions"],
+        "executions": call(client, "task_executions", json!({ "task": "alpha" })).await["items"],
         "checkpoints": call(client, "list_checkpoints", json!({ "task": "alpha" })).await["checkpoints"],
-        "decisions": call(client, "task_decisions", json!({ "task": "alpha" })).await["decisions"],
+        "decisions": call(client, "task_decisions", json!({ "task": "alpha" })).await["items"],
         "search": call(client, "find_task", json!({ "query": "quokka" })).await["tasks"].as_array().unwrap().len(),
         "stats": call(client, "task_stats", json!({})).await,
     })
