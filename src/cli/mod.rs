@@ -59,6 +59,13 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Remove what this data directory's label or files name but no live task owns:
+    /// containers, networks, checkpoint images, workspaces and task directories left by work
+    /// killed half-way (the server also does this at every start). `--dry-run` only lists them.
+    Gc {
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Register taskbox with a client (Claude Code or opencode) and install its slash commands.
     Install(install::InstallArgs),
     /// Undo `install`: remove taskbox's entry and slash commands (other servers are kept).
@@ -133,6 +140,7 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
             Command::Images { command } => images::run(&*open_service(config)?, command).await,
             Command::Doctor { repair } => doctor(config, repair).await,
             Command::Task(command) => tasks::run(&*open_service(config)?, command).await,
+            Command::Gc { dry_run } => gc(config, dry_run).await,
             // Handled synchronously in `run`.
             Command::Install(_)
             | Command::Uninstall(_)
@@ -256,6 +264,30 @@ fn resolve_addr(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
         .with_context(|| format!("--http {addr}: not an address; use HOST:PORT, e.g. 127.0.0.1:8765"))?
         .next()
         .with_context(|| format!("--http {addr}: the name resolves to no address"))
+}
+
+/// One line per object on stderr (stdout stays empty, like every command but `token create`).
+async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let service = open_service(config)?;
+    let report = service.gc(dry_run).await?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut failed = 0;
+    for item in &report.items {
+        let task = item.task_id.as_deref().unwrap_or("-");
+        match &item.error {
+            Some(error) => {
+                failed += 1;
+                eprintln!("kept {} {} (task {task}): {error}", item.kind, item.id);
+            }
+            None => eprintln!("{verb} {} {} (task {task})", item.kind, item.id),
+        }
+    }
+    eprintln!(
+        "{}: {} object(s) {verb}, {failed} kept (retried by the next gc)",
+        service.home().display(),
+        report.items.len() - failed,
+    );
+    Ok(())
 }
 
 async fn doctor(config: Config, repair: bool) -> anyhow::Result<()> {

@@ -23,6 +23,11 @@ pub fn new_task_id() -> String {
 }
 
 /// `e-` + ULID, for executions.
+/// The id of a server process's lease (`servers/<id>.lock`).
+pub fn new_server_id() -> String {
+    format!("s-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
 pub fn new_execution_id() -> String {
     format!("e-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
@@ -274,6 +279,9 @@ pub enum ExecutionStatus {
     TimedOut,
     Cancelled,
     Failed,
+    /// The server running it stopped (killed, crashed) before it ended: recovery killed what
+    /// was left of it in the container, or found it gone; the reason is in the task's events.
+    Interrupted,
 }
 
 impl ExecutionStatus {
@@ -284,6 +292,7 @@ impl ExecutionStatus {
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -293,6 +302,7 @@ impl ExecutionStatus {
             "finished" => Self::Finished,
             "timed_out" => Self::TimedOut,
             "cancelled" => Self::Cancelled,
+            "interrupted" => Self::Interrupted,
             _ => Self::Failed,
         }
     }

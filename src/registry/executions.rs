@@ -20,13 +20,20 @@ pub struct ExecutionFilter {
 }
 
 /// An SQL condition on an `executions` row: the execution failed.
-pub(super) const FAILED: &str =
-    "(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND COALESCE(exit_code, 0) != 0))";
+pub(super) const FAILED: &str = "(status IN ('timed_out', 'cancelled', 'failed', 'interrupted') OR (status = 'finished' AND COALESCE(exit_code, 0) != 0))";
+
+/// A `running` row, with the server that runs it (`None` for rows made before schema 6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningExecution {
+    pub execution: Execution,
+    pub server_id: Option<String>,
+}
 
 impl Registry {
-    pub fn insert_execution(&self, exec: &Execution) -> Result<()> {
+    /// Inserts an execution run by server `server_id` (its lease tells whether it is alive).
+    pub fn insert_execution(&self, exec: &Execution, server_id: &str) -> Result<()> {
         self.conn().execute(
-            &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+            &format!("INSERT INTO executions ({COLUMNS}, server_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
                 exec.id,
                 exec.task_id,
@@ -43,6 +50,7 @@ impl Registry {
                 ts_to_sql(&exec.started_at),
                 exec.finished_at.as_ref().map(ts_to_sql),
                 exec.duration_ms.map(|d| d as i64),
+                server_id,
             ],
         )?;
         Ok(())
@@ -68,12 +76,43 @@ impl Registry {
         Ok(())
     }
 
-    /// Marks executions still `running` that started before `cutoff` as failed.
-    pub fn fail_stale_executions(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<usize> {
-        Ok(self.conn().execute(
-            "UPDATE executions SET status = 'failed' WHERE status = 'running' AND started_at < ?1",
-            [ts_to_sql(&cutoff)],
-        )?)
+    /// Executions still `running`, of one task or of all, oldest first, with their servers.
+    /// Only foreground executions exist today; background ones (tracked through their own
+    /// files) must be left out here when they come, since recovery kills what this returns.
+    pub fn running_executions(&self, task_id: Option<&str>) -> Result<Vec<RunningExecution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS}, server_id FROM executions WHERE status = 'running' AND (?1 IS NULL OR task_id = ?1)
+             ORDER BY started_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([task_id], |r| {
+                Ok((RawExecution::from_row(r)?, r.get::<_, Option<String>>(15)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(raw, server_id)| {
+                Ok(RunningExecution {
+                    execution: raw.into_execution()?,
+                    server_id,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a `running` execution as interrupted; false when it was no longer running (its
+    /// own server finished it meanwhile, which wins).
+    pub fn interrupt_execution(&self, exec: &Execution) -> Result<bool> {
+        let changed = self.conn().execute(
+            "UPDATE executions SET status = 'interrupted', finished_at = ?2, duration_ms = ?3
+             WHERE id = ?1 AND status = 'running'",
+            params![
+                exec.id,
+                exec.finished_at.as_ref().map(ts_to_sql),
+                exec.duration_ms.map(|d| d as i64),
+            ],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Executions of a task, newest first, filtered; with the number matching the filter.
@@ -143,7 +182,7 @@ impl Registry {
     pub fn execution_counts(&self, task_id: &str) -> Result<ExecutionCounts> {
         let (total, failed, running): (i64, i64, i64) = self.conn().query_row(
             "SELECT COUNT(*),
-                    COALESCE(SUM(status IN ('timed_out', 'cancelled', 'failed') OR (status = 'finished' AND exit_code != 0)), 0),
+                    COALESCE(SUM(status IN ('timed_out', 'cancelled', 'failed', 'interrupted') OR (status = 'finished' AND exit_code != 0)), 0),
                     COALESCE(SUM(status = 'running'), 0)
              FROM executions WHERE task_id = ?1",
             [task_id],
@@ -263,7 +302,7 @@ pub(crate) mod tests {
         reg.insert_task(&task).unwrap();
 
         let mut ok = exec(&task.id, "true");
-        reg.insert_execution(&ok).unwrap();
+        reg.insert_execution(&ok, "s-1").unwrap();
         ok.status = ExecutionStatus::Finished;
         ok.exit_code = Some(0);
         ok.finished_at = Some(now());
@@ -273,14 +312,14 @@ pub(crate) mod tests {
 
         std::thread::sleep(std::time::Duration::from_millis(2));
         let mut bad = exec(&task.id, "false");
-        reg.insert_execution(&bad).unwrap();
+        reg.insert_execution(&bad, "s-1").unwrap();
         bad.status = ExecutionStatus::Finished;
         bad.exit_code = Some(1);
         reg.finish_execution(&bad).unwrap();
 
         std::thread::sleep(std::time::Duration::from_millis(2));
         let running = exec(&task.id, "sleep 9");
-        reg.insert_execution(&running).unwrap();
+        reg.insert_execution(&running, "s-1").unwrap();
 
         let counts = reg.execution_counts(&task.id).unwrap();
         assert_eq!(reg.count_executions(&task.id).unwrap(), counts.total);
@@ -292,10 +331,25 @@ pub(crate) mod tests {
                 running: 1
             }
         );
-        // Only executions started before the cutoff are considered stale.
-        assert_eq!(reg.fail_stale_executions(running.started_at).unwrap(), 0);
-        assert_eq!(reg.fail_stale_executions(now()).unwrap(), 1);
+        // The running one, with its server; interrupting it counts it as failed, once.
+        let left = reg.running_executions(Some(&task.id)).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].execution.id.as_str(), left[0].server_id.as_deref()),
+            (running.id.as_str(), Some("s-1"))
+        );
+        assert!(reg.running_executions(Some("t-other")).unwrap().is_empty());
+        assert!(reg.interrupt_execution(&running).unwrap());
+        assert!(
+            !reg.interrupt_execution(&running).unwrap(),
+            "only a running row is interrupted"
+        );
         assert_eq!(reg.execution_counts(&task.id).unwrap().failed, 2);
+        let aggregated: i64 = reg
+            .conn()
+            .query_row("SELECT failed FROM exec_totals WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(aggregated, 2, "the aggregates count an interrupted execution as failed");
         let recent = reg.recent_executions(&task.id, 2).unwrap();
         assert_eq!(
             recent.iter().map(|e| e.command.as_str()).collect::<Vec<_>>(),

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
-pub use executions::ExecutionFilter;
+pub use executions::{ExecutionFilter, RunningExecution};
 pub use metrics::RegistryCounts;
 pub use rebuild::{TaskRecords, TaskSummary};
 pub use search::{SearchHit, fts_query as memory_query};
@@ -40,6 +40,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/003_task_memory.sql")),
     M::up(include_str!("../../migrations/004_stats_aggregates.sql")),
     M::up(include_str!("../../migrations/005_owners_and_tokens.sql")).foreign_key_check(),
+    M::up(include_str!("../../migrations/006_recovery.sql")),
 ];
 
 /// A new file with mode 0600 (the registry may not import `store`, so this is its own).

@@ -130,9 +130,11 @@ mod tests {
         let mut theirs = sample_task("login-b");
         theirs.owner = Owner::new("bob").unwrap();
         reg.insert_task(&theirs).unwrap();
-        reg.insert_execution(&finished(&mine.id, "make login", 0, 5)).unwrap();
-        reg.insert_execution(&finished(&theirs.id, "make login", 1, 7)).unwrap();
-        reg.insert_execution(&finished(&theirs.id, "secret login", 1, 9))
+        reg.insert_execution(&finished(&mine.id, "make login", 0, 5), "s-1")
+            .unwrap();
+        reg.insert_execution(&finished(&theirs.id, "make login", 1, 7), "s-1")
+            .unwrap();
+        reg.insert_execution(&finished(&theirs.id, "secret login", 1, 9), "s-1")
             .unwrap();
         let bob = Owner::new("bob").unwrap();
         for (owner, task) in [(Owner::local(), &mine), (bob.clone(), &theirs)] {
@@ -158,7 +160,7 @@ mod tests {
         let mut other = sample_task("docs");
         other.description = Some("Write the user guide".into());
         reg.insert_task(&other).unwrap();
-        reg.insert_execution(&finished(&other.id, "grep -r login src/", 0, 5))
+        reg.insert_execution(&finished(&other.id, "grep -r login src/", 0, 5), "s-1")
             .unwrap();
         reg.insert_decision(&Decision {
             id: 0,

@@ -173,7 +173,7 @@ mod tests {
             .iter()
             .enumerate()
         {
-            reg.insert_execution(&finished(&task.id, cmd, *exit, (i as u64 + 1) * 10))
+            reg.insert_execution(&finished(&task.id, cmd, *exit, (i as u64 + 1) * 10), "s-1")
                 .unwrap();
         }
         let (failed, total) = reg
@@ -220,13 +220,13 @@ mod tests {
         // A finished execution whose exit code could not be read counts as not failed.
         let mut unknown = finished(&task.id, "true", 0, 1);
         unknown.exit_code = None;
-        reg.insert_execution(&unknown).unwrap();
+        reg.insert_execution(&unknown, "s-1").unwrap();
         reg.finish_execution(&unknown).unwrap();
         let mut running = finished(&task.id, "sleep 1", 0, 0);
         running.status = ExecutionStatus::Running;
         running.exit_code = None;
         running.duration_ms = None;
-        reg.insert_execution(&running).unwrap();
+        reg.insert_execution(&running, "s-1").unwrap();
         running.status = ExecutionStatus::TimedOut;
         running.duration_ms = Some(50);
         reg.finish_execution(&running).unwrap();

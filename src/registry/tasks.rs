@@ -214,6 +214,31 @@ impl Registry {
         })
     }
 
+    /// Refreshes the lease of a task being created: while its server refreshes it, no other
+    /// server takes the creation for a dead one. Does nothing once the task left `creating`,
+    /// and leaves `version` alone (the lease is not a change of the task).
+    pub fn heartbeat(&self, id: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE tasks SET heartbeat_at = ?2 WHERE id = ?1 AND status = 'creating'",
+            [id, &ts_to_sql(&now())],
+        )?;
+        Ok(())
+    }
+
+    /// When a `creating` task's server last showed it was alive: its last heartbeat, else its
+    /// creation time; `None` when there is no such row.
+    pub fn last_heartbeat(&self, id: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let value: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT COALESCE(heartbeat_at, created_at) FROM tasks WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        value.map(|v| ts_from_sql("heartbeat_at", v)).transpose()
+    }
+
     /// Removes the task and, through the foreign keys, every row that belongs to it.
     pub fn delete_task(&self, id: &str) -> Result<bool> {
         Ok(self.conn().execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)

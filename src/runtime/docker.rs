@@ -23,8 +23,8 @@ use tokio::sync::OnceCell;
 use super::firewall;
 use super::subnets::{Cidr, free_subnets};
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, MountInfo,
-    NetworkAttachment, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool, stable_hash,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, MountInfo,
+    NetworkAttachment, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool, stable_hash,
 };
 
 #[derive(Default)]
@@ -463,6 +463,63 @@ impl ContainerRuntime for DockerRuntime {
                 .map(|_| ())
                 .map_err(map_err(format!("image {image}"))),
         )
+    }
+
+    async fn list_labelled(&self, kind: ObjectKind, home: &str) -> Result<Vec<Labelled>> {
+        use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
+        let docker = self.docker().await?;
+        let filters = Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={home}", super::LABEL_HOME)],
+        )]));
+        let task_of =
+            |labels: Option<&HashMap<String, String>>| labels.and_then(|l| l.get(super::LABEL_TASK_ID)).cloned();
+        Ok(match kind {
+            ObjectKind::Container => docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters,
+                    ..Default::default()
+                }))
+                .await
+                .map_err(map_err("containers"))?
+                .into_iter()
+                .map(|c| Labelled {
+                    task_id: task_of(c.labels.as_ref()),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    id: c.id.unwrap_or_default(),
+                })
+                .collect(),
+            ObjectKind::Network => docker
+                .list_networks(Some(ListNetworksOptions { filters }))
+                .await
+                .map_err(map_err("networks"))?
+                .into_iter()
+                .map(|n| Labelled {
+                    task_id: task_of(n.labels.as_ref()),
+                    name: n.name.unwrap_or_default(),
+                    id: n.id.unwrap_or_default(),
+                })
+                .collect(),
+            ObjectKind::Image => docker
+                .list_images(Some(ListImagesOptions {
+                    filters,
+                    ..Default::default()
+                }))
+                .await
+                .map_err(map_err("images"))?
+                .into_iter()
+                .map(|i| Labelled {
+                    task_id: task_of(Some(&i.labels)),
+                    name: i.repo_tags.into_iter().next().unwrap_or_default(),
+                    id: i.id,
+                })
+                .collect(),
+        })
     }
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle> {

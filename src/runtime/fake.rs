@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, OutputChunk,
-    ResourceSample, Result, RuntimeError, SubnetPool,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, ObjectKind,
+    OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
 };
 
 #[derive(Default)]
@@ -170,6 +170,27 @@ impl ContainerRuntime for FakeRuntime {
     async fn remove_image(&self, image: &str) -> Result<()> {
         self.lock().images.remove(image);
         Ok(())
+    }
+
+    async fn list_labelled(&self, kind: ObjectKind, home: &str) -> Result<Vec<Labelled>> {
+        let state = self.lock();
+        let ours = |labels: &HashMap<String, String>| labels.get(super::LABEL_HOME).map(String::as_str) == Some(home);
+        let labelled = |(id, labels): (&String, &HashMap<String, String>)| Labelled {
+            id: id.clone(),
+            name: id.clone(),
+            task_id: labels.get(super::LABEL_TASK_ID).cloned(),
+        };
+        Ok(match kind {
+            // The fake keeps no labels on networks.
+            ObjectKind::Network => Vec::new(),
+            ObjectKind::Container => state
+                .container_labels
+                .iter()
+                .filter(|(id, l)| ours(l) && state.containers.contains_key(*id))
+                .map(labelled)
+                .collect(),
+            ObjectKind::Image => state.images.iter().filter(|(_, l)| ours(l)).map(labelled).collect(),
+        })
     }
 
     async fn exec(&self, _: &str, spec: ExecSpec) -> Result<ExecHandle> {

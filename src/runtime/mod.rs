@@ -26,7 +26,9 @@ pub const LABEL_TASK_NAME: &str = "taskbox.task-name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot reach the Docker daemon ({0}); start Docker (as root: scripts/provision-docker.sh) and retry")]
+    #[error(
+        "cannot reach the Docker daemon ({0}); start Docker (as root: scripts/provision-docker.sh), or wait for a restarting daemon to come back, then retry: tasks whose containers stopped meanwhile are started again by their next command"
+    )]
     Unavailable(String),
     #[error("{what} not found in Docker")]
     NotFound { what: String },
@@ -151,6 +153,24 @@ pub struct ExecSpec {
     pub stdin_file: Option<std::path::PathBuf>,
 }
 
+/// The Docker objects taskbox makes for tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Container,
+    Network,
+    Image,
+}
+
+/// A container, network or image labelled with a data directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    pub id: String,
+    /// Its name (a container's or network's) or first tag (an image's); may be empty.
+    pub name: String,
+    /// `taskbox.task-id`, when it has one.
+    pub task_id: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputChunk {
     Stdout(Bytes),
@@ -209,6 +229,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn commit_container(&self, id: &str, tag: &str, labels: HashMap<String, String>) -> Result<String>;
     /// Removes an image; one that does not exist is fine, one in use by a container is an error.
     async fn remove_image(&self, image: &str) -> Result<()>;
+
+    /// Every object of `kind` labelled `taskbox.home=<home>` (containers running or not).
+    async fn list_labelled(&self, kind: ObjectKind, home: &str) -> Result<Vec<Labelled>>;
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle>;
     /// The exit code once the exec has finished.

@@ -43,6 +43,20 @@ impl TaskStore {
     }
 }
 
+impl TaskStore {
+    /// The task's lock if nobody holds it now (`None` when another operation does, or the
+    /// task has no directory).
+    pub fn try_lock_task(&self, task_id: &str) -> Option<TaskLock> {
+        let dir = self.task_dir(task_id);
+        if !dir.is_dir() {
+            return None;
+        }
+        let file = open_lock_file(&dir.join(".lock")).ok()?;
+        file.try_lock().ok()?;
+        Some(TaskLock { _file: file })
+    }
+}
+
 /// Opens (creating) a file that exists only to be locked.
 pub(super) fn open_lock_file(path: &Path) -> Result<File> {
     super::private_file()

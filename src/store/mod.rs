@@ -10,11 +10,13 @@ mod decisions;
 mod events;
 mod lock;
 mod plan;
+mod servers;
 mod state_json;
 
 use std::path::{Path, PathBuf};
 
 pub use lock::TaskLock;
+pub use servers::{ServerLease, server_alive, sweep_dead_servers};
 pub use state_json::{StateSnapshot, atomic_write};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,9 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError +
     }
 }
 
+/// The marker file of a task being deleted.
+const DELETING: &str = "deleting";
+
 /// Paths and writers for the task directories of one data dir.
 #[derive(Debug, Clone)]
 pub struct TaskStore {
@@ -91,6 +96,41 @@ impl TaskStore {
         private_dir(&dir).map_err(io_err(&dir))?;
         let outputs = self.outputs_dir(task_id);
         private_dir(&outputs).map_err(io_err(&outputs))
+    }
+
+    /// The ids of the task directories under `tasks/`.
+    pub fn task_dir_ids(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.root).map_err(io_err(&self.root))?;
+        Ok(entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .filter(|name| name.starts_with("t-"))
+            .collect())
+    }
+
+    /// Marks the task as being deleted, before anything of it is removed: a delete killed
+    /// half-way is then finished by `taskbox gc` (and the start-up sweep) instead of the
+    /// task's files bringing a half-removed task back.
+    pub fn mark_deleting(&self, task_id: &str) -> Result<()> {
+        let path = self.task_dir(task_id).join(DELETING);
+        match private_file().create(true).truncate(false).write(true).open(&path) {
+            Ok(file) => file.sync_all().map_err(io_err(&path)),
+            // The directory is gone already: so is the task's record.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Whether a delete of the task began (see `mark_deleting`).
+    pub fn is_deleting(&self, task_id: &str) -> bool {
+        self.task_dir(task_id).join(DELETING).exists()
+    }
+
+    /// Whether the task's files hold its record (`state.json`), from which the registry can be
+    /// rebuilt: such a task is never garbage, whatever the registry says.
+    pub fn has_record(&self, task_id: &str) -> bool {
+        self.state_path(task_id).exists()
     }
 
     pub fn remove_task_dir(&self, task_id: &str) -> Result<()> {

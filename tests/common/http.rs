@@ -99,6 +99,12 @@ impl HttpServer {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// kill -9: the server dies at once, with no shutdown of its own.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let _ = Command::new("kill")

@@ -2,6 +2,7 @@
 //! with its own temp TASKBOX_HOME, passed to the child only (the test process's environment
 //! is never changed).
 
+pub mod docker_proxy;
 pub mod http;
 pub mod in_process;
 
@@ -71,8 +72,8 @@ macro_rules! require {
     };
 }
 
-/// A data directory for one test; on drop, removes every container and network labelled
-/// with it, so a failing test leaves nothing behind in Docker.
+/// A data directory for one test; on drop, removes every container, network and image
+/// (checkpoints) labelled with it, so no test leaves anything behind in Docker, failing or not.
 pub struct Home {
     pub dir: TempDir,
 }
@@ -116,7 +117,32 @@ impl Drop for Home {
                 let _ = StdCommand::new("docker").args(["network", "rm", id]).output();
             }
         }
+        // Checkpoint images: a fork's own checkpoints are children of its source's image, so
+        // removing them takes a second round.
+        for _ in 0..2 {
+            let images = labelled_images(&filter);
+            if images.is_empty() {
+                break;
+            }
+            let _ = StdCommand::new("docker").args(["rmi", "-f"]).args(&images).output();
+        }
     }
+}
+
+/// The ids of the images matching a `docker images --filter` (e.g. a home's label).
+pub fn labelled_images(filter: &str) -> Vec<String> {
+    let Ok(out) = StdCommand::new("docker")
+        .args(["images", "-q", "--no-trunc", "--filter", filter])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    ids.dedup();
+    ids
 }
 
 pub type Client = RunningService<RoleClient, ClientConfig>;

@@ -16,6 +16,7 @@ mod memory;
 mod memory_bounds;
 mod operations;
 mod prompts;
+mod recovery;
 mod registry_rebuild;
 mod resources;
 mod servers;

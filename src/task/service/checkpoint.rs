@@ -233,75 +233,37 @@ impl TaskService {
         let task = self.resolve(Some(&task.id))?;
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "restore: pre-restore checkpoint");
 
-        // 2. A new container from the checkpoint's image, with the task's configuration.
-        if let Some(old) = &task.container_id {
-            self.runtime.remove_container(old).await?;
+        // 2. A new container from the checkpoint's image, with the task's configuration, under
+        //    a name of its own. The old container is stopped, not removed, until the new one
+        //    is recorded: a restore that fails (or is killed) at any step leaves the task with
+        //    its old container, and never a container holding a name the next restore needs.
+        //    What a killed restore left unrecorded, the start-up sweep removes (gc.rs).
+        let old = match &task.container_id {
+            Some(id) => self
+                .runtime
+                .inspect_container(id)
+                .await?
+                .map(|state| (id.clone(), state.running)),
+            None => None,
+        };
+        if let Some((old, true)) = &old {
+            self.runtime.stop_container(old, 10).await?;
         }
-        let container = self.start_container_for(&task, &image).await?;
-        let shell = self
-            .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
-            .await?
-            .shell
-            .to_string();
-
-        // Without a pre-restore checkpoint, the workspace's current state is saved first (as a
-        // commit kept by a hidden ref), so the reset below cannot destroy the only copy.
-        if pre_restore.is_none()
-            && let Some(repo) = &task.repo.path
-        {
-            match self
-                .save_workspace(&task, &container, "taskbox: workspace before restore")
-                .await
-            {
-                Ok(saved) => {
-                    let refname = format!("refs/taskbox/{}/before-restore/{}", task.id, now().timestamp_millis());
-                    host::set_ref(repo, &refname, saved)?;
-                    warnings.push(format!("the workspace as it was is kept as commit {saved} ({refname})"));
+        let prepared = self.restore_into_new_container(&task, &image, &commit, pre_restore.is_none(), &mut warnings);
+        let (container, shell) = match prepared.await {
+            Ok(made) => made,
+            Err((made, error)) => {
+                if let Some(container) = made {
+                    let _ = self.runtime.remove_container(&container).await;
                 }
-                Err(e) => warnings.push(format!("the workspace as it was could not be saved: {e}")),
+                if let Some((old, true)) = &old
+                    && let Err(e) = self.runtime.start_container(old).await
+                {
+                    tracing::warn!(task = %task.id, error = %e, "restore failed and the old container could not be started again");
+                }
+                return Err(error);
             }
-        }
-
-        // 3. The workspace back at the checkpoint's commit; only when the workspace lost that
-        //    commit does it get it from the host repository first.
-        let user = task.exec_user.as_deref();
-        let reset = || ResetWorkspace { commit: &commit, user };
-        let mut outcome = self.run_op(&container, reset()).await?;
-        if outcome == Reset::MissingCommit
-            && let (Some(repo), Ok(oid)) = (&task.repo.path, commit.parse::<git2::Oid>())
-        {
-            // The pack is made by the git worker into a file and streamed to the container:
-            // its size is the checkpoint's whole tree, never held by the server.
-            let pack = self
-                .store
-                .task_dir(&task.id)
-                .join(format!("restore-{}.pack", crate::domain::new_execution_id()));
-            let _remove = crate::task::bounded::RemoveOnDrop(pack.clone());
-            let request = WorkerRequest::PackCommit {
-                repo: repo.clone(),
-                commit: oid.to_string(),
-                pack: pack.clone(),
-            };
-            self.git_worker(&request).await?;
-            let unpack = UnpackObjects { pack: &pack, user };
-            if let Err(failed) = self.run_op(&container, unpack).await? {
-                return Err(restore_failed(
-                    "giving the workspace the checkpoint's commit",
-                    &failed.stderr,
-                ));
-            }
-            outcome = self.run_op(&container, reset()).await?;
-        }
-        match outcome {
-            Reset::Done => {}
-            Reset::MissingCommit => {
-                return Err(restore_failed(
-                    "resetting the workspace",
-                    "it lacks the checkpoint's commit",
-                ));
-            }
-            Reset::Failed(failed) => return Err(restore_failed("resetting the workspace", &failed.stderr)),
-        }
+        };
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "restore: workspace reset");
 
         // 4. The branch follows; the commits after it stay reachable from the pre-restore
@@ -320,6 +282,12 @@ impl TaskService {
             t.shell = Some(shell.clone());
             t.repo.synced_commit = synced.clone();
         })?;
+        // The new container is recorded: only now does the old one go.
+        if let Some((old, _)) = &old
+            && let Err(e) = self.runtime.remove_container(old).await
+        {
+            tracing::warn!(task = %task.id, error = %e, "restore: the old container is left for the start-up sweep");
+        }
         // Pruning waits until now, so it can never remove the checkpoint being restored.
         self.prune_automatic(&task, Some(&checkpoint.id));
         self.record(Event::new(
@@ -341,14 +309,99 @@ impl TaskService {
         })
     }
 
-    /// Creates and starts the task's container from `image` (its network must exist).
+    /// Steps 2 and 3 of a restore: a new container from `image`, prepared, with the workspace
+    /// reset to `commit` (saved first when `save_first`). Returns the container and its shell;
+    /// on failure, the container made so far (for the caller to remove) and the error.
+    async fn restore_into_new_container(
+        &self,
+        task: &Task,
+        image: &str,
+        commit: &str,
+        save_first: bool,
+        warnings: &mut Vec<String>,
+    ) -> std::result::Result<(String, String), (Option<String>, Error)> {
+        let container = self
+            .start_container_named(task, image, &fresh_container_name(task))
+            .await
+            .map_err(|e| (None, e))?;
+        let failed = |e: Error| (Some(container.clone()), e);
+        let shell = self
+            .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
+            .await
+            .map_err(failed)?
+            .shell
+            .to_string();
+
+        // Without a pre-restore checkpoint, the workspace's current state is saved first (as a
+        // commit kept by a hidden ref), so the reset below cannot destroy the only copy.
+        if save_first && let Some(repo) = &task.repo.path {
+            match self
+                .save_workspace(task, &container, "taskbox: workspace before restore")
+                .await
+            {
+                Ok(saved) => {
+                    let refname = format!("refs/taskbox/{}/before-restore/{}", task.id, now().timestamp_millis());
+                    host::set_ref(repo, &refname, saved).map_err(|e| failed(e.into()))?;
+                    warnings.push(format!("the workspace as it was is kept as commit {saved} ({refname})"));
+                }
+                Err(e) => warnings.push(format!("the workspace as it was could not be saved: {e}")),
+            }
+        }
+
+        // 3. The workspace back at the checkpoint's commit; only when the workspace lost that
+        //    commit does it get it from the host repository first.
+        let user = task.exec_user.as_deref();
+        let reset = || ResetWorkspace { commit, user };
+        let mut outcome = self.run_op(&container, reset()).await.map_err(failed)?;
+        if outcome == Reset::MissingCommit
+            && let (Some(repo), Ok(oid)) = (&task.repo.path, commit.parse::<git2::Oid>())
+        {
+            // The pack is made by the git worker into a file and streamed to the container:
+            // its size is the checkpoint's whole tree, never held by the server.
+            let pack = self
+                .store
+                .task_dir(&task.id)
+                .join(format!("restore-{}.pack", crate::domain::new_execution_id()));
+            let _remove = crate::task::bounded::RemoveOnDrop(pack.clone());
+            let request = WorkerRequest::PackCommit {
+                repo: repo.clone(),
+                commit: oid.to_string(),
+                pack: pack.clone(),
+            };
+            self.git_worker(&request).await.map_err(failed)?;
+            let unpack = UnpackObjects { pack: &pack, user };
+            if let Err(e) = self.run_op(&container, unpack).await.map_err(failed)? {
+                return Err(failed(restore_failed(
+                    "giving the workspace the checkpoint's commit",
+                    &e.stderr,
+                )));
+            }
+            outcome = self.run_op(&container, reset()).await.map_err(failed)?;
+        }
+        match outcome {
+            Reset::Done => Ok((container, shell)),
+            Reset::MissingCommit => Err(failed(restore_failed(
+                "resetting the workspace",
+                "it lacks the checkpoint's commit",
+            ))),
+            Reset::Failed(e) => Err(failed(restore_failed("resetting the workspace", &e.stderr))),
+        }
+    }
+
+    /// Creates and starts the task's first container from `image` (its network must exist).
     pub(super) async fn start_container_for(&self, task: &Task, image: &str) -> Result<String> {
+        self.start_container_named(task, image, &format!("taskbox-{}", task.id))
+            .await
+    }
+
+    /// Creates and starts a container for the task named `name`; nothing is left on failure.
+    pub(super) async fn start_container_named(&self, task: &Task, image: &str, name: &str) -> Result<String> {
         let network = match &task.network_name {
             Some(name) => NetworkAttachment::Bridge(name.clone()),
             None => NetworkAttachment::None,
         };
         let spec = ContainerSpec {
-            name: format!("taskbox-{}", task.id),
+            name: name.to_string(),
             image: image.to_string(),
             labels: self.labels(task),
             workspace: task.workspace.clone(),
@@ -433,6 +486,12 @@ impl TaskService {
         }
         Ok(())
     }
+}
+
+/// A name no container of the task has had: a replacement (restore, recreation) never
+/// conflicts with a container a killed operation left behind.
+pub(super) fn fresh_container_name(task: &Task) -> String {
+    format!("taskbox-{}-{}", task.id, now().timestamp_millis())
 }
 
 /// A restore step in the container that failed.

@@ -43,6 +43,10 @@ pub struct CreatedTask {
     pub warnings: Vec<String>,
 }
 
+/// How often a creation in progress refreshes its lease (well under
+/// `reconcile::STALE_CREATING`).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What has been made so far, for the rollback.
 #[derive(Default)]
 pub(super) struct Made {
@@ -100,10 +104,14 @@ impl TaskService {
 
         let mut made = Made::default();
         let fork_from = fork.as_ref().map(|(f, _)| &f.from);
-        match self
+        // The creation's lease: refreshed while it goes on, so that a server starting meanwhile
+        // does not take it for one whose server died (reconcile.rs).
+        let lease = self.creation_lease(&task.id);
+        let built = self
             .build_task(task, &repo_request, fork_from, &image_user, &mut made)
-            .await
-        {
+            .await;
+        lease.abort();
+        match built {
             Ok(created) => {
                 self.metrics.creation(began.elapsed());
                 Ok(created)
@@ -139,6 +147,21 @@ impl TaskService {
             ));
         }
         Ok(())
+    }
+
+    /// Refreshes the `creating` row's heartbeat every `HEARTBEAT` until aborted (the first
+    /// beat is `build_task`'s, as it inserts the row).
+    fn creation_lease(&self, task_id: &str) -> tokio::task::JoinHandle<()> {
+        let registry = self.registry.clone();
+        let task_id = task_id.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                if let Err(e) = registry.heartbeat(&task_id) {
+                    tracing::warn!(task = %task_id, error = %e, "cannot refresh the creation's lease");
+                }
+            }
+        })
     }
 
     /// The task and checkpoint a fork starts from, and the image its container starts from.
@@ -241,7 +264,10 @@ impl TaskService {
         let quota = self.config.quotas.for_owner(&task.owner);
         let admit = |held: &_| super::quota::admit_task(&task.owner, &quota, held, &task.limits, true);
         match self.registry.insert_task_admitted(&task, admit) {
-            Ok(Ok(())) => made.row = Some(task.id.clone()),
+            Ok(Ok(())) => {
+                made.row = Some(task.id.clone());
+                self.registry.heartbeat(&task.id)?;
+            }
             Ok(Err(refused)) => return Err(refused),
             // Another process took the name between our check and the insert.
             Err(taken @ RegistryError::NameTaken { .. }) => {

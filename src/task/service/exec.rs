@@ -150,7 +150,7 @@ impl TaskService {
             finished_at: None,
             duration_ms: None,
         };
-        self.registry.insert_execution(&execution)?;
+        self.registry.insert_execution(&execution, self.lease.id())?;
 
         // The task's variables reach each command through its exec, never the container's
         // configuration, which checkpoint images would keep (docs/security.md).
@@ -204,7 +204,7 @@ impl TaskService {
         };
         let stream_error = match &ending {
             Ending::StreamFailed(e) => Some(format!(
-                "lost the output stream from Docker ({e}); the command's processes were killed"
+                "lost the output stream from Docker ({e}); the command was stopped where Docker allowed"
             )),
             _ => None,
         };
@@ -216,6 +216,14 @@ impl TaskService {
         self.record_execution(&execution, not_kept, stream_error.as_deref())?;
         match ending {
             Ending::Cancelled => return Err(Error::Cancelled),
+            // The daemon went away (a restart): say so, with what to do, not a raw API error.
+            Ending::StreamFailed(_) if self.runtime.ping().await.is_err() => {
+                return Err(Error::Runtime(RuntimeError::Unavailable(format!(
+                    "it stopped answering while the command ran, which is recorded as failed; its \
+                     processes may have ended with the daemon: {}",
+                    stream_error.unwrap_or_default()
+                ))));
+            }
             Ending::StreamFailed(_) => {
                 return Err(Error::Runtime(RuntimeError::Api(stream_error.unwrap_or_default())));
             }
@@ -325,12 +333,21 @@ impl TaskService {
             let _ = tokio::time::timeout(DRAIN_AFTER_KILL, drain).await;
         }
         let exit_code = match ending {
-            // The command ran; losing its output over a failed inspect would be worse than
-            // reporting no exit code.
-            Ending::Exited => self.runtime.exec_exit_code(&handle.exec_id).await.unwrap_or_else(|e| {
-                tracing::warn!(exec_id, error = %e, "cannot read the exit code");
-                None
-            }),
+            Ending::Exited => match self.runtime.exec_exit_code(&handle.exec_id).await {
+                Ok(code) => code,
+                // The stream ended because the daemon went away (a restart cuts it cleanly):
+                // the command did not finish as far as anyone can tell.
+                Err(e @ RuntimeError::Unavailable(_)) => {
+                    ending = Ending::StreamFailed(e.to_string());
+                    None
+                }
+                // The command ran; losing its output over a failed inspect would be worse
+                // than reporting no exit code.
+                Err(e) => {
+                    tracing::warn!(exec_id, error = %e, "cannot read the exit code");
+                    None
+                }
+            },
             _ => None,
         };
         if user.as_deref().is_none_or(is_root) {
@@ -340,12 +357,8 @@ impl TaskService {
     }
 
     async fn kill_execution(&self, container: &str, exec_id: &str, user: Option<&str>) {
-        let kill = KillTree { exec_id, user };
-        let error = match tokio::time::timeout(KILL_TIMEOUT, self.run_op(container, kill)).await {
-            Ok(Ok(Ok(()))) => return,
-            Ok(Ok(Err(failed))) => format!("the kill command exited with {:?}: {}", failed.code, failed.stderr),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("the kill command did not finish within {KILL_TIMEOUT:?}"),
+        let Err(error) = self.kill_tree(container, exec_id, user).await else {
+            return;
         };
         // Last resort: restarting the container ends every process in it; the files stay.
         tracing::warn!(exec_id, %error, "cannot kill the execution's processes; restarting the container");
@@ -355,6 +368,26 @@ impl TaskService {
         };
         if let Err(e) = restarted.await {
             tracing::error!(exec_id, error = %e, "cannot restart the container after a failed kill");
+        }
+    }
+
+    /// Kills the process tree of execution `exec_id` (`KillTree`) within `KILL_TIMEOUT`;
+    /// returns how many processes it killed, or why it could not.
+    pub(super) async fn kill_tree(
+        &self,
+        container: &str,
+        exec_id: &str,
+        user: Option<&str>,
+    ) -> std::result::Result<usize, String> {
+        let kill = KillTree { exec_id, user };
+        match tokio::time::timeout(KILL_TIMEOUT, self.run_op(container, kill)).await {
+            Ok(Ok(Ok(killed))) => Ok(killed),
+            Ok(Ok(Err(failed))) => Err(format!(
+                "the kill command exited with {:?}: {}",
+                failed.code, failed.stderr
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("the kill command did not finish within {KILL_TIMEOUT:?}")),
         }
     }
 
@@ -470,8 +503,24 @@ impl TaskService {
     }
 
     fn record_execution(&self, execution: &Execution, not_kept: NotKept, error: Option<&str>) -> Result<()> {
-        // Everything the registry's row holds, so a rebuild from the files restores it.
-        let data = serde_json::json!({
+        let data = execution_data(execution, not_kept, error);
+        self.record(Event::new(&execution.task_id, EventKind::Execution, data))
+    }
+
+    /// The `execution` event of an execution that ended without its server: the whole row,
+    /// and why (`reason`).
+    pub(super) fn record_ended_execution(&self, execution: &Execution, reason: &str) -> Result<()> {
+        let mut data = execution_data(execution, NotKept::default(), Some(reason));
+        data["reason"] = serde_json::json!(reason);
+        self.record(Event::new(&execution.task_id, EventKind::Execution, data))
+    }
+}
+
+/// An `execution` event's data: everything the registry's row holds, so a rebuild from the
+/// files restores it.
+fn execution_data(execution: &Execution, not_kept: NotKept, error: Option<&str>) -> serde_json::Value {
+    {
+        serde_json::json!({
             "execution_id": execution.id,
             "command": execution.command,
             "workdir": execution.workdir,
@@ -489,10 +538,11 @@ impl TaskService {
             "stdout_not_kept_bytes": not_kept.stdout,
             "stderr_not_kept_bytes": not_kept.stderr,
             "error": error,
-        });
-        self.record(Event::new(&execution.task_id, EventKind::Execution, data))
+        })
     }
+}
 
+impl TaskService {
     /// An exec that failed because the container is gone or stopped means the task died:
     /// record that, and tell the agent what happened instead of a raw Docker error.
     async fn explain_exec_failure(&self, task_id: &str, error: Error) -> Error {

@@ -10,10 +10,12 @@ mod disk;
 mod doctor;
 mod exec;
 mod files;
+mod gc;
 mod git_worker;
 mod hooks;
 mod image_policy;
 mod images;
+mod interrupted;
 mod memory;
 mod metrics;
 mod network_env;
@@ -40,6 +42,7 @@ pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
 pub use exec::{ExecRequest, ExecutionResult};
 pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
+pub use gc::{GcItem, GcReport};
 pub use hooks::PlanText;
 pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
@@ -58,7 +61,7 @@ use crate::domain::{Event, EventKind, Owner, Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::registry::{Registry, RegistryError, TaskPage};
 use crate::runtime::{ContainerRuntime, LABEL_HOME, LABEL_TASK_ID, LABEL_TASK_NAME, SubnetPool};
-use crate::store::{StateSnapshot, TaskStore};
+use crate::store::{ServerLease, StateSnapshot, TaskStore};
 
 /// Receives human-readable progress of long operations (image builds).
 pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
@@ -82,7 +85,7 @@ pub struct TaskService {
     /// The server's working directory: the default source repository and allowed root.
     cwd: PathBuf,
     home: PathBuf,
-    registry: Registry,
+    registry: Arc<Registry>,
     store: TaskStore,
     runtime: Arc<dyn ContainerRuntime>,
     hooks: crate::hooks::HookManager,
@@ -90,6 +93,9 @@ pub struct TaskService {
     /// open): calls that need a task are refused with `registry_rebuilding` meanwhile.
     rebuilding: std::sync::atomic::AtomicBool,
     metrics: metrics::Metrics,
+    /// This process's lease: executions it starts name it, so another server can tell when
+    /// they were left behind by a dead one (`interrupted.rs`).
+    lease: ServerLease,
 }
 
 /// A status change, as recorded in the event log.
@@ -112,8 +118,11 @@ impl TaskService {
         // Labels name the home canonically so two spellings of one path agree.
         let home = home.canonicalize().unwrap_or(home);
         let (registry, rebuild) = rebuild::open_registry(&home.join("registry.db"), &home.join("tasks"))?;
+        let registry = Arc::new(registry);
         let hooks = crate::hooks::HookManager::new(&config.hooks)?;
+        let lease = ServerLease::take(&home.join("servers"), crate::domain::new_server_id())?;
         Ok(Self {
+            lease,
             hooks,
             in_flight: TaskTracker::new(),
             ending_sessions: TaskTracker::new(),

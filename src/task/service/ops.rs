@@ -212,6 +212,8 @@ impl TaskService {
             status: task.status.to_string(),
             hint: "it has no container; delete it and create a new task".into(),
         })?;
+        // Executions a dead server left running ended when the container stopped: record so.
+        self.resolve_interrupted(Some(&task.id)).await;
         match self.runtime.start_container(&container).await {
             Ok(()) => self.transition(task, LifecycleEvent::Resume, None, |_| {}),
             Err(crate::runtime::RuntimeError::NotFound { .. }) => {
@@ -228,7 +230,10 @@ impl TaskService {
     }
 
     /// Removes the container, network, workspace, task directory and registry rows. Each
-    /// removal tolerates what is already gone, so a delete interrupted half-way can be re-run.
+    /// removal tolerates what is already gone, and the task directory is marked `deleting`
+    /// before anything goes, so a delete killed half-way is finished by the next sweep
+    /// (`gc.rs`) or by deleting again. It takes the task's lock (a stop, restore or revival
+    /// in progress finishes first), then ends the executions still running in the container.
     pub async fn delete(&self, task: &str, confirm: bool) -> Result<String> {
         let task = self.resolve(Some(task))?;
         if !confirm {
@@ -241,6 +246,15 @@ impl TaskService {
             ));
         }
         can_delete(task.status)?;
+        // A delete killed after the directory went (before schema 6 it went before the row)
+        // still has a lock to take.
+        self.store.create_task_dir(&task.id)?;
+        let _lock = self.store.lock_task(&task.id).await?;
+        // Read again under the lock: the operation we waited for may have changed it.
+        let task = self.resolve(Some(&task.id))?;
+        can_delete(task.status)?;
+        self.store.mark_deleting(&task.id)?;
+        self.end_executions(&task).await;
         if let Some(container) = &task.container_id {
             self.runtime.remove_container(container).await?;
         }
@@ -250,10 +264,35 @@ impl TaskService {
         // Checkpoint images and refs go; the task branch in the developer's repository stays.
         self.remove_checkpoints(&task).await?;
         workspace::remove(&task.workspace)?;
-        self.store.remove_task_dir(&task.id)?;
         self.registry.delete_task(&task.id)?;
+        self.store.remove_task_dir(&task.id)?;
         tracing::info!(task = %task.id, name = %task.name, "task deleted");
+        // Checkpoint images Docker kept while this task's container ran from them (it was a
+        // fork) belong to no live task now; neither do those of tasks deleted before.
+        if let Err(e) = self.gc_images().await {
+            tracing::warn!(error = %e, "cannot remove unused checkpoint images");
+        }
         Ok(task.id)
+    }
+
+    /// Kills the process trees of the task's executions still running (this server's and
+    /// others'): the container is about to go, and their output with it.
+    async fn end_executions(&self, task: &Task) {
+        let Some(container) = task.container_id.as_deref() else {
+            return;
+        };
+        let Ok(running) = self.registry.running_executions(Some(&task.id)) else {
+            return;
+        };
+        for row in running {
+            let execution = row.execution;
+            if let Err(e) = self
+                .kill_tree(container, &execution.id, execution.user.as_deref())
+                .await
+            {
+                tracing::debug!(execution = %execution.id, error = %e, "delete: cannot kill an execution; removing the container ends it");
+            }
+        }
     }
 }
 

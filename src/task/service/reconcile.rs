@@ -14,8 +14,9 @@ use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Task, TaskStatus, now};
 use crate::error::Result;
 
-/// A `creating` row older than this belongs to a server that died mid-creation.
-const STALE_CREATING: Duration = Duration::from_secs(600);
+/// A `creating` row whose lease was last refreshed longer ago than this belongs to a server
+/// that died mid-creation (a live one refreshes it every `create::HEARTBEAT`).
+pub(super) const STALE_CREATING: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ReconcileOutcome {
@@ -29,7 +30,6 @@ pub struct ReconcileOutcome {
 impl TaskService {
     pub async fn reconcile(&self) -> Result<Vec<ReconcileOutcome>> {
         self.runtime.ping().await?;
-        self.fail_stale_executions();
         let mut outcomes = Vec::new();
         for status in [TaskStatus::Running, TaskStatus::Stopped, TaskStatus::Creating] {
             for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {
@@ -50,7 +50,10 @@ impl TaskService {
     async fn reconcile_task(&self, task: Task) -> Result<Option<ReconcileOutcome>> {
         let from = task.status;
         let (event, reason) = if from == TaskStatus::Creating {
-            let age = (now() - task.created_at).to_std().unwrap_or_default();
+            // The lease, not the creation time: a slow first image build or a large clone
+            // keeps refreshing it, so another server never reaps a creation still going on.
+            let seen = self.registry.last_heartbeat(&task.id)?.unwrap_or(task.created_at);
+            let age = (now() - seen).to_std().unwrap_or_default();
             if age < STALE_CREATING {
                 return Ok(None);
             }
@@ -87,16 +90,5 @@ impl TaskService {
             to: saved.status,
             reason,
         }))
-    }
-
-    /// Executions still `running` long after the longest allowed timeout belonged to a server
-    /// that stopped mid-execution; record them as failed instead of running forever.
-    fn fail_stale_executions(&self) {
-        let grace = chrono::Duration::seconds(self.config.execution.max_timeout_s as i64 + 300);
-        match self.registry.fail_stale_executions(now() - grace) {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(count = n, "reconcile: stale running executions marked failed"),
-            Err(e) => tracing::warn!(error = %e, "reconcile: cannot check stale executions"),
-        }
     }
 }

@@ -69,7 +69,22 @@ impl TaskService {
             self.record_hook_runs(None, &[run]);
         }
         self.server_started().await;
-        self.reconcile().await
+        // Executions a dead server left running: killed where they still run, recorded.
+        self.resolve_interrupted(None).await;
+        crate::store::sweep_dead_servers(&self.home.join("servers"));
+        let outcomes = self.reconcile().await?;
+        // What no live task owns any more (a delete or a creation killed half-way).
+        match self.gc(false).await {
+            Ok(report) if !report.items.is_empty() => {
+                tracing::warn!(
+                    removed = report.items.len(),
+                    "start-up sweep: removed what belonged to no live task"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "start-up sweep skipped"),
+        }
+        Ok(outcomes)
     }
 
     /// Before a command, while container-enforcer is enabled: a stopped task is resumed and a
@@ -77,6 +92,8 @@ impl TaskService {
     /// fails the task with the reason. Returns the task as it is now, and the container's
     /// state when it was inspected and nothing changed, so the hooks need not inspect again.
     pub(super) async fn recover_before_command(&self, task: Task) -> Result<(Task, Option<Option<ContainerState>>)> {
+        // Not switched by the hook: an execution a dead server left running never stays so.
+        self.resolve_interrupted(Some(&task.id)).await;
         let switch = &self.config.hooks.container_enforcer;
         if !switch.enabled {
             return Ok((task, None));
@@ -132,6 +149,9 @@ impl TaskService {
         }
         let state = match self.runtime.inspect_container(container).await {
             Ok(state) => state,
+            // The daemon is away (restarting): nothing can run, and the caller should hear
+            // that, with what to do, rather than a hook's refusal.
+            Err(e @ RuntimeError::Unavailable(_)) => return Err(e.into()),
             // container-enforcer reports it, with the rest of its checks.
             Err(_) => return Ok((None, None)),
         };
@@ -197,7 +217,8 @@ impl TaskService {
                 what: format!("checkpoint image {image}"),
             }));
         }
-        let container = match self.start_container_for(task, image).await {
+        let name = super::checkpoint::fresh_container_name(task);
+        let container = match self.start_container_named(task, image, &name).await {
             Ok(container) => container,
             // The image exists, so a 404 means the daemon lost the task's network too.
             Err(crate::error::Error::Runtime(RuntimeError::NotFound { .. })) if task.network_name.is_some() => {
@@ -205,7 +226,7 @@ impl TaskService {
                 self.runtime
                     .create_network(&network, self.labels(task), &self.subnet_pool)
                     .await?;
-                self.start_container_for(task, image).await?
+                self.start_container_named(task, image, &name).await?
             }
             Err(e) => return Err(e),
         };
@@ -242,6 +263,9 @@ impl TaskService {
         let Some(container) = task.container_id.clone() else {
             return Ok(Revival::Unchanged);
         };
+        // Before the container comes back: what a dead server left running in it is recorded
+        // as ended by the stop, not killed in the new run.
+        self.resolve_interrupted(Some(&task.id)).await;
         match self.runtime.inspect_container(&container).await? {
             Some(state) if state.running || task.status == TaskStatus::Stopped => Ok(Revival::Unchanged),
             Some(state) => {

@@ -9,8 +9,8 @@ pub const MARKER_VAR: &str = "TASKBOX_EXEC_ID";
 
 /// Kills every process carrying `TASKBOX_EXEC_ID=$1` and every descendant of one (a child
 /// that cleared its environment is still a descendant); repeats while it finds any, so a
-/// process forked during one sweep is caught by the next.
-const KILL_SCRIPT: &str = r#"id="$1"; round=0
+/// process forked during one sweep is caught by the next. Prints how many it killed.
+const KILL_SCRIPT: &str = r#"id="$1"; round=0; total=0
 while [ $round -lt 10 ]; do
   doomed=" "
   for d in /proc/[0-9]*; do
@@ -32,8 +32,11 @@ while [ $round -lt 10 ]; do
   done
   [ "$doomed" = " " ] && break
   kill -9 $doomed 2>/dev/null
+  set -- $doomed
+  total=$((total + $#))
   round=$((round + 1))
-done"#;
+done
+echo "$total""#;
 
 /// Kills the process tree of execution `exec_id`, as the user it ran as (a process of
 /// another user could not be signalled).
@@ -43,7 +46,8 @@ pub struct KillTree<'a> {
 }
 
 impl ContainerOp for KillTree<'_> {
-    type Outcome = Result<(), Failed>;
+    /// How many processes it killed (0 when the tree had ended).
+    type Outcome = Result<usize, Failed>;
 
     fn into_spec(self) -> ExecSpec {
         ExecSpec {
@@ -54,7 +58,11 @@ impl ContainerOp for KillTree<'_> {
     }
 
     fn outcome(output: Output) -> Self::Outcome {
-        output.succeeded().map(drop)
+        // The container's output is not trusted: a short decimal number, else 0.
+        output.succeeded().map(|stdout| {
+            let text = String::from_utf8_lossy(&stdout[..stdout.len().min(20)]).into_owned();
+            text.trim().parse().unwrap_or(0)
+        })
     }
 }
 
@@ -72,5 +80,14 @@ mod tests {
         assert_eq!(spec.cmd, ["sh", "-c", KILL_SCRIPT, "taskbox-kill", "e-1"]);
         assert_eq!(spec.user.as_deref(), Some("dev"));
         assert!(KILL_SCRIPT.contains(&format!("{MARKER_VAR}=$id")));
+    }
+
+    #[test]
+    fn the_killer_reports_how_many_it_killed_and_garbage_counts_as_none() {
+        use super::super::tests::output;
+        assert_eq!(KillTree::outcome(output(0, b"3\n", "")), Ok(3));
+        assert_eq!(KillTree::outcome(output(0, b"lots", "")), Ok(0));
+        assert_eq!(KillTree::outcome(output(0, &[b'9'; 4096], "")), Ok(0));
+        assert!(KillTree::outcome(output(1, b"", "no /proc")).is_err());
     }
 }
