@@ -98,17 +98,6 @@ impl TaskStore {
         private_dir(&outputs).map_err(io_err(&outputs))
     }
 
-    /// The ids of the task directories under `tasks/`.
-    pub fn task_dir_ids(&self) -> Result<Vec<String>> {
-        let entries = std::fs::read_dir(&self.root).map_err(io_err(&self.root))?;
-        Ok(entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().map(String::from))
-            .filter(|name| name.starts_with("t-"))
-            .collect())
-    }
-
     /// Marks the task as being deleted, before anything of it is removed: a delete killed
     /// half-way is then finished by `taskbox gc` (and the start-up sweep) instead of the
     /// task's files bringing a half-removed task back.

@@ -85,6 +85,14 @@ impl TaskService {
                 action,
             })
         };
+        if self.store.is_deleting(id) {
+            found(
+                "a delete of the task was interrupted".into(),
+                "nothing: taskbox gc (and the next start) finishes it",
+                Repair::None,
+            );
+            return Ok(());
+        }
         let row = self.registry.get_task(id)?;
         let has_files = self.store.task_dir(id).is_dir();
         let Some(row) = row else {

@@ -182,7 +182,7 @@ impl TaskService {
                 (!dry_run).then(|| crate::workspace::remove(&workspaces.join(&id)).map_err(|e| e.to_string()));
             report.items.push(item("workspace", id.clone(), Some(id), removed));
         }
-        for id in self.store.task_dir_ids()? {
+        for id in self.store.task_ids()? {
             let deleting = self.store.is_deleting(&id);
             if !deleting && (live.tasks.contains_key(&id) || self.store.has_record(&id)) {
                 continue;

@@ -93,6 +93,13 @@ impl TaskService {
     pub fn rebuild_registry(&self) -> Result<RebuildReport> {
         let mut report = RebuildReport::default();
         for id in self.store.task_ids()? {
+            // A delete began: the task is garbage, which the start-up sweep removes (gc.rs).
+            if self.store.is_deleting(&id) {
+                report
+                    .skipped
+                    .push(format!("{id}: being deleted (taskbox gc finishes it)"));
+                continue;
+            }
             match self.task_records(&id) {
                 Ok(records) if records.task.is_some() => {
                     self.registry.restore_task(&records)?;
