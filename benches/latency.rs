@@ -12,7 +12,8 @@
 //! The three are interleaved (A B C A B C …) so drift of a noisy machine hits them alike;
 //! medians and the median of the per-round ratios are printed. Run: `cargo bench --bench
 //! latency` (needs Docker and the taskbox-base image). BENCH_EXEC_RUNS / BENCH_CREATE_RUNS set
-//! the number of rounds. Everything made is removed at the end.
+//! the number of rounds. Everything made is removed: the references after each round, the tasks
+//! at the end, and whatever a failed run left by a `Cleanup` guard.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -39,20 +40,32 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The label on what the `docker` CLI makes here: this process's, so that the cleanup never
+/// touches another bench run's.
+fn cli_label() -> String {
+    format!("taskbox-bench.cli={}", std::process::id())
+}
+
 /// The CLI equivalent of a task container: same image, init and keep-alive command.
 fn docker_run_keepalive(extra: &[&str]) -> String {
-    let mut args = vec![
-        "run",
-        "-d",
-        "--init",
-        "--label",
-        "taskbox-bench.cli=1",
-        "--entrypoint",
-        "",
-    ];
+    let label = cli_label();
+    let mut args = vec!["run", "-d", "--init", "--label", &label, "--entrypoint", ""];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["taskbox-base", "sleep", "infinity"]);
     docker(&args)
+}
+
+/// Removes the CLI reference containers and networks made so far.
+fn remove_cli(containers: &mut Vec<String>, networks: &mut Vec<String>) {
+    if !containers.is_empty() {
+        let mut rm = vec!["rm", "-f"];
+        rm.extend(containers.iter().map(String::as_str));
+        docker(&rm);
+        containers.clear();
+    }
+    for net in networks.drain(..) {
+        docker(&["network", "rm", &net]);
+    }
 }
 
 /// One measured path's timings.
@@ -141,6 +154,8 @@ async fn main() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
+    // Declared after `home`, so dropped before it: whatever happens below, nothing stays.
+    let _cleanup = Cleanup::new(home.path(), &[&cli_label(), &common::raw_docker::label()]);
     let client = start_server(home.path(), "latency-bench").await;
     let mut raw = RawDocker::connect();
     let mut cli_containers = Vec::new();
@@ -202,7 +217,7 @@ async fn main() {
             let (d, id) = timed(async {
                 let network = format!("taskbox-bench-cli-{}-{}", std::process::id(), cli_networks.len());
                 let id = if own_network {
-                    docker(&["network", "create", "--label", "taskbox-bench.cli=1", &network]);
+                    docker(&["network", "create", "--label", &cli_label(), &network]);
                     cli_networks.push(network.clone());
                     docker_run_keepalive(&["--network", &network])
                 } else {
@@ -216,6 +231,11 @@ async fn main() {
             .await;
             series[2].times.push(d);
             cli_containers.push(id);
+            // Docker's default address pools hold about thirty networks, shared with all else
+            // on the host: the references' networks go after each round, not at the end (a
+            // full run used to exhaust them, panic, and leave every task running).
+            raw.cleanup().await;
+            remove_cli(&mut cli_containers, &mut cli_networks);
         }
         report(what, &series);
     }
@@ -225,11 +245,6 @@ async fn main() {
         call(&client, "delete_task", json!({ "task": task, "confirm": true })).await;
     }
     raw.cleanup().await;
-    let mut rm = vec!["rm", "-f"];
-    rm.extend(cli_containers.iter().map(String::as_str));
-    docker(&rm);
-    for net in &cli_networks {
-        docker(&["network", "rm", net]);
-    }
+    remove_cli(&mut cli_containers, &mut cli_networks);
     client.cancel().await.unwrap();
 }

@@ -101,6 +101,7 @@ async fn main() {
         format!("[workspace]\nallowed_repo_roots = [\"{}\"]\n", repos.display()),
     )
     .unwrap();
+    let _cleanup = Cleanup::new(home.path(), &[]);
     let client = start_server(home.path(), "workspaces-bench").await;
     call(&client, "create_task_sandbox", json!({ "name": "warmup" })).await;
 

@@ -25,6 +25,54 @@ pub fn docker_available() -> bool {
         .unwrap_or(false)
 }
 
+/// Removes, when dropped (also when the bench panics half-way), every container, network and
+/// image labelled with the bench's data directory or with `extra_labels`: a bench leaves
+/// nothing behind in Docker, whatever happened.
+pub struct Cleanup {
+    filters: Vec<String>,
+}
+
+impl Cleanup {
+    /// `home`: the data directory the bench's servers use; `extra_labels`: labels of what the
+    /// bench made itself (`key=value` or `key`).
+    pub fn new(home: &Path, extra_labels: &[&str]) -> Self {
+        let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+        let mut filters = vec![format!("label=taskbox.home={}", home.display())];
+        filters.extend(extra_labels.iter().map(|l| format!("label={l}")));
+        Self { filters }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let ids = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for filter in &self.filters {
+            let containers = ids(&["ps", "-aq", "--filter", filter]);
+            if !containers.is_empty() {
+                let _ = Command::new("docker").args(["rm", "-f"]).args(&containers).output();
+            }
+            for network in ids(&["network", "ls", "-q", "--filter", filter]) {
+                let _ = Command::new("docker").args(["network", "rm", &network]).output();
+            }
+            let images = ids(&["images", "-q", "--no-trunc", "--filter", filter]);
+            if !images.is_empty() {
+                let _ = Command::new("docker").args(["rmi", "-f"]).args(&images).output();
+            }
+        }
+    }
+}
+
 /// `cargo bench` passes `--bench`; under `cargo test` the benches run a quick smoke version.
 pub fn quick() -> bool {
     !std::env::args().any(|a| a == "--bench")

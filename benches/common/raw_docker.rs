@@ -14,6 +14,11 @@ use futures_util::StreamExt;
 /// Label on everything made here, so cleanup finds it even after a panic.
 const LABEL: &str = "taskbox-bench.raw";
 
+/// `LABEL=<this process>`: what this run made, for `Cleanup`.
+pub fn label() -> String {
+    format!("{LABEL}={}", std::process::id())
+}
+
 pub struct RawDocker {
     docker: Docker,
     containers: Vec<String>,
@@ -58,7 +63,7 @@ impl RawDocker {
     /// A container of `image` kept alive like a task's (init, `sleep infinity`), created and
     /// started; on a fresh bridge network of its own when `own_network`.
     pub async fn create_start(&mut self, image: &str, own_network: bool) -> String {
-        let labels = std::collections::HashMap::from([(LABEL.to_string(), "1".to_string())]);
+        let labels = std::collections::HashMap::from([(LABEL.to_string(), std::process::id().to_string())]);
         let network_mode = if own_network {
             let name = format!("taskbox-bench-raw-{}-{}", std::process::id(), self.networks.len());
             self.docker
