@@ -3,6 +3,7 @@ mod cli_tasks;
 mod conformance;
 mod containment;
 mod execution;
+mod fault_injection;
 mod fuzz;
 mod hardening;
 mod hooks;
