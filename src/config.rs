@@ -361,6 +361,9 @@ pub struct ExecutionConfig {
     pub output_cap_bytes: usize,
     /// Bytes of each stream of an execution kept on disk; past it, output is counted, not kept.
     pub spill_limit_bytes: u64,
+    /// Seconds a background execution may print nothing before it is reported as waiting for
+    /// input or stalled (0: never).
+    pub stall_s: u64,
 }
 
 impl Default for TaskDefaults {
@@ -393,6 +396,7 @@ impl Default for ExecutionConfig {
             max_timeout_s: 3600,
             output_cap_bytes: 64 * 1024,
             spill_limit_bytes: DEFAULT_SPILL_LIMIT_BYTES,
+            stall_s: 20,
         }
     }
 }

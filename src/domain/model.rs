@@ -274,6 +274,9 @@ pub enum ExecutionStatus {
     TimedOut,
     Cancelled,
     Failed,
+    /// It ended without taskbox learning how: its container stopped or its supervisor was
+    /// killed (background executions; see docs/architecture.md).
+    Interrupted,
 }
 
 impl ExecutionStatus {
@@ -284,6 +287,7 @@ impl ExecutionStatus {
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -293,6 +297,7 @@ impl ExecutionStatus {
             "finished" => Self::Finished,
             "timed_out" => Self::TimedOut,
             "cancelled" => Self::Cancelled,
+            "interrupted" => Self::Interrupted,
             _ => Self::Failed,
         }
     }
@@ -316,6 +321,9 @@ pub struct Execution {
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub duration_ms: Option<u64>,
+    /// Started with `background: true`: it runs under its supervisor, detached from any call.
+    #[serde(default)]
+    pub background: bool,
 }
 
 /// Layer 4: a task's workspace (a commit on its branch) and container (an image) at a moment.

@@ -7,7 +7,10 @@ use super::{Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Execution, ExecutionCounts, ExecutionStatus};
 
 const COLUMNS: &str = "id, task_id, command, workdir, user, explanation, status, exit_code, timed_out, \
-     stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms";
+     stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms, background";
+
+/// Running executions first (what is going on now), then newest first.
+const ORDER: &str = "ORDER BY (status = 'running') DESC, started_at DESC, id DESC";
 
 /// Filters of `task_executions`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,7 +29,7 @@ pub(super) const FAILED: &str =
 impl Registry {
     pub fn insert_execution(&self, exec: &Execution) -> Result<()> {
         self.conn().execute(
-            &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+            &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
                 exec.id,
                 exec.task_id,
@@ -43,6 +46,7 @@ impl Registry {
                 ts_to_sql(&exec.started_at),
                 exec.finished_at.as_ref().map(ts_to_sql),
                 exec.duration_ms.map(|d| d as i64),
+                exec.background,
             ],
         )?;
         Ok(())
@@ -68,10 +72,66 @@ impl Registry {
         Ok(())
     }
 
-    /// Marks executions still `running` that started before `cutoff` as failed.
+    /// Completes the execution only while its row is still `running`; returns whether it did.
+    /// Several servers may notice the end of one background execution at once: only the one
+    /// whose update lands records it.
+    pub fn finish_running_execution(&self, exec: &Execution) -> Result<bool> {
+        let changed = self.conn().execute(
+            "UPDATE executions SET status = ?2, exit_code = ?3, timed_out = ?4, stdout_bytes = ?5,
+                 stderr_bytes = ?6, truncated = ?7, finished_at = ?8, duration_ms = ?9
+             WHERE id = ?1 AND status = 'running'",
+            params![
+                exec.id,
+                exec.status.as_str(),
+                exec.exit_code,
+                exec.timed_out,
+                exec.stdout_bytes as i64,
+                exec.stderr_bytes as i64,
+                exec.truncated,
+                exec.finished_at.as_ref().map(ts_to_sql),
+                exec.duration_ms.map(|d| d as i64),
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    pub fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"))?;
+        let raw = stmt.query_map([id], RawExecution::from_row)?.next().transpose()?;
+        raw.map(RawExecution::into_execution).transpose()
+    }
+
+    /// Background executions still `running`: of one task, or of every task.
+    pub fn running_background(&self, task_id: Option<&str>) -> Result<Vec<Execution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE status = 'running' AND background = 1
+             AND (?1 IS NULL OR task_id = ?1) ORDER BY started_at"
+        ))?;
+        let raws = stmt
+            .query_map([task_id], RawExecution::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawExecution::into_execution).collect()
+    }
+
+    /// The task's executions still `running`, oldest first.
+    pub fn running_executions(&self, task_id: &str) -> Result<Vec<Execution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE task_id = ?1 AND status = 'running' ORDER BY started_at LIMIT 100"
+        ))?;
+        let raws = stmt
+            .query_map([task_id], RawExecution::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawExecution::into_execution).collect()
+    }
+
+    /// Marks foreground executions still `running` that started before `cutoff` as failed
+    /// (background ones outlive servers; their status files say how they ended).
     pub fn fail_stale_executions(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<usize> {
         Ok(self.conn().execute(
-            "UPDATE executions SET status = 'failed' WHERE status = 'running' AND started_at < ?1",
+            "UPDATE executions SET status = 'failed' WHERE status = 'running' AND background = 0 AND started_at < ?1",
             [ts_to_sql(&cutoff)],
         )?)
     }
@@ -95,7 +155,7 @@ impl Registry {
             |r| r.get(0),
         )?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM executions WHERE {condition} ORDER BY started_at DESC, id DESC LIMIT ?5 OFFSET ?6"
+            "SELECT {COLUMNS} FROM executions WHERE {condition} {ORDER} LIMIT ?5 OFFSET ?6"
         ))?;
         let raws = stmt
             .query_map(
@@ -117,11 +177,11 @@ impl Registry {
         Ok((executions, total as u64))
     }
 
-    /// Newest first.
+    /// Running first, then newest first.
     pub fn recent_executions(&self, task_id: &str, limit: u32) -> Result<Vec<Execution>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM executions WHERE task_id = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2"
+            "SELECT {COLUMNS} FROM executions WHERE task_id = ?1 {ORDER} LIMIT ?2"
         ))?;
         let raws = stmt
             .query_map(params![task_id, limit], RawExecution::from_row)?
@@ -173,6 +233,7 @@ struct RawExecution {
     started_at: String,
     finished_at: Option<String>,
     duration_ms: Option<i64>,
+    background: bool,
 }
 
 impl RawExecution {
@@ -193,6 +254,7 @@ impl RawExecution {
             started_at: r.get(12)?,
             finished_at: r.get(13)?,
             duration_ms: r.get(14)?,
+            background: r.get(15)?,
         })
     }
 
@@ -213,6 +275,7 @@ impl RawExecution {
             started_at: ts_from_sql("started_at", self.started_at)?,
             finished_at: self.finished_at.map(|t| ts_from_sql("finished_at", t)).transpose()?,
             duration_ms: self.duration_ms.map(|d| d.max(0) as u64),
+            background: self.background,
         })
     }
 }
@@ -242,6 +305,7 @@ pub(crate) mod tests {
             started_at: now(),
             finished_at: None,
             duration_ms: None,
+            background: false,
         }
     }
 

@@ -2,6 +2,7 @@
 //! the CLI parse their input, call a method here and shape its result; only this layer talks
 //! to the registry, the task files, the runtime and the workspace.
 
+mod background;
 mod checkpoint;
 mod cleanup;
 mod container_ops;
@@ -35,6 +36,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use background::{ExecutionOutput, InputSent};
 pub use checkpoint::{CheckpointResult, RestoreResult};
 pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
@@ -90,6 +92,9 @@ pub struct TaskService {
     /// open): calls that need a task are refused with `registry_rebuilding` meanwhile.
     rebuilding: std::sync::atomic::AtomicBool,
     metrics: metrics::Metrics,
+    /// The supervisor on the host, mounted into task containers (`None`: it could not be
+    /// written; containers are then made without it and work as before it existed).
+    supervisor: Option<PathBuf>,
 }
 
 /// A status change, as recorded in the event log.
@@ -113,8 +118,14 @@ impl TaskService {
         let home = home.canonicalize().unwrap_or(home);
         let (registry, rebuild) = rebuild::open_registry(&home.join("registry.db"), &home.join("tasks"))?;
         let hooks = crate::hooks::HookManager::new(&config.hooks)?;
+        let supervisor = crate::runtime::supervisor::install(&home)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "cannot write the process supervisor; new containers go without it"),
+            )
+            .ok();
         Ok(Self {
             hooks,
+            supervisor,
             in_flight: TaskTracker::new(),
             ending_sessions: TaskTracker::new(),
             shutting_down: CancellationToken::new(),

@@ -30,6 +30,8 @@ impl TaskService {
     pub async fn reconcile(&self) -> Result<Vec<ReconcileOutcome>> {
         self.runtime.ping().await?;
         self.fail_stale_executions();
+        // Background executions that ended while no server was running.
+        self.settle_background(None).await;
         let mut outcomes = Vec::new();
         for status in [TaskStatus::Running, TaskStatus::Stopped, TaskStatus::Creating] {
             for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {
@@ -89,8 +91,9 @@ impl TaskService {
         }))
     }
 
-    /// Executions still `running` long after the longest allowed timeout belonged to a server
-    /// that stopped mid-execution; record them as failed instead of running forever.
+    /// Foreground executions still `running` long after the longest allowed timeout belonged
+    /// to a server that stopped mid-execution (background ones are settled from their
+    /// supervisors' files); record them as failed instead of running forever.
     fn fail_stale_executions(&self) {
         let grace = chrono::Duration::seconds(self.config.execution.max_timeout_s as i64 + 300);
         match self.registry.fail_stale_executions(now() - grace) {
