@@ -115,6 +115,17 @@ impl Registry {
         raws.into_iter().map(RawExecution::into_execution).collect()
     }
 
+    /// Background executions the owner's tasks run now, as the registry last recorded them.
+    pub fn owner_running_background(&self, owner: &crate::domain::Owner) -> Result<u64> {
+        let count: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM executions e JOIN tasks t ON t.id = e.task_id
+             WHERE e.status = 'running' AND e.background = 1 AND t.owner = ?1",
+            [owner.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(count as u64)
+    }
+
     /// The task's executions still `running`, oldest first.
     pub fn running_executions(&self, task_id: &str) -> Result<Vec<Execution>> {
         let conn = self.conn();

@@ -286,6 +286,7 @@ async fn another_owners_execution_is_like_an_unknown_one() {
     let home = Home::new();
     let (alice_token, _) = create_token(&home.path(), "alice");
     let (bob_token, _) = create_token(&home.path(), "bob");
+    write_config(&home.path(), "[quotas.default]\nbackground_executions = 1\n");
     let server = HttpServer::start(&home.path(), &[]);
     let alice = connect_http(&server, Some(&alice_token), "alice-agent").await;
     let bob = connect_http(&server, Some(&bob_token), "bob-agent").await;
@@ -302,11 +303,26 @@ async fn another_owners_execution_is_like_an_unknown_one() {
         let (unknown_kind, _) = call_err(&bob, tool, json!({ "execution_id": "e-01unknown" })).await;
         assert_eq!(kind, unknown_kind);
     }
+    // The quota: one background execution at a time per owner.
+    let (kind, message) = call_err(
+        &alice,
+        "execute_in_task",
+        json!({ "task": "private", "command": "true", "background": true }),
+    )
+    .await;
+    assert_eq!(kind, "quota_exceeded", "{message}");
+    assert!(
+        message.contains("background_executions") && message.contains("kill_execution"),
+        "{message}"
+    );
+
     // Alice's execution is untouched: it still waits for her input.
     call(&alice, "send_input", json!({ "execution_id": id, "text": "alice\n" })).await;
     let (last, out, _, _) = read_to_end(&alice, &id, Duration::from_secs(30)).await;
     assert_eq!(out, "secret alice\n");
     assert_eq!(last["status"], "finished");
+    // Once it ended, there is room again.
+    start(&alice, "private", "true").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

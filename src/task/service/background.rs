@@ -114,6 +114,10 @@ impl TaskService {
                  executions' files must belong to the user's number; create a new task for background executions",
             ));
         }
+        // Those that ended since they were last looked at no longer count.
+        self.settle_background(None).await;
+        let running = self.registry.owner_running_background(&task.owner)?;
+        super::quota::admit_background(&task.owner, &self.config.quotas.for_owner(&task.owner), running)?;
         let files = self.run_files(&execution);
         files.create(owner).map_err(|source| crate::store::StoreError::Io {
             path: files.path().to_path_buf(),
