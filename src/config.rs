@@ -78,6 +78,8 @@ pub struct Quota {
     pub checkpoint_images: Option<u64>,
     /// Open HTTP sessions per token (Streamable HTTP and legacy SSE together).
     pub http_sessions: Option<u64>,
+    /// Background executions running at once, over all the owner's tasks.
+    pub background_executions: Option<u64>,
 }
 
 /// What an owner other than the local one may hold when the config does not say.
@@ -88,6 +90,7 @@ pub const BUILTIN_QUOTA: Quota = Quota {
     cpus: Some(16.0),
     checkpoint_images: Some(200),
     http_sessions: Some(32),
+    background_executions: Some(16),
 };
 
 impl Quota {
@@ -100,6 +103,7 @@ impl Quota {
             cpus: self.cpus.or(fallback.cpus),
             checkpoint_images: self.checkpoint_images.or(fallback.checkpoint_images),
             http_sessions: self.http_sessions.or(fallback.http_sessions),
+            background_executions: self.background_executions.or(fallback.background_executions),
         }
     }
 }
@@ -361,6 +365,9 @@ pub struct ExecutionConfig {
     pub output_cap_bytes: usize,
     /// Bytes of each stream of an execution kept on disk; past it, output is counted, not kept.
     pub spill_limit_bytes: u64,
+    /// Seconds a background execution may print nothing before it is reported as waiting for
+    /// input or stalled (0: never).
+    pub stall_s: u64,
 }
 
 impl Default for TaskDefaults {
@@ -393,6 +400,7 @@ impl Default for ExecutionConfig {
             max_timeout_s: 3600,
             output_cap_bytes: 64 * 1024,
             spill_limit_bytes: DEFAULT_SPILL_LIMIT_BYTES,
+            stall_s: 20,
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum Error {
     )]
     TaskNotFound { task: String },
 
+    #[error("no execution with id '{execution}'; pass an execution_id from execute_in_task or task_executions")]
+    ExecutionNotFound { execution: String },
+
     #[error(
         "no task given and this session has no current task; pass `task` (a name or id), or call create_task_sandbox or attach_agent_to_task first"
     )]
@@ -125,6 +128,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::TaskNotFound { .. } => "task_not_found",
+            Self::ExecutionNotFound { .. } => "execution_not_found",
             Self::NoCurrentTask => "no_current_task",
             Self::InvalidName { .. } => "invalid_name",
             Self::NameTaken { .. } => "name_taken",

@@ -279,8 +279,9 @@ pub enum ExecutionStatus {
     TimedOut,
     Cancelled,
     Failed,
-    /// The server running it stopped (killed, crashed) before it ended: recovery killed what
-    /// was left of it in the container, or found it gone; the reason is in the task's events.
+    /// It ended without taskbox learning how: the server running a foreground command stopped
+    /// (killed, crashed) and recovery killed what was left of it, or a background execution's
+    /// container stopped or its supervisor was killed; the reason is in the task's events.
     Interrupted,
 }
 
@@ -326,6 +327,9 @@ pub struct Execution {
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub duration_ms: Option<u64>,
+    /// Started with `background: true`: it runs under its supervisor, detached from any call.
+    #[serde(default)]
+    pub background: bool,
 }
 
 /// Layer 4: a task's workspace (a commit on its branch) and container (an image) at a moment.

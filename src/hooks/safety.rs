@@ -130,6 +130,22 @@ impl Hook for IsolationChecker {
     }
 }
 
+/// The mounts taskbox itself gives a task's container: the workspace
+/// (`workspaces/<id>` in the data directory), the supervisor, read-only, and the task's run
+/// directory (`runtime::supervisor`).
+fn taskbox_mounts(workspace: &Path) -> Vec<(std::path::PathBuf, &'static str)> {
+    use crate::runtime::supervisor::{RUN_DIR, SUPERVISOR_PATH};
+    let mut mounts = vec![(workspace.to_path_buf(), "/workspace")];
+    let (Some(task_id), Some(home)) = (workspace.file_name(), workspace.parent().and_then(Path::parent)) else {
+        return mounts;
+    };
+    mounts.extend([
+        (home.join("bin").join("supervise"), SUPERVISOR_PATH),
+        (home.join("tasks").join(task_id).join("run"), RUN_DIR),
+    ]);
+    mounts
+}
+
 /// Everything about a container that lets it reach the host; empty when it is as hardened as
 /// taskbox makes it.
 pub fn isolation_problems(isolation: &Isolation, workspace: &Path, allowed_caps: &[String]) -> Vec<String> {
@@ -158,7 +174,10 @@ pub fn isolation_problems(isolation: &Isolation, workspace: &Path, allowed_caps:
         } else if mount.kind != "bind" {
             // Docker's own volumes (an image's VOLUME) and tmpfs are not host paths.
             continue;
-        } else if !(mount.destination == "/workspace" && Path::new(&mount.source) == workspace) {
+        } else if !taskbox_mounts(workspace)
+            .iter()
+            .any(|(source, destination)| mount.destination == *destination && Path::new(&mount.source) == source)
+        {
             problems.push(format!(
                 "it mounts {} ({}) at {}; only the task's workspace may be mounted",
                 mount.source, mount.kind, mount.destination
@@ -324,6 +343,33 @@ mod tests {
             Path::new("/data/workspaces/t-1"),
             &["CHOWN".to_string(), "KILL".to_string()],
         )
+    }
+
+    #[test]
+    fn the_supervisor_and_the_tasks_run_directory_are_taskboxs_own_mounts() {
+        let mut with_supervisor = hardened();
+        let mount = |source: &str, destination: &str| MountInfo {
+            kind: "bind".into(),
+            source: source.into(),
+            destination: destination.into(),
+        };
+        with_supervisor
+            .mounts
+            .push(mount("/data/bin/supervise", "/.taskbox/bin/supervise"));
+        with_supervisor
+            .mounts
+            .push(mount("/data/tasks/t-1/run", "/.taskbox/run"));
+        assert_eq!(problems(&with_supervisor), Vec::<String>::new());
+        // The same places from anywhere else, or another task's run directory, are not.
+        for (source, destination) in [
+            ("/etc", "/.taskbox/bin/supervise"),
+            ("/data/tasks/t-2/run", "/.taskbox/run"),
+            ("/data/bin/supervise", "/.taskbox/run"),
+        ] {
+            let mut other = hardened();
+            other.mounts.push(mount(source, destination));
+            assert_eq!(problems(&other).len(), 1, "{source} at {destination}");
+        }
     }
 
     #[test]

@@ -34,9 +34,9 @@ impl From<Error> for McpError {
         let message = error.to_string();
         match error {
             // Every `uri` complaint of a resource read means the URI names nothing taskbox has.
-            Error::TaskNotFound { .. } | Error::InvalidArgument { field: "uri", .. } => {
-                Self::resource_not_found(message, None)
-            }
+            Error::TaskNotFound { .. }
+            | Error::ExecutionNotFound { .. }
+            | Error::InvalidArgument { field: "uri", .. } => Self::resource_not_found(message, None),
             Error::NoCurrentTask
             | Error::InvalidName { .. }
             | Error::NameTaken { .. }

@@ -41,7 +41,10 @@ current task, so later calls may omit `task`. To continue an existing task, atta
 (it returns recent executions to catch up on).
 2. execute_in_task(command, explanation) to run shell commands (bash -lc in /workspace). A non-zero \
 exit code is a normal result; read stdout/stderr. Long output is cut in the middle and kept on disk. \
-Use timeout_s for long commands (default 120 s).
+Use timeout_s for long commands (default 120 s). Processes a command leaves behind end with it: \
+start dev servers, watchers and long builds with background: true, which returns an execution_id at \
+once; then call execution_output(execution_id, since: <the previous reply's cursor>, wait_s: 30) until \
+its status is no longer running, answer prompts with send_input, and end it with kill_execution.
 3. stop_task when pausing (files survive), resume_task to continue.
 4. detach_agent_from_task when you hand the task to someone else; delete_task(confirm: true) only \
 when the work is no longer wanted.
@@ -152,6 +155,7 @@ impl TaskboxServer {
         Self::task_tools()
             + Self::agent_tools()
             + Self::exec_tools()
+            + Self::background_tools()
             + Self::file_tools()
             + Self::checkpoint_tools()
             + Self::memory_tools()
@@ -247,6 +251,11 @@ impl TaskboxServer {
         match tool {
             Some(Tool::CreateTaskSandbox | Tool::ListTasks | Tool::FindTask | Tool::CleanupTask) => None,
             Some(Tool::TaskStats) => self.service.resolve_for(self.owner(), argument("task")?).ok(),
+            Some(Tool::ExecutionOutput | Tool::SendInput | Tool::KillExecution) => self
+                .service
+                .execution_for(self.owner(), argument("execution_id")?)
+                .ok()
+                .map(|(task, _)| task),
             Some(Tool::RestoreCheckpoint) => self
                 .service
                 .resolve_checkpoint(self.owner(), argument("checkpoint")?, argument("task"))

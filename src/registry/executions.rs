@@ -7,7 +7,10 @@ use super::{Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Execution, ExecutionCounts, ExecutionStatus};
 
 const COLUMNS: &str = "id, task_id, command, workdir, user, explanation, status, exit_code, timed_out, \
-     stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms";
+     stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms, background";
+
+/// Running executions first (what is going on now), then newest first.
+const ORDER: &str = "ORDER BY (status = 'running') DESC, started_at DESC, id DESC";
 
 /// Filters of `task_executions`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,7 +36,7 @@ impl Registry {
     /// Inserts an execution run by server `server_id` (its lease tells whether it is alive).
     pub fn insert_execution(&self, exec: &Execution, server_id: &str) -> Result<()> {
         self.conn().execute(
-            &format!("INSERT INTO executions ({COLUMNS}, server_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            &format!("INSERT INTO executions ({COLUMNS}, server_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
             params![
                 exec.id,
                 exec.task_id,
@@ -50,6 +53,7 @@ impl Registry {
                 ts_to_sql(&exec.started_at),
                 exec.finished_at.as_ref().map(ts_to_sql),
                 exec.duration_ms.map(|d| d as i64),
+                exec.background,
                 server_id,
             ],
         )?;
@@ -76,18 +80,19 @@ impl Registry {
         Ok(())
     }
 
-    /// Executions still `running`, of one task or of all, oldest first, with their servers.
-    /// Only foreground executions exist today; background ones (tracked through their own
-    /// files) must be left out here when they come, since recovery kills what this returns.
+    /// Foreground executions still `running`, of one task or of all, oldest first, with their
+    /// servers. Background ones are left out: they outlive servers, and their status files
+    /// say how they ended (recovery kills what this returns).
     pub fn running_executions(&self, task_id: Option<&str>) -> Result<Vec<RunningExecution>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, server_id FROM executions WHERE status = 'running' AND (?1 IS NULL OR task_id = ?1)
+            "SELECT {COLUMNS}, server_id FROM executions
+             WHERE status = 'running' AND background = 0 AND (?1 IS NULL OR task_id = ?1)
              ORDER BY started_at, id"
         ))?;
         let rows = stmt
             .query_map([task_id], |r| {
-                Ok((RawExecution::from_row(r)?, r.get::<_, Option<String>>(15)?))
+                Ok((RawExecution::from_row(r)?, r.get::<_, Option<String>>(16)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
@@ -115,6 +120,72 @@ impl Registry {
         Ok(changed == 1)
     }
 
+    /// Completes the execution only while its row is still `running`; returns whether it did.
+    /// Several servers may notice the end of one background execution at once: only the one
+    /// whose update lands records it.
+    pub fn finish_running_execution(&self, exec: &Execution) -> Result<bool> {
+        let changed = self.conn().execute(
+            "UPDATE executions SET status = ?2, exit_code = ?3, timed_out = ?4, stdout_bytes = ?5,
+                 stderr_bytes = ?6, truncated = ?7, finished_at = ?8, duration_ms = ?9
+             WHERE id = ?1 AND status = 'running'",
+            params![
+                exec.id,
+                exec.status.as_str(),
+                exec.exit_code,
+                exec.timed_out,
+                exec.stdout_bytes as i64,
+                exec.stderr_bytes as i64,
+                exec.truncated,
+                exec.finished_at.as_ref().map(ts_to_sql),
+                exec.duration_ms.map(|d| d as i64),
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    pub fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"))?;
+        let raw = stmt.query_map([id], RawExecution::from_row)?.next().transpose()?;
+        raw.map(RawExecution::into_execution).transpose()
+    }
+
+    /// Background executions still `running`: of one task, or of every task.
+    pub fn running_background(&self, task_id: Option<&str>) -> Result<Vec<Execution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE status = 'running' AND background = 1
+             AND (?1 IS NULL OR task_id = ?1) ORDER BY started_at"
+        ))?;
+        let raws = stmt
+            .query_map([task_id], RawExecution::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawExecution::into_execution).collect()
+    }
+
+    /// Background executions the owner's tasks run now, as the registry last recorded them.
+    pub fn owner_running_background(&self, owner: &crate::domain::Owner) -> Result<u64> {
+        let count: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM executions e JOIN tasks t ON t.id = e.task_id
+             WHERE e.status = 'running' AND e.background = 1 AND t.owner = ?1",
+            [owner.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(count as u64)
+    }
+
+    /// The task's executions still `running` (foreground and background), oldest first.
+    pub fn task_running_executions(&self, task_id: &str) -> Result<Vec<Execution>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE task_id = ?1 AND status = 'running' ORDER BY started_at LIMIT 100"
+        ))?;
+        let raws = stmt
+            .query_map([task_id], RawExecution::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawExecution::into_execution).collect()
+    }
+
     /// Executions of a task, newest first, filtered; with the number matching the filter.
     pub fn list_executions(
         &self,
@@ -134,7 +205,7 @@ impl Registry {
             |r| r.get(0),
         )?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM executions WHERE {condition} ORDER BY started_at DESC, id DESC LIMIT ?5 OFFSET ?6"
+            "SELECT {COLUMNS} FROM executions WHERE {condition} {ORDER} LIMIT ?5 OFFSET ?6"
         ))?;
         let raws = stmt
             .query_map(
@@ -156,11 +227,11 @@ impl Registry {
         Ok((executions, total as u64))
     }
 
-    /// Newest first.
+    /// Running first, then newest first.
     pub fn recent_executions(&self, task_id: &str, limit: u32) -> Result<Vec<Execution>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM executions WHERE task_id = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2"
+            "SELECT {COLUMNS} FROM executions WHERE task_id = ?1 {ORDER} LIMIT ?2"
         ))?;
         let raws = stmt
             .query_map(params![task_id, limit], RawExecution::from_row)?
@@ -212,6 +283,7 @@ struct RawExecution {
     started_at: String,
     finished_at: Option<String>,
     duration_ms: Option<i64>,
+    background: bool,
 }
 
 impl RawExecution {
@@ -232,6 +304,7 @@ impl RawExecution {
             started_at: r.get(12)?,
             finished_at: r.get(13)?,
             duration_ms: r.get(14)?,
+            background: r.get(15)?,
         })
     }
 
@@ -252,6 +325,7 @@ impl RawExecution {
             started_at: ts_from_sql("started_at", self.started_at)?,
             finished_at: self.finished_at.map(|t| ts_from_sql("finished_at", t)).transpose()?,
             duration_ms: self.duration_ms.map(|d| d.max(0) as u64),
+            background: self.background,
         })
     }
 }
@@ -281,6 +355,7 @@ pub(crate) mod tests {
             started_at: now(),
             finished_at: None,
             duration_ms: None,
+            background: false,
         }
     }
 

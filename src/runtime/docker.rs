@@ -265,8 +265,13 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let memory = (spec.memory_mb * 1024 * 1024) as i64;
+        let mut binds = vec![format!("{}:/workspace", spec.workspace.display())];
+        binds.extend(spec.mounts.iter().map(|m| {
+            let mode = if m.read_only { ":ro" } else { "" };
+            format!("{}:{}{mode}", m.source.display(), m.target)
+        }));
         let host_config = HostConfig {
-            binds: Some(vec![format!("{}:/workspace", spec.workspace.display())]),
+            binds: Some(binds),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: Some(spec.cap_add.clone()),
             security_opt: Some(vec!["no-new-privileges".into()]),

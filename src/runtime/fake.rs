@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, ObjectKind,
-    OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
+    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, MountInfo,
+    ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
 };
 
 #[derive(Default)]
@@ -32,6 +32,10 @@ pub struct FakeState {
     /// Operations that fail: "create_network", "create_container", "start_container", "exec".
     pub fail: HashSet<&'static str>,
     pub execs: Vec<ExecSpec>,
+    /// Container id → its mounts besides the workspace, as created.
+    pub container_mounts: HashMap<String, Vec<MountInfo>>,
+    /// Make containers without those mounts, like a taskbox before the supervisor did.
+    pub without_mounts: bool,
     next_id: u64,
 }
 
@@ -101,6 +105,19 @@ impl ContainerRuntime for FakeRuntime {
         let id = format!("c{}", state.next_id);
         state.containers.insert(id.clone(), false);
         state.container_labels.insert(id.clone(), spec.labels.clone());
+        let mounts = match state.without_mounts {
+            true => Vec::new(),
+            false => spec
+                .mounts
+                .iter()
+                .map(|m| MountInfo {
+                    kind: "bind".into(),
+                    source: m.source.display().to_string(),
+                    destination: m.target.clone(),
+                })
+                .collect(),
+        };
+        state.container_mounts.insert(id.clone(), mounts);
         Ok(id)
     }
 
@@ -137,6 +154,7 @@ impl ContainerRuntime for FakeRuntime {
             error: None,
             labels: state.container_labels.get(id).cloned().unwrap_or_default(),
             isolation: Isolation {
+                mounts: state.container_mounts.get(id).cloned().unwrap_or_default(),
                 cap_drop: vec!["ALL".into()],
                 security_opt: vec!["no-new-privileges".into()],
                 ..Default::default()

@@ -9,6 +9,7 @@ pub mod fake;
 pub mod firewall;
 pub mod images;
 pub mod subnets;
+pub mod supervisor;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,6 +82,16 @@ pub struct ContainerSpec {
     /// (Docker clears effective capabilities of containers configured with a non-root user);
     /// commands run as the image's user through `ExecSpec::user`.
     pub user: String,
+    /// Host files or directories mounted besides the workspace (the supervisor, read-only;
+    /// the task's run directory).
+    pub mounts: Vec<BindMount>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

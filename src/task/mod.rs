@@ -3,6 +3,7 @@
 
 pub mod bounded;
 pub mod output;
+pub mod run_files;
 pub mod service;
 
 pub use service::{Health, TaskService};

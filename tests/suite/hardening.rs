@@ -31,14 +31,40 @@ async fn containers_are_hardened_and_labelled() {
     assert_eq!(host["IpcMode"], "private");
     let network = task["network_name"].as_str().unwrap();
     assert_eq!(host["NetworkMode"], network);
-    // The only mount is the workspace.
-    let binds = host["Binds"].as_array().unwrap();
-    assert_eq!(binds.len(), 1);
-    assert_eq!(
-        binds[0],
-        format!("{}:/workspace", home.path().join("workspaces").join(id).display())
-    );
-    assert_eq!(inspect["Mounts"].as_array().unwrap().len(), 1);
+    // The mounts are the workspace, the supervisor (read-only) and the task's run directory.
+    let binds: Vec<&str> = host["Binds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    let expected = [
+        format!("{}:/workspace", home.path().join("workspaces").join(id).display()),
+        format!(
+            "{}:/.taskbox/bin/supervise:ro",
+            home.path().join("bin/supervise").display()
+        ),
+        format!(
+            "{}:/.taskbox/run",
+            home.path().join("tasks").join(id).join("run").display()
+        ),
+    ];
+    assert_eq!(binds, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(inspect["Mounts"].as_array().unwrap().len(), 3);
+    // Root in the container can neither change, remove nor remount the supervisor.
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({
+            "task": "hard", "user": "root",
+            "command": "echo x > /.taskbox/bin/supervise; rm -f /.taskbox/bin/supervise; \
+                        mount -o remount,rw /.taskbox/bin/supervise; wc -c < /.taskbox/bin/supervise",
+        }),
+    )
+    .await;
+    let host_copy = std::fs::read(home.path().join("bin/supervise")).unwrap();
+    assert!(host_copy.starts_with(b"\x7fELF"), "the host's copy was changed");
+    assert_eq!(r["stdout"], format!("{}\n", host_copy.len()), "{r}");
 
     let labels = &inspect["Config"]["Labels"];
     assert_eq!(labels["taskbox.task-id"], id);
@@ -72,8 +98,14 @@ async fn tasks_cannot_reach_each_other() {
         .to_string();
     assert!(!a_ip.is_empty());
     // A listens on a port (perl-base's IO::Socket is in every Debian image).
-    let listen = "nohup perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c \"hi\\n\"; close $c }' >/dev/null 2>&1 & sleep 1";
-    exec(&client, "net-a", listen).await;
+    // In the background: a foreground command's leftover processes end with it.
+    let listen = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c \"hi\\n\"; close $c }'";
+    call(
+        &client,
+        "execute_in_task",
+        serde_json::json!({ "task": "net-a", "command": listen, "background": true }),
+    )
+    .await;
     let probe = format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{a_ip}/8080 && head -n1 <&3' 2>/dev/null; echo rc=$?");
     // A reaches its own listener (so the probe works; the listener may take a moment to
     // come up on a loaded machine) ...
@@ -275,6 +307,16 @@ async fn tasks_run_under_gvisor_when_configured() {
     let out = r["stdout"].as_str().unwrap();
     assert!(!out.contains(host_kernel.trim()), "{out}");
     assert!(out.ends_with("hello\n"), "{out}");
+
+    // Background executions need runc: refused with what to do instead.
+    let (kind, message) = call_err(
+        &client,
+        "execute_in_task",
+        json!({ "task": "sandboxed", "command": "true", "background": true }),
+    )
+    .await;
+    assert_eq!(kind, "invalid_argument", "{message}");
+    assert!(message.contains("runc"), "{message}");
 
     let checkpoint = call(&client, "create_checkpoint", json!({})).await["checkpoint"].clone();
     exec(&client, "sandboxed", "rm /workspace/f").await;

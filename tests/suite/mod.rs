@@ -1,3 +1,4 @@
+mod background;
 mod claude_hook;
 mod cli_tasks;
 mod conformance;

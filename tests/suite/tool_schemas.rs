@@ -34,8 +34,10 @@ async fn tool_list_matches_the_snapshot() {
             "detach_agent_from_task",
             "edit_file",
             "execute_in_task",
+            "execution_output",
             "find_task",
             "get_task_status",
+            "kill_execution",
             "list_checkpoints",
             "list_files",
             "list_tasks",
@@ -43,6 +45,7 @@ async fn tool_list_matches_the_snapshot() {
             "record_decision",
             "restore_checkpoint",
             "resume_task",
+            "send_input",
             "stop_task",
             "task_decisions",
             "task_diff",
@@ -66,6 +69,10 @@ async fn server_identifies_itself_and_teaches_the_workflow() {
         "execute_in_task",
         "stop_task",
         "attach_agent_to_task",
+        "background: true",
+        "execution_output",
+        "send_input",
+        "kill_execution",
     ] {
         assert!(instructions.contains(step), "instructions do not mention {step}");
     }

@@ -35,9 +35,27 @@ pub struct ExecuteParams {
     pub user: Option<String>,
     /// Why you run this command; kept in the task's history for whoever picks the task up.
     pub explanation: Option<String>,
+    /// Start it detached and return at once with its execution_id (for dev servers, watchers,
+    /// long builds): read it with execution_output, answer it with send_input, end it with
+    /// kill_execution. It has no time limit unless timeout_s is given, and survives the end
+    /// of this session; stop_task, restore_checkpoint and delete_task end it.
+    pub background: Option<bool>,
+    /// Background: seconds without output after which execution_output reports it as
+    /// waiting for input (a prompt) or stalled (default 20).
+    pub stall_s: Option<u64>,
 }
 
 fn summary(r: &ExecutionResult) -> String {
+    if r.background {
+        let mut text = format!(
+            "Started in the background as {}. Read it with execution_output(execution_id: \"{}\"), stop it with kill_execution.",
+            r.execution_id, r.execution_id
+        );
+        if !r.stderr.is_empty() {
+            text.push_str(&format!("\nWarning: {}", r.stderr));
+        }
+        return text;
+    }
     let mut text = match (r.exit_code, r.timed_out) {
         (_, true) => format!(
             "Timed out after {} ms; the command and its processes were killed.",

@@ -148,7 +148,8 @@ impl TaskboxServer {
             };
             let page = self
                 .service
-                .executions(&id, &filter, p.limit.get(), p.offset.unwrap_or(0))?;
+                .executions(&id, &filter, p.limit.get(), p.offset.unwrap_or(0))
+                .await?;
             let mut text = format!("{} execution(s) match; showing {}.", page.total, page.items.len());
             for e in &page.items {
                 let code = e

@@ -2,6 +2,7 @@
 //! and shapes the result; the doc comments on the params become the JSON schema descriptions.
 
 mod agents;
+mod background;
 mod checkpoints;
 mod exec;
 mod files;
@@ -12,6 +13,7 @@ mod table;
 mod tasks;
 
 pub use agents::{AttachParams, DetachParams};
+pub use background::{ExecutionOutputParams, KillExecutionParams, SendInputParams};
 pub use checkpoints::{CreateCheckpointParams, RestoreCheckpointParams};
 pub use exec::ExecuteParams;
 pub use files::{EditFileParams, ListFilesParams, ReadFileParams, WriteFileParams};

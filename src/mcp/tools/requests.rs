@@ -20,8 +20,12 @@ impl From<ExecuteParams> for ExecRequest {
             stdin,
             user,
             explanation,
+            background,
+            stall_s,
         } = p;
         Self {
+            stall_s,
+            background: background.unwrap_or(false),
             command,
             workdir,
             env: env.unwrap_or_default(),

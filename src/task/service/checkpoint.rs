@@ -13,7 +13,8 @@ use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Checkpoint, Event, EventKind, Owner, Task, TaskStatus, new_checkpoint_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
-use crate::runtime::{ContainerSpec, NetworkAttachment, RuntimeError};
+use crate::runtime::supervisor;
+use crate::runtime::{BindMount, ContainerSpec, NetworkAttachment, RuntimeError};
 use crate::store::atomic_write;
 use crate::workspace::host::worker::WorkerRequest;
 use crate::workspace::{checkpoint_ref, host};
@@ -214,6 +215,10 @@ impl TaskService {
         let mut warnings = Vec::new();
         let started = std::time::Instant::now();
 
+        // 0. The task's background executions end with the container they run in.
+        self.end_background(&task, "the task was restored to a checkpoint")
+            .await;
+
         // 1. Keep what is there now, so the restore can be undone.
         let container_alive = match &task.container_id {
             Some(id) => self.runtime.inspect_container(id).await?.is_some(),
@@ -412,6 +417,7 @@ impl TaskService {
             cap_add: self.config.security.cap_add.clone(),
             runtime: self.config.container.runtime.clone(),
             user: "0".into(),
+            mounts: self.supervisor_mounts(&task.id)?,
         };
         let container = self.runtime.create_container(&spec).await?;
         if let Err(e) = self.runtime.start_container(&container).await {
@@ -419,6 +425,39 @@ impl TaskService {
             return Err(e.into());
         }
         Ok(container)
+    }
+
+    /// The supervisor, read-only, and the task's run directory (background executions'
+    /// files, outside the container's filesystem so that checkpoint images never hold them).
+    fn supervisor_mounts(&self, task_id: &str) -> Result<Vec<BindMount>> {
+        let Some(binary) = &self.supervisor else {
+            return Ok(Vec::new());
+        };
+        let run = self.run_dir(task_id);
+        crate::store::private_dir(&run).map_err(|source| crate::store::StoreError::Io {
+            path: run.clone(),
+            source,
+        })?;
+        // Enter-only for the container's users: they reach their executions' directories
+        // by name but cannot list, add or rename entries (docs/security.md).
+        std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o711)).map_err(|source| {
+            crate::store::StoreError::Io {
+                path: run.clone(),
+                source,
+            }
+        })?;
+        Ok(vec![
+            BindMount {
+                source: binary.clone(),
+                target: supervisor::SUPERVISOR_PATH.into(),
+                read_only: true,
+            },
+            BindMount {
+                source: run,
+                target: supervisor::RUN_DIR.into(),
+                read_only: false,
+            },
+        ])
     }
 
     /// Keeps the newest `checkpoints.keep_automatic` automatic checkpoints of the task (and

@@ -1,9 +1,12 @@
 //! Running commands in a task's container.
 //!
-//! Every execution carries `TASKBOX_EXEC_ID=<id>` in its environment, which its child
-//! processes inherit. On timeout or cancellation a second exec, as the same user, kills every
-//! process whose environment holds that marker: the whole tree the command started, including
-//! background jobs and `setsid` escapes, not just the client side of the stream.
+//! A command runs under the supervisor (`runtime::supervisor`), a child subreaper, so every
+//! process it starts stays its descendant however it forks, `setsid`s or clears its
+//! environment; when the command ends, or on timeout or cancellation, the supervisor ends the
+//! whole tree. Every execution also carries `TASKBOX_EXEC_ID=<id>` in its environment: the
+//! kill then also sweeps every process holding that marker, and in a container made before
+//! the supervisor existed that sweep is the only kill. Background executions
+//! (`background.rs`) run under the same supervisor, detached.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,12 +17,15 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::TaskService;
-use super::container_ops::{ContainerOp, KillTree, MARKER_VAR, Output, STDERR_KEPT, Stdout, is_root};
+use super::container_ops::{
+    ContainerOp, KillTree, MARKER_VAR, Output, STDERR_KEPT, SignalSupervisors, Stdout, is_root,
+};
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, EventKind, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
-use crate::runtime::{ExecSpec, OutputChunk, RuntimeError};
+use crate::runtime::supervisor::{self, Supervision, SupervisorSignal};
+use crate::runtime::{ContainerState, ExecSpec, OutputChunk, RuntimeError};
 use crate::task::bounded::{FileSink, Head};
 use crate::task::output::{CapturedStream, StreamCapture};
 
@@ -42,6 +48,11 @@ pub struct ExecRequest {
     pub stdin: Option<String>,
     pub user: Option<String>,
     pub explanation: Option<String>,
+    /// Start it detached and return at once (`execution_output` reads it).
+    pub background: bool,
+    /// Background: seconds of silence before a wait for input or a stall is reported
+    /// (default `execution.stall_s`).
+    pub stall_s: Option<u64>,
 }
 
 /// The reply to `execute_in_task`.
@@ -65,6 +76,8 @@ pub struct ExecutionResult {
     /// Files holding the whole stdout / stderr, for streams that were cut.
     pub full_output: FullOutput,
     pub duration_ms: u64,
+    /// Started in the background: it is still running; read it with execution_output.
+    pub background: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
@@ -75,9 +88,9 @@ pub struct FullOutput {
 
 /// Bytes per stream past the spill limit, which no file holds.
 #[derive(Debug, Clone, Copy, Default)]
-struct NotKept {
-    stdout: u64,
-    stderr: u64,
+pub(super) struct NotKept {
+    pub stdout: u64,
+    pub stderr: u64,
 }
 
 enum Ending {
@@ -109,7 +122,12 @@ impl TaskService {
     ) -> Result<ExecutionResult> {
         let task = self.resolve(Some(task))?;
         let exec_config = &self.config.execution;
-        let timeout_s = request.timeout_s.unwrap_or(exec_config.default_timeout_s);
+        // A background execution has no time limit unless it is given one.
+        let timeout_s = match (request.background, request.timeout_s) {
+            (_, Some(timeout_s)) => timeout_s,
+            (true, None) => exec_config.max_timeout_s,
+            (false, None) => exec_config.default_timeout_s,
+        };
         if timeout_s == 0 || timeout_s > exec_config.max_timeout_s {
             return Err(Error::invalid(
                 "timeout_s",
@@ -128,9 +146,30 @@ impl TaskService {
         let arguments = serde_json::json!({
             "operation": "execute", "command": request.command, "workdir": request.workdir,
             "user": request.user, "timeout_s": timeout_s, "explanation": request.explanation,
+            "background": request.background,
         });
-        let task = self.guard_command(task, arguments.clone()).await?;
+        let (task, seen) = self.guard_command_seen(task, arguments.clone()).await?;
         let container = self.require_running(&task)?;
+        let supervised = self.has_supervisor(&container, seen).await;
+        if let Some(runtime) = self.config.container.runtime.as_deref().filter(|r| *r != "runc")
+            && request.background
+        {
+            return Err(Error::invalid(
+                "background",
+                format!(
+                    "background executions need Docker's default runtime (runc), and this server runs tasks under \
+                     '{runtime}' ([container] runtime), whose sandbox does not share the supervisor's stdin pipe \
+                     and lock with the host; run the command in the foreground with a timeout_s instead"
+                ),
+            ));
+        }
+        if request.background && !supervised {
+            return Err(Error::invalid(
+                "background",
+                "this task's container was made before taskbox had background executions; \
+                 restore one of its checkpoints (that makes a new container) or create a new task",
+            ));
+        }
         let user = requested_user.or_else(|| task.exec_user.clone());
 
         let mut execution = Execution {
@@ -149,17 +188,27 @@ impl TaskService {
             started_at: now(),
             finished_at: None,
             duration_ms: None,
+            background: request.background,
         };
+        if request.background {
+            let timeout = request.timeout_s;
+            return self
+                .start_background(&task, &container, execution, request, timeout)
+                .await;
+        }
         self.registry.insert_execution(&execution, self.lease.id())?;
 
         // The task's variables reach each command through its exec, never the container's
         // configuration, which checkpoint images would keep (docs/security.md).
-        let mut env: Vec<String> = command_env(self.network_env(&task), &task.env, &request.env);
-        env.push(format!("{MARKER_VAR}={}", execution.id));
+        let env = command_env(self.network_env(&task), &task.env, &request.env, &execution.id);
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
+        let mut cmd = vec![shell.to_string(), flag.to_string(), request.command.clone()];
+        if supervised {
+            cmd = supervisor::run_argv(&execution.id, &Supervision::Foreground, cmd);
+        }
         let spec = ExecSpec {
-            cmd: vec![shell.to_string(), flag.to_string(), request.command.clone()],
+            cmd,
             env,
             workdir: Some(workdir),
             user: user.clone(),
@@ -172,10 +221,10 @@ impl TaskService {
             .run_execution(
                 &container,
                 spec,
-                &execution.id,
-                &task.id,
+                &execution,
                 Duration::from_secs(timeout_s),
                 &cancel,
+                supervised,
             )
             .await;
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -254,6 +303,7 @@ impl TaskService {
             stdout: stdout.text,
             stderr: stderr.text,
             duration_ms,
+            background: false,
         })
     }
 
@@ -264,23 +314,49 @@ impl TaskService {
     /// configured, then `before_exec` fires (a deny refuses the command). Returns the task as
     /// the command will meet it.
     pub(super) async fn guard_command(&self, task: Task, arguments: serde_json::Value) -> Result<Task> {
+        Ok(self.guard_command_seen(task, arguments).await?.0)
+    }
+
+    /// `guard_command`, also returning the container's state when the recovery step
+    /// inspected it (`None`: not inspected).
+    async fn guard_command_seen(
+        &self,
+        task: Task,
+        arguments: serde_json::Value,
+    ) -> Result<(Task, Option<Option<ContainerState>>)> {
         let (task, container) = self.recover_before_command(task).await?;
         let before = HookContext::new(HookEvent::BeforeExec, Some(task.clone()))
             .with_arguments(arguments)
-            .with_container(container);
+            .with_container(container.clone());
         self.fire(before).await?;
-        self.resolve(Some(&task.id))
+        Ok((self.resolve(Some(&task.id))?, container))
+    }
+
+    /// Whether the container has the supervisor mounted (containers made before it did not),
+    /// from the state already inspected when there is one.
+    pub(super) async fn has_supervisor(&self, container: &str, seen: Option<Option<ContainerState>>) -> bool {
+        let state = match seen {
+            Some(state) => state,
+            None => self.runtime.inspect_container(container).await.ok().flatten(),
+        };
+        state.is_some_and(|s| {
+            s.isolation
+                .mounts
+                .iter()
+                .any(|m| m.destination == supervisor::SUPERVISOR_PATH)
+        })
     }
 
     async fn run_execution(
         &self,
         container: &str,
         spec: ExecSpec,
-        exec_id: &str,
-        task_id: &str,
+        execution: &Execution,
         timeout: Duration,
         cancel: &CancellationToken,
+        supervised: bool,
     ) -> Result<(Ending, Option<i64>, CapturedStream, CapturedStream)> {
+        let (exec_id, task_id) = (execution.id.as_str(), execution.task_id.as_str());
         let user = spec.user.clone();
         let cap = self.config.execution.output_cap_bytes;
         let outputs = self.store.outputs_dir(task_id);
@@ -318,6 +394,10 @@ impl TaskService {
             }
         }
         if !matches!(ending, Ending::Exited) {
+            if supervised {
+                self.signal_supervisors(container, SupervisorSignal::Kill, &[exec_id])
+                    .await;
+            }
             self.kill_execution(container, exec_id, user.as_deref()).await;
             // Collect what the tree printed before it died; give up on a stream that some
             // escaped process still holds open.
@@ -356,7 +436,43 @@ impl TaskService {
         Ok((ending, exit_code, stdout.finish("stdout"), stderr.finish("stderr")))
     }
 
-    async fn kill_execution(&self, container: &str, exec_id: &str, user: Option<&str>) {
+    /// Asks the supervisors of these executions to signal their trees (`supervise signal`,
+    /// as root, so whatever user they run as) and waits up to the grace period and a bit for
+    /// them to end. Returns whether none is left.
+    pub(super) async fn signal_supervisors(
+        &self,
+        container: &str,
+        signal: SupervisorSignal,
+        exec_ids: &[&str],
+    ) -> bool {
+        if exec_ids.is_empty() {
+            return true;
+        }
+        let wait_s = match signal {
+            SupervisorSignal::Kill | SupervisorSignal::Eof => 5,
+            _ => supervisor::GRACE_S + 5,
+        };
+        let op = SignalSupervisors {
+            signal,
+            wait_s,
+            exec_ids,
+        };
+        let limit = Duration::from_secs(wait_s + 10);
+        match tokio::time::timeout(limit, self.run_op(container, op)).await {
+            Ok(Ok(Ok(gone))) => gone,
+            Ok(Ok(Err(failed))) => {
+                tracing::warn!(?exec_ids, code = ?failed.code, stderr = %failed.stderr, "cannot signal the supervisors");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(?exec_ids, error = %e, "cannot signal the supervisors");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(super) async fn kill_execution(&self, container: &str, exec_id: &str, user: Option<&str>) {
         let Err(error) = self.kill_tree(container, exec_id, user).await else {
             return;
         };
@@ -502,7 +618,7 @@ impl TaskService {
         }
     }
 
-    fn record_execution(&self, execution: &Execution, not_kept: NotKept, error: Option<&str>) -> Result<()> {
+    pub(super) fn record_execution(&self, execution: &Execution, not_kept: NotKept, error: Option<&str>) -> Result<()> {
         let data = execution_data(execution, not_kept, error);
         self.record(Event::new(&execution.task_id, EventKind::Execution, data))
     }
@@ -537,6 +653,7 @@ fn execution_data(execution: &Execution, not_kept: NotKept, error: Option<&str>)
             "truncated": execution.truncated,
             "stdout_not_kept_bytes": not_kept.stdout,
             "stderr_not_kept_bytes": not_kept.stderr,
+            "background": execution.background,
             "error": error,
         })
     }
@@ -648,22 +765,38 @@ impl OpStdout {
     }
 }
 
-/// Relative workdirs are relative to /workspace; absolute ones are used as given (the file
-/// tools confine paths; a command can `cd` anywhere anyway).
-/// A command's environment: the network's (`network_env`), the task's variables, then the
-/// call's own; later ones win.
-fn command_env(
+/// Defaults that keep tools from stopping at a prompt or a pager nobody can answer; the
+/// network's, the task's and the call's own values win.
+const QUIET_DEFAULTS: &[(&str, &str)] = &[
+    ("DEBIAN_FRONTEND", "noninteractive"),
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("PAGER", "cat"),
+    ("GIT_PAGER", "cat"),
+];
+
+/// A command's environment: the non-interactive defaults, the network's (`network_env`), the
+/// task's variables, then the call's own (later ones win); and the kill marker.
+pub(super) fn command_env(
     network_env: BTreeMap<String, String>,
     task_env: &BTreeMap<String, String>,
     call_env: &BTreeMap<String, String>,
+    exec_id: &str,
 ) -> Vec<String> {
-    let mut merged = network_env;
+    let mut merged: BTreeMap<String, String> = QUIET_DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    merged.extend(network_env);
     merged.extend(task_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     merged.extend(call_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    merged.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    let mut vars: Vec<String> = merged.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    vars.push(format!("{MARKER_VAR}={exec_id}"));
+    vars
 }
 
-fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
+/// Relative workdirs are relative to /workspace; absolute ones are used as given (the file
+/// tools confine paths; a command can `cd` anywhere anyway).
+pub(super) fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
     match workdir {
         None | Some("") => Ok("/workspace".into()),
         Some(dir) if dir.contains('\0') => Err(Error::invalid("workdir", "it contains a NUL byte")),

@@ -188,7 +188,7 @@ impl HookHost for TaskService {
         Ok(CompletionFacts {
             commits,
             executions: self.registry.execution_counts(&task.id)?,
-            failures: self.executions(&task.id, &failed, 10, 0)?.items,
+            failures: self.registry.list_executions(&task.id, &failed, 10, 0)?.0,
             decisions: decisions.into_iter().rev().collect(),
             checkpoints: self.registry.list_checkpoints(&task.id)?.len(),
             finished_at: now(),

@@ -56,8 +56,17 @@ impl TaskService {
         })
     }
 
-    pub fn executions(&self, task: &str, filter: &ExecutionFilter, limit: u32, offset: u64) -> Result<Page<Execution>> {
+    /// Running executions first, then newest first; background executions that ended since
+    /// they were last looked at are recorded first.
+    pub async fn executions(
+        &self,
+        task: &str,
+        filter: &ExecutionFilter,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page<Execution>> {
         let task = self.resolve(Some(task))?;
+        self.settle_background(Some(&task.id)).await;
         let limit = check_limit(limit)?;
         let (items, total) = self.registry.list_executions(&task.id, filter, limit, offset)?;
         Ok(Page {

@@ -2,6 +2,7 @@
 //! the CLI parse their input, call a method here and shape its result; only this layer talks
 //! to the registry, the task files, the runtime and the workspace.
 
+mod background;
 mod checkpoint;
 mod cleanup;
 mod container_ops;
@@ -37,6 +38,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use background::{ExecutionOutput, InputSent};
 pub use checkpoint::{CheckpointResult, RestoreResult};
 pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
@@ -96,6 +98,9 @@ pub struct TaskService {
     /// This process's lease: executions it starts name it, so another server can tell when
     /// they were left behind by a dead one (`interrupted.rs`).
     lease: ServerLease,
+    /// The supervisor on the host, mounted into task containers (`None`: it could not be
+    /// written; containers are then made without it and work as before it existed).
+    supervisor: Option<PathBuf>,
 }
 
 /// A status change, as recorded in the event log.
@@ -121,9 +126,15 @@ impl TaskService {
         let registry = Arc::new(registry);
         let hooks = crate::hooks::HookManager::new(&config.hooks)?;
         let lease = ServerLease::take(&home.join("servers"), crate::domain::new_server_id())?;
+        let supervisor = crate::runtime::supervisor::install(&home)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "cannot write the process supervisor; new containers go without it"),
+            )
+            .ok();
         Ok(Self {
             lease,
             hooks,
+            supervisor,
             in_flight: TaskTracker::new(),
             ending_sessions: TaskTracker::new(),
             shutting_down: CancellationToken::new(),

@@ -43,7 +43,10 @@ pub struct TaskStatusReport {
     pub container_error: Option<String>,
     pub attachments: Vec<Attachment>,
     pub executions: ExecutionCounts,
+    /// Running executions first, then the newest.
     pub last_execution: Option<Execution>,
+    /// Executions running now (background ones included), oldest first.
+    pub running_executions: Vec<Execution>,
     /// What the task takes on disk.
     pub disk: super::disk::DiskUse,
 }
@@ -94,6 +97,7 @@ impl TaskService {
 
     pub async fn status(&self, task: &str) -> Result<TaskStatusReport> {
         let task = self.resolve(Some(task))?;
+        self.settle_background(Some(&task.id)).await;
         let (container, container_error) = match &task.container_id {
             None => (None, None),
             Some(id) => match self.runtime.inspect_container(id).await {
@@ -132,6 +136,7 @@ impl TaskService {
             attachments: self.registry.active_attachments(&task.id)?,
             executions: self.registry.execution_counts(&task.id)?,
             last_execution: self.registry.recent_executions(&task.id, 1)?.into_iter().next(),
+            running_executions: self.registry.task_running_executions(&task.id)?,
             task,
             container,
             container_error,
@@ -176,6 +181,13 @@ impl TaskService {
         crate::domain::lifecycle::transition(task.status, event)?;
         let timeout = timeout_s.unwrap_or(10).min(300) as i32;
         let mut warnings = Vec::new();
+        if task.status == crate::domain::TaskStatus::Running {
+            let why = match event {
+                LifecycleEvent::Complete => "the task was completed",
+                _ => "the task was stopped",
+            };
+            self.end_background(&task, why).await;
+        }
         if task.repo.path.is_some() && task.status == crate::domain::TaskStatus::Running {
             match self.sync(&task, message).await {
                 Ok((synced, outcome)) => {
@@ -255,6 +267,7 @@ impl TaskService {
         can_delete(task.status)?;
         self.store.mark_deleting(&task.id)?;
         self.end_executions(&task).await;
+        self.end_background(&task, "the task was deleted").await;
         if let Some(container) = &task.container_id {
             self.runtime.remove_container(container).await?;
         }

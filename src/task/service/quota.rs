@@ -8,6 +8,8 @@ use crate::registry::OwnerUsage;
 
 const FREE_TASKS: &str = "delete tasks you no longer need (delete_task), or ask the operator to raise the quota";
 const FREE_RUNNING: &str = "stop a task you are not using (stop_task), or ask the operator to raise the quota";
+const FREE_BACKGROUND: &str =
+    "end background executions you no longer need (kill_execution), or ask the operator to raise the quota";
 const FREE_CHECKPOINTS: &str =
     "delete tasks whose checkpoints you no longer need (delete_task), or ask the operator to raise the quota";
 
@@ -67,6 +69,21 @@ pub(super) fn admit_task(
     Ok(())
 }
 
+/// Refuses a background execution that would take `owner` past its quota, given how many
+/// it runs now.
+pub(super) fn admit_background(owner: &Owner, quota: &Quota, running: u64) -> Result<()> {
+    match quota.background_executions.filter(|&l| running + 1 > l) {
+        Some(limit) => Err(Error::QuotaExceeded {
+            owner: owner.to_string(),
+            quota: "background_executions",
+            would_hold: format!("{} background executions running", running + 1),
+            limit: limit.to_string(),
+            remedy: FREE_BACKGROUND,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a checkpoint image that would take `owner` past its quota.
 pub(super) fn admit_checkpoint(owner: &Owner, quota: &Quota, held: &OwnerUsage) -> Result<()> {
     match quota.checkpoint_images.filter(|&l| held.checkpoint_images + 1 > l) {
@@ -111,7 +128,13 @@ mod tests {
             cpus: Some(2.0),
             checkpoint_images: Some(1),
             http_sessions: None,
+            background_executions: Some(1),
         };
+        assert_eq!(quota_kind(admit_background(&bob, &quota, 0)), None);
+        assert_eq!(
+            quota_kind(admit_background(&bob, &quota, 1)),
+            Some("background_executions")
+        );
         let held = OwnerUsage {
             tasks: 2,
             running_tasks: 1,

@@ -204,5 +204,6 @@ fn execution_from_event(event: &Event) -> Option<Execution> {
         started_at,
         finished_at: Some(finished_at),
         duration_ms,
+        background: data.get("background").and_then(|v| v.as_bool()).unwrap_or(false),
     })
 }

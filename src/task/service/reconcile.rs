@@ -30,6 +30,8 @@ pub struct ReconcileOutcome {
 impl TaskService {
     pub async fn reconcile(&self) -> Result<Vec<ReconcileOutcome>> {
         self.runtime.ping().await?;
+        // Background executions that ended while no server was running.
+        self.settle_background(None).await;
         let mut outcomes = Vec::new();
         for status in [TaskStatus::Running, TaskStatus::Stopped, TaskStatus::Creating] {
             for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {

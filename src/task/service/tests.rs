@@ -144,3 +144,50 @@ async fn a_transition_on_a_stale_copy_rereads_and_rechecks() {
         .unwrap_err();
     assert!(err.to_string().contains("already stopped"), "{err}");
 }
+
+#[tokio::test]
+async fn commands_run_under_the_supervisor_and_old_containers_fall_back() {
+    use crate::runtime::supervisor::SUPERVISOR_PATH;
+    let run = |background| ExecRequest {
+        command: "echo hi".into(),
+        background,
+        ..Default::default()
+    };
+    let fake = Arc::new(FakeRuntime::with_image("taskbox-base"));
+    let (service, _dir) = service(fake.clone());
+    let task = service.create_task(request("new"), no_progress()).await.unwrap().task;
+    service.execute(&task.id, run(false), Default::default()).await.unwrap();
+    let cmd = fake.lock().execs.last().unwrap().cmd.clone();
+    assert_eq!(cmd[..4], [SUPERVISOR_PATH, "run", "--id", cmd[3].as_str()]);
+    assert_eq!(cmd[cmd.len() - 3..], ["bash", "-lc", "echo hi"]);
+    // The fake's user is a name, which background executions refuse (their files must be
+    // handed to a number); root is one.
+    let err = service
+        .execute(&task.id, run(true), Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("by name"), "{err}");
+    let as_root = ExecRequest {
+        user: Some("root".into()),
+        ..run(true)
+    };
+    let started = service.execute(&task.id, as_root, Default::default()).await.unwrap();
+    assert!(started.background);
+    let cmd = fake.lock().execs.last().unwrap().cmd.clone();
+    assert!(
+        cmd.contains(&format!("/.taskbox/run/{}", started.execution_id)),
+        "{cmd:?}"
+    );
+
+    // A container made before the supervisor: commands run as before; background is refused.
+    fake.lock().without_mounts = true;
+    let old = service.create_task(request("old"), no_progress()).await.unwrap().task;
+    service.execute(&old.id, run(false), Default::default()).await.unwrap();
+    assert_eq!(fake.lock().execs.last().unwrap().cmd, ["bash", "-lc", "echo hi"]);
+    let err = service
+        .execute(&old.id, run(true), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_argument");
+    assert!(err.to_string().contains("restore"), "{err}");
+}

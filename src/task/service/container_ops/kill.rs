@@ -1,7 +1,9 @@
-//! Killing an execution's whole process tree.
+//! Killing an execution's whole process tree: through its supervisor, and by the marker in
+//! its environment.
 
 use super::{ContainerOp, Failed, Output, sh};
 use crate::runtime::ExecSpec;
+use crate::runtime::supervisor::{SupervisorSignal, signal_argv};
 
 /// The environment variable every execution (and every internal command) carries, with its
 /// id; children inherit it, which is how `KILL_SCRIPT` finds them.
@@ -66,9 +68,55 @@ impl ContainerOp for KillTree<'_> {
     }
 }
 
+/// Signals the supervisors of these executions (`supervise signal`), as root so that it
+/// reaches them whatever user they run as, and waits up to `wait_s` for them to end.
+pub struct SignalSupervisors<'a> {
+    pub signal: SupervisorSignal,
+    pub wait_s: u64,
+    pub exec_ids: &'a [&'a str],
+}
+
+impl ContainerOp for SignalSupervisors<'_> {
+    /// Whether every one of them is gone (none found counts: it had ended already).
+    type Outcome = Result<bool, Failed>;
+
+    fn into_spec(self) -> ExecSpec {
+        ExecSpec {
+            cmd: signal_argv(self.signal, self.wait_s, self.exec_ids),
+            user: Some("root".into()),
+            ..Default::default()
+        }
+    }
+
+    fn outcome(output: Output) -> Self::Outcome {
+        match output.code {
+            Some(0 | 3) => Ok(true),
+            Some(4) => Ok(false),
+            _ => Err(output.failed()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::service::container_ops::tests::output;
+
+    #[test]
+    fn supervisors_are_signalled_as_root_and_the_exit_code_says_whether_they_are_gone() {
+        let spec = SignalSupervisors {
+            signal: SupervisorSignal::Term,
+            wait_s: 3,
+            exec_ids: &["e-1"],
+        }
+        .into_spec();
+        assert_eq!(spec.cmd[1..], ["signal", "TERM", "3", "e-1"]);
+        assert_eq!(spec.user.as_deref(), Some("root"));
+        assert_eq!(SignalSupervisors::outcome(output(0, b"", "")), Ok(true));
+        assert_eq!(SignalSupervisors::outcome(output(3, b"", "")), Ok(true));
+        assert_eq!(SignalSupervisors::outcome(output(4, b"", "")), Ok(false));
+        assert!(SignalSupervisors::outcome(output(126, b"", "no such file")).is_err());
+    }
 
     #[test]
     fn the_killer_runs_as_the_executions_user_with_its_id_as_one() {

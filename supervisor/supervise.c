@@ -1,0 +1,587 @@
+/*
+ * supervise: taskbox's process supervisor inside a task's container (docs/architecture.md,
+ * "Executions and their supervisor"). Built static by build.rs so that it runs in any Linux
+ * image, glibc or musl; bind-mounted read-only at /.taskbox/bin/supervise.
+ *
+ *   supervise run --id ID [--dir DIR --cap BYTES --timeout S --stall S] [--grace S] -- CMD ARG...
+ *   supervise signal SIGNAME WAIT_S ID...
+ *
+ * `run` makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) and runs CMD, so that every
+ * process CMD starts, however it forks, `setsid`s or clears its environment, stays a
+ * descendant of the supervisor instead of escaping to PID 1. When the supervisor is asked to
+ * end it, or (in the foreground) when CMD exits, the whole tree is ended: the signal goes to
+ * every descendant, SIGKILL follows after the grace period, and the sweep repeats until none
+ * is left. In the background the execution lasts until its whole tree has ended (a daemon
+ * CMD started keeps it running). The supervisor then exits with CMD's status (128 + signal
+ * when a signal ended it).
+ *
+ * Without --dir (foreground) CMD shares the supervisor's stdin/stdout/stderr. With --dir
+ * (background) the supervisor detaches (new session, stdio on /dev/null) and, in DIR, which
+ * must exist: holds an exclusive flock on `lock` for as long as it lives (how the server
+ * tells a live supervisor from a dead one), gives CMD the FIFO `stdin` (kept open for
+ * writing until SIGUSR2, so CMD sees end-of-input only when asked), copies CMD's stdout and
+ * stderr to `stdout` and `stderr` up to --cap bytes each (the rest is counted, not kept),
+ * and at the end writes `status` atomically. With --stall, once CMD has printed nothing for
+ * that many seconds it looks at the tree each second and writes `activity` (atomically, on
+ * each change): `waiting_for_input` when a process of it blocks reading its standard input
+ * (the FIFO, or a terminal), `stalled` with what one waits on when all sleep, `active` again
+ * when output resumes or something runs. The first process exits once the supervisor is set
+ * up (0, or 125 with the reason on stderr), so the caller knows it started.
+ *
+ * Signals to the supervisor: TERM, INT, HUP and QUIT are passed to the whole tree, then KILL
+ * after the grace period; USR1 kills the tree at once; USR2 closes CMD's standard input.
+ * `signal` sends one of those to the supervisors of the given execution ids (found by their
+ * command lines in /proc) and waits up to WAIT_S seconds for them to exit; it exits 0 when
+ * all are gone, 3 when none was found, 4 when some are still there.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STATUS_VERSION 1
+
+static int sigpipe_fds[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(sigpipe_fds[1], &b, 1) < 0) { /* full: the loop wakes anyway */ }
+    errno = saved;
+}
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "supervise: %s: %s\n", what, strerror(errno));
+    exit(125);
+}
+
+/* ---- the process tree ---------------------------------------------------------------- */
+
+struct proc { pid_t pid, ppid; };
+
+/* Every process's parent, from /proc/<pid>/stat (the field after the last ')' of comm). */
+static size_t list_procs(struct proc **out) {
+    size_t n = 0, cap = 256;
+    struct proc *procs = malloc(cap * sizeof *procs);
+    DIR *d = opendir("/proc");
+    if (!procs || !d) { free(procs); if (d) closedir(d); *out = NULL; return 0; }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0) continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0) continue;
+        buf[len] = 0;
+        char *paren = strrchr(buf, ')');
+        if (!paren || strlen(paren) < 4) continue;
+        long ppid = strtol(paren + 4, NULL, 10); /* ") S ppid" */
+        if (n == cap) {
+            struct proc *more = realloc(procs, 2 * cap * sizeof *procs);
+            if (!more) break;
+            procs = more; cap *= 2;
+        }
+        procs[n].pid = (pid_t)pid; procs[n].ppid = (pid_t)ppid; n++;
+    }
+    closedir(d);
+    *out = procs;
+    return n;
+}
+
+/* Marks in `in` (n flags, zeroed) the descendants of this process; returns how many. */
+static size_t mark_descendants(const struct proc *procs, size_t n, char *in) {
+    size_t found = 0;
+    pid_t self = getpid();
+    int grown = 1;
+    while (grown) {
+        grown = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (in[i]) continue;
+            int parent_in = procs[i].ppid == self;
+            for (size_t j = 0; !parent_in && j < n; j++)
+                parent_in = in[j] && procs[j].pid == procs[i].ppid;
+            if (parent_in) { in[i] = 1; grown = 1; found++; }
+        }
+    }
+    return found;
+}
+
+/* Sends `sig` to every descendant of this process; returns how many there were. */
+static size_t signal_tree(int sig) {
+    struct proc *procs;
+    size_t n = list_procs(&procs);
+    if (!procs) return 0;
+    char *in = calloc(n ? n : 1, 1);
+    size_t found = in ? mark_descendants(procs, n, in) : 0;
+    for (size_t i = 0; in && i < n; i++)
+        if (in[i]) kill(procs[i].pid, sig);
+    free(in);
+    free(procs);
+    return found;
+}
+
+/* ---- stalls -------------------------------------------------------------------------- */
+
+/* A small /proc file of `pid`, as text (empty when it cannot be read). */
+static void read_proc(pid_t pid, const char *name, char *buf, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    buf[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t len = read(fd, buf, size - 1);
+    close(fd);
+    buf[len > 0 ? len : 0] = 0;
+    buf[strcspn(buf, "\n")] = 0;
+}
+
+/* Whether `pid` is blocked reading its standard input, which is `fifo` or a terminal. */
+static int reads_stdin(pid_t pid, const struct stat *fifo) {
+    char path[64], text[256];
+    snprintf(path, sizeof path, "/proc/%d/fd/0", (int)pid);
+    struct stat sb;
+    if (stat(path, &sb) < 0) return 0;
+    int is_input = (sb.st_dev == fifo->st_dev && sb.st_ino == fifo->st_ino) || S_ISCHR(sb.st_mode);
+    if (!is_input) return 0;
+    read_proc(pid, "syscall", text, sizeof text);
+    if (text[0] && strcmp(text, "running")) {
+        long nr = strtol(text, NULL, 10);
+        char *arg0 = strchr(text, ' ');
+        long fd = arg0 ? strtol(arg0 + 1, NULL, 16) : -1;
+#if defined(__x86_64__)
+        if ((nr == 0 || nr == 17 || nr == 19) && fd == 0) return 1;         /* read, pread64, readv */
+        if (nr == 7 || nr == 23 || nr == 270 || nr == 271) return 1;         /* poll, select, pselect6, ppoll */
+        if (nr == 232 || nr == 281 || nr == 441) return 1;                   /* epoll_wait, epoll_pwait(2) */
+#elif defined(__aarch64__)
+        if ((nr == 63 || nr == 65 || nr == 67) && fd == 0) return 1;        /* read, readv, pread64 */
+        if (nr == 72 || nr == 73 || nr == 22 || nr == 441) return 1;         /* pselect6, ppoll, epoll_pwait(2) */
+#endif
+        return 0;
+    }
+    /* No syscall file (a kernel without it, or not allowed): the wait channel tells. */
+    read_proc(pid, "wchan", text, sizeof text);
+    return strstr(text, "pipe_read") || strstr(text, "pipe_wait") || strstr(text, "n_tty_read") ||
+           strstr(text, "wait_woken");
+}
+
+/* What the tree is doing after a silence: 1 waiting for input, 2 blocked on something else
+ * (`what` says on what, where it can be read), 0 working (a process is running). */
+static int assess_tree(const struct stat *fifo, char *what, size_t size) {
+    struct proc *procs;
+    size_t n = list_procs(&procs);
+    what[0] = 0;
+    if (!procs) return 0;
+    char *in = calloc(n ? n : 1, 1);
+    int result = 2;
+    if (in) mark_descendants(procs, n, in);
+    for (size_t i = 0; in && i < n && result != 0; i++) {
+        if (!in[i]) continue;
+        char stat[512], comm[64] = "?", wchan[128];
+        read_proc(procs[i].pid, "stat", stat, sizeof stat);
+        char *open_paren = strchr(stat, '('), *close_paren = strrchr(stat, ')');
+        if (open_paren && close_paren && close_paren > open_paren) {
+            size_t len = (size_t)(close_paren - open_paren - 1);
+            if (len >= sizeof comm) len = sizeof comm - 1;
+            memcpy(comm, open_paren + 1, len);
+            comm[len] = 0;
+        }
+        char state = close_paren && close_paren[1] ? close_paren[2] : '?';
+        if (state == 'R') { result = 0; break; }
+        if (reads_stdin(procs[i].pid, fifo)) {
+            snprintf(what, size, "%s (pid %d) reads its standard input", comm, (int)procs[i].pid);
+            result = 1;
+            continue;
+        }
+        if (result == 2) {
+            read_proc(procs[i].pid, "wchan", wchan, sizeof wchan);
+            if (wchan[0] && strcmp(wchan, "0"))
+                snprintf(what, size, "%s (pid %d) waits in %s", comm, (int)procs[i].pid, wchan);
+            else
+                snprintf(what, size, "%s (pid %d) is asleep (state %c)", comm, (int)procs[i].pid, state);
+        }
+    }
+    free(in);
+    free(procs);
+    return result;
+}
+
+static void write_activity(int dirfd, int state, const char *what) {
+    static const char *names[] = {"active", "waiting_for_input", "stalled"};
+    char text[512];
+    int len = snprintf(text, sizeof text, "version=1\nstate=%s\nsince_unix_ms=%lld\nblocked_on=%s\n",
+                       names[state], wall_ms(), state ? what : "");
+    if (len < 0 || len >= (int)sizeof text) return;
+    unlinkat(dirfd, "activity.tmp", 0);
+    int fd = openat(dirfd, "activity.tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return;
+    if (write(fd, text, (size_t)len) != len) { close(fd); return; }
+    close(fd);
+    renameat(dirfd, "activity.tmp", dirfd, "activity");
+}
+
+/* ---- run ----------------------------------------------------------------------------- */
+
+struct capped {
+    int in;           /* pipe from CMD, -1 once closed */
+    int out;          /* the file, -1 in the foreground */
+    unsigned long long total, kept, cap;
+};
+
+static long long last_output_ms;
+
+static void pump(struct capped *c) {
+    char buf[65536];
+    ssize_t n = read(c->in, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n <= 0) { close(c->in); c->in = -1; return; }
+    last_output_ms = now_ms();
+    c->total += (unsigned long long)n;
+    if (c->kept < c->cap) {
+        unsigned long long room = c->cap - c->kept;
+        size_t take = (unsigned long long)n < room ? (size_t)n : (size_t)room;
+        size_t done = 0;
+        while (done < take) {
+            ssize_t w = write(c->out, buf + done, take - done);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) { c->cap = c->kept; break; } /* disk full: keep counting */
+            done += (size_t)w;
+        }
+        c->kept += done;
+    }
+}
+
+static int open_in(int dirfd, const char *name, int flags, mode_t mode) {
+    int fd = openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0) die(name);
+    return fd;
+}
+
+static void write_status(int dirfd, const char *ended_by, int status, struct capped *out,
+                         struct capped *err, long long started) {
+    char text[1024];
+    int len = snprintf(text, sizeof text,
+        "version=%d\nended_by=%s\n%s=%d\nstdout_bytes=%llu\nstdout_kept=%llu\n"
+        "stderr_bytes=%llu\nstderr_kept=%llu\nstarted_unix_ms=%lld\nfinished_unix_ms=%lld\n",
+        STATUS_VERSION, ended_by, WIFEXITED(status) ? "exit_code" : "signal",
+        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+        out->total, out->kept, err->total, err->kept, started, wall_ms());
+    unlinkat(dirfd, "status.tmp", 0);
+    int fd = openat(dirfd, "status.tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return;
+    if (write(fd, text, (size_t)len) == len) fsync(fd);
+    close(fd);
+    renameat(dirfd, "status.tmp", dirfd, "status");
+}
+
+static int run(int argc, char **argv) {
+    const char *id = NULL, *dir = NULL;
+    unsigned long long cap = 1ULL << 28;
+    long timeout_s = 0, grace_s = 5, stall_s = 0;
+    int i = 2;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) { i++; break; }
+        if (i + 1 >= argc) { fprintf(stderr, "supervise: %s needs a value\n", argv[i]); return 125; }
+        if (!strcmp(argv[i], "--id")) id = argv[++i];
+        else if (!strcmp(argv[i], "--dir")) dir = argv[++i];
+        else if (!strcmp(argv[i], "--cap")) cap = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--timeout")) timeout_s = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--grace")) grace_s = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--stall")) stall_s = strtol(argv[++i], NULL, 10);
+        else { fprintf(stderr, "supervise: unknown option %s\n", argv[i]); return 125; }
+    }
+    if (!id || i >= argc) { fprintf(stderr, "supervise: run needs --id and a command\n"); return 125; }
+    char **cmd = argv + i;
+    long long started = wall_ms();
+
+    int dirfd = -1, lockfd = -1, stdin_read = -1, stdin_keep = -1;
+    struct stat fifo;
+    memset(&fifo, 0, sizeof fifo);
+    int ready[2] = {-1, -1};
+    if (dir) {
+        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dirfd < 0) die(dir);
+        if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
+        pid_t first = fork();
+        if (first < 0) die("fork");
+        if (first > 0) {
+            /* The caller's process: report how the set-up went, then leave. */
+            close(ready[1]);
+            char msg[512];
+            ssize_t n = read(ready[0], msg, sizeof msg - 1);
+            if (n == 1 && msg[0] == 0) return 0;
+            if (n > 0 && msg[0] != 0) { msg[n] = 0; fprintf(stderr, "%s", msg); }
+            else fprintf(stderr, "supervise: the supervisor died during set-up\n");
+            return 125;
+        }
+        close(ready[0]);
+        setsid();
+        /* Errors from here on go to the caller through the pipe. */
+        dup2(ready[1], 2);
+        lockfd = open_in(dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600);
+        if (flock(lockfd, LOCK_EX) < 0) die("flock");
+        if (mkfifoat(dirfd, "stdin", 0600) < 0) die("stdin fifo");
+        stdin_read = open_in(dirfd, "stdin", O_RDONLY | O_NONBLOCK, 0);
+        stdin_keep = open_in(dirfd, "stdin", O_WRONLY, 0);
+        fcntl(stdin_read, F_SETFL, 0); /* blocking reads for CMD */
+        if (fstat(stdin_read, &fifo) < 0) die("stdin fifo");
+    }
+
+    /* gVisor has no child subreapers (EINVAL): the tree is then what keeps its parent links,
+     * and the server's marker sweep finds what double-forked away. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 && errno != EINVAL) die("PR_SET_CHILD_SUBREAPER");
+    if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    int handled[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM};
+    for (size_t k = 0; k < sizeof handled / sizeof *handled; k++) sigaction(handled[k], &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct capped out = {-1, -1, 0, 0, cap}, err = {-1, -1, 0, 0, cap};
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    if (dir) {
+        out.out = open_in(dirfd, "stdout", O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0600);
+        err.out = open_in(dirfd, "stderr", O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0600);
+        if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) die("pipe");
+    }
+
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (size_t k = 0; k < sizeof handled / sizeof *handled; k++) sigaction(handled[k], &dfl, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (dir) {
+            dup2(stdin_read, 0);
+            dup2(out_pipe[1], 1);
+            dup2(err_pipe[1], 2);
+        }
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "supervise: cannot run %s: %s\n", cmd[0], strerror(errno));
+        _exit(127);
+    }
+    if (dir) {
+        close(stdin_read);
+        close(out_pipe[1]);
+        close(err_pipe[1]);
+        out.in = out_pipe[0];
+        err.in = err_pipe[0];
+        /* Started: hold none of the caller's streams, then tell it. */
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) { dup2(null, 0); dup2(null, 1); }
+        unsigned char ok = 0;
+        if (write(ready[1], &ok, 1) < 0) { /* the caller went away; carry on */ }
+        if (null >= 0) { dup2(null, 2); close(null); }
+        close(ready[1]);
+    }
+    if (timeout_s > 0) alarm((unsigned)timeout_s);
+
+    const char *ended_by = "exited";
+    int main_status = 0, main_done = 0, ending = 0;
+    long long kill_at = -1;
+    /* Stall detection (background): after stall_s without output, what the tree does. */
+    int activity = 0;
+    long long assessed_at = 0;
+    last_output_ms = now_ms();
+    for (;;) {
+        struct pollfd fds[3];
+        int nfds = 0;
+        fds[nfds++] = (struct pollfd){sigpipe_fds[0], POLLIN, 0};
+        if (out.in >= 0) fds[nfds++] = (struct pollfd){out.in, POLLIN, 0};
+        if (err.in >= 0) fds[nfds++] = (struct pollfd){err.in, POLLIN, 0};
+        int wait_ms = ending ? 100 : 1000;
+        poll(fds, (nfds_t)nfds, wait_ms);
+        for (int k = 1; k < nfds; k++)
+            if (fds[k].revents) pump(fds[k].fd == out.in ? &out : &err);
+
+        unsigned char sigs[64];
+        ssize_t got;
+        while ((got = read(sigpipe_fds[0], sigs, sizeof sigs)) > 0) {
+            for (ssize_t k = 0; k < got; k++) {
+                int sig = sigs[k];
+                if (sig == SIGCHLD) continue;
+                if (sig == SIGUSR2) {
+                    if (stdin_keep >= 0) { close(stdin_keep); stdin_keep = -1; }
+                    continue;
+                }
+                /* What ended CMD: the first request that came while it still ran. */
+                if (!main_done && !strcmp(ended_by, "exited"))
+                    ended_by = sig == SIGALRM ? "timeout" : "signal";
+                ending = 1;
+                if (sig == SIGUSR1) kill_at = now_ms();
+                else {
+                    signal_tree(sig == SIGALRM ? SIGTERM : sig);
+                    long long at = now_ms() + grace_s * 1000;
+                    if (kill_at < 0 || at < kill_at) kill_at = at;
+                }
+            }
+        }
+
+        int st;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+            if (pid == child) { main_status = st; main_done = 1; }
+        int none_left = pid < 0 && errno == ECHILD;
+
+        if (main_done && !ending && !dir) {
+            /* A foreground CMD is over: so are the processes it left behind. (In the
+             * background they are the execution too: a daemon it started keeps it running.) */
+            ending = 1;
+            if (!none_left) {
+                signal_tree(SIGTERM);
+                kill_at = now_ms() + grace_s * 1000;
+            }
+        }
+        if (ending && kill_at >= 0 && now_ms() >= kill_at) signal_tree(SIGKILL);
+        if (dir && stall_s > 0 && !ending) {
+            long long now = now_ms();
+            int silent = now - last_output_ms >= stall_s * 1000;
+            if (!silent && activity != 0) {
+                activity = 0;
+                write_activity(dirfd, 0, "");
+            } else if (silent && now - assessed_at >= 1000) {
+                char what[256];
+                int state = assess_tree(&fifo, what, sizeof what);
+                assessed_at = now;
+                /* Rewritten only on a change of state (what it waits on may vary meanwhile). */
+                if (state != activity) {
+                    activity = state;
+                    write_activity(dirfd, state, what);
+                }
+            }
+        }
+        if (main_done && none_left) break;
+    }
+    /* Every writer is gone; collect what is still in the pipes. */
+    long long drain_until = now_ms() + 1000;
+    while ((out.in >= 0 || err.in >= 0) && now_ms() < drain_until) {
+        struct pollfd fds[2];
+        int nfds = 0;
+        if (out.in >= 0) fds[nfds++] = (struct pollfd){out.in, POLLIN, 0};
+        if (err.in >= 0) fds[nfds++] = (struct pollfd){err.in, POLLIN, 0};
+        if (poll(fds, (nfds_t)nfds, 100) <= 0) break;
+        for (int k = 0; k < nfds; k++)
+            if (fds[k].revents) pump(fds[k].fd == out.in ? &out : &err);
+    }
+    if (dir) {
+        if (out.out >= 0) fsync(out.out);
+        if (err.out >= 0) fsync(err.out);
+        write_status(dirfd, ended_by, main_status, &out, &err, started);
+    }
+    if (WIFEXITED(main_status)) return WEXITSTATUS(main_status);
+    return 128 + WTERMSIG(main_status);
+}
+
+/* ---- signal -------------------------------------------------------------------------- */
+
+/* Whether /proc/<pid>/cmdline is `…/supervise run … --id ID …`. */
+static int is_supervisor_of(long pid, char **ids, int nids) {
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t len = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0) return 0;
+    buf[len] = 0;
+    char *args[16];
+    int n = 0;
+    for (char *p = buf; p < buf + len && n < 16; p += strlen(p) + 1) args[n++] = p;
+    if (n < 4) return 0;
+    const char *base = strrchr(args[0], '/');
+    base = base ? base + 1 : args[0];
+    if (strcmp(base, "supervise") || strcmp(args[1], "run")) return 0;
+    for (int k = 2; k + 1 < n && strcmp(args[k], "--"); k++) {
+        if (strcmp(args[k], "--id")) continue;
+        for (int j = 0; j < nids; j++)
+            if (!strcmp(args[k + 1], ids[j])) return 1;
+    }
+    return 0;
+}
+
+static int find_supervisors(char **ids, int nids, long *pids, int max) {
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == getpid()) continue;
+        if (is_supervisor_of(pid, ids, nids)) pids[n++] = pid;
+    }
+    closedir(d);
+    return n;
+}
+
+static int signal_cmd(int argc, char **argv) {
+    if (argc < 5) { fprintf(stderr, "supervise: signal SIGNAME WAIT_S ID...\n"); return 2; }
+    static const struct { const char *name; int sig; } names[] = {
+        {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT},
+        {"KILL", SIGUSR1}, {"EOF", SIGUSR2},
+    };
+    int sig = 0;
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+        if (!strcmp(argv[2], names[k].name)) sig = names[k].sig;
+    if (!sig) { fprintf(stderr, "supervise: unknown signal %s\n", argv[2]); return 2; }
+    long wait_s = strtol(argv[3], NULL, 10);
+    long pids[256];
+    int n = find_supervisors(argv + 4, argc - 4, pids, 256);
+    if (n == 0) return 3;
+    for (int k = 0; k < n; k++) kill((pid_t)pids[k], sig);
+    if (sig == SIGUSR2) return 0;
+    long long until = now_ms() + wait_s * 1000;
+    for (;;) {
+        int alive = 0;
+        for (int k = 0; k < n; k++) {
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%ld", pids[k]);
+            struct stat sb;
+            /* A zombie still has its /proc entry; its cmdline is empty, so it no longer matches. */
+            if (stat(path, &sb) == 0 && is_supervisor_of(pids[k], argv + 4, argc - 4)) alive++;
+        }
+        if (!alive) return 0;
+        if (now_ms() >= until) return 4;
+        usleep(50000);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "run")) return run(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "signal")) return signal_cmd(argc, argv);
+    fprintf(stderr, "usage: supervise run --id ID [--dir DIR --cap BYTES --timeout S --stall S] [--grace S] -- CMD...\n"
+                    "       supervise signal TERM|INT|HUP|QUIT|KILL|EOF WAIT_S ID...\n");
+    return 2;
+}
