@@ -144,7 +144,14 @@ async fn doctor_reports_layers_that_disagree_and_repair_mends_them() {
     let beta: String = db
         .query_row("SELECT id FROM tasks WHERE name = 'beta'", [], |r| r.get(0))
         .unwrap();
+    let alpha: String = db
+        .query_row("SELECT id FROM tasks WHERE name = 'alpha'", [], |r| r.get(0))
+        .unwrap();
     drop(db);
+    // A checkpoint's hidden ref gone from the task's repository.
+    let repo = home.path().join("tasks").join(&alpha).join("repo.git");
+    let hidden = format!("refs/taskbox/{alpha}/checkpoints/1");
+    git(&repo, &["update-ref", "-d", &hidden]);
     std::fs::rename(
         home.path().join("tasks").join(&beta),
         home.path().join(format!("moved-{beta}")),
@@ -159,8 +166,13 @@ async fn doctor_reports_layers_that_disagree_and_repair_mends_them() {
         "{report}"
     );
     assert!(report.contains(&format!("tasks/{beta}/ is gone")), "{report}");
+    assert!(report.contains(&format!("{hidden} does not name")), "{report}");
     let (ok, report) = doctor(&home.path(), &["--repair"]);
     assert!(ok, "{report}");
     let (ok, report) = doctor(&home.path(), &[]);
     assert!(ok && report.contains("1 task(s) checked, 0 mismatch(es)"), "{report}");
+    assert!(!git(&repo, &["rev-parse", &hidden]).trim().is_empty());
+    // beta's container went with its row: nothing of a task that is gone is left in Docker.
+    let filter = home.label_filter();
+    assert_eq!(docker(&["ps", "-aq", "--filter", &filter]).lines().count(), 1);
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::TaskService;
 use crate::domain::TaskStatus;
 use crate::error::Result;
+use crate::workspace::{checkpoint_ref, host};
 
 /// One disagreement between layers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,6 +30,10 @@ enum Repair {
     RewriteState,
     /// Remove a row whose task has no files left.
     RemoveRow,
+    /// Point a checkpoint's hidden ref at its commit again.
+    RestoreRef,
+    /// Remove what belongs to no live task (`taskbox gc`).
+    CollectGarbage,
     /// Nothing taskbox can remake; reported only.
     None,
 }
@@ -49,6 +54,18 @@ impl TaskService {
             report.tasks_checked += 1;
             self.check_task(&id, &mut report.mismatches).await?;
         }
+        // Docker objects, workspaces and directories of no live task; without Docker the
+        // sweep cannot look, which `doctor` already reports.
+        if let Ok(orphans) = self.gc(true).await {
+            for item in orphans.items {
+                report.mismatches.push(Mismatch {
+                    task_id: item.task_id.clone().unwrap_or_else(|| "-".into()),
+                    found: format!("{} {} belongs to no live task", item.kind, item.id),
+                    repair: "remove it (as taskbox gc does)".into(),
+                    action: Repair::CollectGarbage,
+                });
+            }
+        }
         Ok(report)
     }
 
@@ -56,6 +73,8 @@ impl TaskService {
     pub async fn repair_layers(&self) -> Result<LayerReport> {
         let report = self.check_layers().await?;
         let mut done = BTreeSet::new();
+        // Removing rows can leave objects of no live task: the sweep runs after the rest.
+        let mut sweep = false;
         for m in &report.mismatches {
             if !done.insert((m.task_id.clone(), m.action as u8)) {
                 continue;
@@ -69,9 +88,15 @@ impl TaskService {
                 }
                 Repair::RemoveRow => {
                     self.registry.delete_task(&m.task_id)?;
+                    sweep = true;
                 }
+                Repair::RestoreRef => self.restore_checkpoint_refs(&m.task_id)?,
+                Repair::CollectGarbage => sweep = true,
                 Repair::None => {}
             }
+        }
+        if sweep {
+            self.gc(false).await?;
         }
         Ok(report)
     }
@@ -165,7 +190,63 @@ impl TaskService {
                 Repair::RestoreFromFiles,
             );
         }
+        self.check_git(&row, out);
         self.check_docker(&row, out).await;
+        Ok(())
+    }
+
+    /// The task's branch exists, and each checkpoint's hidden ref names its commit. (A branch
+    /// that moved is not a mismatch: the developer may commit to it.)
+    fn check_git(&self, task: &crate::domain::Task, out: &mut Vec<Mismatch>) {
+        let (Some(repo), Some(branch)) = (&task.repo.path, &task.repo.branch) else {
+            return;
+        };
+        if task.status != TaskStatus::Archived && host::resolve_commit(repo, &format!("refs/heads/{branch}")).is_err() {
+            out.push(Mismatch {
+                task_id: task.id.clone(),
+                found: format!("the task branch {branch} is gone from {}", repo.display()),
+                repair: "none; the work since is in the workspace and the checkpoints' hidden refs".into(),
+                action: Repair::None,
+            });
+        }
+        for (checkpoint, wanted) in self.checkpoint_commits(task) {
+            let refname = checkpoint_ref(&task.id, checkpoint);
+            if host::resolve_commit(repo, &refname).ok() != Some(wanted) {
+                out.push(Mismatch {
+                    task_id: task.id.clone(),
+                    found: format!("{refname} does not name the checkpoint's commit {wanted}"),
+                    repair: "point it at the commit again, while the repository still has it".into(),
+                    action: Repair::RestoreRef,
+                });
+            }
+        }
+    }
+
+    /// (sequence number, commit) of the task's checkpoints that have a commit.
+    fn checkpoint_commits(&self, task: &crate::domain::Task) -> Vec<(i64, git2::Oid)> {
+        self.registry
+            .list_checkpoints(&task.id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| Some((c.seq, git2::Oid::from_str(c.git_commit.as_deref()?).ok()?)))
+            .collect()
+    }
+
+    fn restore_checkpoint_refs(&self, task_id: &str) -> Result<()> {
+        let Some(task) = self.registry.get_task(task_id)? else {
+            return Ok(());
+        };
+        let Some(repo) = &task.repo.path else {
+            return Ok(());
+        };
+        for (seq, commit) in self.checkpoint_commits(&task) {
+            let refname = checkpoint_ref(&task.id, seq);
+            if host::resolve_commit(repo, &refname).ok() != Some(commit)
+                && host::has_commit(repo, commit).unwrap_or(false)
+            {
+                host::set_ref(repo, &refname, commit)?;
+            }
+        }
         Ok(())
     }
 
