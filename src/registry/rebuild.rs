@@ -172,6 +172,37 @@ impl Registry {
         })
     }
 
+    /// Replaces the task's events index with `events` (what its events.jsonl holds).
+    pub fn reindex_events(&self, task_id: &str, events: &[Event]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM events WHERE task_id = ?1", [task_id])?;
+        {
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
+            for event in events {
+                stmt.execute(params![
+                    event.task_id,
+                    event.kind.as_str(),
+                    ts_to_sql(&event.at),
+                    event.data.to_string()
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many events of the task are indexed.
+    pub fn indexed_events(&self, task_id: &str) -> Result<usize> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM events WHERE task_id = ?1", [task_id], |r| {
+                r.get(0)
+            })?;
+        Ok(n.max(0) as usize)
+    }
+
     /// The ids of every task the registry holds.
     pub fn task_ids(&self) -> Result<Vec<String>> {
         let conn = self.conn();

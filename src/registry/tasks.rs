@@ -217,26 +217,29 @@ impl Registry {
     /// Refreshes the lease of a task being created: while its server refreshes it, no other
     /// server takes the creation for a dead one. Does nothing once the task left `creating`,
     /// and leaves `version` alone (the lease is not a change of the task).
-    pub fn heartbeat(&self, id: &str) -> Result<()> {
+    /// `server` is the creating server's lease id, so that others know at once when it died.
+    pub fn heartbeat(&self, id: &str, server: &str) -> Result<()> {
         self.conn().execute(
-            "UPDATE tasks SET heartbeat_at = ?2 WHERE id = ?1 AND status = 'creating'",
-            [id, &ts_to_sql(&now())],
+            "UPDATE tasks SET heartbeat_at = ?2, creating_server = ?3 WHERE id = ?1 AND status = 'creating'",
+            [id, &ts_to_sql(&now()), server],
         )?;
         Ok(())
     }
 
-    /// When a `creating` task's server last showed it was alive: its last heartbeat, else its
-    /// creation time; `None` when there is no such row.
-    pub fn last_heartbeat(&self, id: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        let value: Option<String> = self
+    /// When a `creating` task's server last showed it was alive (its last heartbeat, else its
+    /// creation time), and which server that is; `None` when there is no such row.
+    pub fn creation_lease(&self, id: &str) -> Result<Option<(chrono::DateTime<chrono::Utc>, Option<String>)>> {
+        let value: Option<(String, Option<String>)> = self
             .conn()
             .query_row(
-                "SELECT COALESCE(heartbeat_at, created_at) FROM tasks WHERE id = ?1",
+                "SELECT COALESCE(heartbeat_at, created_at), creating_server FROM tasks WHERE id = ?1",
                 [id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        value.map(|v| ts_from_sql("heartbeat_at", v)).transpose()
+        value
+            .map(|(at, server)| Ok((ts_from_sql("heartbeat_at", at)?, server)))
+            .transpose()
     }
 
     /// Removes the task and, through the foreign keys, every row that belongs to it.

@@ -115,7 +115,7 @@ fn labelled(home: &Home, kind: &str) -> Vec<(String, String)> {
             };
             (
                 id.to_string(),
-                labels["taskbox.task_id"].as_str().unwrap_or_default().to_string(),
+                labels["taskbox.task-id"].as_str().unwrap_or_default().to_string(),
             )
         })
         .collect()

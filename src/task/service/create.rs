@@ -154,10 +154,11 @@ impl TaskService {
     fn creation_lease(&self, task_id: &str) -> tokio::task::JoinHandle<()> {
         let registry = self.registry.clone();
         let task_id = task_id.to_string();
+        let server = self.lease.id().to_string();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                if let Err(e) = registry.heartbeat(&task_id) {
+                if let Err(e) = registry.heartbeat(&task_id, &server) {
                     tracing::warn!(task = %task_id, error = %e, "cannot refresh the creation's lease");
                 }
             }
@@ -266,7 +267,7 @@ impl TaskService {
         match self.registry.insert_task_admitted(&task, admit) {
             Ok(Ok(())) => {
                 made.row = Some(task.id.clone());
-                self.registry.heartbeat(&task.id)?;
+                self.registry.heartbeat(&task.id, self.lease.id())?;
             }
             Ok(Err(refused)) => return Err(refused),
             // Another process took the name between our check and the insert.

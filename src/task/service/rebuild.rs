@@ -89,6 +89,36 @@ impl TaskService {
         report
     }
 
+    /// Indexes the events a kill left unindexed (the file is written first, then the index;
+    /// docs/architecture.md, "Write order and repair"): for each task whose events.jsonl holds
+    /// more lines than the index, the index is made again from the file. Counting lines reads
+    /// the files but parses none that agree.
+    pub(super) fn repair_event_index(&self) {
+        let Ok(ids) = self.registry.task_ids() else {
+            return;
+        };
+        for id in ids {
+            let lines = count_lines(&self.store.events_path(&id));
+            match self.registry.indexed_events(&id) {
+                Ok(indexed) if indexed == lines => continue,
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "cannot count the task's indexed events");
+                    continue;
+                }
+                Ok(_) => {}
+            }
+            let reindexed = self
+                .store
+                .read_events(&id)
+                .map_err(crate::error::Error::from)
+                .and_then(|events| Ok(self.registry.reindex_events(&id, &events)?));
+            match reindexed {
+                Ok(()) => tracing::info!(task = %id, "events the index missed were indexed from events.jsonl"),
+                Err(e) => tracing::warn!(task = %id, error = %e, "cannot index the task's events again"),
+            }
+        }
+    }
+
     /// Restores every task found under `tasks/` into the registry.
     pub fn rebuild_registry(&self) -> Result<RebuildReport> {
         let mut report = RebuildReport::default();
@@ -171,6 +201,23 @@ impl TaskService {
             })
             .collect()
     }
+}
+
+/// Newline-terminated lines in a file (0 when it cannot be read), read in pieces.
+fn count_lines(path: &Path) -> usize {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut lines = 0;
+    while let Ok(n) = file.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        lines += buffer[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+    lines
 }
 
 /// The execution an `execution` event records. Events written before they carried the whole

@@ -32,6 +32,7 @@ impl TaskService {
         self.runtime.ping().await?;
         // Background executions that ended while no server was running.
         self.settle_background(None).await;
+        self.repair_event_index();
         let mut outcomes = Vec::new();
         for status in [TaskStatus::Running, TaskStatus::Stopped, TaskStatus::Creating] {
             for task in self.registry.list_tasks(Some(status), u32::MAX, 0)?.tasks {
@@ -54,9 +55,16 @@ impl TaskService {
         let (event, reason) = if from == TaskStatus::Creating {
             // The lease, not the creation time: a slow first image build or a large clone
             // keeps refreshing it, so another server never reaps a creation still going on.
-            let seen = self.registry.last_heartbeat(&task.id)?.unwrap_or(task.created_at);
+            // A creating server known to be dead (its lease file unlocked) is reaped at once.
+            let (seen, server) = self
+                .registry
+                .creation_lease(&task.id)?
+                .unwrap_or((task.created_at, None));
             let age = (now() - seen).to_std().unwrap_or_default();
-            if age < STALE_CREATING {
+            let server_dead = server
+                .as_deref()
+                .is_some_and(|id| id != self.lease.id() && !crate::store::server_alive(&self.home.join("servers"), id));
+            if age < STALE_CREATING && !server_dead {
                 return Ok(None);
             }
             // The row learns its container and network only when creation finishes, but
