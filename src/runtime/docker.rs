@@ -510,20 +510,36 @@ impl ContainerRuntime for DockerRuntime {
                     id: n.id.unwrap_or_default(),
                 })
                 .collect(),
-            ObjectKind::Image => docker
-                .list_images(Some(ListImagesOptions {
-                    filters,
-                    ..Default::default()
-                }))
-                .await
-                .map_err(map_err("images"))?
-                .into_iter()
-                .map(|i| Labelled {
-                    task_id: task_of(Some(&i.labels)),
-                    name: i.repo_tags.into_iter().next().unwrap_or_default(),
-                    id: i.id,
-                })
-                .collect(),
+            ObjectKind::Image => {
+                // An image another image is committed on (a fork's checkpoint on its source's)
+                // cannot be removed before it: it is left out until its children are gone.
+                let parents: std::collections::HashSet<String> = docker
+                    .list_images(Some(ListImagesOptions {
+                        all: true,
+                        ..Default::default()
+                    }))
+                    .await
+                    .map_err(map_err("images"))?
+                    .into_iter()
+                    .map(|i| i.parent_id)
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                docker
+                    .list_images(Some(ListImagesOptions {
+                        filters,
+                        ..Default::default()
+                    }))
+                    .await
+                    .map_err(map_err("images"))?
+                    .into_iter()
+                    .filter(|i| !parents.contains(&i.id))
+                    .map(|i| Labelled {
+                        task_id: task_of(Some(&i.labels)),
+                        name: i.repo_tags.into_iter().next().unwrap_or_default(),
+                        id: i.id,
+                    })
+                    .collect()
+            }
         })
     }
 

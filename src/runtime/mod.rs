@@ -241,7 +241,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Removes an image; one that does not exist is fine, one in use by a container is an error.
     async fn remove_image(&self, image: &str) -> Result<()>;
 
-    /// Every object of `kind` labelled `taskbox.home=<home>` (containers running or not).
+    /// Every object of `kind` labelled `taskbox.home=<home>` (containers running or not;
+    /// images other images are committed on are left out, as Docker cannot remove them yet).
     async fn list_labelled(&self, kind: ObjectKind, home: &str) -> Result<Vec<Labelled>>;
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle>;

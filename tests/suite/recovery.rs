@@ -471,3 +471,35 @@ async fn a_docker_outage_fails_calls_clearly_and_tasks_work_again_after_it() {
     assert!(task_objects(&home, &["ps", "-a"], task["id"].as_str().unwrap()).len() == 1);
     call(&client, "create_task_sandbox", json!({ "name": "after" })).await;
 }
+
+/// delete_task ends work in progress on the task: a command running in it is killed and
+/// answered at once, not left running in a container that is going away.
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_ends_a_command_running_in_the_task() {
+    require!(docker);
+    let home = Home::new();
+    let client = Arc::new(connect(&home.path(), "recovery-delete-busy").await);
+    let task = create(&client, "busy").await;
+    let container = task["container_id"].as_str().unwrap().to_string();
+    let running = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let args = json!({ "task": "busy", "command": "sleep 60; echo late", "timeout_s": 120 });
+            let result = call_raw(&client, "execute_in_task", args).await;
+            (started.elapsed(), result)
+        })
+    };
+    wait_for("the command to start", || {
+        docker_inspect("container", &container).is_some() && !container_processes(&container, "sleep 60").is_empty()
+    })
+    .await;
+    call(&client, "delete_task", json!({ "task": "busy", "confirm": true })).await;
+    let (took, result) = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the running command is answered once its task is deleted")
+        .unwrap();
+    assert!(took < Duration::from_secs(40), "{took:?}");
+    assert!(!text(&result).contains("late"), "{}", text(&result));
+    assert!(docker_inspect("container", &container).is_none(), "the container is gone");
+}
