@@ -501,5 +501,8 @@ async fn delete_ends_a_command_running_in_the_task() {
         .unwrap();
     assert!(took < Duration::from_secs(40), "{took:?}");
     assert!(!text(&result).contains("late"), "{}", text(&result));
-    assert!(docker_inspect("container", &container).is_none(), "the container is gone");
+    assert!(
+        docker_inspect("container", &container).is_none(),
+        "the container is gone"
+    );
 }
