@@ -23,18 +23,7 @@ impl Registry {
     pub fn insert_events(&self, events: &[Event]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        {
-            let mut stmt =
-                tx.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
-            for event in events {
-                stmt.execute(params![
-                    event.task_id,
-                    event.kind.as_str(),
-                    ts_to_sql(&event.at),
-                    event.data.to_string()
-                ])?;
-            }
-        }
+        index_events(&tx, events)?;
         tx.commit()?;
         Ok(())
     }
@@ -87,4 +76,18 @@ impl Registry {
             .collect::<Result<Vec<_>>>()?;
         Ok((events, total as u64))
     }
+}
+
+/// Inserts the events' index rows on `conn` (a transaction of the caller's).
+pub(super) fn index_events(conn: &rusqlite::Connection, events: &[Event]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
+    for event in events {
+        stmt.execute(params![
+            event.task_id,
+            event.kind.as_str(),
+            ts_to_sql(&event.at),
+            event.data.to_string()
+        ])?;
+    }
+    Ok(())
 }

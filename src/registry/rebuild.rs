@@ -130,18 +130,7 @@ impl Registry {
                 ],
             )?;
         }
-        {
-            let mut stmt =
-                tx.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
-            for event in &records.events {
-                stmt.execute(params![
-                    event.task_id,
-                    event.kind.as_str(),
-                    ts_to_sql(&event.at),
-                    event.data.to_string()
-                ])?;
-            }
-        }
+        super::events::index_events(&tx, &records.events)?;
         tx.commit()?;
         Ok(())
     }
@@ -177,18 +166,7 @@ impl Registry {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM events WHERE task_id = ?1", [task_id])?;
-        {
-            let mut stmt =
-                tx.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
-            for event in events {
-                stmt.execute(params![
-                    event.task_id,
-                    event.kind.as_str(),
-                    ts_to_sql(&event.at),
-                    event.data.to_string()
-                ])?;
-            }
-        }
+        super::events::index_events(&tx, events)?;
         tx.commit()?;
         Ok(())
     }

@@ -352,3 +352,33 @@ pub fn home_with_repos() -> (Home, PathBuf) {
     );
     (home, repos)
 }
+
+/// splitmix64: a small seeded generator, the same sequence on every machine (for the fuzz and
+/// fault-injection suites, whose runs a seed reproduces).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Runs `taskbox doctor ARGS` on `home`: whether it succeeded, and what it said on stderr.
+pub fn doctor(home: &Path, args: &[&str]) -> (bool, String) {
+    let out = StdCommand::new(BIN)
+        .arg("doctor")
+        .args(args)
+        .env("TASKBOX_HOME", home)
+        .env("TASKBOX_CONFIG", home.join("config.toml"))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

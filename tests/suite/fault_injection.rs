@@ -5,7 +5,6 @@
 //! `TASKBOX_FAULT_KILLS=50 cargo test --test all -- suite::fault_injection`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,21 +14,6 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 const NAMES: &[&str] = &["fi-a", "fi-b", "fi-c"];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What the server acknowledged before it died.
 #[derive(Default)]
@@ -175,16 +159,6 @@ async fn check_invariants(home: &Home, client: &Client, ledger: &Ledger, round: 
     tasks.len()
 }
 
-fn doctor(home: &Path) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
-        .arg("doctor")
-        .env("TASKBOX_HOME", home)
-        .env("TASKBOX_CONFIG", home.join("config.toml"))
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_points_loses_nothing_and_leaks_nothing() {
     require!(docker);
@@ -234,7 +208,7 @@ async fn kill_9_at_random_points_loses_nothing_and_leaks_nothing() {
         let (client, _) = connect_logged(&home.path(), "fault-injection-settle", &log).await;
         call(&client, "list_tasks", json!({})).await;
         client.cancel().await.unwrap();
-        let (ok, report) = doctor(&home.path());
+        let (ok, report) = doctor(&home.path(), &[]);
         if !ok && std::env::var_os("TASKBOX_FAULT_KEEP").is_some() {
             // For a person investigating: the data directory and its Docker objects stay.
             let kept = home.dir.path().to_path_buf();

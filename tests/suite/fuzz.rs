@@ -11,26 +11,16 @@ use serde_json::{Map, Value, json};
 
 use crate::common::*;
 
-/// splitmix64: small, seedable, and the same sequence on every machine.
-struct Rng(u64);
+fn below(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
+fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
+    &items[below(rng, items.len())]
+}
+
+fn chance(rng: &mut Rng, percent: u64) -> bool {
+    rng.below(100) < percent
 }
 
 const STRINGS: &[&str] = &[
@@ -61,27 +51,30 @@ const STRINGS: &[&str] = &[
 ];
 
 fn string(rng: &mut Rng) -> Value {
-    if rng.chance(3) {
-        return Value::String("x".repeat(rng.below(200_000)));
+    if chance(rng, 3) {
+        return Value::String("x".repeat(below(rng, 200_000)));
     }
-    Value::String(rng.pick(STRINGS).to_string())
+    Value::String(pick(rng, STRINGS).to_string())
 }
 
 fn integer(rng: &mut Rng) -> Value {
-    json!(*rng.pick(&[0i64, 1, 2, 3, 5, 60, 120, 3600, 3601, -1, i64::MAX, i64::MIN]))
+    json!(*pick(
+        rng,
+        &[0i64, 1, 2, 3, 5, 60, 120, 3600, 3601, -1, i64::MAX, i64::MIN]
+    ))
 }
 
 /// A value of any type, nested a little.
 fn anything(rng: &mut Rng, depth: u32) -> Value {
-    match rng.below(if depth > 2 { 5 } else { 7 }) {
+    match below(rng, if depth > 2 { 5 } else { 7 }) {
         0 => Value::Null,
-        1 => json!(rng.chance(50)),
+        1 => json!(chance(rng, 50)),
         2 => integer(rng),
-        3 => json!(*rng.pick(&[0.5f64, -1.5, 1e300, 64.0, 0.0])),
+        3 => json!(*pick(rng, &[0.5f64, -1.5, 1e300, 64.0, 0.0])),
         4 => string(rng),
-        5 => Value::Array((0..rng.below(4)).map(|_| anything(rng, depth + 1)).collect()),
+        5 => Value::Array((0..below(rng, 4)).map(|_| anything(rng, depth + 1)).collect()),
         _ => Value::Object(
-            (0..rng.below(4))
+            (0..below(rng, 4))
                 .map(|_| {
                     (
                         string(rng).as_str().unwrap_or("k").chars().take(20).collect(),
@@ -101,19 +94,19 @@ fn for_schema(rng: &mut Rng, schema: &Value, defs: &Value) -> Value {
             .unwrap_or(schema),
         None => schema,
     };
-    if rng.chance(15) {
+    if chance(rng, 15) {
         return anything(rng, 0);
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array)
         && !options.is_empty()
     {
-        return rng.pick(options).clone();
+        return pick(rng, options).clone();
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(options) = schema.get(key).and_then(Value::as_array)
             && !options.is_empty()
         {
-            let option = rng.pick(options).clone();
+            let option = pick(rng, options).clone();
             return for_schema(rng, &option, defs);
         }
     }
@@ -125,11 +118,11 @@ fn for_schema(rng: &mut Rng, schema: &Value, defs: &Value) -> Value {
     match kind {
         Some("string") => string(rng),
         Some("integer") => integer(rng),
-        Some("number") => json!(*rng.pick(&[0.25f64, 1.0, 2.0, 64.0, -1.0, 1e9])),
-        Some("boolean") => json!(rng.chance(50)),
+        Some("number") => json!(*pick(rng, &[0.25f64, 1.0, 2.0, 64.0, -1.0, 1e9])),
+        Some("boolean") => json!(chance(rng, 50)),
         Some("array") => {
             let items = schema.get("items").cloned().unwrap_or(Value::Null);
-            Value::Array((0..rng.below(3)).map(|_| for_schema(rng, &items, defs)).collect())
+            Value::Array((0..below(rng, 3)).map(|_| for_schema(rng, &items, defs)).collect())
         }
         Some("object") => {
             let mut object = Map::new();
@@ -139,7 +132,7 @@ fn for_schema(rng: &mut Rng, schema: &Value, defs: &Value) -> Value {
                 .into_iter()
                 .flatten()
             {
-                if rng.chance(70) {
+                if chance(rng, 70) {
                     object.insert(key.clone(), for_schema(rng, property, defs));
                 }
             }
@@ -152,11 +145,11 @@ fn for_schema(rng: &mut Rng, schema: &Value, defs: &Value) -> Value {
 fn arguments(rng: &mut Rng, schema: &Value) -> Map<String, Value> {
     let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
     let mut args = match for_schema(rng, schema, &defs) {
-        Value::Object(object) if !rng.chance(10) => object,
+        Value::Object(object) if !chance(rng, 10) => object,
         _ => Map::new(),
     };
-    if rng.chance(20) {
-        args.insert(format!("unknown_{}", rng.below(5)), anything(rng, 0));
+    if chance(rng, 20) {
+        args.insert(format!("unknown_{}", below(rng, 5)), anything(rng, 0));
     }
     args
 }
@@ -188,7 +181,7 @@ async fn generated_calls_over_every_tool_get_well_formed_replies() {
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_tool: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..calls {
-        let tool = rng.pick(&tools).clone();
+        let tool = pick(&mut rng, &tools).clone();
         let schema = Value::Object((*tool.input_schema).clone());
         let args = arguments(&mut rng, &schema);
         *per_tool.entry(tool.name.to_string()).or_default() += 1;

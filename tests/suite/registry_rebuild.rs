@@ -3,7 +3,6 @@
 //! "Rebuilding the registry").
 
 use std::path::Path;
-use std::process::Command as StdCommand;
 use std::time::Duration;
 
 use crate::common::*;
@@ -112,17 +111,6 @@ async fn a_damaged_registry_is_kept_aside_and_rebuilt() {
         .filter(|name| name.starts_with("registry.db.damaged-"))
         .collect();
     assert_eq!(kept.len(), 1, "the damaged file is kept aside: {kept:?}");
-}
-
-fn doctor(home: &Path, args: &[&str]) -> (bool, String) {
-    let out = StdCommand::new(BIN)
-        .arg("doctor")
-        .args(args)
-        .env("TASKBOX_HOME", home)
-        .env("TASKBOX_CONFIG", home.join("config.toml"))
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]
