@@ -32,52 +32,48 @@ pub struct RunningExecution {
     pub server_id: Option<String>,
 }
 
+/// Inserts an execution's whole row on `conn` (a new execution, or one a rebuild restores).
+pub(super) fn write_execution_row(
+    conn: &rusqlite::Connection,
+    exec: &Execution,
+    server_id: Option<&str>,
+) -> Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO executions ({COLUMNS}, server_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        ),
+        params![
+            exec.id,
+            exec.task_id,
+            exec.command,
+            exec.workdir,
+            exec.user,
+            exec.explanation,
+            exec.status.as_str(),
+            exec.exit_code,
+            exec.timed_out,
+            exec.stdout_bytes as i64,
+            exec.stderr_bytes as i64,
+            exec.truncated,
+            ts_to_sql(&exec.started_at),
+            exec.finished_at.as_ref().map(ts_to_sql),
+            exec.duration_ms.map(|d| d as i64),
+            exec.background,
+            server_id,
+        ],
+    )?;
+    Ok(())
+}
+
 impl Registry {
     /// Inserts an execution run by server `server_id` (its lease tells whether it is alive).
     pub fn insert_execution(&self, exec: &Execution, server_id: &str) -> Result<()> {
-        self.conn().execute(
-            &format!("INSERT INTO executions ({COLUMNS}, server_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
-            params![
-                exec.id,
-                exec.task_id,
-                exec.command,
-                exec.workdir,
-                exec.user,
-                exec.explanation,
-                exec.status.as_str(),
-                exec.exit_code,
-                exec.timed_out,
-                exec.stdout_bytes as i64,
-                exec.stderr_bytes as i64,
-                exec.truncated,
-                ts_to_sql(&exec.started_at),
-                exec.finished_at.as_ref().map(ts_to_sql),
-                exec.duration_ms.map(|d| d as i64),
-                exec.background,
-                server_id,
-            ],
-        )?;
-        Ok(())
+        write_execution_row(&self.conn(), exec, Some(server_id))
     }
 
     pub fn finish_execution(&self, exec: &Execution) -> Result<()> {
-        self.conn().execute(
-            "UPDATE executions SET status = ?2, exit_code = ?3, timed_out = ?4, stdout_bytes = ?5,
-                 stderr_bytes = ?6, truncated = ?7, finished_at = ?8, duration_ms = ?9
-             WHERE id = ?1",
-            params![
-                exec.id,
-                exec.status.as_str(),
-                exec.exit_code,
-                exec.timed_out,
-                exec.stdout_bytes as i64,
-                exec.stderr_bytes as i64,
-                exec.truncated,
-                exec.finished_at.as_ref().map(ts_to_sql),
-                exec.duration_ms.map(|d| d as i64),
-            ],
-        )?;
-        Ok(())
+        self.complete(exec, false).map(drop)
     }
 
     /// Foreground executions still `running`, of one task or of all, oldest first, with their
@@ -124,10 +120,16 @@ impl Registry {
     /// Several servers may notice the end of one background execution at once: only the one
     /// whose update lands records it.
     pub fn finish_running_execution(&self, exec: &Execution) -> Result<bool> {
+        self.complete(exec, true)
+    }
+
+    /// Writes how the execution ended; with `only_running`, only while its row still says
+    /// `running`. Returns whether a row changed.
+    fn complete(&self, exec: &Execution, only_running: bool) -> Result<bool> {
         let changed = self.conn().execute(
             "UPDATE executions SET status = ?2, exit_code = ?3, timed_out = ?4, stdout_bytes = ?5,
                  stderr_bytes = ?6, truncated = ?7, finished_at = ?8, duration_ms = ?9
-             WHERE id = ?1 AND status = 'running'",
+             WHERE id = ?1 AND (?10 = 0 OR status = 'running')",
             params![
                 exec.id,
                 exec.status.as_str(),
@@ -138,6 +140,7 @@ impl Registry {
                 exec.truncated,
                 exec.finished_at.as_ref().map(ts_to_sql),
                 exec.duration_ms.map(|d| d as i64),
+                only_running,
             ],
         )?;
         Ok(changed == 1)

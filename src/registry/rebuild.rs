@@ -77,28 +77,7 @@ impl Registry {
             )?;
         }
         for e in &records.executions {
-            tx.execute(
-                "INSERT OR REPLACE INTO executions (id, task_id, command, workdir, user, explanation, status,
-                     exit_code, timed_out, stdout_bytes, stderr_bytes, truncated, started_at, finished_at, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    e.id,
-                    e.task_id,
-                    e.command,
-                    e.workdir,
-                    e.user,
-                    e.explanation,
-                    e.status.as_str(),
-                    e.exit_code,
-                    e.timed_out,
-                    e.stdout_bytes as i64,
-                    e.stderr_bytes as i64,
-                    e.truncated,
-                    ts_to_sql(&e.started_at),
-                    e.finished_at.as_ref().map(ts_to_sql),
-                    e.duration_ms.map(|d| d as i64),
-                ],
-            )?;
+            super::executions::write_execution_row(&tx, e, None)?;
         }
         for c in &records.checkpoints {
             tx.execute(
@@ -194,5 +173,36 @@ impl Registry {
     pub fn damage(&self) -> Result<Option<String>> {
         let found: String = self.conn().query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         Ok((found != "ok").then_some(found))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::executions::tests::finished;
+    use crate::registry::tasks::tests::sample_task;
+
+    #[test]
+    fn a_restored_task_keeps_its_executions_whole_and_replaces_its_old_rows() {
+        let reg = Registry::open_in_memory().unwrap();
+        let task = sample_task("alpha");
+        let mut background = finished(&task.id, "npm run dev", 0, 1200);
+        background.background = true;
+        let records = TaskRecords {
+            task: Some(task.clone()),
+            executions: vec![background.clone(), finished(&task.id, "make", 2, 30)],
+            ..Default::default()
+        };
+        reg.restore_task(&records).unwrap();
+        // A second restore replaces the rows rather than adding to them.
+        reg.restore_task(&records).unwrap();
+        let restored = reg.get_execution(&background.id).unwrap().unwrap();
+        assert!(restored.background, "the background flag survives a rebuild");
+        assert_eq!(
+            (restored.command, restored.exit_code, restored.duration_ms),
+            (background.command, background.exit_code, background.duration_ms)
+        );
+        assert_eq!(reg.task_summary(&task.id).unwrap().finished_executions.len(), 2);
+        assert_eq!(reg.stats(&task.owner, Some(&task.id)).unwrap().executions, 2);
     }
 }

@@ -95,6 +95,9 @@ pub struct TaskService {
     /// open): calls that need a task are refused with `registry_rebuilding` meanwhile.
     rebuilding: std::sync::atomic::AtomicBool,
     metrics: metrics::Metrics,
+    /// The certificate bundle egress tasks trust (`network.ca_certificates`), found once at
+    /// open rather than looked for on every command.
+    ca_bundle: Option<PathBuf>,
     /// This process's lease: executions it starts name it, so another server can tell when
     /// they were left behind by a dead one (`interrupted.rs`).
     lease: ServerLease,
@@ -125,6 +128,7 @@ impl TaskService {
         let (registry, rebuild) = rebuild::open_registry(&home.join("registry.db"), &home.join("tasks"))?;
         let registry = Arc::new(registry);
         let hooks = crate::hooks::HookManager::new(&config.hooks)?;
+        let ca_bundle = config.network.ca_bundle_path();
         let lease = ServerLease::take(&home.join("servers"), crate::domain::new_server_id())?;
         let supervisor = crate::runtime::supervisor::install(&home)
             .inspect_err(
@@ -149,6 +153,7 @@ impl TaskService {
             runtime,
             rebuilding: std::sync::atomic::AtomicBool::new(rebuild),
             metrics: Default::default(),
+            ca_bundle,
         })
     }
 

@@ -26,9 +26,9 @@ impl TaskService {
     /// The bundle to add to a new container's trust store, read now (`None`: none is
     /// configured or it cannot be read, which is logged).
     pub(super) fn certificates_to_trust(&self) -> Option<Vec<u8>> {
-        let path = self.config.network.ca_bundle_path()?;
+        let path = self.ca_bundle.as_ref()?;
         let mut bytes = Vec::new();
-        let read = std::fs::File::open(&path).and_then(|f| f.take(MAX_BUNDLE_BYTES).read_to_end(&mut bytes));
+        let read = std::fs::File::open(path).and_then(|f| f.take(MAX_BUNDLE_BYTES).read_to_end(&mut bytes));
         match read {
             Ok(_) if bytes.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(bytes),
             Ok(_) => {
@@ -49,7 +49,7 @@ impl TaskService {
         if task.network != NetworkMode::Egress {
             return env;
         }
-        if self.config.network.ca_bundle_path().is_some() {
+        if self.ca_bundle.is_some() {
             for var in CA_BUNDLE_ENV {
                 env.insert(var.to_string(), CA_BUNDLE_PATH.to_string());
             }

@@ -36,6 +36,16 @@ struct Manifest {
 /// one made.
 pub(super) fn open_registry(db: &Path, tasks: &Path) -> Result<(Registry, bool)> {
     if !db.exists() {
+        // A kill while a damaged registry was moved aside (below) can leave its WAL behind;
+        // SQLite would replay it into the new file, so it goes aside too.
+        for suffix in ["-wal", "-shm"] {
+            let stray = PathBuf::from(format!("{}{suffix}", db.display()));
+            if stray.exists() {
+                let aside = PathBuf::from(format!("{}.orphan{suffix}", db.display()));
+                std::fs::rename(&stray, &aside)
+                    .map_err(|e| Error::Config(format!("cannot move {} aside: {e}", stray.display())))?;
+            }
+        }
         let registry = Registry::open(db)?;
         let has_tasks = std::fs::read_dir(tasks).is_ok_and(|mut entries| entries.next().is_some());
         if has_tasks {
@@ -253,4 +263,21 @@ fn execution_from_event(event: &Event) -> Option<Execution> {
         duration_ms,
         background: data.get("background").and_then(|v| v.as_bool()).unwrap_or(false),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wal_left_without_its_registry_goes_aside_before_a_new_one_is_made() {
+        let home = tempfile::tempdir().unwrap();
+        let (db, tasks) = (home.path().join("registry.db"), home.path().join("tasks"));
+        std::fs::create_dir_all(tasks.join("t-1")).unwrap();
+        std::fs::write(home.path().join("registry.db-wal"), vec![7u8; 4096]).unwrap();
+        let (registry, rebuild) = open_registry(&db, &tasks).unwrap();
+        assert!(rebuild, "task directories exist: the registry is rebuilt");
+        assert!(home.path().join("registry.db.orphan-wal").exists());
+        assert_eq!(registry.damage().unwrap(), None);
+    }
 }
