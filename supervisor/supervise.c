@@ -3,8 +3,10 @@
  * "Executions and their supervisor"). Built static by build.rs so that it runs in any Linux
  * image, glibc or musl; bind-mounted read-only at /.taskbox/bin/supervise.
  *
- *   supervise run --id ID [--dir DIR --cap BYTES --timeout S --stall S] [--grace S] -- CMD ARG...
+ *   supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S]
+ *                 [--grace S] -- CMD ARG...
  *   supervise signal SIGNAME WAIT_S ID...
+ *   supervise reap ID...
  *
  * `run` makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) and runs CMD, so that every
  * process CMD starts, however it forks, `setsid`s or clears its environment, stays a
@@ -28,14 +30,26 @@
  * when output resumes or something runs. The first process exits once the supervisor is set
  * up (0, or 125 with the reason on stderr), so the caller knows it started.
  *
+ * With --user the supervisor is started as root and runs CMD as UID:GID (those numbers, the
+ * GID as the only group; --home sets HOME to that uid's home in /etc/passwd, else `/`): CMD
+ * then cannot signal or trace its supervisor (it is another user's, and not dumpable), so it
+ * cannot end it to let its own processes escape to PID 1. The files it makes in DIR are given
+ * to DIR's owner, as when it ran as that user.
+ *
  * Signals to the supervisor: TERM, INT, HUP and QUIT are passed to the whole tree, then KILL
  * after the grace period; USR1 kills the tree at once; USR2 closes CMD's standard input.
  * `signal` sends one of those to the supervisors of the given execution ids (found by their
  * command lines in /proc) and waits up to WAIT_S seconds for them to exit; it exits 0 when
  * all are gone, 3 when none was found, 4 when some are still there.
+ *
+ * `reap` kills, with everything under them, the processes that escaped to PID 1: every child
+ * of PID 1 but the container's own first process (the oldest) and the supervisors of the
+ * given execution ids (the running background executions). It is run, as root, after a root
+ * command that may have killed its supervisor; it prints how many processes it killed.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -44,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -54,6 +69,14 @@
 #define STATUS_VERSION 1
 
 static int sigpipe_fds[2] = {-1, -1};
+
+/* With --user: the owner of DIR, who gets the files the supervisor (root) makes in it. */
+static uid_t files_uid = (uid_t)-1;
+static gid_t files_gid = (gid_t)-1;
+
+static void give_to_owner(int fd) {
+    if (files_uid != (uid_t)-1 && fchown(fd, files_uid, files_gid) < 0) { /* keeps root's */ }
+}
 
 static void on_signal(int sig) {
     int saved = errno;
@@ -243,6 +266,7 @@ static void write_activity(int dirfd, int state, const char *what) {
     unlinkat(dirfd, "activity.tmp", 0);
     int fd = openat(dirfd, "activity.tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
+    give_to_owner(fd);
     if (write(fd, text, (size_t)len) != len) { close(fd); return; }
     close(fd);
     renameat(dirfd, "activity.tmp", dirfd, "activity");
@@ -282,7 +306,71 @@ static void pump(struct capped *c) {
 static int open_in(int dirfd, const char *name, int flags, mode_t mode) {
     int fd = openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) die(name);
+    if (flags & O_CREAT) give_to_owner(fd);
     return fd;
+}
+
+/* A decimal id, all digits, below 2^31 (so never the -1 of "unchanged"). */
+static int parse_id(const char *text, unsigned long *out) {
+    char *end;
+    if (!*text || *text < '0' || *text > '9') return 0;
+    errno = 0;
+    *out = strtoul(text, &end, 10);
+    return !errno && !*end && *out < 0x7fffffffUL;
+}
+
+/* `uid`'s home in /etc/passwd, into `home` ("/" when it is not there). The file is the
+ * container's own: it is read only as a regular file, at most 1 MiB, without following a
+ * link, so it cannot hang or flood the supervisor. */
+static void home_of(unsigned long uid, char *home, size_t size) {
+    snprintf(home, size, "/");
+    int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return;
+    struct stat sb;
+    static char text[1 << 20];
+    ssize_t len = 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        ssize_t n;
+        while (len < (ssize_t)sizeof text - 1 && (n = read(fd, text + len, sizeof text - 1 - len)) > 0) len += n;
+    }
+    close(fd);
+    text[len] = 0;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        /* name:password:uid:gid:gecos:home:shell */
+        char *field[7];
+        int n = 0;
+        for (char *p = line; n < 7; n++) {
+            field[n] = p;
+            p = strchr(p, ':');
+            if (!p) { n++; break; }
+            *p++ = 0;
+        }
+        unsigned long id;
+        if (n >= 6 && parse_id(field[2], &id) && id == uid && field[5][0] == '/') {
+            snprintf(home, size, "%s", field[5]);
+            return;
+        }
+    }
+}
+
+/* In CMD's process, before exec: become UID:GID with GID as the only group. */
+static void become(unsigned long uid, unsigned long gid, int set_home) {
+    if (set_home) {
+        char home[4096];
+        home_of(uid, home, sizeof home);
+        setenv("HOME", home, 1);
+    }
+    gid_t groups[1] = {(gid_t)gid};
+    if (setgroups(1, groups) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0) {
+        fprintf(stderr, "supervise: cannot become %lu:%lu: %s\n", uid, gid, strerror(errno));
+        _exit(125);
+    }
+    if (getuid() != (uid_t)uid || geteuid() != (uid_t)uid || getgid() != (gid_t)gid) {
+        fprintf(stderr, "supervise: still not %lu:%lu after setuid\n", uid, gid);
+        _exit(125);
+    }
 }
 
 static void write_status(int dirfd, const char *ended_by, int status, struct capped *out,
@@ -297,21 +385,25 @@ static void write_status(int dirfd, const char *ended_by, int status, struct cap
     unlinkat(dirfd, "status.tmp", 0);
     int fd = openat(dirfd, "status.tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
+    give_to_owner(fd);
     if (write(fd, text, (size_t)len) == len) fsync(fd);
     close(fd);
     renameat(dirfd, "status.tmp", dirfd, "status");
 }
 
 static int run(int argc, char **argv) {
-    const char *id = NULL, *dir = NULL;
+    const char *id = NULL, *dir = NULL, *user = NULL;
     unsigned long long cap = 1ULL << 28;
     long timeout_s = 0, grace_s = 5, stall_s = 0;
+    int set_home = 0;
     int i = 2;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) { i++; break; }
+        if (!strcmp(argv[i], "--home")) { set_home = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "supervise: %s needs a value\n", argv[i]); return 125; }
         if (!strcmp(argv[i], "--id")) id = argv[++i];
         else if (!strcmp(argv[i], "--dir")) dir = argv[++i];
+        else if (!strcmp(argv[i], "--user")) user = argv[++i];
         else if (!strcmp(argv[i], "--cap")) cap = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--timeout")) timeout_s = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--grace")) grace_s = strtol(argv[++i], NULL, 10);
@@ -321,6 +413,19 @@ static int run(int argc, char **argv) {
     if (!id || i >= argc) { fprintf(stderr, "supervise: run needs --id and a command\n"); return 125; }
     char **cmd = argv + i;
     long long started = wall_ms();
+    unsigned long uid = 0, gid = 0;
+    if (user) {
+        char ids[64];
+        snprintf(ids, sizeof ids, "%s", user);
+        char *colon = strchr(ids, ':');
+        if (colon) *colon = 0;
+        if (!colon || !parse_id(ids, &uid) || !parse_id(colon + 1, &gid)) {
+            fprintf(stderr, "supervise: --user needs UID:GID as numbers, not %s\n", user);
+            return 125;
+        }
+    }
+    /* Not traceable (nor its memory readable) by CMD, even as root without CAP_SYS_PTRACE. */
+    prctl(PR_SET_DUMPABLE, 0);
 
     int dirfd = -1, lockfd = -1, stdin_read = -1, stdin_keep = -1;
     struct stat fifo;
@@ -329,6 +434,11 @@ static int run(int argc, char **argv) {
     if (dir) {
         dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dirfd < 0) die(dir);
+        struct stat dir_stat;
+        if (user && fstat(dirfd, &dir_stat) == 0) {
+            files_uid = dir_stat.st_uid;
+            files_gid = dir_stat.st_gid;
+        }
         if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
         pid_t first = fork();
         if (first < 0) die("fork");
@@ -351,6 +461,7 @@ static int run(int argc, char **argv) {
         if (mkfifoat(dirfd, "stdin", 0600) < 0) die("stdin fifo");
         stdin_read = open_in(dirfd, "stdin", O_RDONLY | O_NONBLOCK, 0);
         stdin_keep = open_in(dirfd, "stdin", O_WRONLY, 0);
+        give_to_owner(stdin_read);
         fcntl(stdin_read, F_SETFL, 0); /* blocking reads for CMD */
         if (fstat(stdin_read, &fifo) < 0) die("stdin fifo");
     }
@@ -388,6 +499,7 @@ static int run(int argc, char **argv) {
             dup2(out_pipe[1], 1);
             dup2(err_pipe[1], 2);
         }
+        if (user) become(uid, gid, set_home);
         execvp(cmd[0], cmd);
         fprintf(stderr, "supervise: cannot run %s: %s\n", cmd[0], strerror(errno));
         _exit(127);
@@ -473,7 +585,11 @@ static int run(int argc, char **argv) {
                 write_activity(dirfd, 0, "");
             } else if (silent && now - assessed_at >= 1000) {
                 char what[256];
+                /* As CMD's user on the file system side: root without CAP_SYS_PTRACE may not
+                 * read another user's /proc/<pid>/fd or syscall, but their owner may. */
+                if (user) { setfsgid((gid_t)gid); setfsuid((uid_t)uid); }
                 int state = assess_tree(&fifo, what, sizeof what);
+                if (user) { setfsuid(0); setfsgid(0); }
                 assessed_at = now;
                 /* Rewritten only on a change of state (what it waits on may vary meanwhile). */
                 if (state != activity) {
@@ -578,10 +694,80 @@ static int signal_cmd(int argc, char **argv) {
     }
 }
 
+/* ---- reap --------------------------------------------------------------------------- */
+
+/* Field 22 of /proc/<pid>/stat: when it started, in clock ticks since boot (0 if unknown). */
+static unsigned long long start_ticks(pid_t pid) {
+    char text[1024];
+    read_proc(pid, "stat", text, sizeof text);
+    char *p = strrchr(text, ')');
+    if (!p) return 0;
+    /* After ") ": state is field 3; starttime is field 22, 19 fields on. */
+    for (int field = 2; field < 22 && p; field++) p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* Whether `pid` may run the supervisor's binary: its exe link says so, or cannot be read (a
+ * supervisor is not dumpable, so even root without CAP_SYS_PTRACE cannot read it). */
+static int may_be_supervisor_binary(pid_t pid) {
+    char path[64], exe[256];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t len = readlink(path, exe, sizeof exe - 1);
+    if (len <= 0) return errno == EACCES || errno == EPERM;
+    exe[len] = 0;
+    return !strcmp(exe, "/.taskbox/bin/supervise");
+}
+
+static int reap_cmd(int argc, char **argv) {
+    char **ids = argv + 2;
+    int nids = argc - 2;
+    size_t killed = 0;
+    for (int round = 0; round < 10; round++) {
+        struct proc *procs;
+        size_t n = list_procs(&procs);
+        if (!procs) break;
+        char *doomed = calloc(n ? n : 1, 1);
+        if (!doomed) { free(procs); break; }
+        /* The container's first process: the oldest child of PID 1. */
+        size_t first = n;
+        for (size_t i = 0; i < n; i++)
+            if (procs[i].ppid == 1 && (first == n || start_ticks(procs[i].pid) < start_ticks(procs[first].pid)))
+                first = i;
+        size_t found = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (procs[i].ppid != 1 || i == first || procs[i].pid == getpid()) continue;
+            if (may_be_supervisor_binary(procs[i].pid) && is_supervisor_of(procs[i].pid, ids, nids)) continue;
+            doomed[i] = 1;
+            found++;
+        }
+        /* And everything under them. */
+        for (int grown = 1; grown;) {
+            grown = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (doomed[i]) continue;
+                for (size_t j = 0; j < n; j++)
+                    if (doomed[j] && procs[j].pid == procs[i].ppid) { doomed[i] = 1; grown = 1; found++; break; }
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            if (doomed[i]) kill(procs[i].pid, SIGKILL);
+        free(doomed);
+        free(procs);
+        if (!found) break;
+        killed += found;
+        usleep(20000);
+    }
+    printf("%zu\n", killed);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "run")) return run(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "signal")) return signal_cmd(argc, argv);
-    fprintf(stderr, "usage: supervise run --id ID [--dir DIR --cap BYTES --timeout S --stall S] [--grace S] -- CMD...\n"
-                    "       supervise signal TERM|INT|HUP|QUIT|KILL|EOF WAIT_S ID...\n");
+    if (argc >= 2 && !strcmp(argv[1], "reap")) return reap_cmd(argc, argv);
+    fprintf(stderr, "usage: supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S]\n"
+                    "                     [--grace S] -- CMD...\n"
+                    "       supervise signal TERM|INT|HUP|QUIT|KILL|EOF WAIT_S ID...\n"
+                    "       supervise reap [ID...]\n");
     return 2;
 }

@@ -58,14 +58,35 @@ pub enum Supervision {
     },
 }
 
-/// `supervise run …` around `command`.
-pub fn run_argv(exec_id: &str, supervision: &Supervision, command: Vec<String>) -> Vec<String> {
+/// The user a root supervisor runs its command as (`--user UID:GID`): the command then
+/// cannot signal or trace its supervisor, so it cannot let its processes escape to PID 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropTo {
+    pub uid: u32,
+    pub gid: u32,
+    /// Set HOME to the uid's home (`--home`): the exec runs as root, whose HOME Docker set.
+    pub set_home: bool,
+}
+
+/// `supervise run …` around `command`; with `drop_to` the exec must run as root.
+pub fn run_argv(
+    exec_id: &str,
+    supervision: &Supervision,
+    drop_to: Option<DropTo>,
+    command: Vec<String>,
+) -> Vec<String> {
     let mut argv = vec![
         SUPERVISOR_PATH.to_string(),
         "run".into(),
         "--id".into(),
         exec_id.to_string(),
     ];
+    if let Some(to) = drop_to {
+        argv.extend(["--user".into(), format!("{}:{}", to.uid, to.gid)]);
+        if to.set_home {
+            argv.push("--home".into());
+        }
+    }
     argv.extend(["--grace".into(), GRACE_S.to_string()]);
     if let Supervision::Background {
         cap_bytes,
@@ -138,6 +159,14 @@ pub fn signal_argv(signal: SupervisorSignal, wait_s: u64, exec_ids: &[&str]) -> 
     argv
 }
 
+/// `supervise reap …`: kills what escaped to PID 1 but the container's first process and the
+/// supervisors of `keep` (running background executions); prints how many it killed.
+pub fn reap_argv(keep: &[&str]) -> Vec<String> {
+    let mut argv = vec![SUPERVISOR_PATH.to_string(), "reap".into()];
+    argv.extend(keep.iter().map(|id| id.to_string()));
+    argv
+}
+
 pub fn run_dir_in_container(exec_id: &str) -> String {
     format!("{RUN_DIR}/{exec_id}")
 }
@@ -162,6 +191,7 @@ mod tests {
         let fg = run_argv(
             "e-1",
             &Supervision::Foreground,
+            None,
             vec!["sh".into(), "-c".into(), "x".into()],
         );
         assert_eq!(
@@ -184,7 +214,7 @@ mod tests {
             timeout_s: Some(3),
             stall_s: 20,
         };
-        let bg = run_argv("e-2", &bg, vec!["true".into()]);
+        let bg = run_argv("e-2", &bg, None, vec!["true".into()]);
         assert_eq!(
             bg[4..],
             [
@@ -202,6 +232,14 @@ mod tests {
                 "true"
             ]
         );
+        let dropped = DropTo {
+            uid: 1000,
+            gid: 1001,
+            set_home: true,
+        };
+        let as_user = run_argv("e-3", &Supervision::Foreground, Some(dropped), vec!["true".into()]);
+        assert_eq!(as_user[4..8], ["--user", "1000:1001", "--home", "--grace"]);
+        assert_eq!(reap_argv(&["e-2"]), [SUPERVISOR_PATH, "reap", "e-2"]);
         assert_eq!(
             signal_argv(SupervisorSignal::Kill, 5, &["e-1", "e-2"]),
             [SUPERVISOR_PATH, "signal", "KILL", "5", "e-1", "e-2"]

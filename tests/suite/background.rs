@@ -244,6 +244,55 @@ async fn foreground_processes_end_with_their_command() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_command_cannot_end_its_supervisor_to_leave_processes_behind() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "fg-supervisor").await;
+    let task = create(&client, "own-supervisor").await;
+    let container = container_of(&task);
+    let daemon = start(&client, "own-supervisor", "sleep 1100").await;
+
+    // The image's user runs under a root supervisor: it cannot signal it, and it keeps its
+    // own uid, gid, groups and HOME.
+    let r = exec(
+        &client,
+        "own-supervisor",
+        "(env -i setsid sh -c 'sleep 1101' &); kill -9 $PPID 2>/dev/null || echo refused; \
+         echo \"$(id -u):$(id -g):$(id -G):$HOME\"",
+    )
+    .await;
+    assert_eq!(r["stdout"], "refused\n1000:1000:1000:/home/agent\n", "{r}");
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(container_processes(&container, "sleep 1101"), "");
+
+    // Root can kill its supervisor: what it left under PID 1 is reaped, the task's
+    // background execution is not.
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({
+            "task": "own-supervisor",
+            "user": "root",
+            "command": "(env -i setsid sh -c 'sleep 1102' &); sleep 0.5; kill -9 $PPID; sleep 5",
+        }),
+    )
+    .await;
+    assert_eq!(r["exit_code"], 137, "{r}");
+    assert_eq!(
+        container_processes(&container, "sleep 1102"),
+        "",
+        "the escaped process survived"
+    );
+    assert_ne!(
+        container_processes(&container, "sleep 1100"),
+        "",
+        "the background execution was reaped"
+    );
+    let output = call(&client, "execution_output", json!({ "execution_id": daemon })).await;
+    assert_eq!(output["status"], "running", "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_background_execution_survives_a_server_restart() {
     require!(docker);
     let home = Home::new();

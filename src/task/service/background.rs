@@ -106,7 +106,7 @@ impl TaskService {
         request: ExecRequest,
         timeout_s: Option<u64>,
     ) -> Result<ExecutionResult> {
-        let owner = numeric_ids(execution.user.as_deref());
+        let owner = super::exec::numeric_ids(execution.user.as_deref());
         if owner.is_none() && execution.user.is_some() {
             return Err(Error::invalid(
                 "background",
@@ -135,11 +135,12 @@ impl TaskService {
             stall_s: request.stall_s.unwrap_or(self.config.execution.stall_s),
         };
         let command = vec![shell.to_string(), flag.to_string(), request.command.clone()];
+        let (exec_user, drop_to) = self.supervised_as(execution.user.as_deref(), &env);
         let spec = ExecSpec {
-            cmd: supervisor::run_argv(&execution.id, &supervision, command),
+            cmd: supervisor::run_argv(&execution.id, &supervision, drop_to, command),
             env,
             workdir: Some(super::exec::resolve_workdir(request.workdir.as_deref())?),
-            user: execution.user.clone(),
+            user: exec_user,
             stdin: None,
             stdin_file: None,
         };
@@ -559,32 +560,5 @@ impl TaskService {
             execution = self.settle(execution).await;
         }
         Ok(execution)
-    }
-}
-
-/// `uid:gid` (or `uid`) as numbers; `root` is 0:0; a name is `None` (the directory then
-/// stays the server's, which works when the server runs as that user).
-fn numeric_ids(user: Option<&str>) -> Option<(u32, u32)> {
-    match user {
-        None => None,
-        Some(u) if super::container_ops::is_root(u) => Some((0, 0)),
-        Some(u) => {
-            let (uid, gid) = u.split_once(':').unwrap_or((u, u));
-            Some((uid.parse().ok()?, gid.parse().ok()?))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numeric_ids_are_taken_as_numbers_only() {
-        assert_eq!(numeric_ids(Some("1000:1001")), Some((1000, 1001)));
-        assert_eq!(numeric_ids(Some("1000")), Some((1000, 1000)));
-        assert_eq!(numeric_ids(Some("root")), Some((0, 0)));
-        assert_eq!(numeric_ids(Some("dev")), None);
-        assert_eq!(numeric_ids(None), None);
     }
 }

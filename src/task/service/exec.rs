@@ -18,13 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::TaskService;
 use super::container_ops::{
-    ContainerOp, KillTree, MARKER_VAR, Output, STDERR_KEPT, SignalSupervisors, Stdout, is_root,
+    ContainerOp, KillTree, MARKER_VAR, Output, ReapEscaped, STDERR_KEPT, SignalSupervisors, Stdout, is_root,
 };
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, EventKind, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
 use crate::hooks::{HookContext, HookEvent};
-use crate::runtime::supervisor::{self, Supervision, SupervisorSignal};
+use crate::runtime::supervisor::{self, DropTo, Supervision, SupervisorSignal};
 use crate::runtime::{ContainerState, ExecSpec, OutputChunk, RuntimeError};
 use crate::task::bounded::{FileSink, Head};
 use crate::task::output::{CapturedStream, StreamCapture};
@@ -204,14 +204,17 @@ impl TaskService {
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
         let mut cmd = vec![shell.to_string(), flag.to_string(), request.command.clone()];
+        let mut exec_user = user.clone();
         if supervised {
-            cmd = supervisor::run_argv(&execution.id, &Supervision::Foreground, cmd);
+            let drop_to;
+            (exec_user, drop_to) = self.supervised_as(user.as_deref(), &env);
+            cmd = supervisor::run_argv(&execution.id, &Supervision::Foreground, drop_to, cmd);
         }
         let spec = ExecSpec {
             cmd,
             env,
             workdir: Some(workdir),
-            user: user.clone(),
+            user: exec_user,
             stdin: request.stdin.map(String::into_bytes),
             stdin_file: None,
         };
@@ -357,7 +360,9 @@ impl TaskService {
         supervised: bool,
     ) -> Result<(Ending, Option<i64>, CapturedStream, CapturedStream)> {
         let (exec_id, task_id) = (execution.id.as_str(), execution.task_id.as_str());
-        let user = spec.user.clone();
+        // The marker sweep runs as the command's user: root without CAP_SYS_PTRACE cannot
+        // read another user's /proc/<pid>/environ.
+        let user = execution.user.clone();
         let cap = self.config.execution.output_cap_bytes;
         let outputs = self.store.outputs_dir(task_id);
         let limit = self.config.execution.spill_limit_bytes;
@@ -431,9 +436,57 @@ impl TaskService {
             _ => None,
         };
         if user.as_deref().is_none_or(is_root) {
+            // A root command can kill its supervisor (a dying supervisor exits 128 + signal,
+            // and one stopped waits for the timeout): what it left under PID 1 goes too.
+            let cut_short = !matches!(ending, Ending::Exited) || exit_code.is_some_and(|c| c >= 128);
+            if supervised && cut_short {
+                self.reap_escaped(container, task_id).await;
+            }
             self.clear_setid_bits(task_id).await;
         }
         Ok((ending, exit_code, stdout.finish("stdout"), stderr.finish("stderr")))
+    }
+
+    /// Who runs a supervised command (docs/architecture.md, "Executions and their
+    /// supervisor"): a user given by number other than root gets a root supervisor that drops
+    /// to it, so the command can neither signal nor trace its supervisor; that needs SETUID,
+    /// SETGID and KILL (to end another user's tree) kept in the container (`security.cap_add`). Otherwise (root, a user
+    /// recorded by name, those capabilities dropped) the supervisor runs as the user itself.
+    /// Returns the exec's user and the `--user` of the supervisor.
+    pub(super) fn supervised_as(&self, user: Option<&str>, env: &[String]) -> (Option<String>, Option<DropTo>) {
+        let caps = &self.config.security.cap_add;
+        let kept = |cap: &str| {
+            caps.iter()
+                .any(|c| c.strip_prefix("CAP_").unwrap_or(c).eq_ignore_ascii_case(cap))
+        };
+        match numeric_ids(user) {
+            Some((uid, gid)) if uid != 0 && ["SETUID", "SETGID", "KILL"].into_iter().all(kept) => {
+                let set_home = !env.iter().any(|var| var.starts_with("HOME="));
+                (Some("0:0".into()), Some(DropTo { uid, gid, set_home }))
+            }
+            _ => (user.map(String::from), None),
+        }
+    }
+
+    /// `ReapEscaped` for a task's container, keeping its running background executions.
+    async fn reap_escaped(&self, container: &str, task_id: &str) {
+        let running = match self.registry.running_background(Some(task_id)) {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::warn!(task = task_id, error = %e, "cannot list background executions; not reaping");
+                return;
+            }
+        };
+        let keep: Vec<&str> = running.iter().map(|e| e.id.as_str()).collect();
+        match tokio::time::timeout(KILL_TIMEOUT, self.run_op(container, ReapEscaped { keep: &keep })).await {
+            Ok(Ok(Ok(0))) => {}
+            Ok(Ok(Ok(killed))) => tracing::warn!(task = task_id, killed, "killed processes that escaped to PID 1"),
+            Ok(Ok(Err(failed))) => {
+                tracing::warn!(task = task_id, code = ?failed.code, stderr = %failed.stderr, "cannot reap")
+            }
+            Ok(Err(e)) => tracing::warn!(task = task_id, error = %e, "cannot reap"),
+            Err(_) => tracing::warn!(task = task_id, "reaping did not finish in time"),
+        }
     }
 
     /// Asks the supervisors of these executions to signal their trees (`supervise signal`,
@@ -792,6 +845,19 @@ pub(super) fn command_env(
     let mut vars: Vec<String> = merged.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     vars.push(format!("{MARKER_VAR}={exec_id}"));
     vars
+}
+
+/// `uid:gid` (or `uid`) as numbers; `root` is 0:0; a name is `None` (tasks made before users
+/// were fixed by number at creation record the name).
+pub(super) fn numeric_ids(user: Option<&str>) -> Option<(u32, u32)> {
+    match user {
+        None => None,
+        Some(u) if is_root(u) => Some((0, 0)),
+        Some(u) => {
+            let (uid, gid) = u.split_once(':').unwrap_or((u, u));
+            Some((uid.parse().ok()?, gid.parse().ok()?))
+        }
+    }
 }
 
 /// Relative workdirs are relative to /workspace; absolute ones are used as given (the file

@@ -3,7 +3,7 @@
 
 use super::{ContainerOp, Failed, Output, sh};
 use crate::runtime::ExecSpec;
-use crate::runtime::supervisor::{SupervisorSignal, signal_argv};
+use crate::runtime::supervisor::{SupervisorSignal, reap_argv, signal_argv};
 
 /// The environment variable every execution (and every internal command) carries, with its
 /// id; children inherit it, which is how `KILL_SCRIPT` finds them.
@@ -94,6 +94,30 @@ impl ContainerOp for SignalSupervisors<'_> {
             Some(4) => Ok(false),
             _ => Err(output.failed()),
         }
+    }
+}
+
+/// Kills, as root, what escaped to the container's PID 1 (`supervise reap`): run after a root
+/// command that may have killed its own supervisor. `keep` are the task's running background
+/// executions, whose supervisors live there too.
+pub struct ReapEscaped<'a> {
+    pub keep: &'a [&'a str],
+}
+
+impl ContainerOp for ReapEscaped<'_> {
+    /// How many processes it killed.
+    type Outcome = Result<usize, Failed>;
+
+    fn into_spec(self) -> ExecSpec {
+        ExecSpec {
+            cmd: reap_argv(self.keep),
+            user: Some("0:0".into()),
+            ..Default::default()
+        }
+    }
+
+    fn outcome(output: Output) -> Self::Outcome {
+        <KillTree as ContainerOp>::outcome(output)
     }
 }
 

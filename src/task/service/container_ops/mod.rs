@@ -20,7 +20,7 @@ mod root;
 
 pub use files::{FileBytes, FileCommand, FileOp, FileRefusal, ListFiles, Paths, ReadFile, WriteFile};
 pub use git::{CommitWorkspace, PackCommits, Packed, Reset, ResetWorkspace, UnpackObjects, WorkspaceHead};
-pub use kill::{KillTree, MARKER_VAR, SignalSupervisors};
+pub use kill::{KillTree, MARKER_VAR, ReapEscaped, SignalSupervisors};
 pub use root::{CA_BUNDLE_ENV, CA_BUNDLE_PATH, ChownWorkspace, PrepareContainer, Prepared, is_root};
 
 use std::path::PathBuf;
