@@ -1,4 +1,7 @@
-//! `taskbox images build [base|developer|all] [--force]`, with build progress on stderr.
+//! `taskbox images build [base|developer|all] [--force]`, with build progress on stderr;
+//! `taskbox images dockerfile base|developer` prints a Dockerfile compiled into the binary.
+
+use std::io::Write;
 
 use clap::{Subcommand, ValueEnum};
 
@@ -15,6 +18,27 @@ pub enum ImagesCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Print the Dockerfile this binary builds an image from (they are compiled in).
+    Dockerfile {
+        #[arg(value_enum)]
+        which: One,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum One {
+    Base,
+    Developer,
+}
+
+pub fn print_dockerfile(which: One) -> anyhow::Result<()> {
+    let name = match which {
+        One::Base => "taskbox-base",
+        One::Developer => "taskbox-developer",
+    };
+    let def = crate::runtime::images::builtin(name).ok_or_else(|| anyhow::anyhow!("no built-in image {name}"))?;
+    std::io::stdout().write_all(def.dockerfile.as_bytes())?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,7 +49,10 @@ pub enum Which {
 }
 
 pub async fn run(service: &TaskService, command: ImagesCommand) -> anyhow::Result<()> {
-    let ImagesCommand::Build { which, force } = command;
+    let ImagesCommand::Build { which, force } = command else {
+        // Printed in `cli::run`, with no service.
+        return Ok(());
+    };
     let names: &[&str] = match which {
         Which::Base => &["taskbox-base"],
         Which::Developer => &["taskbox-developer"],

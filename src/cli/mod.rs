@@ -17,10 +17,13 @@ use crate::config::Config;
 use crate::runtime::DockerRuntime;
 use crate::task::TaskService;
 
+/// `taskbox --version`: the crate's version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TASKBOX_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "taskbox",
-    version,
+    version = VERSION,
     about = "MCP server giving AI coding agents hardened Docker task sandboxes"
 )]
 pub struct Cli {
@@ -109,6 +112,12 @@ pub struct ServeArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::GitWorker { request } = &cli.command {
         return git_worker(request);
+    }
+    if let Command::Images {
+        command: images::ImagesCommand::Dockerfile { which },
+    } = &cli.command
+    {
+        return images::print_dockerfile(*which);
     }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(home) = cli.home {

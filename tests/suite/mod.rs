@@ -18,6 +18,7 @@ mod memory;
 mod memory_bounds;
 mod operations;
 mod prompts;
+mod release;
 mod recovery;
 mod registry_rebuild;
 mod resources;
