@@ -22,6 +22,14 @@ if ! command -v runsc >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-ge
   fi
 fi
 
+# tmux, the real terminal tests/suite/cli_terminal.rs drives `taskbox shell` and `logs -f` in.
+if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing tmux from the distribution's packages"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >&2; then
+    (DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq tmux) >&2 || log "cannot install tmux"
+  fi
+fi
+
 if scripts/provision-docker.sh; then
   scripts/build-base-image.sh
   log "building the task images (skipped when current)"

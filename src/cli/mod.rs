@@ -4,6 +4,8 @@
 mod hook;
 mod images;
 mod install;
+mod logs;
+mod shell;
 mod tasks;
 mod token;
 

@@ -1,5 +1,5 @@
-//! The task commands for people (`taskbox ls`, `show`, `exec`, `diff`, `checkpoint`,
-//! `restore`, `stop`, `resume`, `rm`): the same `TaskService` calls the tools make, as the local
+//! The task commands for people (`taskbox ls`, `show`, `exec`, `logs` (logs.rs), `shell`
+//! (shell.rs), `diff`, `checkpoint`, `restore`, `stop`, `resume`, `rm`): the same `TaskService` calls the tools make, as the local
 //! owner. Tables fit the terminal; colour only on one; `--json` for scripts. docs/cli.md.
 
 // These commands print their answer on stdout for a person or a script; they never run in
@@ -41,6 +41,18 @@ pub enum TaskCommand {
         #[arg(long)]
         timeout: Option<u64>,
     },
+    /// A task's events, one line each; -f follows new ones as they happen.
+    Logs {
+        task: String,
+        /// Keep printing events as they come (Ctrl-C ends).
+        #[arg(long, short)]
+        follow: bool,
+        /// How many of the latest events to print first.
+        #[arg(long = "lines", short = 'n', default_value_t = 20)]
+        lines: u32,
+    },
+    /// An interactive shell in a task's container, as the agent's user.
+    Shell { task: String },
     /// The task branch's changes against where it started, as a patch.
     Diff { task: String },
     /// Checkpoint a task (its workspace as a commit, its container as an image).
@@ -136,6 +148,8 @@ pub async fn run(service: &TaskService, command: TaskCommand) -> anyhow::Result<
                 std::process::exit(i32::try_from(code).unwrap_or(1));
             }
         }
+        TaskCommand::Logs { task, follow, lines } => super::logs::run(service, &resolve(&task)?, follow, lines).await?,
+        TaskCommand::Shell { task } => super::shell::run(service, &resolve(&task)?).await?,
         TaskCommand::Diff { task } => {
             let diff = service.diff(&resolve(&task)?).await?;
             print!("{}", diff.patch);

@@ -1,6 +1,7 @@
 mod background;
 mod claude_hook;
 mod cli_tasks;
+mod cli_terminal;
 mod conformance;
 mod containment;
 mod execution;
@@ -18,9 +19,9 @@ mod memory;
 mod memory_bounds;
 mod operations;
 mod prompts;
-mod release;
 mod recovery;
 mod registry_rebuild;
+mod release;
 mod resources;
 mod servers;
 mod shutdown;

@@ -322,7 +322,7 @@ impl TaskService {
 
     /// `guard_command`, also returning the container's state when the recovery step
     /// inspected it (`None`: not inspected).
-    async fn guard_command_seen(
+    pub(super) async fn guard_command_seen(
         &self,
         task: Task,
         arguments: serde_json::Value,

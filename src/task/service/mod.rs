@@ -27,6 +27,7 @@ mod reconcile;
 mod repo;
 mod resources;
 mod resume;
+mod shell;
 mod sync;
 mod tokens;
 
@@ -54,6 +55,7 @@ pub use reconcile::ReconcileOutcome;
 pub use repo::RepoRequest;
 pub use resources::{FilePage, PAGE_BYTES, TaskFile};
 pub use resume::{ResumeReport, Revival};
+pub use shell::ShellSession;
 pub use sync::{SyncOutcome, TaskDiff};
 pub use tokens::{TOKEN_PREFIX, token_hash};
 
