@@ -180,7 +180,21 @@ pub fn install(args: &InstallArgs, commands_dir: Option<&Path>) -> anyhow::Resul
         })?;
         eprintln!("installed the PreToolUse hook in {}", settings.display());
     }
+    eprintln!("{}", next_step(args));
     Ok(())
+}
+
+/// What the user still has to do in the client after an install.
+fn next_step(args: &InstallArgs) -> &'static str {
+    match (args.client, args.user) {
+        // Claude Code lists a project's .mcp.json server as pending until approved once.
+        (Client::Claude, false) => {
+            "next: start `claude` in this project and approve the `taskbox` server when asked (until then \
+             `claude mcp list` shows it as pending approval); then type /create-task"
+        }
+        (Client::Claude, true) => "next: start `claude` anywhere and type /create-task",
+        (Client::Opencode, _) => "next: start `opencode`; taskbox's tools and commands are enabled",
+    }
 }
 
 /// The `hooks.PreToolUse` array of Claude Code settings, created when missing.

@@ -36,6 +36,12 @@ async fn install_claude_merges_and_the_written_entry_serves_tools_and_prompts() 
 
     let out = taskbox(&["install", "claude", "--project", dir.to_str().unwrap()], dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The step Claude Code still needs: approving the project's server once.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pending approval"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = read_json(&dir.join(".mcp.json"));
     assert_eq!(config["mcpServers"]["other"], original["mcpServers"]["other"]);
     assert_eq!(config["keep"], 1);
