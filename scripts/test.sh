@@ -84,6 +84,23 @@ fi
 if [ -x "$node_bin" ] && [ "$(node_major "$node_bin")" -ge 22 ] && [ -f "$suite" ]; then
   export TASKBOX_TEST_NODE="$node_bin" TASKBOX_TEST_CONFORMANCE="$suite"
 fi
+# The scenarios of the sessionless revision (2026-07-28) are in a pre-release of the suite,
+# pinned and kept beside the release.
+next_dir="$nodedir/next"
+suite_next="$next_dir/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+if [ ! -f "$suite_next" ]; then
+  log "installing the MCP conformance suite's 2026-07-28 pre-release into $next_dir"
+  mkdir -p "$next_dir"
+  [ -f "$next_dir/package.json" ] || echo '{}' >"$next_dir/package.json"
+  if ! command -v npm >/dev/null || ! (cd "$next_dir" && npm install --silent --no-audit --no-fund @modelcontextprotocol/conformance@0.2.0-alpha.12) >&2; then
+    if [ "$ci" = true ]; then
+      log "cannot install the conformance pre-release and CI=true: failing"
+      exit 1
+    fi
+    log "cannot install the conformance pre-release: its test will be skipped"
+  fi
+fi
+[ -f "$suite_next" ] && export TASKBOX_TEST_CONFORMANCE_2026="$suite_next"
 
 # Keep cargo's own output, and close with one summary line over every test binary (the
 # latency bench runs last in quick mode and prints no summary of its own).

@@ -25,7 +25,7 @@ pub enum Error {
     ExecutionNotFound { execution: String },
 
     #[error(
-        "no task given and this session has no current task; pass `task` (a name or id), or call create_task_sandbox or attach_agent_to_task first"
+        "no task given and this session has no current task (a sessionless request, as in MCP 2026-07-28, never has one); pass `task` (a name or id), or call create_task_sandbox or attach_agent_to_task first"
     )]
     NoCurrentTask,
 

@@ -369,3 +369,90 @@ async fn twenty_clients_run_ten_executions_each() {
         assert_eq!(logged, 50, "{owner}: executions in events.jsonl");
     }
 }
+
+/// One sessionless tools/call of MCP 2026-07-28 (no initialize, no session id; the protocol
+/// version and client capabilities in the request's `_meta`): the JSON-RPC result or error.
+async fn sessionless_call(server: &HttpServer, token: Option<&str>, tool: &str, arguments: Value) -> (u16, Value) {
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {
+            "name": tool, "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", tool),
+    ];
+    let (status, _, text) = post_mcp(server, token, &headers, &body).await;
+    // A JSON body, or the `data:` line of an event stream that carries the answer.
+    let message = std::iter::once(text.as_str())
+        .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
+        .find_map(|candidate| {
+            serde_json::from_str::<Value>(candidate.trim())
+                .ok()
+                .filter(|m| m["id"] == 7)
+        })
+        .unwrap_or(Value::Null);
+    (status, message)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessionless_requests_act_for_their_token_and_ask_for_the_task() {
+    require!(docker);
+    let home = Home::new();
+    let (alice, _) = create_token(&home.path(), "alice");
+    let (bob, _) = create_token(&home.path(), "bob");
+    let server = HttpServer::start(&home.path(), &[]);
+
+    let (status, created) = sessionless_call(
+        &server,
+        Some(&alice),
+        "create_task_sandbox",
+        json!({ "name": "nosession" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["result"]["isError"], false, "{created}");
+
+    // No session, so no current task: the call says to pass `task`.
+    let (_, bare) = sessionless_call(
+        &server,
+        Some(&alice),
+        "execute_in_task",
+        json!({ "command": "echo hi" }),
+    )
+    .await;
+    assert_eq!(bare["result"]["isError"], true, "{bare}");
+    let error = &bare["result"]["structuredContent"]["error"];
+    assert_eq!(error["kind"], "no_current_task", "{bare}");
+    assert!(error["message"].as_str().unwrap().contains("sessionless"), "{bare}");
+
+    let (_, ran) = sessionless_call(
+        &server,
+        Some(&alice),
+        "execute_in_task",
+        json!({ "task": "nosession", "command": "echo hi" }),
+    )
+    .await;
+    assert_eq!(ran["result"]["structuredContent"]["stdout"], "hi\n", "{ran}");
+
+    // The owner comes from each request's token.
+    let (_, foreign) = sessionless_call(
+        &server,
+        Some(&bob),
+        "execute_in_task",
+        json!({ "task": "nosession", "command": "echo hi" }),
+    )
+    .await;
+    assert_eq!(
+        foreign["result"]["structuredContent"]["error"]["kind"], "task_not_found",
+        "{foreign}"
+    );
+    let (status, _) = sessionless_call(&server, None, "list_tasks", json!({})).await;
+    assert_eq!(status, 401);
+}
