@@ -35,7 +35,13 @@ impl Registry {
             .query_row(
                 "DELETE FROM ui_logins WHERE hash = ?1 RETURNING owner, token_id, expires_at",
                 [hash],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
             )
             .optional()?;
         let Some((owner, token_id, expires_at)) = row else {
@@ -124,7 +130,10 @@ mod tests {
         // Expired codes are dropped when the next one is made.
         reg.insert_ui_login("h3", &login, &earlier).unwrap();
         reg.insert_ui_login("h4", &login, &later).unwrap();
-        let left: i64 = reg.conn().query_row("SELECT COUNT(*) FROM ui_logins", [], |r| r.get(0)).unwrap();
+        let left: i64 = reg
+            .conn()
+            .query_row("SELECT COUNT(*) FROM ui_logins", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(left, 1);
     }
 
@@ -142,7 +151,12 @@ mod tests {
             let event = Event::new(task, crate::domain::EventKind::ToolCall, serde_json::json!({ "n": n }));
             reg.insert_event(&event).unwrap();
         }
-        let n = |events: Vec<(i64, Event)>| events.iter().map(|(_, e)| e.data["n"].as_i64().unwrap()).collect::<Vec<_>>();
+        let n = |events: Vec<(i64, Event)>| {
+            events
+                .iter()
+                .map(|(_, e)| e.data["n"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(n(reg.recent_events("t-1", 2).unwrap()), [4, 3]);
         let all = reg.events_after("t-1", 0, 10).unwrap();
         assert_eq!(n(all.clone()), [1, 3, 4]);

@@ -246,7 +246,11 @@ fn router(service: Arc<TaskService>, options: &HttpOptions, port: u16) -> (Route
         bindings: Mutex::new(HashMap::new()),
         health: Mutex::new(None),
     });
-    let auth = Arc::new(Auth::new(service.clone(), options.no_auth, config.max_executions_per_token));
+    let auth = Arc::new(Auth::new(
+        service.clone(),
+        options.no_auth,
+        config.max_executions_per_token,
+    ));
     let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst));
     let allowed = Arc::new(AllowedHosts::new(&config.allowed_hosts));
     // The dashboard: its own sessions (cookies, not bearer tokens) and layers (ui/mod.rs).

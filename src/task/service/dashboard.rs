@@ -9,7 +9,8 @@ use super::TaskService;
 use super::tokens::token_hash;
 use crate::domain::{Event, Execution, Owner, now};
 use crate::error::{Error, Result};
-use crate::registry::UiLogin;
+use crate::registry::{ExecutionFilter, UiLogin};
+use crate::task::output::CapturedStream;
 use crate::task::run_files::{RunFiles, Stream};
 
 /// How long a sign-in link works.
@@ -72,9 +73,37 @@ impl TaskService {
         Ok(self.registry.events_after(task_id, after, limit)?)
     }
 
+    /// The task's newest `limit` executions (running ones first), and how many it has.
+    pub async fn recent_executions(&self, task_id: &str, limit: u32) -> Result<(Vec<Execution>, u64)> {
+        let page = self.executions(task_id, &ExecutionFilter::default(), limit, 0).await?;
+        Ok((page.items, page.total))
+    }
+
     /// The task's newest `limit` events, newest first, with their positions.
     pub fn recent_events(&self, task_id: &str, limit: u32) -> Result<Vec<(i64, Event)>> {
         Ok(self.registry.recent_events(task_id, limit)?)
+    }
+
+    /// Keeps the output of a foreground execution whose reply held it whole, beside the spill
+    /// files of cut streams (`outputs/<id>.log`, `.stderr.log`, 0600), so the dashboard can
+    /// show every execution's output. At most the reply's cap per stream; empty streams make
+    /// no file. A failure to keep it is logged, never the command's failure.
+    pub(super) fn keep_whole_output(&self, execution: &Execution, stdout: &CapturedStream, stderr: &CapturedStream) {
+        let dir = self.store.outputs_dir(&execution.task_id);
+        for (stream, suffix) in [(stdout, ".log"), (stderr, ".stderr.log")] {
+            if stream.truncated || stream.bytes == 0 {
+                continue;
+            }
+            let path = dir.join(format!("{}{suffix}", execution.id));
+            let written = crate::store::private_file()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, stream.text.as_bytes()));
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep an execution's output");
+            }
+        }
     }
 
     /// What the dashboard shows of an execution's output: a background execution's files, or
@@ -93,7 +122,9 @@ impl TaskService {
             // execution's files are the container's to write (hostile): `RunFiles` opens them
             // relative to their directory, following no link, regular files only.
             let read = if execution.background {
-                run.read(stream, 0, SHOWN_OUTPUT_BYTES).ok().filter(|(_, size)| *size > 0)
+                run.read(stream, 0, SHOWN_OUTPUT_BYTES)
+                    .ok()
+                    .filter(|(_, size)| *size > 0)
             } else {
                 let name = match stream {
                     Stream::Stdout => format!("{}.log", execution.id),
@@ -110,7 +141,8 @@ impl TaskService {
             }
         }
         if !found && execution.stdout_bytes + execution.stderr_bytes > 0 {
-            shown.note = Some("its output was not kept (it ran before taskbox kept every output)".into());
+            shown.note =
+                Some("its output was not kept (it ran before taskbox kept every output, or could not be saved)".into());
         }
         shown
     }
@@ -159,7 +191,10 @@ mod tests {
         let code = service.create_ui_login(&alice, Some("tok-1")).unwrap();
         let other = service.create_ui_login(&alice, None).unwrap();
         assert_ne!(code, other);
-        assert!(code.starts_with(CODE_PREFIX) && code.len() == CODE_PREFIX.len() + 43, "{code}");
+        assert!(
+            code.starts_with(CODE_PREFIX) && code.len() == CODE_PREFIX.len() + 43,
+            "{code}"
+        );
         for file in ["registry.db", "registry.db-wal"] {
             let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
             assert!(!bytes.windows(code.len()).any(|w| w == code.as_bytes()), "{file}");

@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(esc("a\0b").to_string(), "a\u{fffd}b");
         let page = page("<t>", Some("o\"wner"), Some("c<s"), &["task.js"], "");
         assert!(page.contains("<title>&lt;t&gt; · taskbox</title>"), "{page}");
-        assert!(page.contains(">o&quot;wner</b>") && page.contains("value=\"c&lt;s\""), "{page}");
+        assert!(
+            page.contains(">o&quot;wner</b>") && page.contains("value=\"c&lt;s\""),
+            "{page}"
+        );
     }
 
     #[test]

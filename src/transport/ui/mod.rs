@@ -101,7 +101,10 @@ pub fn router(parts: UiParts) -> Router {
         )
         .route("/ui/assets/{name}", get(asset))
         .with_state(ui.clone())
-        .layer(middleware::from_fn_with_state(parts.limiter.clone(), limits::rate_limit))
+        .layer(middleware::from_fn_with_state(
+            parts.limiter.clone(),
+            limits::rate_limit,
+        ))
         .layer(middleware::from_fn_with_state(ui.clone(), require_session));
     // A person or script holding a bearer token asks for a sign-in link for its owner.
     let link = Router::new()
@@ -112,10 +115,7 @@ pub fn router(parts: UiParts) -> Router {
     pages
         .merge(link)
         .layer(middleware::from_fn_with_state(parts.allowed, origin::check_origin))
-        .layer(middleware::from_fn_with_state(
-            parts.max_body_bytes,
-            limits::body_limit,
-        ))
+        .layer(middleware::from_fn_with_state(parts.max_body_bytes, limits::body_limit))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -127,7 +127,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it browsers send `Origin: null` on same-origin form posts,
+        // which the origin checks must refuse. Other sites get no Referer either way.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));

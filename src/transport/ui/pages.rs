@@ -18,7 +18,6 @@ use super::html::{cut, esc, page};
 use super::session::{self, Session};
 use crate::domain::{Checkpoint, Event, Execution, Task};
 use crate::error::Error;
-use crate::registry::ExecutionFilter;
 use crate::task::service::{LOGIN_TTL, SHOWN_OUTPUT_BYTES, TaskDiff};
 
 /// Events shown when a task page loads (newer ones arrive live).
@@ -68,10 +67,10 @@ fn not_found(session: &Session, what: &str) -> Response {
 }
 
 /// The owner's task by id or name, or the "not found" page.
-fn task_for(ui: &Ui, session: &Session, id: &str) -> Result<Task, Response> {
+fn task_for(ui: &Ui, session: &Session, id: &str) -> Result<Task, Box<Response>> {
     ui.service
         .resolve_for(&session.owner, id)
-        .map_err(|_| not_found(session, &format!("You have no task '{id}'.")))
+        .map_err(|_| Box::new(not_found(session, &format!("You have no task '{id}'."))))
 }
 
 // ---- Sign-in ----
@@ -110,11 +109,14 @@ pub async fn login(State(ui): State<Arc<Ui>>, headers: HeaderMap, body: Bytes) -
             );
         }
         _ => {
-            return message(
+            // The sign-in page's form is here too: a new link opened over this page (the
+            // same URL with another fragment) signs in without a reload.
+            let body = "<h1>Sign-in link not valid</h1><p class=\"message\">This sign-in link was used already, \
+                        has expired or is unknown. Run `taskbox ui` for a new one.</p>\
+                        <form id=\"login\" method=\"post\" action=\"/ui/login\"><input type=\"hidden\" name=\"code\" value=\"\"></form>";
+            return html(
                 StatusCode::UNAUTHORIZED,
-                None,
-                "Sign-in link not valid",
-                "This sign-in link was used already, has expired or is unknown. Run `taskbox ui` for a new one.",
+                page("Sign-in link not valid", None, None, &["login.js"], body),
             );
         }
     };
@@ -142,12 +144,7 @@ pub async fn logout(
     if let Some(id) = session::cookie_value(&headers, &ui.cookie) {
         ui.sessions.remove(&id);
     }
-    let mut response = message(
-        StatusCode::OK,
-        None,
-        "Signed out",
-        "Run `taskbox ui` to sign in again.",
-    );
+    let mut response = message(StatusCode::OK, None, "Signed out", "Run `taskbox ui` to sign in again.");
     if let Ok(cookie) = HeaderValue::from_str(&session::clear_cookie(&ui.cookie)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
@@ -166,7 +163,11 @@ pub async fn login_link(
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %e, "cannot make a dashboard sign-in code");
-            return (StatusCode::SERVICE_UNAVAILABLE, "cannot make a sign-in link; retry shortly\n").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot make a sign-in link; retry shortly\n",
+            )
+                .into_response();
         }
     };
     // The Host passed the allowed-hosts check.
@@ -178,11 +179,7 @@ pub async fn login_link(
         "url": format!("http://{host}/ui/login#code={code}"),
         "expires_in_s": LOGIN_TTL.num_seconds(),
     });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Refuses a state-changing request that is not from a page of this server: its Origin must
@@ -240,13 +237,7 @@ pub async fn tasks(State(ui): State<Arc<Ui>>, Extension(session): Extension<Sess
     }
     html(
         StatusCode::OK,
-        page(
-            "Tasks",
-            Some(session.owner.as_str()),
-            Some(&session.csrf),
-            &[],
-            &body,
-        ),
+        page("Tasks", Some(session.owner.as_str()), Some(&session.csrf), &[], &body),
     )
 }
 
@@ -281,7 +272,7 @@ pub async fn task(
 ) -> Response {
     let task = match task_for(&ui, &session, &id) {
         Ok(task) => task,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let service = &ui.service;
     let mut body = String::new();
@@ -297,10 +288,7 @@ pub async fn task(
         s = esc(task.status.as_str()),
     );
     if let Some(seq) = query.restored {
-        let _ = write!(
-            body,
-            "<p class=\"flash\" id=\"flash\">Restored checkpoint #{seq}.</p>"
-        );
+        let _ = write!(body, "<p class=\"flash\" id=\"flash\">Restored checkpoint #{seq}.</p>");
     }
     let _ = write!(
         body,
@@ -312,26 +300,31 @@ pub async fn task(
         esc(task.repo.branch.as_deref().unwrap_or("-")),
         esc(&time(&task.created_at)),
     );
-    body.push_str("<nav class=\"sections\"><a href=\"#events-section\">Events</a> <a href=\"#executions-section\">Executions</a> \
+    body.push_str(
+        "<nav class=\"sections\"><a href=\"#events-section\">Events</a> <a href=\"#executions-section\">Executions</a> \
                    <a href=\"#diff-section\">Diff</a> <a href=\"#checkpoints-section\">Checkpoints</a> \
-                   <a href=\"#plan-section\">Plan</a> <a href=\"#decisions-section\">Decisions</a></nav>");
+                   <a href=\"#plan-section\">Plan</a> <a href=\"#decisions-section\">Decisions</a></nav>",
+    );
 
-    // Events first: they are what changes while one watches.
+    // The diff first: on a running task it syncs the workspace, which records events, and
+    // those belong in the list read below (not as "new" ones on arrival).
+    let mut diff_section = String::new();
+    match service.diff(&task.id).await {
+        Ok(diff) => render_diff(&mut diff_section, &diff),
+        Err(e) => section_error(&mut diff_section, "diff-section", "Diff", &e),
+    }
+    let mut executions_section = String::new();
+    match service.recent_executions(&task.id, EXECUTIONS_SHOWN).await {
+        Ok((executions, total)) => render_executions(&ui, &mut executions_section, &executions, total),
+        Err(e) => section_error(&mut executions_section, "executions-section", "Executions", &e),
+    }
+    // Events first on the page: they are what changes while one watches.
     match service.recent_events(&task.id, EVENTS_SHOWN) {
         Ok(events) => render_events(&mut body, &task, &events),
         Err(e) => section_error(&mut body, "events-section", "Events", &e),
     }
-    match service
-        .executions(&task.id, &ExecutionFilter::default(), EXECUTIONS_SHOWN, 0)
-        .await
-    {
-        Ok(page) => render_executions(&ui, &mut body, &page.items, page.total),
-        Err(e) => section_error(&mut body, "executions-section", "Executions", &e),
-    }
-    match service.diff(&task.id).await {
-        Ok(diff) => render_diff(&mut body, &diff),
-        Err(e) => section_error(&mut body, "diff-section", "Diff", &e),
-    }
+    body.push_str(&executions_section);
+    body.push_str(&diff_section);
     match service.list_checkpoints(&task.id) {
         Ok((_, checkpoints)) => render_checkpoints(&mut body, &task, &checkpoints),
         Err(e) => section_error(&mut body, "checkpoints-section", "Checkpoints", &e),
@@ -344,7 +337,9 @@ pub async fn task(
                 esc(&plan.text)
             );
         }
-        Ok(None) => body.push_str("<section id=\"plan-section\"><h2>Plan</h2><p class=\"empty\">No plan yet.</p></section>"),
+        Ok(None) => {
+            body.push_str("<section id=\"plan-section\"><h2>Plan</h2><p class=\"empty\">No plan yet.</p></section>")
+        }
         Err(e) => section_error(&mut body, "plan-section", "Plan", &e),
     }
     match service.decisions(&task.id, DECISIONS_SHOWN, 0) {
@@ -493,7 +488,9 @@ fn render_diff(body: &mut String, diff: &TaskDiff) {
     if diff.files.is_empty() {
         body.push_str("<p class=\"empty\">No changes on the branch.</p>");
     } else {
-        body.push_str("<table id=\"diff-files\"><thead><tr><th>File</th><th>Change</th><th>+</th><th>−</th></tr></thead><tbody>");
+        body.push_str(
+            "<table id=\"diff-files\"><thead><tr><th>File</th><th>Change</th><th>+</th><th>−</th></tr></thead><tbody>",
+        );
         for file in &diff.files {
             let _ = write!(
                 body,
@@ -555,18 +552,18 @@ fn render_checkpoints(body: &mut String, task: &Task, checkpoints: &[Checkpoint]
 // ---- Restore ----
 
 /// The owner's task and its checkpoint `seq`, or the page saying why not.
-fn checkpoint_for(ui: &Ui, session: &Session, id: &str, seq: &str) -> Result<(Task, Checkpoint), Response> {
+fn checkpoint_for(ui: &Ui, session: &Session, id: &str, seq: &str) -> Result<(Task, Checkpoint), Box<Response>> {
     let task = task_for(ui, session, id)?;
     let missing = || not_found(session, &format!("Task '{}' has no checkpoint #{seq}.", task.name));
     let Ok(seq) = seq.parse::<i64>() else {
-        return Err(missing());
+        return Err(Box::new(missing()));
     };
     match ui
         .service
         .resolve_checkpoint(&session.owner, &format!("{}:{seq}", task.id), None)
     {
         Ok((_, checkpoint)) => Ok((task, checkpoint)),
-        Err(_) => Err(missing()),
+        Err(_) => Err(Box::new(missing())),
     }
 }
 
@@ -578,7 +575,7 @@ pub async fn confirm_restore(
 ) -> Response {
     let (task, checkpoint) = match checkpoint_for(&ui, &session, &id, &seq) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = format!(
         "<h1>Restore checkpoint #{seq} of {name}?</h1>\
@@ -626,16 +623,11 @@ pub async fn restore(
     }
     let (task, checkpoint) = match checkpoint_for(&ui, &session, &id, &seq) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     tracing::info!(owner = %session.owner, task = %task.id, checkpoint = %checkpoint.id, "restore from the dashboard");
     match ui.service.restore_checkpoint(&session.owner, &checkpoint.id).await {
         Ok(_) => Redirect::to(&format!("/ui/tasks/{}?restored={}", task.id, checkpoint.seq)).into_response(),
-        Err(e) => message(
-            StatusCode::CONFLICT,
-            Some(&session),
-            "Restore failed",
-            &e.to_string(),
-        ),
+        Err(e) => message(StatusCode::CONFLICT, Some(&session), "Restore failed", &e.to_string()),
     }
 }

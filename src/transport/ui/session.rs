@@ -52,7 +52,10 @@ pub fn random_id() -> Option<String> {
 }
 
 fn hash(id: &str) -> String {
-    Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Sessions {
@@ -135,7 +138,9 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 pub fn is_token(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The fields of a small `application/x-www-form-urlencoded` body whose values are tokens
@@ -200,7 +205,10 @@ mod tests {
     #[test]
     fn cookies_forms_and_origins_are_read_strictly() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; taskbox_ui_80=abc_-9; b=2"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; taskbox_ui_80=abc_-9; b=2"),
+        );
         assert_eq!(cookie_value(&headers, "taskbox_ui_80").as_deref(), Some("abc_-9"));
         assert_eq!(cookie_value(&headers, "taskbox_ui_81"), None);
         headers.insert(header::COOKIE, HeaderValue::from_static("taskbox_ui_80=a\"b"));
