@@ -19,8 +19,9 @@ pub const LOGIN_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// Every sign-in code starts with this (recognisable if it leaks).
 const CODE_PREFIX: &str = "tbxui_";
 
-/// Most bytes of each stream the dashboard shows of one execution.
-pub const SHOWN_OUTPUT_BYTES: usize = 64 * 1024;
+/// Most bytes of each stream the dashboard shows of one execution (a page shows 30: with
+/// escaping, a few MiB at worst; docs/security.md, "Memory budget").
+pub const SHOWN_OUTPUT_BYTES: usize = 16 * 1024;
 
 /// An execution's output as the dashboard shows it: the first bytes of each stream that
 /// taskbox kept, and how much there is in all.

@@ -23,11 +23,16 @@ use crate::task::service::{LOGIN_TTL, SHOWN_OUTPUT_BYTES, TaskDiff};
 /// Events shown when a task page loads (newer ones arrive live).
 const EVENTS_SHOWN: u32 = 200;
 /// Executions shown on a task page, newest first.
-const EXECUTIONS_SHOWN: u32 = 50;
+const EXECUTIONS_SHOWN: u32 = 30;
 /// Decisions shown on a task page.
 const DECISIONS_SHOWN: u32 = 200;
 /// Longest event summary shown, in bytes.
 pub const SUMMARY_BYTES: usize = 400;
+/// Most of a plan shown, and of one decision or rationale (both come from agents).
+const PLAN_BYTES: usize = 256 * 1024;
+const DECISION_BYTES: usize = 4 * 1024;
+/// Most changed files listed (a branch's diff lists up to 20 000).
+const DIFF_FILES_SHOWN: usize = 1000;
 
 fn html(status: StatusCode, body: String) -> Response {
     (status, Html(body)).into_response()
@@ -334,7 +339,7 @@ pub async fn task(
             let _ = write!(
                 body,
                 "<section id=\"plan-section\"><h2>Plan</h2><pre id=\"plan\">{}</pre></section>",
-                esc(&plan.text)
+                esc(&cut(&plan.text, PLAN_BYTES))
             );
         }
         Ok(None) => {
@@ -353,10 +358,10 @@ pub async fn task(
                 let _ = write!(
                     body,
                     "<li class=\"decision\"><span class=\"decision-text\">{}</span>{}<span class=\"meta\">{} {}</span></li>",
-                    esc(&d.decision),
+                    esc(&cut(&d.decision, DECISION_BYTES)),
                     d.rationale
                         .as_deref()
-                        .map(|r| format!("<span class=\"rationale\">{}</span>", esc(r)))
+                        .map(|r| format!("<span class=\"rationale\">{}</span>", esc(&cut(r, DECISION_BYTES))))
                         .unwrap_or_default(),
                     esc(d.agent.as_deref().unwrap_or("")),
                     esc(&time(&d.created_at)),
@@ -491,7 +496,7 @@ fn render_diff(body: &mut String, diff: &TaskDiff) {
         body.push_str(
             "<table id=\"diff-files\"><thead><tr><th>File</th><th>Change</th><th>+</th><th>−</th></tr></thead><tbody>",
         );
-        for file in &diff.files {
+        for file in diff.files.iter().take(DIFF_FILES_SHOWN) {
             let _ = write!(
                 body,
                 "<tr><td class=\"path\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -506,7 +511,7 @@ fn render_diff(body: &mut String, diff: &TaskDiff) {
         }
         body.push_str("</tbody></table>");
     }
-    if diff.files_truncated {
+    if diff.files_truncated || diff.files.len() > DIFF_FILES_SHOWN {
         body.push_str("<p class=\"note\">More files changed than are listed.</p>");
     }
     if !diff.patch.is_empty() {
