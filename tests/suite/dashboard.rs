@@ -390,7 +390,7 @@ async fn the_dashboard_shows_a_task_live_and_restores_after_confirmation() {
         "",
     )
     .await;
-    assert_ne!(status, 200, "another owner's event stream");
+    assert_eq!(status, 404, "another owner's event stream");
     // A link signs in once.
     browser.goto(&link).await;
     assert!(

@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::Ui;
 use super::pages::summary;
 use super::session::{self, Session};
-use super::{Ui, pages};
 
 /// How often the registry is asked for new events.
 const POLL: Duration = Duration::from_millis(500);
@@ -36,8 +36,9 @@ pub async fn stream(
     Query(query): Query<After>,
     headers: HeaderMap,
 ) -> Response {
+    // Another owner's task is not found, like one that does not exist.
     let Ok(task) = ui.service.resolve_for(&session.owner, &id) else {
-        return pages::not_signed_in();
+        return (StatusCode::NOT_FOUND, "no such task\n").into_response();
     };
     let resume = headers
         .get("last-event-id")
