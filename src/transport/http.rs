@@ -1,5 +1,6 @@
 //! MCP over HTTP, for agents and people sharing one server: Streamable HTTP at `/mcp` (rmcp's
-//! `StreamableHttpService`) and the legacy HTTP+SSE transport at `/sse` + `/message`.
+//! `StreamableHttpService`) and the legacy HTTP+SSE transport at `/sse` + `/message`; the web
+//! dashboard at `/ui` (`ui/`, with its own sessions and layers) is merged into the router here.
 //!
 //! Every request passes, in order: the body-size cap (413), the Host/Origin check against DNS
 //! rebinding (403), authentication by bearer token (401), and the per-token rate limit (429).
