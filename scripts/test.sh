@@ -30,6 +30,17 @@ if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
   fi
 fi
 
+# Headless Chromium and its WebDriver for tests/suite/dashboard.rs: Debian's chromium and
+# chromium-driver packages (the test drives chromedriver over WebDriver; screenshots go to
+# target/ui-screenshots/).
+if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver from the distribution's packages"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2; then
+    (DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >&2 ||
+      log "cannot install chromium: the dashboard test will be skipped (or fail under CI=true)"
+  fi
+fi
+
 if scripts/provision-docker.sh; then
   scripts/build-base-image.sh
   log "building the task images (skipped when current)"

@@ -8,6 +8,7 @@ mod logs;
 mod shell;
 mod tasks;
 mod token;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,6 +83,9 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Print a one-time sign-in link to the web dashboard of `serve --http` (docs/dashboard.md)
+    /// for the local owner.
+    Ui(ui::UiArgs),
     /// Run a client hook (e.g. `taskbox hook claude-code pre-tool-use`).
     Hook {
         #[command(subcommand)]
@@ -129,6 +133,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Install(args) => install::install(&args, config.commands.dir.as_deref()),
         Command::Uninstall(args) => install::uninstall(&args),
         Command::Token { command } => token::run(&*open_service(config)?, command),
+        Command::Ui(args) => {
+            let listen = config.http.listen.clone();
+            ui::run(&*open_service(config)?, &listen, &args)
+        }
         Command::Firewall { check } => firewall(&config, check),
         // Synchronous and quick: it runs before every tool call of a Claude Code session.
         Command::Hook { command } => hook::run(
@@ -157,6 +165,7 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
             | Command::Uninstall(_)
             | Command::Hook { .. }
             | Command::Token { .. }
+            | Command::Ui(_)
             | Command::Firewall { .. }
             | Command::GitWorker { .. } => Ok(()),
         }

@@ -15,6 +15,7 @@ mod search;
 mod stats;
 mod tasks;
 mod tokens;
+mod ui;
 mod usage;
 
 use std::path::Path;
@@ -32,6 +33,7 @@ pub use search::{SearchHit, fts_query as memory_query};
 pub use stats::Stats;
 pub use tasks::TaskPage;
 pub use tokens::TokenRecord;
+pub use ui::UiLogin;
 pub use usage::OwnerUsage;
 
 const MIGRATIONS: &[M<'static>] = &[
@@ -43,6 +45,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/006_recovery.sql")),
     M::up(include_str!("../../migrations/007_background_executions.sql")),
     M::up(include_str!("../../migrations/008_creation_server.sql")),
+    M::up(include_str!("../../migrations/014_ui_logins.sql")),
 ];
 
 /// A new file with mode 0600 (the registry may not import `store`, so this is its own).

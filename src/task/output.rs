@@ -1,7 +1,8 @@
 //! Capture of one output stream of an execution, capped for the reply.
 //!
 //! The reply keeps the first and last `cap / 2` bytes of a stream and a marker saying how much
-//! was cut and where the whole stream is. Small outputs never touch the disk; the moment a
+//! was cut and where the whole stream is. Small outputs stay in memory while the command runs
+//! (the service writes them out at its end, for the dashboard); the moment a
 //! stream passes the cap, everything so far (still whole in memory at that point) is written
 //! to its log file and the rest streams there, so memory stays bounded whatever the command
 //! prints. The log file itself stops growing at the spill limit (`execution.spill_limit_bytes`,

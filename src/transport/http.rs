@@ -1,5 +1,6 @@
 //! MCP over HTTP, for agents and people sharing one server: Streamable HTTP at `/mcp` (rmcp's
-//! `StreamableHttpService`) and the legacy HTTP+SSE transport at `/sse` + `/message`.
+//! `StreamableHttpService`) and the legacy HTTP+SSE transport at `/sse` + `/message`; the web
+//! dashboard at `/ui` (`ui/`, with its own sessions and layers) is merged into the router here.
 //!
 //! Every request passes, in order: the body-size cap (413), the Host/Origin check against DNS
 //! rebinding (403), authentication by bearer token (401), and the per-token rate limit (429).
@@ -143,9 +144,9 @@ pub async fn serve(service: Arc<TaskService>, options: HttpOptions) -> Result<()
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Transport(format!("cannot read the listening address: {e}")))?;
-    let (app, shared) = router(service.clone(), &options);
+    let (app, shared) = router(service.clone(), &options, addr.port());
     // Tests and scripts read the address (a port of 0 picks a free one) from this line.
-    eprintln!("taskbox: listening on http://{addr} (Streamable HTTP at /mcp, legacy SSE at /sse)");
+    eprintln!("taskbox: listening on http://{addr} (Streamable HTTP at /mcp, legacy SSE at /sse, dashboard at /ui)");
     tracing::info!(%addr, auth = !options.no_auth, home = %service.home().display(), "taskbox serving MCP over HTTP");
 
     let stop_accepting = CancellationToken::new();
@@ -208,7 +209,7 @@ pub fn check_no_auth(options: &HttpOptions) -> Result<()> {
     Ok(())
 }
 
-fn router(service: Arc<TaskService>, options: &HttpOptions) -> (Router, Arc<Shared>) {
+fn router(service: Arc<TaskService>, options: &HttpOptions, port: u16) -> (Router, Arc<Shared>) {
     let config = &options.config;
     let sessions_stop = CancellationToken::new();
     let mcp_sessions = Arc::new(LocalSessionManager::default());
@@ -246,9 +247,23 @@ fn router(service: Arc<TaskService>, options: &HttpOptions) -> (Router, Arc<Shar
         bindings: Mutex::new(HashMap::new()),
         health: Mutex::new(None),
     });
-    let auth = Arc::new(Auth::new(service, options.no_auth, config.max_executions_per_token));
+    let auth = Arc::new(Auth::new(
+        service.clone(),
+        options.no_auth,
+        config.max_executions_per_token,
+    ));
     let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst));
     let allowed = Arc::new(AllowedHosts::new(&config.allowed_hosts));
+    // The dashboard: its own sessions (cookies, not bearer tokens) and layers (ui/mod.rs).
+    let dashboard = super::ui::router(super::ui::UiParts {
+        service,
+        port,
+        stop: shared.sessions_stop.clone(),
+        auth: auth.clone(),
+        limiter: limiter.clone(),
+        allowed: allowed.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
     // Layers run outermost last-added first: body cap, Host/Origin, auth, rate limit.
     let app = Router::new()
         .route("/mcp", any(streamable))
@@ -268,7 +283,8 @@ fn router(service: Arc<TaskService>, options: &HttpOptions) -> (Router, Arc<Shar
     let app = Router::new()
         .route("/healthz", get(healthz))
         .with_state(shared.clone())
-        .merge(app);
+        .merge(app)
+        .merge(dashboard);
     (app, shared)
 }
 

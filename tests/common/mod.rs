@@ -5,6 +5,7 @@
 pub mod docker_proxy;
 pub mod http;
 pub mod in_process;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;

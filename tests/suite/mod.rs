@@ -4,6 +4,7 @@ mod cli_tasks;
 mod cli_terminal;
 mod conformance;
 mod containment;
+mod dashboard;
 mod execution;
 mod fault_injection;
 mod fuzz;

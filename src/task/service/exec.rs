@@ -243,6 +243,9 @@ impl TaskService {
                 return Err(self.explain_exec_failure(&task.id, error).await);
             }
         };
+        // The dashboard shows every execution's output; a cut stream is in its spill file
+        // already, and one the reply held whole is kept here (at most the reply's cap).
+        self.keep_whole_output(&execution, &stdout, &stderr);
         execution.exit_code = exit_code;
         execution.stdout_bytes = stdout.bytes;
         execution.stderr_bytes = stderr.bytes;

@@ -81,7 +81,8 @@ impl TaskService {
     }
 
     /// A page (from `offset`) of the kept output of an execution, for stdout and stderr where
-    /// kept. Output is kept on disk only for streams that were cut in the reply.
+    /// kept: the spill file of a stream cut in the reply, else what the reply held (kept since
+    /// the dashboard; an empty stream has no file).
     pub fn execution_output(&self, task: &str, execution: &str, offset: u64) -> Result<Vec<(&'static str, FilePage)>> {
         let task = self.resolve(Some(task))?;
         let valid = execution.len() == 28
@@ -107,7 +108,7 @@ impl TaskService {
             return Err(Error::invalid(
                 "uri",
                 format!(
-                    "no kept output for {execution}: only streams over the reply's cap are kept, the rest was in the reply itself"
+                    "no kept output for {execution}: it printed nothing, or ran before taskbox kept every output (then it was in the reply only)"
                 ),
             ));
         }
