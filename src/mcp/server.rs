@@ -325,6 +325,10 @@ impl ServerHandler for TaskboxServer {
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = CallScope::new(&tool, &Self::client_name(&context));
         scope::within(call.clone(), async {
+            // The start's recovery runs behind the first reply: no call acts before it is done.
+            if let Err(e) = self.service.wait_recovered().await {
+                return Ok(tool_error(&e).into());
+            }
             let task = self.task_of_call(known, &arguments);
             if let Err(denied) = self.service.before_tool(&tool, task.clone(), &arguments).await {
                 let mut result = tool_error(&denied);
@@ -420,6 +424,7 @@ impl ServerHandler for TaskboxServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        self.service.wait_recovered().await?;
         let page = self.service.list(&self.session.owner, None, 100, 0)?;
         Ok(ListResourcesResult::with_all_items(resources::listed(&page.tasks)))
     }
@@ -437,6 +442,7 @@ impl ServerHandler for TaskboxServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        self.service.wait_recovered().await?;
         Ok(resources::read(&self.service, &self.session.owner, &request.uri)?.into())
     }
 

@@ -27,6 +27,7 @@ mod reconcile;
 mod repo;
 mod resources;
 mod resume;
+mod startup;
 mod sync;
 mod tokens;
 
@@ -104,6 +105,8 @@ pub struct TaskService {
     /// The supervisor on the host, mounted into task containers (`None`: it could not be
     /// written; containers are then made without it and work as before it existed).
     supervisor: Option<PathBuf>,
+    /// Closed while the start's recovery runs behind the first reply (`startup.rs`).
+    recovery: startup::RecoveryGate,
 }
 
 /// A status change, as recorded in the event log.
@@ -154,6 +157,7 @@ impl TaskService {
             rebuilding: std::sync::atomic::AtomicBool::new(rebuild),
             metrics: Default::default(),
             ca_bundle,
+            recovery: Default::default(),
         })
     }
 
