@@ -324,7 +324,9 @@ impl ServerHandler for TaskboxServer {
         let known = Tool::from_name(&tool);
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = CallScope::new(&tool, &Self::client_name(&context));
-        scope::within(call.clone(), async {
+        // The call's event lines are synced once, here, before the reply (one fsync instead
+        // of one per event): an acknowledged call is on disk.
+        let (response, synced) = crate::task::syncing_once(scope::within(call.clone(), async {
             // The start's recovery runs behind the first reply: no call acts before it is done.
             if let Err(e) = self.service.wait_recovered().await {
                 return Ok(tool_error(&e).into());
@@ -359,8 +361,13 @@ impl ServerHandler for TaskboxServer {
                 add_hook_warnings(result, call.take_warnings());
             }
             Ok(response)
-        })
-        .await
+        }))
+        .await;
+        if let Err(e) = synced {
+            tracing::error!(tool, error = %e, "cannot sync the call's events to disk");
+            return Ok(tool_error(&Error::Store(e)).into());
+        }
+        response
     }
 
     fn get_info(&self) -> ServerConfig {

@@ -17,6 +17,7 @@ mod layering;
 mod memory;
 mod memory_bounds;
 mod operations;
+mod overhead;
 mod prompts;
 mod release;
 mod recovery;
