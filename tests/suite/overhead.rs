@@ -22,7 +22,18 @@ async fn commands_use_the_followed_container_state_until_docker_reports_a_change
     let container = task["container_id"].as_str().unwrap().to_string();
     let inspection = format!("/containers/{container}/json");
     let inspections = || proxy.requests_with(&["GET ", &inspection]);
-    exec(&client, "steady", "true").await;
+    // The first command opens the event stream, which replays the last second (the
+    // container's start among it): the state is followed from the next ones on.
+    let mut settled = false;
+    for _ in 0..10 {
+        let seen = inspections();
+        exec(&client, "steady", "true").await;
+        if inspections() == seen {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "the state is followed after a few commands");
 
     let before = inspections();
     for _ in 0..5 {
