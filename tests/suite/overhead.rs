@@ -2,7 +2,7 @@
 //! The container's state before each command comes from Docker's event stream rather than an
 //! inspection, and a tool call's event lines are synced to disk once, before its reply.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::common::docker_proxy::DockerProxy;
 use crate::common::*;
