@@ -81,7 +81,7 @@ pub fn quick() -> bool {
 /// The release binary serving `home` (its config file there too), in `home` as working dir.
 pub async fn start_server(home: &Path, client_name: &str) -> Client {
     let home = home.to_path_buf();
-    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox")).configure(|cmd| {
+    let command = tokio::process::Command::new(taskbox_bin()).configure(|cmd| {
         cmd.arg("serve")
             .current_dir(&home)
             .env("TASKBOX_HOME", &home)
@@ -102,7 +102,7 @@ pub async fn start_server(home: &Path, client_name: &str) -> Client {
 /// child is killed on drop.
 pub async fn start_http_server(home: &Path, client_name: &str) -> (Client, tokio::process::Child) {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskbox"))
+    let mut child = tokio::process::Command::new(taskbox_bin())
         .args(["serve", "--http", "127.0.0.1:0", "--no-auth"])
         .current_dir(home)
         .env("TASKBOX_HOME", home)
@@ -168,4 +168,12 @@ pub fn row(what: &str, values: &[Duration]) -> f64 {
         v.len()
     );
     m
+}
+
+/// The server under test: this build's, or `BENCH_TASKBOX_BIN` (another build, to compare two
+/// versions with the same bench on one machine).
+fn taskbox_bin() -> std::path::PathBuf {
+    std::env::var_os("BENCH_TASKBOX_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_taskbox").into())
 }

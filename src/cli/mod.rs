@@ -242,39 +242,13 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if http.is_none() {
         tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
     }
-    if service.is_rebuilding() {
-        // The first reply must not wait for the rebuild: calls that need a task are refused
-        // with `registry_rebuilding` until it is done, then the usual recovery runs.
-        let service = service.clone();
-        tokio::spawn(async move {
-            let rebuilding = service.clone();
-            match tokio::task::spawn_blocking(move || rebuilding.finish_rebuild()).await {
-                Ok(Ok(report)) => tracing::warn!(?report, "registry rebuilt from the task files"),
-                Ok(Err(e)) => tracing::error!(error = %e, "the registry rebuild failed"),
-                Err(e) => tracing::error!(error = %e, "the registry rebuild panicked"),
-            }
-            recover(&service).await;
-        });
-    } else {
-        recover(&service).await;
-    }
+    // Recovery runs behind the first reply; tool calls wait for it (`startup.rs`).
+    service.start_recovery();
     match http {
         Some(options) => crate::transport::http::serve(service, options).await?,
         None => crate::transport::stdio::serve(service).await?,
     }
     Ok(())
-}
-
-/// The recovery steps of a start (`TaskService::recover_at_start`), reported in the log.
-async fn recover(service: &TaskService) {
-    match service.recover_at_start().await {
-        Ok(outcomes) => {
-            for o in outcomes {
-                tracing::warn!(task = %o.task_id, name = %o.name, reason = %o.reason, "task marked {}", o.to);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "startup reconciliation skipped"),
-    }
 }
 
 /// `127.0.0.1:8765`, `[::1]:0`, `localhost:8765`: the first address it names.

@@ -56,7 +56,7 @@ pub enum HookEvent {
     TaskRestored,
     TaskStopped,
     TaskCompleted,
-    /// The server started, before it serves its first request.
+    /// The server started: in its start-up recovery, which tool calls wait for.
     ServerStarted,
 }
 

@@ -324,7 +324,13 @@ impl ServerHandler for TaskboxServer {
         let known = Tool::from_name(&tool);
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = CallScope::new(&tool, &Self::client_name(&context));
-        scope::within(call.clone(), async {
+        // The call's event lines are synced once, here, before the reply (one fsync instead
+        // of one per event): an acknowledged call is on disk.
+        let (response, synced) = crate::task::syncing_once(scope::within(call.clone(), async {
+            // The start's recovery runs behind the first reply: no call acts before it is done.
+            if let Err(e) = self.service.wait_recovered().await {
+                return Ok(tool_error(&e).into());
+            }
             let task = self.task_of_call(known, &arguments);
             if let Err(denied) = self.service.before_tool(&tool, task.clone(), &arguments).await {
                 let mut result = tool_error(&denied);
@@ -355,8 +361,13 @@ impl ServerHandler for TaskboxServer {
                 add_hook_warnings(result, call.take_warnings());
             }
             Ok(response)
-        })
-        .await
+        }))
+        .await;
+        if let Err(e) = synced {
+            tracing::error!(tool, error = %e, "cannot sync the call's events to disk");
+            return Ok(tool_error(&Error::Store(e)).into());
+        }
+        response
     }
 
     fn get_info(&self) -> ServerConfig {
@@ -420,6 +431,7 @@ impl ServerHandler for TaskboxServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        self.service.wait_recovered().await?;
         let page = self.service.list(&self.session.owner, None, 100, 0)?;
         Ok(ListResourcesResult::with_all_items(resources::listed(&page.tasks)))
     }
@@ -437,6 +449,7 @@ impl ServerHandler for TaskboxServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        self.service.wait_recovered().await?;
         Ok(resources::read(&self.service, &self.session.owner, &request.uri)?.into())
     }
 

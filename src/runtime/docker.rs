@@ -34,6 +34,8 @@ pub struct DockerRuntime {
     /// they were last seen whole.
     firewall: Option<Vec<firewall::Rule>>,
     firewall_checked: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Container states followed from Docker's events (`watch.rs`).
+    states: std::sync::Arc<super::watch::StateCache>,
 }
 
 /// How long a check of the firewall rules is trusted; a daemon restart keeps them, a person
@@ -96,6 +98,64 @@ impl DockerRuntime {
             None => Vec::new(),
         };
         Ok(env_without_additions(&image_env, &container_env))
+    }
+
+    /// The container's full id and state; `None` when it does not exist.
+    async fn inspect_with_id(&self, id: &str) -> Result<Option<(String, ContainerState)>> {
+        let inspect = match self
+            .docker()
+            .await?
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(map_err(format!("container {id}")))
+        {
+            Ok(inspect) => inspect,
+            Err(RuntimeError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let state = inspect.state.unwrap_or_default();
+        let host = inspect.host_config.unwrap_or_default();
+        let isolation = Isolation {
+            privileged: host.privileged.unwrap_or(false),
+            network_mode: host.network_mode.unwrap_or_default(),
+            pid_mode: host.pid_mode.unwrap_or_default(),
+            ipc_mode: host.ipc_mode.unwrap_or_default(),
+            uts_mode: host.uts_mode.unwrap_or_default(),
+            userns_mode: host.userns_mode.unwrap_or_default(),
+            cgroupns_mode: host.cgroupns_mode.map(|m| m.to_string()).unwrap_or_default(),
+            mounts: inspect
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| MountInfo {
+                    kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+                    source: m.source.unwrap_or_default(),
+                    destination: m.destination.unwrap_or_default(),
+                })
+                .collect(),
+            devices: host
+                .devices
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| d.path_on_host.unwrap_or_default())
+                .collect(),
+            cap_add: host.cap_add.unwrap_or_default(),
+            cap_drop: host.cap_drop.unwrap_or_default(),
+            security_opt: host.security_opt.unwrap_or_default(),
+        };
+        let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
+        Ok(Some((
+            full_id,
+            ContainerState {
+                running: state.running.unwrap_or(false),
+                status: state.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
+                exit_code: state.exit_code,
+                oom_killed: state.oom_killed.unwrap_or(false),
+                error: state.error.filter(|e| !e.is_empty()),
+                labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
+                isolation,
+            },
+        )))
     }
 
     async fn docker(&self) -> Result<&Docker> {
@@ -316,16 +376,21 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        self.docker()
+        let started = self
+            .docker()
             .await?
             .start_container(id, None)
             .await
-            .map_err(map_err(format!("container {id}")))
+            .map_err(map_err(format!("container {id}")));
+        self.states.forget_all();
+        started
     }
 
     async fn stop_container(&self, id: &str, timeout_s: i32) -> Result<()> {
         let options = StopContainerOptionsBuilder::default().t(timeout_s).build();
-        match self.docker().await?.stop_container(id, Some(options)).await {
+        let stopped = self.docker().await?.stop_container(id, Some(options)).await;
+        self.states.forget_all();
+        match stopped {
             // 304: already stopped.
             Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
             other => other.map_err(map_err(format!("container {id}"))),
@@ -334,66 +399,32 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn remove_container(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        ignore_not_found(
-            self.docker()
-                .await?
-                .remove_container(id, Some(options))
-                .await
-                .map_err(map_err(format!("container {id}"))),
-        )
+        let removed = self
+            .docker()
+            .await?
+            .remove_container(id, Some(options))
+            .await
+            .map_err(map_err(format!("container {id}")));
+        self.states.forget_all();
+        ignore_not_found(removed)
     }
 
     async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>> {
-        let inspect = match self
-            .docker()
-            .await?
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .map_err(map_err(format!("container {id}")))
-        {
-            Ok(inspect) => inspect,
-            Err(RuntimeError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let state = inspect.state.unwrap_or_default();
-        let host = inspect.host_config.unwrap_or_default();
-        let isolation = Isolation {
-            privileged: host.privileged.unwrap_or(false),
-            network_mode: host.network_mode.unwrap_or_default(),
-            pid_mode: host.pid_mode.unwrap_or_default(),
-            ipc_mode: host.ipc_mode.unwrap_or_default(),
-            uts_mode: host.uts_mode.unwrap_or_default(),
-            userns_mode: host.userns_mode.unwrap_or_default(),
-            cgroupns_mode: host.cgroupns_mode.map(|m| m.to_string()).unwrap_or_default(),
-            mounts: inspect
-                .mounts
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| MountInfo {
-                    kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
-                    source: m.source.unwrap_or_default(),
-                    destination: m.destination.unwrap_or_default(),
-                })
-                .collect(),
-            devices: host
-                .devices
-                .unwrap_or_default()
-                .into_iter()
-                .map(|d| d.path_on_host.unwrap_or_default())
-                .collect(),
-            cap_add: host.cap_add.unwrap_or_default(),
-            cap_drop: host.cap_drop.unwrap_or_default(),
-            security_opt: host.security_opt.unwrap_or_default(),
-        };
-        Ok(Some(ContainerState {
-            running: state.running.unwrap_or(false),
-            status: state.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
-            exit_code: state.exit_code,
-            oom_killed: state.oom_killed.unwrap_or(false),
-            error: state.error.filter(|e| !e.is_empty()),
-            labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
-            isolation,
-        }))
+        Ok(self.inspect_with_id(id).await?.map(|(_, state)| state))
+    }
+
+    async fn inspect_container_followed(&self, id: &str) -> Result<Option<ContainerState>> {
+        let docker = self.docker().await?;
+        self.states.follow(docker);
+        if let Some(state) = self.states.get(id) {
+            return Ok(Some(state));
+        }
+        let seen_at = self.states.generation();
+        let inspected = self.inspect_with_id(id).await?;
+        if let Some((full_id, state)) = &inspected {
+            self.states.keep(id, full_id.clone(), state.clone(), seen_at);
+        }
+        Ok(inspected.map(|(_, state)| state))
     }
 
     async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>> {
@@ -572,7 +603,12 @@ impl ContainerRuntime for DockerRuntime {
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
-                created => break created.map_err(map_err(format!("container {container}")))?,
+                Err(e) => {
+                    // Gone or stopped: what was followed of it is behind (`watch.rs`).
+                    self.states.forget_all();
+                    return Err(map_err(format!("container {container}"))(e));
+                }
+                Ok(created) => break created,
             }
         };
         let started = docker

@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod images;
 pub mod subnets;
 pub mod supervisor;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -222,6 +223,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
     /// `None` when the container does not exist.
     async fn inspect_container(&self, id: &str) -> Result<Option<ContainerState>>;
+    /// `inspect_container`, answered from the state followed from Docker's events while
+    /// nothing happened to the container since it was last inspected (`watch.rs`): the check
+    /// before every command.
+    async fn inspect_container_followed(&self, id: &str) -> Result<Option<ContainerState>> {
+        self.inspect_container(id).await
+    }
     /// The container's memory and pids use and limit counters; `None` when they cannot be
     /// read (the container is not running, or its cgroup is not visible to this process).
     async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>>;

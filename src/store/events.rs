@@ -1,7 +1,7 @@
 //! Layer 2: `events.jsonl`, the append-only event log of a task. Each event is one JSON line,
-//! written with a single `write` call on an `O_APPEND` file and fsync'd before returning, so
-//! lines from several server processes never interleave and an acknowledged event survives a
-//! crash.
+//! written with a single `write` call on an `O_APPEND` file and fsync'd before returning (or,
+//! within a tool call, once before its reply: `durable.rs`), so lines from several server
+//! processes never interleave and an acknowledged event survives a crash.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -59,7 +59,7 @@ fn append_lines(path: &Path, events: &[Event]) -> Result<()> {
         .open(path)
         .map_err(io_err(path))?;
     file.write_all(&lines).map_err(io_err(path))?;
-    file.sync_data().map_err(io_err(path))
+    super::durable::sync_or_defer(path, file).map_err(io_err(path))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! command printed.
 
 mod decisions;
+mod durable;
 mod events;
 mod lock;
 mod plan;
@@ -15,6 +16,7 @@ mod state_json;
 
 use std::path::{Path, PathBuf};
 
+pub use durable::syncing_once;
 pub use lock::TaskLock;
 pub use servers::{ServerLease, server_alive, sweep_dead_servers};
 pub use state_json::{StateSnapshot, atomic_write};

@@ -6,4 +6,6 @@ pub mod output;
 pub mod run_files;
 pub mod service;
 
+/// A tool call's event appends synced once, before its reply (`store/durable.rs`).
+pub use crate::store::syncing_once;
 pub use service::{Health, TaskService};

@@ -23,6 +23,8 @@ struct Inner {
     listener: Mutex<Option<JoinHandle<()>>>,
     connections: Mutex<Vec<JoinHandle<()>>>,
     hold: Mutex<Option<Vec<u8>>>,
+    /// The first line of every request passed on (`GET /v1.41/containers/… HTTP/1.1`).
+    requests: Mutex<Vec<String>>,
 }
 
 /// The real daemon's socket: `DOCKER_HOST` when it names one, else the default.
@@ -83,6 +85,15 @@ impl DockerProxy {
         *self.inner.hold.lock().unwrap() = Some(pattern.as_bytes().to_vec());
     }
 
+    /// How many requests passed on so far have a first line containing every one of `parts`.
+    pub fn requests_with(&self, parts: &[&str]) -> usize {
+        let requests = self.inner.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|line| parts.iter().all(|p| line.contains(p)))
+            .count()
+    }
+
     pub fn release(&self) {
         *self.inner.hold.lock().unwrap() = None;
     }
@@ -108,6 +119,7 @@ async fn forward(mut client: UnixStream, inner: Arc<Inner>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            note_request(&inner, &buf[..n]);
             while held(&inner, &buf[..n]) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -122,6 +134,19 @@ async fn forward(mut client: UnixStream, inner: Arc<Inner>) {
         let _ = to_client.shutdown().await;
     };
     tokio::join!(upstream, downstream);
+}
+
+/// Notes the request line when `bytes` starts a request (a body or a later piece does not
+/// start with a method).
+fn note_request(inner: &Inner, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
+    let line = text.lines().next().unwrap_or_default();
+    if ["GET ", "POST ", "DELETE ", "PUT ", "HEAD "]
+        .iter()
+        .any(|m| line.starts_with(m))
+    {
+        inner.requests.lock().unwrap().push(line.to_string());
+    }
 }
 
 fn held(inner: &Inner, bytes: &[u8]) -> bool {

@@ -310,12 +310,19 @@ async fn a_background_execution_survives_a_server_restart() {
     tokio::time::sleep(Duration::from_secs(9)).await;
 
     let client = connect(&home.path(), "bg-restart-2").await;
-    // Startup recorded how it ended (the server reconciles before it serves), before any
-    // tool call asked.
-    let recorded: Vec<_> = events(&home.path(), &task_id)
-        .into_iter()
-        .filter(|e| e["type"] == "execution" && e["data"]["execution_id"] == id.as_str())
-        .collect();
+    // The start's recovery (behind the first reply) records how it ended, before any tool
+    // call asks.
+    let recorded = || -> Vec<_> {
+        events(&home.path(), &task_id)
+            .into_iter()
+            .filter(|e| e["type"] == "execution" && e["data"]["execution_id"] == id.as_str())
+            .collect()
+    };
+    let waited = std::time::Instant::now();
+    while recorded().is_empty() && waited.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recorded = recorded();
     assert_eq!(recorded.len(), 1, "{recorded:#?}");
     assert_eq!(recorded[0]["data"]["exit_code"], 4);
     assert_eq!(recorded[0]["data"]["background"], true);

@@ -19,6 +19,7 @@ mod layering;
 mod memory;
 mod memory_bounds;
 mod operations;
+mod overhead;
 mod prompts;
 mod recovery;
 mod registry_rebuild;

@@ -309,7 +309,9 @@ async fn a_delete_killed_half_way_is_finished_at_the_next_start() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.kill();
     deleting.abort();
-    proxy.release();
+    // Cut, not released: a released request would reach Docker after the server died and race
+    // the next start's sweep (the image then stays for one more start).
+    proxy.down();
     assert_eq!(
         task_objects(&home, &["ps", "-a"], &id).len(),
         1,
@@ -505,4 +507,45 @@ async fn delete_ends_a_command_running_in_the_task() {
         docker_inspect("container", &container).is_none(),
         "the container is gone"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_reply_does_not_wait_for_the_recovery_but_calls_do() {
+    require!(docker);
+    let home = Home::new();
+    let path = home.path();
+    let client = connect(&path, "gate-test").await;
+    let task = create(&client, "gated").await;
+    let container = task["container_id"].as_str().unwrap().to_string();
+    client.cancel().await.unwrap();
+    // Behind taskbox's back: the next start's recovery (task-resumer) starts it again.
+    docker(&["stop", "-t", "0", &container]);
+
+    // The sweep, the recovery's last step, lists images: it stalls there.
+    let proxy = DockerProxy::start();
+    proxy.hold("/images/json");
+    let host = proxy.docker_host();
+    let client = tokio::time::timeout(
+        Duration::from_secs(20),
+        connect_with_env(&path, "gate-test", &[("DOCKER_HOST", &host)]),
+    )
+    .await
+    .expect("initialize is answered while the recovery is still going on");
+    let client = Arc::new(client);
+    let listing = {
+        let client = client.clone();
+        tokio::spawn(async move { call(&client, "list_tasks", json!({})).await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!listing.is_finished(), "a call waits for the recovery to be done");
+
+    proxy.release();
+    let list = tokio::time::timeout(Duration::from_secs(30), listing)
+        .await
+        .expect("the call goes on once the recovery is done")
+        .unwrap();
+    assert_eq!(list["tasks"][0]["status"], "running", "{list}");
+    let state = docker_inspect("container", &container).unwrap();
+    assert_eq!(state["State"]["Running"], true, "task-resumer ran before the call");
+    assert_eq!(exec(&client, "gated", "echo back").await["stdout"], "back\n");
 }

@@ -90,7 +90,7 @@ impl TaskService {
         let _ = self.fire(context).await;
     }
 
-    /// `server_started`: runs once when a server starts, before it serves.
+    /// `server_started`: runs once when a server starts, in its start-up recovery.
     pub(super) async fn server_started(&self) {
         let _ = self.fire(HookContext::new(HookEvent::ServerStarted, None)).await;
     }

@@ -29,6 +29,7 @@ mod repo;
 mod resources;
 mod resume;
 mod shell;
+mod startup;
 mod sync;
 mod tokens;
 
@@ -108,6 +109,8 @@ pub struct TaskService {
     /// The supervisor on the host, mounted into task containers (`None`: it could not be
     /// written; containers are then made without it and work as before it existed).
     supervisor: Option<PathBuf>,
+    /// Closed while the start's recovery runs behind the first reply (`startup.rs`).
+    recovery: startup::RecoveryGate,
 }
 
 /// A status change, as recorded in the event log.
@@ -158,6 +161,7 @@ impl TaskService {
             rebuilding: std::sync::atomic::AtomicBool::new(rebuild),
             metrics: Default::default(),
             ca_bundle,
+            recovery: Default::default(),
         })
     }
 

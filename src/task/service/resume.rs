@@ -50,7 +50,7 @@ pub enum Revival {
 }
 
 impl TaskService {
-    /// What a server does before it serves: bring back the containers of running and stopped
+    /// What a server does when it starts, before its tool calls (`startup.rs`): bring back the containers of running and stopped
     /// tasks (task-resumer's step, when enabled), fire `server_started`, then reconcile the
     /// rest with Docker (what was brought back is not marked failed). Returns what the
     /// reconciliation changed.
@@ -147,7 +147,7 @@ impl TaskService {
             // The service refuses these with the status and what to do.
             _ => return Ok((None, None)),
         }
-        let state = match self.runtime.inspect_container(container).await {
+        let state = match self.runtime.inspect_container_followed(container).await {
             Ok(state) => state,
             // The daemon is away (restarting): nothing can run, and the caller should hear
             // that, with what to do, rather than a hook's refusal.
