@@ -231,6 +231,8 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if http.is_none() {
         tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
     }
+    // Every server listens for every running allowlist task (task/service/egress.rs).
+    tokio::spawn(service.clone().serve_egress_proxies());
     if service.is_rebuilding() {
         // The first reply must not wait for the rebuild: calls that need a task are refused
         // with `registry_rebuilding` until it is done, then the usual recovery runs.

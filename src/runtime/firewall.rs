@@ -39,8 +39,10 @@ pub struct Rule {
 }
 
 /// The rules for a pool, exceptions first (rules are inserted at the top, in reverse order, so
-/// the chain ends up in this order).
-pub fn rules(pool: Cidr, exceptions: &[FirewallException]) -> Vec<Rule> {
+/// the chain ends up in this order). `proxy_port`: the egress proxy's port, which tasks reach
+/// on the host's addresses in the pool (their bridges' gateways, where the server listens);
+/// `INPUT` only, so it never opens that port of another task's container.
+pub fn rules(pool: Cidr, exceptions: &[FirewallException], proxy_port: u16) -> Vec<Rule> {
     let pool = pool.to_string();
     let comment = |what: &str| {
         vec![
@@ -51,6 +53,22 @@ pub fn rules(pool: Cidr, exceptions: &[FirewallException]) -> Vec<Rule> {
         ]
     };
     let mut rules = Vec::new();
+    let mut proxy = vec![
+        "-s".to_string(),
+        pool.clone(),
+        "-d".into(),
+        pool.clone(),
+        "-p".into(),
+        "tcp".into(),
+        "--dport".into(),
+        proxy_port.to_string(),
+    ];
+    proxy.extend(comment("egress proxy"));
+    proxy.extend(["-j".into(), "ACCEPT".into()]);
+    rules.push(Rule {
+        chain: "INPUT",
+        args: proxy,
+    });
     for exception in exceptions {
         let mut args = vec!["-s".to_string(), pool.clone(), "-d".into(), exception.address.clone()];
         if let Some(port) = exception.port {
@@ -158,11 +176,21 @@ mod tests {
             address: "10.0.0.5".into(),
             port: Some(5432),
         };
-        let rules = rules(pool, &[exception]);
+        let rules = rules(pool, &[exception], 13128);
         let text: Vec<String> = rules
             .iter()
             .map(|r| format!("{} {}", r.chain, r.args.join(" ")))
             .collect();
+        assert!(
+            text[0].starts_with("INPUT -s 10.213.0.0/16 -d 10.213.0.0/16 -p tcp --dport 13128")
+                && text[0].ends_with("-j ACCEPT"),
+            "{text:?}"
+        );
+        assert!(
+            !text.iter().any(|t| t.starts_with("DOCKER-USER") && t.contains("13128")),
+            "the proxy port is opened on the host only, never between tasks"
+        );
+        let text = &text[1..];
         assert!(
             text[0].starts_with("INPUT -s 10.213.0.0/16 -d 10.0.0.5 -p tcp --dport 5432"),
             "{text:?}"

@@ -9,6 +9,7 @@ mod container_ops;
 mod create;
 mod disk;
 mod doctor;
+mod egress;
 mod exec;
 mod files;
 mod gc;
@@ -104,6 +105,8 @@ pub struct TaskService {
     /// The supervisor on the host, mounted into task containers (`None`: it could not be
     /// written; containers are then made without it and work as before it existed).
     supervisor: Option<PathBuf>,
+    /// The egress proxy's listeners for allowlist tasks (`egress.rs`).
+    egress: egress::EgressProxies,
 }
 
 /// A status change, as recorded in the event log.
@@ -135,6 +138,7 @@ impl TaskService {
                 |e| tracing::warn!(error = %e, "cannot write the process supervisor; new containers go without it"),
             )
             .ok();
+        let egress = egress::EgressProxies::new(config.network.proxy_port, config.network.egress_upstreams()?);
         Ok(Self {
             lease,
             hooks,
@@ -154,6 +158,7 @@ impl TaskService {
             rebuilding: std::sync::atomic::AtomicBool::new(rebuild),
             metrics: Default::default(),
             ca_bundle,
+            egress,
         })
     }
 
