@@ -167,7 +167,10 @@ mod tests {
         let inet6 = "00000000000000000000000000000001 01 80 10 80       lo\nfe80000000000000fc00fffffe000001 02 40 20 80     eth0\n";
         assert_eq!(
             local_v6_from_if_inet6(inet6),
-            [Ipv6Addr::LOCALHOST, "fe80::fc00:ffff:fe00:1".parse::<Ipv6Addr>().unwrap()]
+            [
+                Ipv6Addr::LOCALHOST,
+                "fe80::fc00:ffff:fe00:1".parse::<Ipv6Addr>().unwrap()
+            ]
         );
         // This host has loopback at least.
         assert!(host_addresses().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));

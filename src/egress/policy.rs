@@ -94,7 +94,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     }
     let labels_ok = host.split('.').all(|label| {
         (1..=63).contains(&label.len())
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             && !label.starts_with('-')
             && !label.ends_with('-')
     });
@@ -150,7 +152,10 @@ mod tests {
         let policy = Policy::parse(&["PyPI.org.", "*.npmjs.org", "example.com:8443", "203.0.113.7"]).unwrap();
         assert!(policy.allows("pypi.org", 443));
         assert!(policy.allows("pypi.org", 80));
-        assert!(!policy.allows("files.pypi.org", 443), "an exact name is not its subdomains");
+        assert!(
+            !policy.allows("files.pypi.org", 443),
+            "an exact name is not its subdomains"
+        );
         assert!(policy.allows("registry.npmjs.org", 443));
         assert!(policy.allows("a.b.npmjs.org", 443));
         assert!(!policy.allows("npmjs.org", 443), "*.x is not x itself");
@@ -166,7 +171,17 @@ mod tests {
 
     #[test]
     fn bad_patterns_and_hosts_are_refused_with_what_to_write() {
-        for bad in ["", "*", "*.com", "a b.org", "x.org:0", "x.org:http", "[::1]", "-x.org", "*.1.2.3.4"] {
+        for bad in [
+            "",
+            "*",
+            "*.com",
+            "a b.org",
+            "x.org:0",
+            "x.org:http",
+            "[::1]",
+            "-x.org",
+            "*.1.2.3.4",
+        ] {
             let error = Pattern::parse(bad).unwrap_err();
             assert!(error.contains("pypi.org"), "{bad}: {error}");
         }

@@ -211,7 +211,11 @@ async fn handle(request: Request<Incoming>, proxy: Arc<Proxy>) -> Response<Body>
             attempt.reason = Some(reason.clone());
             attempt.duration_ms = started.elapsed().as_millis() as u64;
             proxy.recorder.record(attempt);
-            return text_response(StatusCode::BAD_GATEWAY, None, format!("taskbox egress proxy: {reason}\n"));
+            return text_response(
+                StatusCode::BAD_GATEWAY,
+                None,
+                format!("taskbox egress proxy: {reason}\n"),
+            );
         }
     };
     attempt.upstream = Some(address.to_string());
@@ -385,9 +389,10 @@ fn empty() -> Body {
 fn text_response(status: StatusCode, reason: Option<&'static str>, text: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if let Some(phrase) = reason.and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok()) {
         response.extensions_mut().insert(phrase);
     }

@@ -24,7 +24,8 @@ use super::firewall;
 use super::subnets::{Cidr, free_subnets};
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, MountInfo,
-    NetworkAttachment, NetworkInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool, stable_hash,
+    NetworkAttachment, NetworkInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
+    stable_hash,
 };
 
 #[derive(Default)]

@@ -8,7 +8,11 @@
 //! - `INPUT` (traffic to the host's own addresses, the bridge gateways included, which Docker
 //!   does not manage): new connections from the pool are rejected.
 //!
-//! Named exceptions from the config are accepted before those. Every rule carries a comment
+//! Named exceptions from the config come before those: accepted in `INPUT`, and in
+//! `DOCKER-USER` passed on (`RETURN`) to Docker's own rules rather than accepted, so an
+//! `allowlist` task's internal network keeps Docker's isolation (its only way out stays the
+//! egress proxy). The egress proxy's port on the host's addresses in the pool is a built-in
+//! exception, in `INPUT` only. Every rule carries a comment
 //! naming taskbox and the pool, and is checked with `iptables -C` before it is inserted, so
 //! servers and daemon restarts never duplicate or lose one.
 
@@ -75,12 +79,10 @@ pub fn rules(pool: Cidr, exceptions: &[FirewallException], proxy_port: u16) -> V
             args.extend(["-p".into(), "tcp".into(), "--dport".into(), port.to_string()]);
         }
         args.extend(comment(&format!("exception {}", exception.name)));
-        args.extend(["-j".into(), "ACCEPT".into()]);
-        for chain in ["INPUT", "DOCKER-USER"] {
-            rules.push(Rule {
-                chain,
-                args: args.clone(),
-            });
+        for (chain, target) in [("INPUT", "ACCEPT"), ("DOCKER-USER", "RETURN")] {
+            let mut args = args.clone();
+            args.extend(["-j".into(), target.into()]);
+            rules.push(Rule { chain, args });
         }
     }
     let reject = |mut args: Vec<String>, what: &str| {
@@ -197,6 +199,10 @@ mod tests {
         );
         assert!(text[0].ends_with("-j ACCEPT"));
         assert!(text[1].starts_with("DOCKER-USER -s 10.213.0.0/16 -d 10.0.0.5"));
+        assert!(
+            text[1].ends_with("-j RETURN"),
+            "forwarded traffic goes on to Docker's own rules, which keep internal (allowlist) networks in"
+        );
         assert!(text[2].contains("-d 169.254.0.0/16") && text[2].ends_with("-j REJECT"));
         assert!(text[3].contains("-d 10.213.0.0/16") && text[3].starts_with("DOCKER-USER"));
         assert!(text[4].starts_with("INPUT -s 10.213.0.0/16 -m conntrack ! --ctstate ESTABLISHED,RELATED"));

@@ -3,6 +3,7 @@ mod claude_hook;
 mod cli_tasks;
 mod conformance;
 mod containment;
+mod egress;
 mod execution;
 mod fault_injection;
 mod fuzz;

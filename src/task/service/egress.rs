@@ -85,7 +85,8 @@ impl TaskService {
                  from a checkpoint)"
             )));
         };
-        let policy = Policy::parse(&task.allow).map_err(|e| Error::EgressProxy(format!("the task's allow list: {e}")))?;
+        let policy =
+            Policy::parse(&task.allow).map_err(|e| Error::EgressProxy(format!("the task's allow list: {e}")))?;
         let address = SocketAddrV4::new(info.gateway, self.egress.port);
         let listener = bind(address)?;
         let proxy = Arc::new(Proxy {
@@ -101,7 +102,9 @@ impl TaskService {
         tracing::debug!(task = %task.id, %address, "egress proxy listening");
         let mut listening = self.egress.listening();
         // Another call may have bound it meanwhile: keep one (both listen on one port).
-        let entry = listening.entry(task.id.clone()).or_insert(Listening { address, accept });
+        let entry = listening
+            .entry(task.id.clone())
+            .or_insert(Listening { address, accept });
         Ok(entry.address)
     }
 
@@ -180,9 +183,7 @@ impl TaskService {
             .iter()
             .filter(|t| matches!(t.status, TaskStatus::Running | TaskStatus::Creating))
             .collect();
-        self.egress
-            .listening()
-            .retain(|id, _| live.iter().any(|t| &t.id == id));
+        self.egress.listening().retain(|id, _| live.iter().any(|t| &t.id == id));
         for task in live {
             // A creating task's server binds it itself once its network exists.
             if task.status == TaskStatus::Running
@@ -220,7 +221,11 @@ impl TaskService {
 
 fn broadcast(subnet: Cidr) -> std::net::Ipv4Addr {
     let host_bits = 32 - u32::from(subnet.prefix);
-    let mask = if host_bits >= 32 { u32::MAX } else { (1u32 << host_bits) - 1 };
+    let mask = if host_bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << host_bits) - 1
+    };
     std::net::Ipv4Addr::from(subnet.base | mask)
 }
 
@@ -334,8 +339,14 @@ mod tests {
         assert_eq!(broadcast(subnet), std::net::Ipv4Addr::new(10, 213, 193, 15));
         let gateway: IpAddr = "10.213.193.1".parse().unwrap();
         assert!(from_task("10.213.193.2:40000".parse().unwrap(), subnet, gateway));
-        assert!(!from_task("10.213.193.1:40000".parse().unwrap(), subnet, gateway), "the host itself");
-        assert!(!from_task("10.213.194.2:40000".parse().unwrap(), subnet, gateway), "another task");
+        assert!(
+            !from_task("10.213.193.1:40000".parse().unwrap(), subnet, gateway),
+            "the host itself"
+        );
+        assert!(
+            !from_task("10.213.194.2:40000".parse().unwrap(), subnet, gateway),
+            "another task"
+        );
         assert!(!from_task("[::1]:40000".parse().unwrap(), subnet, gateway));
     }
 }
