@@ -346,7 +346,10 @@ async fn forward(
             proxy.recorder.record(attempt);
         });
     }
-    let authority = request.uri().authority().map(|a| a.as_str().to_string());
+    let authority = request.uri().authority().map(|a| match a.port() {
+        Some(port) => format!("{}:{port}", a.host()),
+        None => a.host().to_string(),
+    });
     let origin_form = request
         .uri()
         .path_and_query()
@@ -368,9 +371,10 @@ async fn forward(
     for name in HOP_BY_HOP {
         headers.remove(*name);
     }
-    if !headers.contains_key(HOST)
-        && let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok())
-    {
+    // The checked name, whatever Host the client sent: a different one would reach another
+    // site served from the same address (a CDN's), past the allowlist.
+    headers.remove(HOST);
+    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
         headers.insert(HOST, value);
     }
     match sender.send_request(request).await {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use serde_json::{Value, json};
 
-/// An HTTP server on 8080 (answers every request with `hello from upstream`) and a TLS one on
+/// An HTTP server on 8080 (answers every request with `hello from upstream` and the Host it
+/// was sent) and a TLS one on
 /// 8443 (`openssl s_server -www`, a self-signed certificate), in one container labelled with
 /// the test's home (so its `Home` removes it), port 8080 published on the host.
 struct Upstream {
@@ -22,7 +23,7 @@ struct Upstream {
 
 impl Upstream {
     fn start(home: &Home) -> Self {
-        let http = r#"perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 20, ReuseAddr => 1) or die $!; while (my $c = $s->accept) { while (my $l = <$c>) { last if $l =~ /^\r?\n$/ } my $b = "hello from upstream\n"; print $c "HTTP/1.1 200 OK\r\nContent-Length: " . length($b) . "\r\nConnection: close\r\n\r\n$b"; close $c }'"#;
+        let http = r#"perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 20, ReuseAddr => 1) or die $!; while (my $c = $s->accept) { my $h = ""; while (my $l = <$c>) { $h = $1 if $l =~ /^Host:\s*(\S+)/i; last if $l =~ /^\r?\n$/ } my $b = "hello from upstream\nhost=$h\n"; print $c "HTTP/1.1 200 OK\r\nContent-Length: " . length($b) . "\r\nConnection: close\r\n\r\n$b"; close $c }'"#;
         let tls = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout /tmp/k.pem \
                    -out /tmp/c.pem -days 1 -subj /CN=secure.test 2>/dev/null \
                    && openssl s_server -accept 8443 -cert /tmp/c.pem -key /tmp/k.pem -www -quiet";
@@ -163,7 +164,16 @@ async fn an_allowlisted_task_reaches_only_its_allowed_hosts_through_the_proxy() 
     // Allowed, by name, over HTTP (the proxy forwards the request).
     let r = run(&client, "fenced", "curl -sS -m 20 http://allowed.test/hello").await;
     assert_eq!(r["exit_code"], 0, "{r}");
-    assert_eq!(r["stdout"], "hello from upstream\n", "{r}");
+    assert_eq!(r["stdout"], "hello from upstream\nhost=allowed.test\n", "{r}");
+    // Another Host on an allowed URL would reach another site of the same server: the
+    // upstream gets the checked name.
+    let r = run(
+        &client,
+        "fenced",
+        "curl -sS -m 20 -H 'Host: elsewhere.test' http://allowed.test/",
+    )
+    .await;
+    assert_eq!(r["stdout"], "hello from upstream\nhost=allowed.test\n", "{r}");
 
     // Allowed, by name, over TLS through a CONNECT tunnel (the certificate is self-signed).
     let r = run(&client, "fenced", "curl -sS -k -m 20 https://secure.test/").await;
@@ -255,7 +265,7 @@ async fn an_allowlisted_task_reaches_only_its_allowed_hosts_through_the_proxy() 
     }
 
     // Each attempt is an event: host, port, allowed or not, bytes.
-    let events = egress_events(&client, "fenced", 5).await;
+    let events = egress_events(&client, "fenced", 6).await;
     let summary: Vec<(String, u64, bool)> = events
         .iter()
         .map(|e| {
@@ -270,6 +280,7 @@ async fn an_allowlisted_task_reaches_only_its_allowed_hosts_through_the_proxy() 
         summary,
         [
             ("allowed.test".to_string(), 80, true),
+            ("allowed.test".to_string(), 80, true),
             ("secure.test".to_string(), 443, true),
             ("denied.test".to_string(), 80, false),
             ("denied.test".to_string(), 443, false),
@@ -277,15 +288,16 @@ async fn an_allowlisted_task_reaches_only_its_allowed_hosts_through_the_proxy() 
         ],
         "{events:?}"
     );
-    for allowed in &events[..2] {
+    for allowed in [&events[0], &events[2]] {
         assert!(allowed["bytes_received"].as_u64().unwrap() > 0, "{allowed}");
         assert!(allowed["bytes_sent"].as_u64().unwrap() > 0, "{allowed}");
     }
-    assert_eq!(events[1]["method"], "CONNECT");
+    assert_eq!(events[0]["method"], "GET");
+    assert_eq!(events[2]["method"], "CONNECT");
     assert!(
-        events[2]["reason"].as_str().unwrap().contains("allowlist"),
+        events[3]["reason"].as_str().unwrap().contains("allowlist"),
         "{:?}",
-        events[2]
+        events[3]
     );
     drop(upstream.id);
 }
