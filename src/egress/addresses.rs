@@ -39,10 +39,7 @@ pub fn refused(ip: IpAddr, pool: Block, host_addresses: &HashSet<IpAddr>) -> Opt
         },
         v4 => v4,
     };
-    if host_addresses.contains(&ip) {
-        return Some("an address of the taskbox host");
-    }
-    match ip {
+    let refusal = match ip {
         IpAddr::V4(v4) => {
             if v4.is_loopback() {
                 Some("a loopback address")
@@ -67,7 +64,8 @@ pub fn refused(ip: IpAddr, pool: Block, host_addresses: &HashSet<IpAddr>) -> Opt
                 None
             }
         }
-    }
+    };
+    refusal.or_else(|| host_addresses.contains(&ip).then_some("an address of the taskbox host"))
 }
 
 fn is_link_local_v6(ip: Ipv6Addr) -> bool {

@@ -203,7 +203,9 @@ async fn handle(request: Request<Incoming>, proxy: Arc<Proxy>) -> Response<Body>
     let (stream, address) = match proxy.upstreams.connect(&host, port).await {
         Ok(connected) => connected,
         Err(Unreachable::Refused(reason)) => {
-            attempt.allowed = false;
+            let reason = format!(
+                "{reason}; the proxy never connects to the host, loopback, link-local (metadata) or task addresses"
+            );
             return deny(&proxy, attempt, reason, started);
         }
         Err(Unreachable::Failed(reason)) => {
@@ -266,7 +268,7 @@ fn deny(proxy: &Proxy, mut attempt: Attempt, reason: String, started: Instant) -
         Some("Forbidden by taskbox egress policy allowlist"),
         format!(
             "taskbox egress proxy: refused by the task's network policy \"allowlist\": {reason}. Allowed: [{allowed}]. \
-             Create the task with that host in `allow`, or with network \"egress\".\n"
+             A host off the list needs a task created with it in `allow` (or with network \"egress\").\n"
         ),
     )
 }

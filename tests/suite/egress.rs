@@ -421,3 +421,37 @@ async fn the_proxy_is_served_by_any_live_server_and_comes_back_with_one() {
         "{events:?}"
     );
 }
+
+/// An allowed name that resolves to the host (here `localhost`, as `*.nip.io`-style DNS does on
+/// request) does not take the task through the proxy to the host's services: the proxy refuses
+/// loopback and the host's own addresses, saying so. Control: the host reaches the listener.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_never_connects_to_the_host_whatever_a_name_resolves_to() {
+    require!(docker);
+    let home = Home::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "control");
+    let client = connect(&home.path(), "egress-host").await;
+    call(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "sneaky", "allow": ["localhost"] }),
+    )
+    .await;
+    let r = run(
+        &client,
+        "sneaky",
+        &format!("env -u NO_PROXY -u no_proxy curl -sS -m 20 -w '\\n%{{http_code}}' http://localhost:{port}/"),
+    )
+    .await;
+    let text = out(&r);
+    assert!(text.trim_end().ends_with("403"), "{r}");
+    assert!(
+        text.contains("localhost resolves to 127.0.0.1, a loopback address"),
+        "{r}"
+    );
+    let events = egress_events(&client, "sneaky", 1).await;
+    assert_eq!(events[0]["allowed"], false, "{events:?}");
+    assert_eq!(events[0]["host"], "localhost");
+}
