@@ -30,7 +30,9 @@ fn name_commit() {
         println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
         println!("cargo:rerun-if-changed={}", dir.join("packed-refs").display());
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            let common = git(&["rev-parse", "--git-common-dir"]).map(PathBuf::from).unwrap_or(dir);
+            let common = git(&["rev-parse", "--git-common-dir"])
+                .map(PathBuf::from)
+                .unwrap_or(dir);
             println!("cargo:rerun-if-changed={}", common.join(branch).display());
         }
     }
@@ -38,7 +40,10 @@ fn name_commit() {
         .ok()
         .filter(|c| !c.is_empty())
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
-    println!("cargo:rustc-env=TASKBOX_COMMIT={}", commit.unwrap_or_else(|| "unknown".into()));
+    println!(
+        "cargo:rustc-env=TASKBOX_COMMIT={}",
+        commit.unwrap_or_else(|| "unknown".into())
+    );
 }
 
 fn build_supervisor() {

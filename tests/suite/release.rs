@@ -39,7 +39,12 @@ fn the_version_names_the_commit_and_the_package_works_on_its_own() {
         .arg(out.path())
         .env("TASKBOX_BINARY", BIN)
         .current_dir(repo()));
-    let name = format!("taskbox-{}-{}-{}-linux", env!("CARGO_PKG_VERSION"), head.trim(), std::env::consts::ARCH);
+    let name = format!(
+        "taskbox-{}-{}-{}-linux",
+        env!("CARGO_PKG_VERSION"),
+        head.trim(),
+        std::env::consts::ARCH
+    );
     let tarball = format!("{name}.tar.gz");
     assert!(printed.ends_with(&format!("  {tarball}\n")), "{printed}");
     let checked = run(Command::new("sha256sum")
@@ -60,7 +65,10 @@ fn the_version_names_the_commit_and_the_package_works_on_its_own() {
         "commands/create-task.md",
         "docker-images/taskbox-base/Dockerfile",
     ] {
-        assert!(listing.lines().any(|l| l == format!("{name}/{entry}")), "{entry} missing:\n{listing}");
+        assert!(
+            listing.lines().any(|l| l == format!("{name}/{entry}")),
+            "{entry} missing:\n{listing}"
+        );
     }
 
     // Unpacked elsewhere, the binary installs its commands into a project with nothing from

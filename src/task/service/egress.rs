@@ -39,6 +39,8 @@ pub(super) struct EgressProxies {
     port: u16,
     upstreams: Arc<Upstreams>,
     listening: std::sync::Mutex<HashMap<String, Listening>>,
+    /// Tasks the scan could not listen for, warned about once (not every `SCAN`).
+    failing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 struct Listening {
@@ -59,6 +61,7 @@ impl EgressProxies {
             port,
             upstreams: Arc::new(upstreams),
             listening: Default::default(),
+            failing: Default::default(),
         }
     }
 
@@ -186,10 +189,20 @@ impl TaskService {
         self.egress.listening().retain(|id, _| live.iter().any(|t| &t.id == id));
         for task in live {
             // A creating task's server binds it itself once its network exists.
-            if task.status == TaskStatus::Running
-                && let Err(e) = self.ensure_proxy(task).await
-            {
-                tracing::warn!(task = %task.id, error = %e, "egress proxy: cannot listen for the task");
+            if task.status != TaskStatus::Running {
+                continue;
+            }
+            let listened = self.ensure_proxy(task).await;
+            let mut failing = self.egress.failing.lock().unwrap_or_else(|p| p.into_inner());
+            match listened {
+                Ok(_) => {
+                    failing.remove(&task.id);
+                }
+                Err(e) => {
+                    if failing.insert(task.id.clone()) {
+                        tracing::warn!(task = %task.id, error = %e, "egress proxy: cannot listen for the task");
+                    }
+                }
             }
         }
     }
