@@ -271,6 +271,16 @@ pub struct NetworkConfig {
     /// Pass the server's HTTP_PROXY, HTTPS_PROXY and NO_PROXY (either case) to the commands
     /// of egress tasks.
     pub pass_proxy_env: bool,
+    /// Hosts every `allowlist` task may reach through the egress proxy, before those its
+    /// creation adds (`allow`): `pypi.org`, `*.npmjs.org`, `example.com:8443`.
+    pub allow: Vec<String>,
+    /// The TCP port the egress proxy listens on, on each allowlist task's bridge address; the
+    /// host firewall lets task networks reach this port of the host and no other.
+    pub proxy_port: u16,
+    /// Names the egress proxy resolves to a fixed `IP` or `IP:port` instead of asking DNS,
+    /// and connects to even where it refuses DNS answers (loopback, the host): for tests, whose
+    /// upstreams run on the host. Never needed in production.
+    pub resolve: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for NetworkConfig {
@@ -282,9 +292,16 @@ impl Default for NetworkConfig {
             exceptions: Vec::new(),
             ca_certificates: None,
             pass_proxy_env: true,
+            allow: Vec::new(),
+            proxy_port: DEFAULT_PROXY_PORT,
+            resolve: Default::default(),
         }
     }
 }
+
+/// The egress proxy's port: below the ephemeral range, and not a port proxies usually take
+/// (3128, 8080), so a proxy already running on the host is not what tasks reach.
+pub const DEFAULT_PROXY_PORT: u16 = 13128;
 
 /// Where distributions keep the bundle of certificates the host trusts.
 const HOST_CA_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
@@ -314,7 +331,26 @@ impl NetworkConfig {
                 )));
             }
         }
-        Ok(Some(firewall::rules(self.subnet_pool()?.pool, &self.exceptions)))
+        Ok(Some(firewall::rules(
+            self.subnet_pool()?.pool,
+            &self.exceptions,
+            self.proxy_port,
+        )))
+    }
+
+    /// The egress proxy's upstreams (`resolve`, and the pool whose addresses it refuses),
+    /// checked with the default allowlist.
+    pub fn egress_upstreams(&self) -> Result<crate::egress::Upstreams> {
+        crate::egress::Policy::parse(&self.allow).map_err(|e| Error::Config(format!("network.allow: {e}")))?;
+        if self.proxy_port == 0 {
+            return Err(Error::Config("network.proxy_port must be a TCP port, not 0".into()));
+        }
+        let pool = self.subnet_pool()?.pool;
+        let block = crate::egress::Block {
+            base: std::net::Ipv4Addr::from(pool.base),
+            prefix: pool.prefix,
+        };
+        crate::egress::Upstreams::new(&self.resolve, block).map_err(Error::Config)
     }
 
     pub fn subnet_pool(&self) -> Result<SubnetPool> {
@@ -527,7 +563,7 @@ mod tests {
 
     #[test]
     fn firewall_exceptions_are_validated_and_the_switch_turns_the_rules_off() {
-        assert_eq!(Config::default().network.firewall_rules().unwrap().unwrap().len(), 3);
+        assert_eq!(Config::default().network.firewall_rules().unwrap().unwrap().len(), 4);
         let off = NetworkConfig {
             host_firewall: false,
             ..Default::default()

@@ -96,6 +96,11 @@ pub enum Error {
     )]
     RegistryRebuilding,
 
+    /// The egress proxy of an `allowlist` task cannot listen (its port is taken, its network
+    /// is gone).
+    #[error("egress proxy: {0}")]
+    EgressProxy(String),
+
     #[error("owner '{owner}' would hold {would_hold}, over its quota of {limit} (quotas.{quota}); {remedy}")]
     QuotaExceeded {
         owner: String,
@@ -151,6 +156,7 @@ impl Error {
             Self::TooManyExecutions { .. } => "too_many_executions",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::RegistryRebuilding => "registry_rebuilding",
+            Self::EgressProxy(_) => "egress_proxy_error",
         }
     }
 }

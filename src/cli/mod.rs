@@ -242,6 +242,8 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if http.is_none() {
         tracing::info!(home = %service.home().display(), "taskbox serving MCP on stdio");
     }
+    // Every server listens for every running allowlist task (task/service/egress.rs).
+    tokio::spawn(service.clone().serve_egress_proxies());
     // Recovery runs behind the first reply; tool calls wait for it (`startup.rs`).
     service.start_recovery();
     match http {

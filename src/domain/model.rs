@@ -188,6 +188,9 @@ pub enum NetworkMode {
     Egress,
     /// No network at all.
     None,
+    /// An internal network of the task's own whose only way out is the server's HTTP(S)
+    /// proxy, which lets through the hosts on the task's `allow` list.
+    Allowlist,
 }
 
 impl NetworkMode {
@@ -195,6 +198,7 @@ impl NetworkMode {
         match self {
             Self::Egress => "egress",
             Self::None => "none",
+            Self::Allowlist => "allowlist",
         }
     }
 }
@@ -205,9 +209,10 @@ impl FromStr for NetworkMode {
         match s {
             "egress" => Ok(Self::Egress),
             "none" => Ok(Self::None),
+            "allowlist" => Ok(Self::Allowlist),
             other => Err(Error::invalid(
                 "network",
-                format!("'{other}' is not a network mode; use \"egress\" or \"none\""),
+                format!("'{other}' is not a network mode; use \"egress\", \"allowlist\" or \"none\""),
             )),
         }
     }
@@ -232,7 +237,11 @@ pub struct Task {
     pub image: String,
     pub container_id: Option<String>,
     pub network: NetworkMode,
-    /// The Docker network of an `egress` task.
+    /// The hosts an `allowlist` task's proxy lets through (the config's list and the task's
+    /// own), e.g. `pypi.org`, `*.npmjs.org`, `example.com:8443`; empty for other modes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// The Docker network of an `egress` or `allowlist` task.
     pub network_name: Option<String>,
     pub workspace: PathBuf,
     /// The shell commands run under (`bash` or `sh`), detected when the container starts.
@@ -417,11 +426,13 @@ pub enum EventKind {
     Hook,
     ContainerRestarted,
     ContainerRecreated,
+    /// A connection through an `allowlist` task's proxy: host, port, allowed or denied, bytes.
+    Egress,
     Other(String),
 }
 
 impl EventKind {
-    const NAMED: [(Self, &'static str); 13] = [
+    const NAMED: [(Self, &'static str); 14] = [
         (Self::TaskCreated, "task_created"),
         (Self::StatusChanged, "status_changed"),
         (Self::ToolCall, "tool_call"),
@@ -435,6 +446,7 @@ impl EventKind {
         (Self::Hook, "hook"),
         (Self::ContainerRestarted, "container_restarted"),
         (Self::ContainerRecreated, "container_recreated"),
+        (Self::Egress, "egress"),
     ];
 
     pub fn as_str(&self) -> &str {

@@ -56,6 +56,7 @@ impl From<Error> for McpError {
             | Error::Config(_)
             | Error::Transport(_)
             | Error::ShuttingDown
+            | Error::EgressProxy(_)
             | Error::RegistryRebuilding => Self::internal_error(message, None),
         }
     }

@@ -10,9 +10,9 @@ use crate::domain::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStat
 
 pub(super) const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
-     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner";
+     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner, allow_json";
 
-const COLUMN_COUNT: usize = 27;
+const COLUMN_COUNT: usize = 28;
 
 /// `?1, ?2, … ?19` starting at `first`.
 pub(super) fn placeholders(first: usize) -> String {
@@ -57,6 +57,11 @@ pub(super) fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
         opt(&task.container_image),
         opt(&task.forked_from),
         text(task.owner.as_str()),
+        if task.allow.is_empty() {
+            Value::Null
+        } else {
+            text(&serde_json::to_string(&task.allow).unwrap_or_else(|_| "[]".into()))
+        },
     ]
 }
 
@@ -89,6 +94,17 @@ impl Registry {
 
     pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
         self.query_one(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"), id)
+    }
+
+    /// Every owner's tasks of a network mode (the egress proxy's listeners follow the
+    /// allowlist tasks of all owners).
+    pub fn tasks_with_network(&self, network: NetworkMode) -> Result<Vec<Task>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE network = ?1"))?;
+        let raws = stmt
+            .query_map([network.as_str()], RawTask::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(RawTask::into_task).collect()
     }
 
     /// The owner's task of that name (names are unique per owner).
@@ -294,6 +310,7 @@ struct RawTask {
     container_image: Option<String>,
     forked_from: Option<String>,
     owner: String,
+    allow_json: Option<String>,
 }
 
 impl RawTask {
@@ -326,6 +343,7 @@ impl RawTask {
             container_image: r.get(24)?,
             forked_from: r.get(25)?,
             owner: r.get(26)?,
+            allow_json: r.get(27)?,
         })
     }
 
@@ -345,7 +363,15 @@ impl RawTask {
             column: "env_json",
             value: self.env_json.clone(),
         })?;
+        let allow = match &self.allow_json {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(json).map_err(|_| RegistryError::Corrupt {
+                column: "allow_json",
+                value: json.clone(),
+            })?,
+        };
         Ok(Task {
+            allow,
             id: self.id,
             name: self.name,
             description: self.description,
@@ -401,6 +427,7 @@ pub(crate) mod tests {
             image: "taskbox-base".into(),
             container_id: None,
             network: NetworkMode::Egress,
+            allow: Vec::new(),
             network_name: None,
             workspace: PathBuf::from("/tmp/ws"),
             shell: None,

@@ -24,7 +24,8 @@ use super::firewall;
 use super::subnets::{Cidr, free_subnets};
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, MountInfo,
-    NetworkAttachment, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool, stable_hash,
+    NetworkAttachment, NetworkInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
+    stable_hash,
 };
 
 #[derive(Default)]
@@ -273,7 +274,13 @@ impl ContainerRuntime for DockerRuntime {
         Ok(())
     }
 
-    async fn create_network(&self, name: &str, labels: HashMap<String, String>, pool: &SubnetPool) -> Result<()> {
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+        pool: &SubnetPool,
+        internal: bool,
+    ) -> Result<()> {
         let docker = self.docker().await?;
         // A network from the pool is one the rules must already cover.
         self.ensure_firewall().await?;
@@ -291,6 +298,7 @@ impl ContainerRuntime for DockerRuntime {
             let request = NetworkCreateRequest {
                 name: name.to_string(),
                 driver: Some("bridge".into()),
+                internal: Some(internal),
                 labels: Some(labels.clone()),
                 ipam: Some(Ipam {
                     config: Some(vec![IpamConfig {
@@ -311,6 +319,36 @@ impl ContainerRuntime for DockerRuntime {
             "no free /{} subnet left in {} for the task network; delete tasks you no longer need, or set [network] subnet_pool to a larger range",
             pool.subnet_prefix, pool.pool
         )))
+    }
+
+    async fn network_info(&self, name: &str) -> Result<Option<NetworkInfo>> {
+        let docker = self.docker().await?;
+        let network = match docker.inspect_network(name, None).await {
+            Ok(network) => network,
+            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+            Err(e) => return Err(map_err(format!("network {name}"))(e)),
+        };
+        let config = network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .and_then(|configs| configs.into_iter().next());
+        let Some(subnet) = config
+            .as_ref()
+            .and_then(|c| c.subnet.as_deref())
+            .and_then(|s| s.parse::<Cidr>().ok())
+        else {
+            return Err(RuntimeError::Api(format!("network {name} has no IPv4 subnet")));
+        };
+        // Docker puts the first address on the bridge when the network names no gateway.
+        let gateway = config
+            .and_then(|c| c.gateway)
+            .and_then(|g| g.parse().ok())
+            .unwrap_or_else(|| std::net::Ipv4Addr::from(subnet.base.wrapping_add(1)));
+        Ok(Some(NetworkInfo {
+            subnet,
+            gateway,
+            internal: network.internal.unwrap_or(false),
+        }))
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
@@ -350,6 +388,8 @@ impl ContainerRuntime for DockerRuntime {
                 NetworkAttachment::Bridge(name) => name.clone(),
                 NetworkAttachment::None => "none".into(),
             }),
+            dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
+            dns_options: (!spec.dns_options.is_empty()).then(|| spec.dns_options.clone()),
             ..Default::default()
         };
         let body = ContainerCreateBody {

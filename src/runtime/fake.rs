@@ -87,10 +87,22 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
-    async fn create_network(&self, name: &str, _: HashMap<String, String>, _: &SubnetPool) -> Result<()> {
+    async fn create_network(&self, name: &str, _: HashMap<String, String>, _: &SubnetPool, _: bool) -> Result<()> {
         self.check("create_network")?;
         self.lock().networks.insert(name.to_string());
         Ok(())
+    }
+
+    async fn network_info(&self, name: &str) -> Result<Option<super::NetworkInfo>> {
+        if !self.lock().networks.contains(name) {
+            return Ok(None);
+        }
+        // The fake has no bridges: loopback, where a test's proxy can listen.
+        Ok(Some(super::NetworkInfo {
+            subnet: "127.0.0.0/8".parse().map_err(super::RuntimeError::Api)?,
+            gateway: std::net::Ipv4Addr::LOCALHOST,
+            internal: true,
+        }))
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {

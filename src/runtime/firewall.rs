@@ -8,7 +8,11 @@
 //! - `INPUT` (traffic to the host's own addresses, the bridge gateways included, which Docker
 //!   does not manage): new connections from the pool are rejected.
 //!
-//! Named exceptions from the config are accepted before those. Every rule carries a comment
+//! Named exceptions from the config come before those: accepted in `INPUT`, and in
+//! `DOCKER-USER` passed on (`RETURN`) to Docker's own rules rather than accepted, so an
+//! `allowlist` task's internal network keeps Docker's isolation (its only way out stays the
+//! egress proxy). The egress proxy's port on the host's addresses in the pool is a built-in
+//! exception, in `INPUT` only. Every rule carries a comment
 //! naming taskbox and the pool, and is checked with `iptables -C` before it is inserted, so
 //! servers and daemon restarts never duplicate or lose one.
 
@@ -39,8 +43,10 @@ pub struct Rule {
 }
 
 /// The rules for a pool, exceptions first (rules are inserted at the top, in reverse order, so
-/// the chain ends up in this order).
-pub fn rules(pool: Cidr, exceptions: &[FirewallException]) -> Vec<Rule> {
+/// the chain ends up in this order). `proxy_port`: the egress proxy's port, which tasks reach
+/// on the host's addresses in the pool (their bridges' gateways, where the server listens);
+/// `INPUT` only, so it never opens that port of another task's container.
+pub fn rules(pool: Cidr, exceptions: &[FirewallException], proxy_port: u16) -> Vec<Rule> {
     let pool = pool.to_string();
     let comment = |what: &str| {
         vec![
@@ -51,18 +57,32 @@ pub fn rules(pool: Cidr, exceptions: &[FirewallException]) -> Vec<Rule> {
         ]
     };
     let mut rules = Vec::new();
+    let mut proxy = vec![
+        "-s".to_string(),
+        pool.clone(),
+        "-d".into(),
+        pool.clone(),
+        "-p".into(),
+        "tcp".into(),
+        "--dport".into(),
+        proxy_port.to_string(),
+    ];
+    proxy.extend(comment("egress proxy"));
+    proxy.extend(["-j".into(), "ACCEPT".into()]);
+    rules.push(Rule {
+        chain: "INPUT",
+        args: proxy,
+    });
     for exception in exceptions {
         let mut args = vec!["-s".to_string(), pool.clone(), "-d".into(), exception.address.clone()];
         if let Some(port) = exception.port {
             args.extend(["-p".into(), "tcp".into(), "--dport".into(), port.to_string()]);
         }
         args.extend(comment(&format!("exception {}", exception.name)));
-        args.extend(["-j".into(), "ACCEPT".into()]);
-        for chain in ["INPUT", "DOCKER-USER"] {
-            rules.push(Rule {
-                chain,
-                args: args.clone(),
-            });
+        for (chain, target) in [("INPUT", "ACCEPT"), ("DOCKER-USER", "RETURN")] {
+            let mut args = args.clone();
+            args.extend(["-j".into(), target.into()]);
+            rules.push(Rule { chain, args });
         }
     }
     let reject = |mut args: Vec<String>, what: &str| {
@@ -158,17 +178,31 @@ mod tests {
             address: "10.0.0.5".into(),
             port: Some(5432),
         };
-        let rules = rules(pool, &[exception]);
+        let rules = rules(pool, &[exception], 13128);
         let text: Vec<String> = rules
             .iter()
             .map(|r| format!("{} {}", r.chain, r.args.join(" ")))
             .collect();
+        assert!(
+            text[0].starts_with("INPUT -s 10.213.0.0/16 -d 10.213.0.0/16 -p tcp --dport 13128")
+                && text[0].ends_with("-j ACCEPT"),
+            "{text:?}"
+        );
+        assert!(
+            !text.iter().any(|t| t.starts_with("DOCKER-USER") && t.contains("13128")),
+            "the proxy port is opened on the host only, never between tasks"
+        );
+        let text = &text[1..];
         assert!(
             text[0].starts_with("INPUT -s 10.213.0.0/16 -d 10.0.0.5 -p tcp --dport 5432"),
             "{text:?}"
         );
         assert!(text[0].ends_with("-j ACCEPT"));
         assert!(text[1].starts_with("DOCKER-USER -s 10.213.0.0/16 -d 10.0.0.5"));
+        assert!(
+            text[1].ends_with("-j RETURN"),
+            "forwarded traffic goes on to Docker's own rules, which keep internal (allowlist) networks in"
+        );
         assert!(text[2].contains("-d 169.254.0.0/16") && text[2].ends_with("-j REJECT"));
         assert!(text[3].contains("-d 10.213.0.0/16") && text[3].starts_with("DOCKER-USER"));
         assert!(text[4].starts_with("INPUT -s 10.213.0.0/16 -m conntrack ! --ctstate ESTABLISHED,RELATED"));

@@ -86,6 +86,20 @@ pub struct ContainerSpec {
     /// Host files or directories mounted besides the workspace (the supervisor, read-only;
     /// the task's run directory).
     pub mounts: Vec<BindMount>,
+    /// Name servers Docker's embedded DNS forwards to (empty: the host's), and resolver
+    /// options for the container's resolv.conf. An allowlist task's point nowhere.
+    pub dns: Vec<String>,
+    pub dns_options: Vec<String>,
+}
+
+/// A task network as Docker reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetworkInfo {
+    pub subnet: subnets::Cidr,
+    /// The host's address on the network's bridge.
+    pub gateway: std::net::Ipv4Addr,
+    /// No route out (Docker's `Internal`).
+    pub internal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,8 +225,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
     ) -> Result<()>;
 
-    /// Creates a bridge network on a free subnet of `pool` (subnets of size `subnet_prefix`).
-    async fn create_network(&self, name: &str, labels: HashMap<String, String>, pool: &SubnetPool) -> Result<()>;
+    /// Creates a bridge network on a free subnet of `pool` (subnets of size `subnet_prefix`);
+    /// `internal`: one with no route beyond its bridge.
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+        pool: &SubnetPool,
+        internal: bool,
+    ) -> Result<()>;
+    /// The network's subnet and gateway; `None` when it does not exist.
+    async fn network_info(&self, name: &str) -> Result<Option<NetworkInfo>>;
     /// Removing a network that does not exist succeeds.
     async fn remove_network(&self, name: &str) -> Result<()>;
 

@@ -5,6 +5,7 @@ mod cli_terminal;
 mod conformance;
 mod containment;
 mod dashboard;
+mod egress;
 mod execution;
 mod fault_injection;
 mod fuzz;

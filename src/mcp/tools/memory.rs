@@ -21,7 +21,8 @@ pub struct TaskHistoryParams {
     #[serde(default)]
     pub task: TaskRef,
     /// Only these event types (e.g. "execution", "status_changed", "checkpoint_created",
-    /// "decision_recorded", "tool_call", "agent_attached", "synced").
+    /// "decision_recorded", "tool_call", "agent_attached", "synced", "egress": connections
+    /// through an allowlist task's proxy).
     pub types: Option<Vec<String>>,
     /// Only events at or after this time (RFC 3339, e.g. "2026-11-21T10:00:00Z").
     pub since: Option<String>,

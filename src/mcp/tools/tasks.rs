@@ -28,8 +28,15 @@ pub struct CreateTaskParams {
     /// Container image (default "taskbox-base", built automatically on first use;
     /// "taskbox-developer" adds compilers, Python and Node.js).
     pub image: Option<String>,
-    /// "egress" (default): outbound network, isolated from other tasks. "none": no network.
+    /// "egress" (default): outbound network, isolated from other tasks. "allowlist": only the
+    /// hosts on `allow` (plus the server's default list), through an HTTP(S) proxy set in every
+    /// command's HTTP_PROXY/HTTPS_PROXY; other connections and DNS lookups fail. "none": no
+    /// network.
     pub network: Option<String>,
+    /// Hosts an "allowlist" task may reach, e.g. ["pypi.org", "*.npmjs.org",
+    /// "example.com:8443"] ("*." covers subdomains; no port: any port). Giving it implies
+    /// network "allowlist".
+    pub allow: Option<Vec<String>>,
     /// Memory limit in MB (default 2048).
     pub memory_mb: Option<u64>,
     /// CPU limit in cores, fractions allowed (default 2).
@@ -250,11 +257,12 @@ impl TaskboxServer {
                 ),
             };
             let text = format!(
-                "{}; {container}; {} execution(s), {} failed; {} agent(s) attached.",
+                "{}; {container}; {} execution(s), {} failed; {} agent(s) attached; network {}.",
                 task_line(&report.task),
                 report.executions.total,
                 report.executions.failed,
-                report.attachments.len()
+                report.attachments.len(),
+                report.network.summary
             );
             reply(text, &report)
         })

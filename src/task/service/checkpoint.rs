@@ -405,7 +405,10 @@ impl TaskService {
             Some(name) => NetworkAttachment::Bridge(name.clone()),
             None => NetworkAttachment::None,
         };
+        let (dns, dns_options) = self.container_dns(task).await?;
         let spec = ContainerSpec {
+            dns,
+            dns_options,
             name: name.to_string(),
             image: image.to_string(),
             labels: self.labels(task),

@@ -105,6 +105,7 @@ impl TaskService {
         if let Some(container) = &task.container_id {
             self.runtime.remove_container(container).await?;
         }
+        self.stop_proxy(&task.id);
         if let Some(network) = &task.network_name {
             self.runtime.remove_network(network).await?;
         }

@@ -28,6 +28,8 @@ pub struct CreateTaskRequest {
     pub description: Option<String>,
     pub image: Option<String>,
     pub network: Option<String>,
+    /// Hosts an `allowlist` task may reach, besides the config's `network.allow`.
+    pub allow: Vec<String>,
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub env: BTreeMap<String, String>,
@@ -136,13 +138,14 @@ impl TaskService {
                  {name}) and run scripts/provision-docker.sh to register it, or unset container.runtime"
             )));
         };
-        if task.network == NetworkMode::Egress && args.iter().any(|a| a == "--network=none") {
+        if task.network != NetworkMode::None && args.iter().any(|a| a == "--network=none") {
             return Err(Error::invalid(
                 "network",
                 format!(
                     "this server runs tasks under the runtime '{name}', registered with --network=none, so an \
-                     egress task would have no network; pass network \"none\" (an operator sets defaults.network = \
-                     \"none\" for every task), or register {name} with its own networking"
+                     {} task would have no network; pass network \"none\" (an operator sets defaults.network = \
+                     \"none\" for every task), or register {name} with its own networking",
+                    task.network.as_str()
                 ),
             ));
         }
@@ -189,11 +192,32 @@ impl TaskService {
         validate_name(&request.name)?;
         let defaults = &self.config.defaults;
         let security = &self.config.security;
+        // An `allow` list alone asks for an allowlist task.
+        let default_network = if request.allow.is_empty() {
+            defaults.network.as_str()
+        } else {
+            NetworkMode::Allowlist.as_str()
+        };
         let network = request
             .network
             .as_deref()
-            .unwrap_or(&defaults.network)
+            .unwrap_or(default_network)
             .parse::<NetworkMode>()?;
+        let allow = match network {
+            NetworkMode::Allowlist => crate::egress::policy::merge(&self.config.network.allow, &request.allow)
+                .map_err(|e| Error::invalid("allow", e))?,
+            _ if !request.allow.is_empty() => {
+                return Err(Error::invalid(
+                    "allow",
+                    format!(
+                        "it applies to network \"allowlist\" only, and this task's network is \"{}\"; pass \
+                         network: \"allowlist\" with it, or leave allow out",
+                        network.as_str()
+                    ),
+                ));
+            }
+            _ => Vec::new(),
+        };
         let memory_mb = request.memory_mb.unwrap_or(defaults.memory_mb);
         if !(64..=security.max_memory_mb).contains(&memory_mb) {
             return Err(Error::invalid(
@@ -226,6 +250,7 @@ impl TaskService {
             image,
             container_id: None,
             network,
+            allow,
             network_name: None,
             shell: None,
             exec_user: None,
@@ -296,13 +321,19 @@ impl TaskService {
         // says where the task branch is.
         task = self.update(task.clone(), |t| t.repo = task.repo.clone())?;
 
-        if task.network == NetworkMode::Egress {
+        if task.network != NetworkMode::None {
             let name = format!("taskbox-{}", task.id);
+            // An allowlist task's network has no way out but the proxy (Docker's `Internal`).
+            let internal = task.network == NetworkMode::Allowlist;
             self.runtime
-                .create_network(&name, self.labels(&task), &self.subnet_pool)
+                .create_network(&name, self.labels(&task), &self.subnet_pool, internal)
                 .await?;
             made.network = Some(name.clone());
             task.network_name = Some(name);
+            if internal {
+                // Listening before the container exists: its first command has its proxy.
+                self.ensure_proxy(&task).await?;
+            }
         }
         let image = task.container_image.clone().unwrap_or_else(|| task.image.clone());
         let container = self.start_container_for(&task, &image).await?;
@@ -329,7 +360,7 @@ impl TaskService {
             &task.id,
             EventKind::TaskCreated,
             serde_json::json!({
-                "name": task.name, "image": task.image, "network": task.network,
+                "name": task.name, "image": task.image, "network": task.network, "allow": task.allow,
                 "limits": task.limits, "container_id": task.container_id, "repo": task.repo,
                 "forked_from": task.forked_from, "warnings": warnings,
             }),
@@ -366,6 +397,9 @@ impl TaskService {
 
     async fn roll_back(&self, made: &Made, error: &Error) {
         tracing::warn!(error = %error, "task creation failed; removing what was made");
+        if let Some(id) = &made.row {
+            self.stop_proxy(id);
+        }
         if let Some(container) = &made.container
             && let Err(e) = self.runtime.remove_container(container).await
         {

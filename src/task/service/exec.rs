@@ -200,7 +200,7 @@ impl TaskService {
 
         // The task's variables reach each command through its exec, never the container's
         // configuration, which checkpoint images would keep (docs/security.md).
-        let env = command_env(self.network_env(&task), &task.env, &request.env, &execution.id);
+        let env = command_env(self.network_env(&task).await?, &task.env, &request.env, &execution.id);
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
         let mut cmd = vec![shell.to_string(), flag.to_string(), request.command.clone()];

@@ -10,6 +10,7 @@ mod create;
 mod dashboard;
 mod disk;
 mod doctor;
+mod egress;
 mod exec;
 mod files;
 mod gc;
@@ -111,6 +112,8 @@ pub struct TaskService {
     supervisor: Option<PathBuf>,
     /// Closed while the start's recovery runs behind the first reply (`startup.rs`).
     recovery: startup::RecoveryGate,
+    /// The egress proxy's listeners for allowlist tasks (`egress.rs`).
+    egress: egress::EgressProxies,
 }
 
 /// A status change, as recorded in the event log.
@@ -142,6 +145,7 @@ impl TaskService {
                 |e| tracing::warn!(error = %e, "cannot write the process supervisor; new containers go without it"),
             )
             .ok();
+        let egress = egress::EgressProxies::new(config.network.proxy_port, config.network.egress_upstreams()?);
         Ok(Self {
             lease,
             hooks,
@@ -162,6 +166,7 @@ impl TaskService {
             metrics: Default::default(),
             ca_bundle,
             recovery: Default::default(),
+            egress,
         })
     }
 

@@ -42,17 +42,22 @@ impl TaskService {
         }
     }
 
-    /// Variables for an egress task's commands: where the trusted bundle is, and the host's
-    /// proxy settings when `network.pass_proxy_env`.
-    pub(super) fn network_env(&self, task: &Task) -> BTreeMap<String, String> {
+    /// Variables for a networked task's commands: where the trusted bundle is; for an egress
+    /// task the host's proxy settings when `network.pass_proxy_env`, for an allowlist task
+    /// its own proxy (listening in this server from now on).
+    pub(super) async fn network_env(&self, task: &Task) -> crate::error::Result<BTreeMap<String, String>> {
         let mut env = BTreeMap::new();
-        if task.network != NetworkMode::Egress {
-            return env;
+        if task.network == NetworkMode::None {
+            return Ok(env);
         }
         if self.ca_bundle.is_some() {
             for var in CA_BUNDLE_ENV {
                 env.insert(var.to_string(), CA_BUNDLE_PATH.to_string());
             }
+        }
+        if task.network == NetworkMode::Allowlist {
+            env.extend(self.proxy_env(task).await?);
+            return Ok(env);
         }
         if self.config.network.pass_proxy_env {
             for var in PROXY_VARS {
@@ -61,6 +66,6 @@ impl TaskService {
                 }
             }
         }
-        env
+        Ok(env)
     }
 }

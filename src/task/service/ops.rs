@@ -49,6 +49,23 @@ pub struct TaskStatusReport {
     pub running_executions: Vec<Execution>,
     /// What the task takes on disk.
     pub disk: super::disk::DiskUse,
+    /// What the task may reach.
+    pub network: NetworkPolicy,
+}
+
+/// A task's network policy, as get_task_status shows it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct NetworkPolicy {
+    /// `none`, `egress` (anything the host reaches but the host itself, link-local and other
+    /// tasks) or `allowlist` (only `allow`, through the proxy).
+    pub mode: crate::domain::NetworkMode,
+    /// The hosts an allowlist task's proxy lets through.
+    pub allow: Vec<String>,
+    /// The proxy an allowlist task's commands use (HTTP_PROXY/HTTPS_PROXY), when this server
+    /// listens for it.
+    pub proxy: Option<String>,
+    /// In a sentence, for people.
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -131,7 +148,9 @@ impl TaskService {
             },
         };
         let disk = self.disk_use(&task).await;
+        let network = self.network_policy(&task).await;
         Ok(TaskStatusReport {
+            network,
             disk,
             attachments: self.registry.active_attachments(&task.id)?,
             executions: self.registry.execution_counts(&task.id)?,
@@ -271,6 +290,7 @@ impl TaskService {
         if let Some(container) = &task.container_id {
             self.runtime.remove_container(container).await?;
         }
+        self.stop_proxy(&task.id);
         if let Some(network) = &task.network_name {
             self.runtime.remove_network(network).await?;
         }

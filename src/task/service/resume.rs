@@ -223,9 +223,12 @@ impl TaskService {
             // The image exists, so a 404 means the daemon lost the task's network too.
             Err(crate::error::Error::Runtime(RuntimeError::NotFound { .. })) if task.network_name.is_some() => {
                 let network = task.network_name.clone().unwrap_or_default();
+                let internal = task.network == crate::domain::NetworkMode::Allowlist;
                 self.runtime
-                    .create_network(&network, self.labels(task), &self.subnet_pool)
+                    .create_network(&network, self.labels(task), &self.subnet_pool, internal)
                     .await?;
+                // A new network has a new gateway: the proxy listens there from the next use.
+                self.stop_proxy(&task.id);
                 self.start_container_named(task, image, &name).await?
             }
             Err(e) => return Err(e),
