@@ -18,6 +18,7 @@ mod layering;
 mod memory;
 mod memory_bounds;
 mod operations;
+mod ports;
 mod prompts;
 mod recovery;
 mod registry_rebuild;

@@ -21,6 +21,7 @@ mod memory;
 mod metrics;
 mod network_env;
 mod ops;
+mod ports;
 mod quota;
 mod rebuild;
 mod reconcile;
@@ -51,6 +52,7 @@ pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
 pub use metrics::Health;
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
+pub use ports::{ExposedPortReply, PortForward, PortList};
 pub use reconcile::ReconcileOutcome;
 pub use repo::RepoRequest;
 pub use resources::{FilePage, PAGE_BYTES, TaskFile};
@@ -106,6 +108,8 @@ pub struct TaskService {
     /// The supervisor on the host, mounted into task containers (`None`: it could not be
     /// written; containers are then made without it and work as before it existed).
     supervisor: Option<PathBuf>,
+    /// The port forwards this process holds (`ports.rs`).
+    forwards: crate::task::ports::Forwards,
 }
 
 /// A status change, as recorded in the event log.
@@ -137,7 +141,10 @@ impl TaskService {
                 |e| tracing::warn!(error = %e, "cannot write the process supervisor; new containers go without it"),
             )
             .ok();
+        let forwards =
+            crate::task::ports::Forwards::new(crate::task::ports::Connector::new(runtime.clone(), registry.clone()));
         Ok(Self {
+            forwards,
             lease,
             hooks,
             supervisor,
@@ -163,6 +170,7 @@ impl TaskService {
     /// finish (or roll back); waits for them up to `grace`.
     pub async fn shutdown(&self, grace: std::time::Duration) {
         self.shutting_down.cancel();
+        self.release_ports();
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
             tracing::warn!(
