@@ -156,7 +156,7 @@ async fn a_server_on_the_containers_loopback_only_is_reached() {
     // The container's own address does not serve it: a plain forward to it would not do.
     let container = task["container_id"].as_str().unwrap();
     let inspect = docker_inspect("container", container).unwrap();
-    let ip = inspect[0]["NetworkSettings"]["Networks"]
+    let ip = inspect["NetworkSettings"]["Networks"]
         .as_object()
         .unwrap()
         .values()
