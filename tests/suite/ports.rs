@@ -93,6 +93,17 @@ async fn a_dev_server_is_exposed_closed_on_stop_and_back_on_resume() {
         "{body}"
     );
 
+    // What a connection through the relay costs (one `docker exec` each): reported, and
+    // bounded generously so that a shared machine does not fail it.
+    let timed = Instant::now();
+    for _ in 0..20 {
+        let (status, _, _) = get(&url, &[]).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    let each = timed.elapsed() / 20;
+    eprintln!("ports: a GET on a new connection through the forward took {each:?} on average");
+    assert!(each < Duration::from_secs(3), "{each:?} per request");
+
     // Listed, with what listens in the container; exposing again gives the same forward.
     let listed = call(&client, "list_ports", json!({})).await;
     assert_eq!(listed["exposed"][0]["port"], 8000, "{listed}");
@@ -297,6 +308,9 @@ async fn over_http_a_port_has_its_own_origin_and_only_its_owner_passes() {
     )
     .await;
     assert!(body.starts_with("path=/x?y=1\n"), "{body}");
+    let lower = body.to_lowercase();
+    assert!(lower.contains("host: localhost:9000"), "{body}");
+    assert!(lower.contains("x-forwarded-host: 127.0.0.1:"), "{body}");
     assert!(
         !body.contains(&alice_token) && !body.to_lowercase().contains("authorization"),
         "{body}"
@@ -338,4 +352,76 @@ async fn over_http_a_port_has_its_own_origin_and_only_its_owner_passes() {
     assert_eq!(status, 401);
     let (status, _, _) = get(&public, &[("authorization", &alice_auth)]).await.unwrap();
     assert_eq!(status, 401);
+}
+
+/// A server in the container that switches protocols on any request, then answers each
+/// piece of data upper-cased (what a WebSocket, e.g. Vite's HMR, needs of the proxy).
+const UPGRADE_ECHO: &str = r#"python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9100)); s.listen()
+while True:
+    c, _ = s.accept(); data = b""
+    while b"\r\n\r\n" not in data:
+        data += c.recv(4096)
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        c.sendall(d.upper())
+    c.close()
+'"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_no_auth_the_local_owner_gets_both_urls_and_upgrades_pass() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    require!(docker);
+    let home = Home::new();
+    let server = HttpServer::start(&home.path(), &["--no-auth"]);
+    let client = connect_http(&server, None, "local-agent").await;
+    create_dev(&client, "ws", "egress").await;
+    start(&client, "ws", UPGRADE_ECHO).await;
+    let exposed = call(&client, "expose_port", json!({ "port": 9100 })).await;
+    let url = exposed["url"].as_str().unwrap();
+    let public = exposed["public_url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:") && url != public, "{exposed}");
+
+    // The protocol switch is bridged both ways through the port's own listener.
+    let addr = public.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut stream, head) = loop {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"GET /hmr HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        if head.starts_with("HTTP/1.1 101") {
+            break (stream, head);
+        }
+        assert!(Instant::now() < deadline, "no switch: {head}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(head.to_lowercase().contains("upgrade: echo"), "{head}");
+    stream.write_all(b"hello hmr").await.unwrap();
+    let mut answer = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&answer, b"HELLO HMR");
+
+    // Nothing listening: 502, saying what to do.
+    let exposed = call(&client, "expose_port", json!({ "port": 9101 })).await;
+    assert_eq!(exposed["listening"], false, "{exposed}");
+    assert!(exposed["note"].as_str().unwrap().contains("background"), "{exposed}");
+    let (status, _, body) = get(exposed["public_url"].as_str().unwrap(), &[]).await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("nothing answered on port 9101"), "{body}");
 }

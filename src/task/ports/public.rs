@@ -8,7 +8,9 @@
 //! it, so the token stays out of the address bar and the history). Anyone else's token gets
 //! 404, as for a task that does not exist; no credential, or a revoked one, 401. The
 //! credential never reaches the container: the `Authorization` header that carried a taskbox
-//! token and every `taskbox_port_*` cookie are removed before the request is relayed.
+//! token and every `taskbox_port_*` cookie are removed before the request is relayed. The
+//! request's `Host` becomes `localhost:<port>` (the original in `X-Forwarded-Host`), which dev
+//! servers that check host names accept.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use base64::Engine;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -299,6 +301,20 @@ fn strip_cookies(request: &mut Request<Incoming>) {
 /// protocol switch (WebSocket) is bridged both ways after.
 async fn proxy(target: &Target, mut request: Request<Incoming>) -> Response<Body> {
     let port = target.key.port;
+    // Dev servers refuse host names they do not know (Vite's and webpack's guard against DNS
+    // rebinding): the request reaches them as if sent to their own port on localhost, with
+    // the name the person used in X-Forwarded-Host.
+    let headers = request.headers_mut();
+    if let Some(original) = headers.remove(header::HOST) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), original);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Ok(host) = HeaderValue::from_str(&format!("localhost:{port}")) {
+        headers.insert(header::HOST, host);
+    }
     let relay = match target.connector.relay(&target.key.task_id, port).await {
         Ok(relay) => relay,
         Err(e) => {
