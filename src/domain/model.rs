@@ -417,11 +417,14 @@ pub enum EventKind {
     Hook,
     ContainerRestarted,
     ContainerRecreated,
+    /// A port exposed with expose_port (the first time; its forward's comings and goings are
+    /// not events).
+    PortExposed,
     Other(String),
 }
 
 impl EventKind {
-    const NAMED: [(Self, &'static str); 13] = [
+    const NAMED: [(Self, &'static str); 14] = [
         (Self::TaskCreated, "task_created"),
         (Self::StatusChanged, "status_changed"),
         (Self::ToolCall, "tool_call"),
@@ -435,6 +438,7 @@ impl EventKind {
         (Self::Hook, "hook"),
         (Self::ContainerRestarted, "container_restarted"),
         (Self::ContainerRecreated, "container_recreated"),
+        (Self::PortExposed, "port_exposed"),
     ];
 
     pub fn as_str(&self) -> &str {

@@ -113,6 +113,13 @@ async fn a_dev_server_is_exposed_closed_on_stop_and_back_on_resume() {
     let again = call(&client, "expose_port", json!({ "task": "web", "port": 8000 })).await;
     assert_eq!(again["url"], url.as_str());
     assert_eq!(again["listening"], true);
+    let task_id = again["task_id"].as_str().unwrap().to_string();
+    let exposures: Vec<_> = events(&home.path(), &task_id)
+        .into_iter()
+        .filter(|e| e["type"] == "port_exposed")
+        .collect();
+    assert_eq!(exposures.len(), 1, "{exposures:#?}");
+    assert_eq!(exposures[0]["data"]["port"], 8000);
 
     // Stopped: the URL no longer answers, and the forward says it is closed.
     call(&client, "stop_task", json!({})).await;

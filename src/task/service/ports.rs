@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::TaskService;
 use super::container_ops::ListeningSockets;
-use crate::domain::{Owner, Task, TaskStatus, Timestamp};
+use crate::domain::{Event, EventKind, Owner, Task, TaskStatus, Timestamp};
 use crate::error::{Error, Result};
 use crate::registry::ExposedPort;
 use crate::task::ports::listening::{self, ListeningPort};
@@ -128,7 +128,10 @@ impl TaskService {
         if self.registry.get_port(&task.id, port)?.is_none() {
             let held = self.registry.owner_exposed_ports(&task.owner)?;
             super::quota::admit_port(&task.owner, &self.config.quotas.for_owner(&task.owner), held)?;
-            self.registry.insert_port(&task.id, port, &crate::domain::now())?;
+            if self.registry.insert_port(&task.id, port, &crate::domain::now())? {
+                let data = serde_json::json!({ "port": port });
+                self.record(Event::new(&task.id, EventKind::PortExposed, data))?;
+            }
             tracing::info!(task = %task.id, port, "port exposed");
         }
         let pass = self.forwards.pass().await;
