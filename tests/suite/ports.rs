@@ -248,6 +248,19 @@ async fn another_server_takes_over_the_forwards_of_one_that_ended() {
     assert!(refused(&url).await, "nobody holds the forward, yet it answers");
     let third = connect(&home.path(), "ports-third").await;
     assert_eq!(get_ok(&url, &[], Duration::from_secs(20)).await, "kept\n");
+
+    // A stop from another server closes the forward the third one holds (its keeper sees the
+    // task stopped within about 2 s).
+    let fourth = connect(&home.path(), "ports-fourth").await;
+    call(&fourth, "stop_task", json!({ "task": "shared" })).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !refused(&url).await {
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers after another server stopped the task"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(third);
 }
 
