@@ -80,6 +80,9 @@ pub struct Quota {
     pub http_sessions: Option<u64>,
     /// Background executions running at once, over all the owner's tasks.
     pub background_executions: Option<u64>,
+    /// Ports exposed with expose_port, over all the owner's tasks (kept while a task is
+    /// stopped, so they count until it is deleted).
+    pub exposed_ports: Option<u64>,
 }
 
 /// What an owner other than the local one may hold when the config does not say.
@@ -91,6 +94,7 @@ pub const BUILTIN_QUOTA: Quota = Quota {
     checkpoint_images: Some(200),
     http_sessions: Some(32),
     background_executions: Some(16),
+    exposed_ports: Some(16),
 };
 
 impl Quota {
@@ -104,6 +108,7 @@ impl Quota {
             checkpoint_images: self.checkpoint_images.or(fallback.checkpoint_images),
             http_sessions: self.http_sessions.or(fallback.http_sessions),
             background_executions: self.background_executions.or(fallback.background_executions),
+            exposed_ports: self.exposed_ports.or(fallback.exposed_ports),
         }
     }
 }
@@ -157,6 +162,10 @@ pub struct HttpConfig {
     pub max_executions_per_token: usize,
     /// On SIGTERM/SIGINT, how long running executions may go on before they are killed.
     pub shutdown_grace_s: u64,
+    /// The host name in the URLs of exposed ports' own listeners (`public_url` of
+    /// expose_port); unset: the listen address, or this machine's host name when it listens
+    /// on every address.
+    pub ports_host: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -169,6 +178,7 @@ impl Default for HttpConfig {
             rate_limit_burst: 200,
             max_executions_per_token: 8,
             shutdown_grace_s: 30,
+            ports_host: None,
         }
     }
 }

@@ -7,6 +7,7 @@
  *                 [--grace S] -- CMD ARG...
  *   supervise signal SIGNAME WAIT_S ID...
  *   supervise reap ID...
+ *   supervise relay PORT
  *
  * `run` makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) and runs CMD, so that every
  * process CMD starts, however it forks, `setsid`s or clears its environment, stays a
@@ -46,12 +47,21 @@
  * of PID 1 but the container's own first process (the oldest) and the supervisors of the
  * given execution ids (the running background executions). It is run, as root, after a root
  * command that may have killed its supervisor; it prints how many processes it killed.
+ *
+ * `relay` connects to PORT on the container's loopback (127.0.0.1, else ::1) and copies its
+ * standard input to the connection and the connection to its standard output: the server's
+ * port forwards run it once per connection through `docker exec` (docs/architecture.md,
+ * "Ports"), so a server listening only on 127.0.0.1 inside the container is reached, and no
+ * network is needed. It exits 0 when the connection ends, 111 when nothing listens on PORT.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,6 +70,7 @@
 #include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -761,13 +772,97 @@ static int reap_cmd(int argc, char **argv) {
     return 0;
 }
 
+/* ---- relay --------------------------------------------------------------------------- */
+
+static int connect_loopback(long port, int *err) {
+    struct sockaddr_in v4;
+    memset(&v4, 0, sizeof v4);
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons((unsigned short)port);
+    v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in6 v6;
+    memset(&v6, 0, sizeof v6);
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons((unsigned short)port);
+    v6.sin6_addr = in6addr_loopback;
+    struct { struct sockaddr *addr; socklen_t len; int family; } tries[] = {
+        {(struct sockaddr *)&v4, sizeof v4, AF_INET},
+        {(struct sockaddr *)&v6, sizeof v6, AF_INET6},
+    };
+    *err = ECONNREFUSED;
+    for (size_t k = 0; k < sizeof tries / sizeof *tries; k++) {
+        int fd = socket(tries[k].family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) { *err = errno; continue; }
+        if (connect(fd, tries[k].addr, tries[k].len) == 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            return fd;
+        }
+        *err = errno;
+        close(fd);
+    }
+    return -1;
+}
+
+/* Writes all of buf; 0 on success. */
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        buf += w; len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int relay_cmd(int argc, char **argv) {
+    char *end;
+    long port = argc == 3 ? strtol(argv[2], &end, 10) : 0;
+    if (argc != 3 || *end || port < 1 || port > 65535) {
+        fprintf(stderr, "supervise: relay PORT (1-65535)\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int err;
+    int sock = connect_loopback(port, &err);
+    if (sock < 0) {
+        fprintf(stderr, "supervise: nothing answers on port %ld in the container: %s\n", port, strerror(err));
+        return 111;
+    }
+    char buf[65536];
+    int in_open = 1;
+    for (;;) {
+        struct pollfd fds[2] = {{sock, POLLIN, 0}, {0, in_open ? POLLIN : 0, 0}};
+        if (poll(fds, in_open ? 2 : 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            return 1;
+        }
+        if (fds[0].revents) {
+            ssize_t n = read(sock, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break; /* the server closed: the exchange is over */
+            if (write_all(1, buf, (size_t)n)) break;
+        }
+        if (in_open && fds[1].revents) {
+            ssize_t n = read(0, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { in_open = 0; shutdown(sock, SHUT_WR); continue; }
+            if (write_all(sock, buf, (size_t)n)) break;
+        }
+    }
+    close(sock);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "run")) return run(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "signal")) return signal_cmd(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "reap")) return reap_cmd(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "relay")) return relay_cmd(argc, argv);
     fprintf(stderr, "usage: supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S]\n"
                     "                     [--grace S] -- CMD...\n"
                     "       supervise signal TERM|INT|HUP|QUIT|KILL|EOF WAIT_S ID...\n"
-                    "       supervise reap [ID...]\n");
+                    "       supervise reap [ID...]\n"
+                    "       supervise relay PORT\n");
     return 2;
 }

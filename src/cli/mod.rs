@@ -246,11 +246,35 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(service.clone().serve_egress_proxies());
     // Recovery runs behind the first reply; tool calls wait for it (`startup.rs`).
     service.start_recovery();
+    // Port forwards live as long as this server; under --http they also get listeners of
+    // their own for people elsewhere, on the address the server listens on.
+    service.serve_ports(http.as_ref().map(|options| crate::task::ports::PublicSettings {
+        bind: options.addr.ip(),
+        host: ports_host(options),
+        no_auth: options.no_auth,
+    }));
     match http {
         Some(options) => crate::transport::http::serve(service, options).await?,
         None => crate::transport::stdio::serve(service).await?,
     }
     Ok(())
+}
+
+/// The host name in exposed ports' public URLs: `http.ports_host`, else the address the
+/// server listens on, or this machine's name when that is every address.
+fn ports_host(options: &crate::transport::http::HttpOptions) -> String {
+    if let Some(host) = options.config.ports_host.as_deref().filter(|h| !h.is_empty()) {
+        return host.to_string();
+    }
+    let ip = options.addr.ip();
+    if !ip.is_unspecified() {
+        return ip.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty() && name.len() < 256)
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// `127.0.0.1:8765`, `[::1]:0`, `localhost:8765`: the first address it names.

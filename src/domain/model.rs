@@ -428,11 +428,14 @@ pub enum EventKind {
     ContainerRecreated,
     /// A connection through an `allowlist` task's proxy: host, port, allowed or denied, bytes.
     Egress,
+    /// A port exposed with expose_port (the first time; its forward's comings and goings are
+    /// not events).
+    PortExposed,
     Other(String),
 }
 
 impl EventKind {
-    const NAMED: [(Self, &'static str); 14] = [
+    const NAMED: [(Self, &'static str); 15] = [
         (Self::TaskCreated, "task_created"),
         (Self::StatusChanged, "status_changed"),
         (Self::ToolCall, "tool_call"),
@@ -447,6 +450,7 @@ impl EventKind {
         (Self::ContainerRestarted, "container_restarted"),
         (Self::ContainerRecreated, "container_recreated"),
         (Self::Egress, "egress"),
+        (Self::PortExposed, "port_exposed"),
     ];
 
     pub fn as_str(&self) -> &str {

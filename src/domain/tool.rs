@@ -40,6 +40,8 @@ tools! {
     ExecutionOutput => "execution_output",
     SendInput => "send_input",
     KillExecution => "kill_execution",
+    ExposePort => "expose_port",
+    ListPorts => "list_ports",
     ReadFile => "read_file",
     WriteFile => "write_file",
     EditFile => "edit_file",

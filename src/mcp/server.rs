@@ -44,7 +44,9 @@ exit code is a normal result; read stdout/stderr. Long output is cut in the midd
 Use timeout_s for long commands (default 120 s). Processes a command leaves behind end with it: \
 start dev servers, watchers and long builds with background: true, which returns an execution_id at \
 once; then call execution_output(execution_id, since: <the previous reply's cursor>, wait_s: 30) until \
-its status is no longer running, answer prompts with send_input, and end it with kill_execution.
+its status is no longer running, answer prompts with send_input, and end it with kill_execution. \
+To open a dev server, start it in the background, then expose_port(port): the reply's url reaches \
+it from the host, even when it listens only on 127.0.0.1 in the container.
 3. stop_task when pausing (files survive), resume_task to continue.
 4. detach_agent_from_task when you hand the task to someone else; delete_task(confirm: true) only \
 when the work is no longer wanted.
@@ -156,6 +158,7 @@ impl TaskboxServer {
             + Self::agent_tools()
             + Self::exec_tools()
             + Self::background_tools()
+            + Self::port_tools()
             + Self::file_tools()
             + Self::checkpoint_tools()
             + Self::memory_tools()

@@ -10,6 +10,7 @@ mod decisions;
 mod events;
 mod executions;
 mod metrics;
+mod ports;
 mod rebuild;
 mod search;
 mod stats;
@@ -28,6 +29,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub use executions::{ExecutionFilter, RunningExecution};
 pub use metrics::RegistryCounts;
+pub use ports::{ExposedPort, PortOfTask};
 pub use rebuild::{TaskRecords, TaskSummary};
 pub use search::{SearchHit, fts_query as memory_query};
 pub use stats::Stats;
@@ -45,6 +47,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/006_recovery.sql")),
     M::up(include_str!("../../migrations/007_background_executions.sql")),
     M::up(include_str!("../../migrations/008_creation_server.sql")),
+    M::up(include_str!("../../migrations/009_exposed_ports.sql")),
     M::up(include_str!("../../migrations/011_network_allowlist.sql")),
     M::up(include_str!("../../migrations/014_ui_logins.sql")),
 ];

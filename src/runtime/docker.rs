@@ -23,9 +23,9 @@ use tokio::sync::OnceCell;
 use super::firewall;
 use super::subnets::{Cidr, free_subnets};
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, MountInfo,
-    NetworkAttachment, NetworkInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
-    stable_hash,
+    ContainerRuntime, ContainerSpec, ContainerState, DuplexExec, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled,
+    MountInfo, NetworkAttachment, NetworkInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError,
+    SubnetPool, stable_hash,
 };
 
 #[derive(Default)]
@@ -157,6 +157,76 @@ impl DockerRuntime {
                 isolation,
             },
         )))
+    }
+
+    /// Creates and starts an exec attached to its output (and to its input when `stdin`);
+    /// returns its id, its demultiplexed output and its input's write half.
+    async fn start_exec(
+        &self,
+        container: &str,
+        spec: ExecSpec,
+        stdin: bool,
+    ) -> Result<(
+        String,
+        futures_util::stream::BoxStream<'static, Result<OutputChunk>>,
+        std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    )> {
+        let docker = self.docker().await?;
+        // Root by its numbers: a name is looked up in the container's /etc/passwd, which root
+        // in the container may have changed (docs/security.md, "Set-id files").
+        let user = match spec.user.as_deref() {
+            Some("root") => Some("0:0".to_string()),
+            _ => spec.user,
+        };
+        let options = CreateExecOptions {
+            cmd: Some(spec.cmd),
+            env: Some(spec.env),
+            working_dir: spec.workdir,
+            user,
+            attach_stdin: Some(stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        // A container paused by someone else (`docker pause`, a `docker commit` from the
+        // command line) is waited for a while instead of failing at once.
+        let paused_until = std::time::Instant::now() + PAUSE_WAIT;
+        let created = loop {
+            match docker.create_exec(container, options.clone()).await {
+                Err(BollardError::DockerResponseServerError { message, .. })
+                    if message.contains("is paused") && std::time::Instant::now() < paused_until =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    // Gone or stopped: what was followed of it is behind (`watch.rs`).
+                    self.states.forget_all();
+                    return Err(map_err(format!("container {container}"))(e));
+                }
+                Ok(created) => break created,
+            }
+        };
+        let started = docker
+            .start_exec(&created.id, Some(StartExecOptions::default()))
+            .await
+            .map_err(map_err(format!("exec {}", created.id)))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(RuntimeError::Api("exec started detached".into()));
+        };
+        let output = output
+            .map_err(|e| RuntimeError::Api(e.to_string()))
+            .try_filter_map(|chunk| async move {
+                Ok(match chunk {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        Some(OutputChunk::Stdout(message))
+                    }
+                    LogOutput::StdErr { message } => Some(OutputChunk::Stderr(message)),
+                    LogOutput::StdIn { .. } => None,
+                })
+            })
+            .boxed();
+        Ok((created.id, output, input))
     }
 
     async fn docker(&self) -> Result<&Docker> {
@@ -615,57 +685,18 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle> {
-        let docker = self.docker().await?;
-        // Root by its numbers: a name is looked up in the container's /etc/passwd, which root
-        // in the container may have changed (docs/security.md, "Set-id files").
-        let user = match spec.user.as_deref() {
-            Some("root") => Some("0:0".to_string()),
-            _ => spec.user,
-        };
-        let options = CreateExecOptions {
-            cmd: Some(spec.cmd),
-            env: Some(spec.env),
-            working_dir: spec.workdir,
-            user,
-            attach_stdin: Some(spec.stdin.is_some() || spec.stdin_file.is_some()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            ..Default::default()
-        };
-        // A container paused by someone else (`docker pause`, a `docker commit` from the
-        // command line) is waited for a while instead of failing at once.
-        let paused_until = std::time::Instant::now() + PAUSE_WAIT;
-        let created = loop {
-            match docker.create_exec(container, options.clone()).await {
-                Err(BollardError::DockerResponseServerError { message, .. })
-                    if message.contains("is paused") && std::time::Instant::now() < paused_until =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => {
-                    // Gone or stopped: what was followed of it is behind (`watch.rs`).
-                    self.states.forget_all();
-                    return Err(map_err(format!("container {container}"))(e));
-                }
-                Ok(created) => break created,
-            }
-        };
-        let started = docker
-            .start_exec(&created.id, Some(StartExecOptions::default()))
-            .await
-            .map_err(map_err(format!("exec {}", created.id)))?;
-        let StartExecResults::Attached { output, mut input } = started else {
-            return Err(RuntimeError::Api("exec started detached".into()));
-        };
-        if let Some(stdin) = spec.stdin {
+        let stdin = spec.stdin.clone();
+        let stdin_file = spec.stdin_file.clone();
+        let attach = stdin.is_some() || stdin_file.is_some();
+        let (exec_id, output, mut input) = self.start_exec(container, spec, attach).await?;
+        if let Some(stdin) = stdin {
             // Feed stdin from its own task so a command that writes before reading all of
             // its input cannot deadlock against us; closing the write half sends EOF.
             tokio::spawn(async move {
                 let _ = input.write_all(&stdin).await;
                 let _ = input.shutdown().await;
             });
-        } else if let Some(path) = spec.stdin_file {
+        } else if let Some(path) = stdin_file {
             // The same, streamed from the file in pieces.
             tokio::spawn(async move {
                 match tokio::fs::File::open(&path).await {
@@ -679,22 +710,12 @@ impl ContainerRuntime for DockerRuntime {
         } else {
             drop(input);
         }
-        let output = output
-            .map_err(|e| RuntimeError::Api(e.to_string()))
-            .try_filter_map(|chunk| async move {
-                Ok(match chunk {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        Some(OutputChunk::Stdout(message))
-                    }
-                    LogOutput::StdErr { message } => Some(OutputChunk::Stderr(message)),
-                    LogOutput::StdIn { .. } => None,
-                })
-            })
-            .boxed();
-        Ok(ExecHandle {
-            exec_id: created.id,
-            output,
-        })
+        Ok(ExecHandle { exec_id, output })
+    }
+
+    async fn exec_duplex(&self, container: &str, spec: ExecSpec) -> Result<DuplexExec> {
+        let (exec_id, output, input) = self.start_exec(container, spec, true).await?;
+        Ok(DuplexExec { exec_id, output, input })
     }
 
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled, MountInfo,
-    ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
+    ContainerRuntime, ContainerSpec, ContainerState, DuplexExec, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled,
+    MountInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
 };
 
 #[derive(Default)]
@@ -236,6 +236,30 @@ impl ContainerRuntime for FakeRuntime {
         Ok(ExecHandle {
             exec_id: "x".into(),
             output,
+        })
+    }
+
+    /// Echoes its input back as stdout (a relay to a server that repeats what it is sent).
+    async fn exec_duplex(&self, _: &str, spec: ExecSpec) -> Result<DuplexExec> {
+        use tokio::io::AsyncReadExt;
+        self.check("exec")?;
+        self.lock().execs.push(spec);
+        let (input, echo) = tokio::io::duplex(64 * 1024);
+        let output = futures_util::stream::unfold(echo, |mut echo| async move {
+            let mut buf = vec![0u8; 8192];
+            match echo.read(&mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(OutputChunk::Stdout(Bytes::from(buf))), echo))
+                }
+            }
+        })
+        .boxed();
+        Ok(DuplexExec {
+            exec_id: "x".into(),
+            output,
+            input: Box::pin(input),
         })
     }
 

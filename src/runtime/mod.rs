@@ -209,6 +209,14 @@ pub struct ExecHandle {
     pub output: BoxStream<'static, Result<OutputChunk>>,
 }
 
+/// An exec whose standard input stays open: what the caller writes reaches the process as
+/// it comes, and shutting `input` down is its end-of-input (a port forward's relay).
+pub struct DuplexExec {
+    pub exec_id: String,
+    pub output: BoxStream<'static, Result<OutputChunk>>,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Checks that the daemon answers.
@@ -276,6 +284,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn list_labelled(&self, kind: ObjectKind, home: &str) -> Result<Vec<Labelled>>;
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle>;
+    /// An exec with its standard input streamed (`spec.stdin` and `stdin_file` are ignored).
+    async fn exec_duplex(&self, container: &str, spec: ExecSpec) -> Result<DuplexExec>;
     /// The exit code once the exec has finished.
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>>;
 }

@@ -3,6 +3,7 @@
 
 pub mod bounded;
 pub mod output;
+pub mod ports;
 pub mod run_files;
 pub mod service;
 

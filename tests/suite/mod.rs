@@ -21,6 +21,7 @@ mod memory;
 mod memory_bounds;
 mod operations;
 mod overhead;
+mod ports;
 mod prompts;
 mod recovery;
 mod registry_rebuild;

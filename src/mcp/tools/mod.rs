@@ -8,6 +8,7 @@ mod exec;
 mod files;
 mod memory;
 mod params;
+mod ports;
 mod requests;
 mod table;
 mod tasks;
@@ -17,5 +18,6 @@ pub use background::{ExecutionOutputParams, KillExecutionParams, SendInputParams
 pub use checkpoints::{CreateCheckpointParams, RestoreCheckpointParams};
 pub use exec::ExecuteParams;
 pub use files::{EditFileParams, ListFilesParams, ReadFileParams, WriteFileParams};
+pub use ports::ExposePortParams;
 pub use table::Tool;
 pub use tasks::{CreateTaskParams, DeleteTaskParams, ListTasksParams, StopTaskParams, TaskParams};

@@ -23,6 +23,7 @@ mod memory;
 mod metrics;
 mod network_env;
 mod ops;
+mod ports;
 mod quota;
 mod rebuild;
 mod reconcile;
@@ -55,6 +56,7 @@ pub use images::DoctorReport;
 pub use memory::{FoundTask, Page};
 pub use metrics::Health;
 pub use ops::{AttachResult, ResumeContext, TaskStatusReport};
+pub use ports::{ExposedPortReply, PortForward, PortList};
 pub use reconcile::ReconcileOutcome;
 pub use repo::RepoRequest;
 pub use resources::{FilePage, PAGE_BYTES, TaskFile};
@@ -114,6 +116,8 @@ pub struct TaskService {
     recovery: startup::RecoveryGate,
     /// The egress proxy's listeners for allowlist tasks (`egress.rs`).
     egress: egress::EgressProxies,
+    /// The port forwards this process holds (`ports.rs`).
+    forwards: crate::task::ports::Forwards,
 }
 
 /// A status change, as recorded in the event log.
@@ -146,7 +150,10 @@ impl TaskService {
             )
             .ok();
         let egress = egress::EgressProxies::new(config.network.proxy_port, config.network.egress_upstreams()?);
+        let forwards =
+            crate::task::ports::Forwards::new(crate::task::ports::Connector::new(runtime.clone(), registry.clone()));
         Ok(Self {
+            forwards,
             lease,
             hooks,
             supervisor,
@@ -174,6 +181,7 @@ impl TaskService {
     /// finish (or roll back); waits for them up to `grace`.
     pub async fn shutdown(&self, grace: std::time::Duration) {
         self.shutting_down.cancel();
+        self.release_ports();
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
             tracing::warn!(

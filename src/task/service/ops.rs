@@ -229,7 +229,11 @@ impl TaskService {
             // command; with the container stopped, nothing can make more after this sweep.
             self.clear_setid_bits(&task.id).await;
         }
-        Ok((self.transition(task, event, None, |_| {})?, warnings))
+        let task = self.transition(task, event, None, |_| {})?;
+        // After the status changed: a keeper pass reading the task as running could open
+        // the forward again otherwise.
+        self.close_ports(&task.id).await;
+        Ok((task, warnings))
     }
 
     pub async fn resume(&self, task: &str) -> Result<Task> {
@@ -246,7 +250,11 @@ impl TaskService {
         // Executions a dead server left running ended when the container stopped: record so.
         self.resolve_interrupted(Some(&task.id)).await;
         match self.runtime.start_container(&container).await {
-            Ok(()) => self.transition(task, LifecycleEvent::Resume, None, |_| {}),
+            Ok(()) => {
+                let task = self.transition(task, LifecycleEvent::Resume, None, |_| {})?;
+                self.reopen_ports(&task).await;
+                Ok(task)
+            }
             Err(crate::runtime::RuntimeError::NotFound { .. }) => {
                 let reason = format!("its container {container} no longer exists");
                 let task = self.transition(task, LifecycleEvent::ContainerDied, Some(reason.clone()), |_| {})?;
@@ -298,6 +306,8 @@ impl TaskService {
         self.remove_checkpoints(&task).await?;
         workspace::remove(&task.workspace)?;
         self.registry.delete_task(&task.id)?;
+        // Its exposed ports went with the row: no keeper can open them again now.
+        self.close_ports(&task.id).await;
         self.store.remove_task_dir(&task.id)?;
         tracing::info!(task = %task.id, name = %task.name, "task deleted");
         // Checkpoint images Docker kept while this task's container ran from them (it was a

@@ -10,6 +10,8 @@ const FREE_TASKS: &str = "delete tasks you no longer need (delete_task), or ask 
 const FREE_RUNNING: &str = "stop a task you are not using (stop_task), or ask the operator to raise the quota";
 const FREE_BACKGROUND: &str =
     "end background executions you no longer need (kill_execution), or ask the operator to raise the quota";
+const FREE_PORTS: &str =
+    "delete tasks whose exposed ports you no longer need (delete_task), or ask the operator to raise the quota";
 const FREE_CHECKPOINTS: &str =
     "delete tasks whose checkpoints you no longer need (delete_task), or ask the operator to raise the quota";
 
@@ -84,6 +86,20 @@ pub(super) fn admit_background(owner: &Owner, quota: &Quota, running: u64) -> Re
     }
 }
 
+/// Refuses an exposed port that would take `owner` past its quota, given how many it has.
+pub(super) fn admit_port(owner: &Owner, quota: &Quota, exposed: u64) -> Result<()> {
+    match quota.exposed_ports.filter(|&l| exposed + 1 > l) {
+        Some(limit) => Err(Error::QuotaExceeded {
+            owner: owner.to_string(),
+            quota: "exposed_ports",
+            would_hold: format!("{} exposed ports", exposed + 1),
+            limit: limit.to_string(),
+            remedy: FREE_PORTS,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a checkpoint image that would take `owner` past its quota.
 pub(super) fn admit_checkpoint(owner: &Owner, quota: &Quota, held: &OwnerUsage) -> Result<()> {
     match quota.checkpoint_images.filter(|&l| held.checkpoint_images + 1 > l) {
@@ -129,7 +145,10 @@ mod tests {
             checkpoint_images: Some(1),
             http_sessions: None,
             background_executions: Some(1),
+            exposed_ports: Some(2),
         };
+        assert_eq!(quota_kind(admit_port(&bob, &quota, 1)), None);
+        assert_eq!(quota_kind(admit_port(&bob, &quota, 2)), Some("exposed_ports"));
         assert_eq!(quota_kind(admit_background(&bob, &quota, 0)), None);
         assert_eq!(
             quota_kind(admit_background(&bob, &quota, 1)),
@@ -199,5 +218,6 @@ mod tests {
         let local = Owner::default();
         assert!(admit_task(&local, &Quota::default(), &held, &limits(1 << 20, 64.0), true).is_ok());
         assert!(admit_checkpoint(&local, &Quota::default(), &held).is_ok());
+        assert!(admit_port(&local, &Quota::default(), 10_000).is_ok());
     }
 }

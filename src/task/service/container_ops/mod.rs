@@ -16,11 +16,13 @@
 mod files;
 mod git;
 mod kill;
+mod ports;
 mod root;
 
 pub use files::{FileBytes, FileCommand, FileOp, FileRefusal, ListFiles, Paths, ReadFile, WriteFile};
 pub use git::{CommitWorkspace, PackCommits, Packed, Reset, ResetWorkspace, UnpackObjects, WorkspaceHead};
 pub use kill::{KillTree, MARKER_VAR, ReapEscaped, SignalSupervisors};
+pub use ports::ListeningSockets;
 pub use root::{CA_BUNDLE_ENV, CA_BUNDLE_PATH, ChownWorkspace, PrepareContainer, Prepared, is_root};
 
 use std::path::PathBuf;
