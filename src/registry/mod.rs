@@ -43,6 +43,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/006_recovery.sql")),
     M::up(include_str!("../../migrations/007_background_executions.sql")),
     M::up(include_str!("../../migrations/008_creation_server.sql")),
+    M::up(include_str!("../../migrations/010_task_secrets.sql")),
 ];
 
 /// A new file with mode 0600 (the registry may not import `store`, so this is its own).

@@ -10,9 +10,9 @@ use crate::domain::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStat
 
 pub(super) const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
-     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner";
+     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner, secrets_json";
 
-const COLUMN_COUNT: usize = 27;
+const COLUMN_COUNT: usize = 28;
 
 /// `?1, ?2, … ?19` starting at `first`.
 pub(super) fn placeholders(first: usize) -> String {
@@ -57,6 +57,7 @@ pub(super) fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
         opt(&task.container_image),
         opt(&task.forked_from),
         text(task.owner.as_str()),
+        text(&serde_json::to_string(&task.secrets).unwrap_or_else(|_| "[]".into())),
     ]
 }
 
@@ -294,6 +295,7 @@ struct RawTask {
     container_image: Option<String>,
     forked_from: Option<String>,
     owner: String,
+    secrets_json: String,
 }
 
 impl RawTask {
@@ -326,6 +328,7 @@ impl RawTask {
             container_image: r.get(24)?,
             forked_from: r.get(25)?,
             owner: r.get(26)?,
+            secrets_json: r.get(27)?,
         })
     }
 
@@ -345,7 +348,12 @@ impl RawTask {
             column: "env_json",
             value: self.env_json.clone(),
         })?;
+        let secrets = serde_json::from_str(&self.secrets_json).map_err(|_| RegistryError::Corrupt {
+            column: "secrets_json",
+            value: self.secrets_json.clone(),
+        })?;
         Ok(Task {
+            secrets,
             id: self.id,
             name: self.name,
             description: self.description,
@@ -424,6 +432,7 @@ pub(crate) mod tests {
             updated_at: at,
             version: 1,
             owner: Owner::local(),
+            secrets: vec!["TOKEN".into()],
         }
     }
 

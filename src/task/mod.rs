@@ -3,6 +3,7 @@
 
 pub mod bounded;
 pub mod output;
+pub mod redact;
 pub mod run_files;
 pub mod service;
 

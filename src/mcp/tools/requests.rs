@@ -51,6 +51,7 @@ impl CreateTaskParams {
             base_ref,
             include_uncommitted,
             from_checkpoint,
+            secrets,
         } = self;
         CreateTaskRequest {
             owner,
@@ -67,6 +68,7 @@ impl CreateTaskParams {
                 include_uncommitted,
             },
             from_checkpoint,
+            secrets: secrets.unwrap_or_default(),
         }
     }
 }

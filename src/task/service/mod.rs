@@ -28,6 +28,7 @@ mod repo;
 mod resources;
 mod resume;
 mod shell;
+mod secrets;
 mod sync;
 mod tokens;
 
