@@ -151,7 +151,16 @@ impl TaskService {
             stdin: (!redactor.is_empty()).then(|| supervisor::redaction_input(redactor.patterns())),
             stdin_file: None,
         };
-        if let Err(message) = self.start_supervisor(container, spec).await {
+        if let Err(mut message) = self.start_supervisor(container, spec).await {
+            if message.contains("unknown option --redact") {
+                // The container mounted the supervisor of an older taskbox (it is replaced on
+                // the host by rename; a running container keeps the file it mounted).
+                message.push_str(
+                    "; this task's container runs an older supervisor that cannot redact its secrets from \
+                     background output: stop_task then resume_task (the restarted container gets the current \
+                     one), or run the command in the foreground",
+                );
+            }
             execution.status = ExecutionStatus::Failed;
             execution.finished_at = Some(now());
             self.registry.finish_execution(&execution)?;
