@@ -263,10 +263,7 @@ async fn main() {
     .await;
     tasks.extend(["plain".to_string(), "secret".to_string()]);
     let command = "head -c 7500000 /dev/urandom | base64 -w 76; echo \"$BENCH_TOKEN\"";
-    let mut series = [
-        Series::new("with a secret (redacted)"),
-        Series::new("without a secret"),
-    ];
+    let mut series = [Series::new("with a secret (redacted)"), Series::new("without a secret")];
     for _ in 0..redact_runs {
         for (i, task) in ["secret", "plain"].into_iter().enumerate() {
             let (d, r) = timed(call(
@@ -278,7 +275,10 @@ async fn main() {
             assert_eq!(r["exit_code"], 0, "{r}");
             assert!(r["stdout_bytes"].as_u64().unwrap() > 10_000_000, "{r}");
             if task == "secret" {
-                assert!(r["stdout"].as_str().unwrap().ends_with("[secret:BENCH_TOKEN]\n"), "not redacted");
+                assert!(
+                    r["stdout"].as_str().unwrap().ends_with("[secret:BENCH_TOKEN]\n"),
+                    "not redacted"
+                );
             }
             series[i].times.push(d);
         }
