@@ -27,8 +27,8 @@ mod reconcile;
 mod repo;
 mod resources;
 mod resume;
-mod shell;
 mod secrets;
+mod shell;
 mod sync;
 mod tokens;
 
