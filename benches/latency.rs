@@ -7,7 +7,9 @@
 //! - `create_task_sandbox` vs container create + start of the same image with the same
 //!   keep-alive command, and `docker run -d`; then the same with a network of its own, as a task
 //!   gets;
-//! - create plus a first command vs create + start + exec.
+//! - create plus a first command vs create + start + exec;
+//! - the cost of redacting secrets (docs/secrets.md): a command printing 10 MB of base64 text
+//!   in a task with a secret against the same in a task without one.
 //!
 //! The three are interleaved (A B C A B C …) so drift of a noisy machine hits them alike;
 //! medians and the median of the per-round ratios are printed. Run: `cargo bench --bench
@@ -156,6 +158,15 @@ async fn main() {
     let home = tempfile::tempdir().unwrap();
     // Declared after `home`, so dropped before it: whatever happens below, nothing stays.
     let _cleanup = Cleanup::new(home.path(), &[&cli_label(), &common::raw_docker::label()]);
+    // A secret for the redaction case, from a file outside the data directory.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let token_file = secret_dir.path().join("token");
+    std::fs::write(&token_file, "bench-Token/value+8Hq2Zr\n").unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("[secrets.BENCH_TOKEN]\nfrom = \"file:{}\"\n", token_file.display()),
+    )
+    .unwrap();
     let client = start_server(home.path(), "latency-bench").await;
     let mut raw = RawDocker::connect();
     let mut cli_containers = Vec::new();
@@ -239,6 +250,40 @@ async fn main() {
         }
         report(what, &series);
     }
+
+    // Redaction: the same 10 MB of output (base64 text, so every byte can start a pattern's
+    // encoded form) in a task with a secret and in one without, interleaved.
+    let redact_runs = if quick { 1 } else { runs("BENCH_REDACT_RUNS", 10) };
+    call(&client, "create_task_sandbox", json!({ "name": "plain" })).await;
+    call(
+        &client,
+        "create_task_sandbox",
+        json!({ "name": "secret", "secrets": ["BENCH_TOKEN"] }),
+    )
+    .await;
+    tasks.extend(["plain".to_string(), "secret".to_string()]);
+    let command = "head -c 7500000 /dev/urandom | base64 -w 76; echo \"$BENCH_TOKEN\"";
+    let mut series = [Series::new("with a secret (redacted)"), Series::new("without a secret")];
+    for _ in 0..redact_runs {
+        for (i, task) in ["secret", "plain"].into_iter().enumerate() {
+            let (d, r) = timed(call(
+                &client,
+                "execute_in_task",
+                json!({ "task": task, "command": command, "timeout_s": 300 }),
+            ))
+            .await;
+            assert_eq!(r["exit_code"], 0, "{r}");
+            assert!(r["stdout_bytes"].as_u64().unwrap() > 10_000_000, "{r}");
+            if task == "secret" {
+                assert!(
+                    r["stdout"].as_str().unwrap().ends_with("[secret:BENCH_TOKEN]\n"),
+                    "not redacted"
+                );
+            }
+            series[i].times.push(d);
+        }
+    }
+    report("execute_in_task printing 10 MB: redaction's cost", &series);
 
     // Leave nothing behind: every task, container and network this run made.
     for task in &tasks {

@@ -37,6 +37,88 @@ pub struct Config {
     pub images: ImagesConfig,
     pub quotas: QuotasConfig,
     pub container: ContainerSettings,
+    /// `[secrets.NAME]`: values commands may use by name, never stored (docs/secrets.md).
+    pub secrets: std::collections::BTreeMap<String, SecretConfig>,
+}
+
+/// `[secrets.NAME]`: a secret the server resolves when a command starts and gives that
+/// command as the variable `NAME`, redacted from everything taskbox keeps (docs/secrets.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// `env:VAR` (the server's own environment) or `file:/absolute/path`, read afresh for
+    /// every command.
+    pub from: String,
+    /// Owners that may use it; `"*"` for every owner. Default: the local owner only.
+    #[serde(default = "local_only")]
+    pub owners: Vec<String>,
+    /// Let a sync commit files that contain the value (by default such files are left out of
+    /// the commit, with a warning).
+    #[serde(default)]
+    pub allow_in_commits: bool,
+}
+
+fn local_only() -> Vec<String> {
+    vec![crate::domain::Owner::LOCAL.to_string()]
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretConfig {
+    pub fn source(&self) -> Result<SecretSource> {
+        if let Some(var) = self.from.strip_prefix("env:")
+            && !var.is_empty()
+            && !var.contains(['=', '\0'])
+        {
+            return Ok(SecretSource::Env(var.to_string()));
+        }
+        if let Some(path) = self.from.strip_prefix("file:")
+            && path.starts_with('/')
+        {
+            return Ok(SecretSource::File(PathBuf::from(path)));
+        }
+        Err(Error::Config(format!(
+            "'{}' is not a secret source; write from = \"env:VARIABLE\" or from = \"file:/absolute/path\"",
+            self.from
+        )))
+    }
+
+    /// Whether `owner` may use it.
+    pub fn allows(&self, owner: &crate::domain::Owner) -> bool {
+        self.owners.iter().any(|o| o == "*" || o == owner.as_str())
+    }
+}
+
+/// Checks every `[secrets.NAME]`: the name must be a variable name taskbox does not reserve,
+/// the source must parse, the owners must be owner names.
+pub fn validate_secrets(secrets: &std::collections::BTreeMap<String, SecretConfig>) -> Result<()> {
+    for (name, secret) in secrets {
+        let bad = |why: String| Err(Error::Config(format!("secrets.{name}: {why}")));
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return bad("a secret's name is the variable commands see it as: letters, digits and '_', not starting with a digit".into());
+        }
+        if name.starts_with("TASKBOX_") {
+            return bad("names starting with TASKBOX_ are reserved for taskbox itself".into());
+        }
+        if let Err(e) = secret.source() {
+            return bad(e.to_string());
+        }
+        for owner in &secret.owners {
+            if owner != "*" && crate::domain::Owner::new(owner).is_err() {
+                return bad(format!(
+                    "'{owner}' in owners is not an owner name (or \"*\" for every owner)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `[container]`: how task containers run.
@@ -476,6 +558,7 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         let config: Self = toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        validate_secrets(&config.secrets).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(config.with_deprecated_keys_moved(path))
     }
 
@@ -607,6 +690,40 @@ mod tests {
             let config: Config = toml::from_str(&format!("[http]\n{bad}\n")).unwrap();
             let err = config.http.validate().unwrap_err().to_string();
             assert!(err.starts_with("configuration: http."), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_parse_with_their_defaults_and_bad_ones_are_refused() {
+        let config: Config = toml::from_str(
+            "[secrets.TOKEN]\nfrom = \"env:CI_TOKEN\"\n[secrets.KEY]\nfrom = \"file:/run/key\"\nowners = [\"alice\", \"*\"]\nallow_in_commits = true\n",
+        )
+        .unwrap();
+        validate_secrets(&config.secrets).unwrap();
+        let token = &config.secrets["TOKEN"];
+        assert_eq!(token.source().unwrap(), SecretSource::Env("CI_TOKEN".into()));
+        assert!(token.allows(&crate::domain::Owner::local()));
+        assert!(!token.allows(&crate::domain::Owner::new("alice").unwrap()));
+        assert!(!token.allow_in_commits);
+        let key = &config.secrets["KEY"];
+        assert_eq!(key.source().unwrap(), SecretSource::File("/run/key".into()));
+        assert!(
+            key.allows(&crate::domain::Owner::new("bob").unwrap()),
+            "\"*\" is every owner"
+        );
+        for (toml, why) in [
+            ("[secrets.TOKEN]\nfrom = \"vault:x\"\n", "not a secret source"),
+            ("[secrets.TOKEN]\nfrom = \"file:relative\"\n", "not a secret source"),
+            ("[secrets.\"1X\"]\nfrom = \"env:X\"\n", "letters, digits"),
+            ("[secrets.TASKBOX_X]\nfrom = \"env:X\"\n", "reserved"),
+            (
+                "[secrets.X]\nfrom = \"env:X\"\nowners = [\"Bad Name\"]\n",
+                "not an owner name",
+            ),
+        ] {
+            let config: Config = toml::from_str(toml).unwrap();
+            let err = validate_secrets(&config.secrets).unwrap_err().to_string();
+            assert!(err.contains(why), "{toml}: {err}");
         }
     }
 

@@ -3,8 +3,8 @@
  * "Executions and their supervisor"). Built static by build.rs so that it runs in any Linux
  * image, glibc or musl; bind-mounted read-only at /.taskbox/bin/supervise.
  *
- *   supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S]
- *                 [--grace S] -- CMD ARG...
+ *   supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S
+ *                 [--redact]] [--grace S] -- CMD ARG...
  *   supervise signal SIGNAME WAIT_S ID...
  *   supervise reap ID...
  *   supervise relay PORT
@@ -24,7 +24,8 @@
  * tells a live supervisor from a dead one), gives CMD the FIFO `stdin` (kept open for
  * writing until SIGUSR2, so CMD sees end-of-input only when asked), copies CMD's stdout and
  * stderr to `stdout` and `stderr` up to --cap bytes each (the rest is counted, not kept),
- * and at the end writes `status` atomically. With --stall, once CMD has printed nothing for
+ * and at the end writes `status` atomically. With --redact it first reads patterns from its
+ * stdin and replaces them in the output files (see "redaction" below). With --stall, once CMD has printed nothing for
  * that many seconds it looks at the tree each second and writes `activity` (atomically, on
  * each change): `waiting_for_input` when a process of it blocks reading its standard input
  * (the FIFO, or a terminal), `stalled` with what one waits on when all sleep, `active` again
@@ -289,20 +290,19 @@ struct capped {
     int in;           /* pipe from CMD, -1 once closed */
     int out;          /* the file, -1 in the foreground */
     unsigned long long total, kept, cap;
+    unsigned char *carry; /* redaction: the end of the output so far that may start a value */
+    size_t carry_len;
 };
 
 static long long last_output_ms;
 
-static void pump(struct capped *c) {
-    char buf[65536];
-    ssize_t n = read(c->in, buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-    if (n <= 0) { close(c->in); c->in = -1; return; }
-    last_output_ms = now_ms();
-    c->total += (unsigned long long)n;
+/* Counts `len` bytes of (redacted) output and writes what the cap still allows. */
+static void keep(struct capped *c, const void *data, size_t len) {
+    const char *buf = data;
+    c->total += (unsigned long long)len;
     if (c->kept < c->cap) {
         unsigned long long room = c->cap - c->kept;
-        size_t take = (unsigned long long)n < room ? (size_t)n : (size_t)room;
+        size_t take = (unsigned long long)len < room ? len : (size_t)room;
         size_t done = 0;
         while (done < take) {
             ssize_t w = write(c->out, buf + done, take - done);
@@ -312,6 +312,166 @@ static void pump(struct capped *c) {
         }
         c->kept += done;
     }
+}
+
+/* ---- redaction ------------------------------------------------------------------------
+ * With --redact, the output files never hold a secret's value: the server passes the
+ * patterns (a value and its encodings) on stdin, one `NAME HEX` line each, and every
+ * occurrence becomes `[secret:NAME]` before it is written. The end of what was read is held
+ * back while it could be the start of a pattern (and only then), so a value split across two
+ * reads is still found and other output is written at once. The same algorithm as the
+ * server's (src/task/redact.rs): leftmost match, the longest at one position. */
+
+struct pattern { unsigned char *bytes; size_t len; char *replacement; size_t rlen; };
+static struct pattern *patterns;
+static size_t npatterns, longest;
+static unsigned char starts[256];
+static size_t *next_hit; /* per pattern: its next occurrence in the buffer being redacted */
+
+#define MAX_PATTERN_INPUT (4u << 20)
+
+static int hexval(int ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    return -1;
+}
+
+/* Reads the patterns from stdin to its end; 0, or -1 with `why` set. */
+static int read_patterns(const char **why) {
+    size_t cap = 4096, len = 0;
+    char *in = malloc(cap);
+    if (!in) { *why = "out of memory"; return -1; }
+    for (;;) {
+        if (len == cap) {
+            if (cap >= MAX_PATTERN_INPUT) { *why = "more than 4 MiB of patterns"; return -1; }
+            char *more = realloc(in, cap * 2);
+            if (!more) { *why = "out of memory"; return -1; }
+            in = more; cap *= 2;
+        }
+        ssize_t n = read(0, in + len, cap - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { *why = "cannot read the patterns"; return -1; }
+        if (n == 0) break;
+        len += (size_t)n;
+    }
+    for (size_t at = 0; at < len;) {
+        char *line = in + at;
+        char *end = memchr(line, '\n', len - at);
+        if (!end) { *why = "a pattern line without its end"; return -1; }
+        at = (size_t)(end - in) + 1;
+        char *space = memchr(line, ' ', (size_t)(end - line));
+        if (!space || space == line) { *why = "a pattern line without a name"; return -1; }
+        for (char *p = line; p < space; p++)
+            if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) {
+                *why = "a pattern's name is not a variable name"; return -1;
+            }
+        size_t hex = (size_t)(end - space - 1);
+        if (hex == 0 || hex % 2) { *why = "a pattern is not hex"; return -1; }
+        struct pattern pat;
+        pat.len = hex / 2;
+        pat.bytes = malloc(pat.len);
+        size_t name_len = (size_t)(space - line);
+        pat.rlen = name_len + 9; /* "[secret:" NAME "]" */
+        pat.replacement = malloc(pat.rlen + 1);
+        if (!pat.bytes || !pat.replacement) { *why = "out of memory"; return -1; }
+        for (size_t k = 0; k < pat.len; k++) {
+            int hi = hexval(space[1 + 2 * k]), lo = hexval(space[2 + 2 * k]);
+            if (hi < 0 || lo < 0) { *why = "a pattern is not hex"; return -1; }
+            pat.bytes[k] = (unsigned char)(hi << 4 | lo);
+        }
+        snprintf(pat.replacement, pat.rlen + 1, "[secret:%.*s]", (int)name_len, line);
+        struct pattern *more = realloc(patterns, (npatterns + 1) * sizeof *patterns);
+        if (!more) { *why = "out of memory"; return -1; }
+        patterns = more;
+        patterns[npatterns++] = pat;
+        starts[pat.bytes[0]] = 1;
+        if (pat.len > longest) longest = pat.len;
+    }
+    free(in);
+    next_hit = calloc(npatterns ? npatterns : 1, sizeof *next_hit);
+    if (!next_hit) { *why = "out of memory"; return -1; }
+    return 0;
+}
+
+/* How many bytes at the end of `d` could start a pattern (the longest suffix that is a
+ * proper prefix of one). */
+static size_t held_back(const unsigned char *d, size_t len) {
+    size_t most = longest ? longest - 1 : 0;
+    if (most > len) most = len;
+    for (size_t k = most; k >= 1; k--) {
+        const unsigned char *suffix = d + len - k;
+        if (!starts[*suffix]) continue;
+        for (size_t i = 0; i < npatterns; i++)
+            if (patterns[i].len > k && !memcmp(patterns[i].bytes, suffix, k)) return k;
+    }
+    return 0;
+}
+
+static size_t find_from(const unsigned char *d, size_t len, size_t from, size_t i) {
+    if (from >= len || patterns[i].len > len - from) return (size_t)-1;
+    const unsigned char *hit = memmem(d + from, len - from, patterns[i].bytes, patterns[i].len);
+    return hit ? (size_t)(hit - d) : (size_t)-1;
+}
+
+/* Writes `d` redacted up to `boundary` (through the end of a match that starts before it);
+ * returns where it stopped. */
+static size_t redact_out(struct capped *c, const unsigned char *d, size_t len, size_t boundary) {
+    for (size_t i = 0; i < npatterns; i++) next_hit[i] = find_from(d, len, 0, i);
+    size_t at = 0;
+    for (;;) {
+        size_t best = (size_t)-1, which = 0;
+        for (size_t i = 0; i < npatterns; i++) {
+            if (next_hit[i] < at) next_hit[i] = find_from(d, len, at, i);
+            if (next_hit[i] < best || (next_hit[i] == best && best != (size_t)-1 && patterns[i].len > patterns[which].len)) {
+                best = next_hit[i];
+                which = i;
+            }
+        }
+        if (best == (size_t)-1 || best >= boundary) break;
+        keep(c, d + at, best - at);
+        keep(c, patterns[which].replacement, patterns[which].rlen);
+        at = best + patterns[which].len;
+    }
+    size_t end = boundary > at ? boundary : at;
+    keep(c, d + at, end - at);
+    return end;
+}
+
+/* Adds `n` bytes read from CMD: writes what is certain, holds back a possible start. */
+static void redact_push(struct capped *c, const char *buf, size_t n) {
+    unsigned char *d = realloc(c->carry, c->carry_len + n);
+    if (!d) {
+        static const char withheld[] = "[taskbox: output withheld: out of memory]\n";
+        keep(c, withheld, sizeof withheld - 1);
+        return;
+    }
+    memcpy(d + c->carry_len, buf, n);
+    size_t len = c->carry_len + n;
+    size_t end = redact_out(c, d, len, len - held_back(d, len));
+    memmove(d, d + end, len - end);
+    c->carry = d;
+    c->carry_len = len - end;
+}
+
+/* The stream ended: what was held back, redacted. */
+static void redact_flush(struct capped *c) {
+    if (c->carry_len) redact_out(c, c->carry, c->carry_len, c->carry_len);
+    c->carry_len = 0;
+}
+
+static void pump(struct capped *c) {
+    char buf[65536];
+    ssize_t n = read(c->in, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n <= 0) {
+        close(c->in);
+        c->in = -1;
+        if (npatterns) redact_flush(c);
+        return;
+    }
+    last_output_ms = now_ms();
+    if (npatterns) redact_push(c, buf, (size_t)n);
+    else keep(c, buf, (size_t)n);
 }
 
 static int open_in(int dirfd, const char *name, int flags, mode_t mode) {
@@ -407,10 +567,12 @@ static int run(int argc, char **argv) {
     unsigned long long cap = 1ULL << 28;
     long timeout_s = 0, grace_s = 5, stall_s = 0;
     int set_home = 0;
+    int redact = 0;
     int i = 2;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) { i++; break; }
         if (!strcmp(argv[i], "--home")) { set_home = 1; continue; }
+        if (!strcmp(argv[i], "--redact")) { redact = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "supervise: %s needs a value\n", argv[i]); return 125; }
         if (!strcmp(argv[i], "--id")) id = argv[++i];
         else if (!strcmp(argv[i], "--dir")) dir = argv[++i];
@@ -422,6 +584,11 @@ static int run(int argc, char **argv) {
         else { fprintf(stderr, "supervise: unknown option %s\n", argv[i]); return 125; }
     }
     if (!id || i >= argc) { fprintf(stderr, "supervise: run needs --id and a command\n"); return 125; }
+    if (redact && !dir) { fprintf(stderr, "supervise: --redact needs --dir\n"); return 125; }
+    if (redact) {
+        const char *why = NULL;
+        if (read_patterns(&why) < 0) { fprintf(stderr, "supervise: --redact: %s\n", why); return 125; }
+    }
     char **cmd = argv + i;
     long long started = wall_ms();
     unsigned long uid = 0, gid = 0;
@@ -489,7 +656,7 @@ static int run(int argc, char **argv) {
     for (size_t k = 0; k < sizeof handled / sizeof *handled; k++) sigaction(handled[k], &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct capped out = {-1, -1, 0, 0, cap}, err = {-1, -1, 0, 0, cap};
+    struct capped out = {-1, -1, 0, 0, cap, NULL, 0}, err = {-1, -1, 0, 0, cap, NULL, 0};
     int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
     if (dir) {
         out.out = open_in(dirfd, "stdout", O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0600);
@@ -623,6 +790,8 @@ static int run(int argc, char **argv) {
             if (fds[k].revents) pump(fds[k].fd == out.in ? &out : &err);
     }
     if (dir) {
+        /* A stream some escaped process still holds open: what was held back goes too. */
+        if (npatterns) { redact_flush(&out); redact_flush(&err); }
         if (out.out >= 0) fsync(out.out);
         if (err.out >= 0) fsync(err.out);
         write_status(dirfd, ended_by, main_status, &out, &err, started);

@@ -263,6 +263,10 @@ pub struct Task {
     /// Who the task belongs to; only sessions of this owner see it.
     #[serde(default)]
     pub owner: Owner,
+    /// Names of the config's secrets its commands get (`[secrets.NAME]`); never their values,
+    /// which the server resolves when a command starts (docs/secrets.md).
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// The repository a task's work is written to, only ever by the server.

@@ -34,6 +34,7 @@ tools! {
     CleanupTask => "cleanup_task",
     ResumeTask => "resume_task",
     DeleteTask => "delete_task",
+    AddTaskSecret => "add_task_secret",
     AttachAgentToTask => "attach_agent_to_task",
     DetachAgentFromTask => "detach_agent_from_task",
     ExecuteInTask => "execute_in_task",

@@ -48,6 +48,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/007_background_executions.sql")),
     M::up(include_str!("../../migrations/008_creation_server.sql")),
     M::up(include_str!("../../migrations/009_exposed_ports.sql")),
+    M::up(include_str!("../../migrations/010_task_secrets.sql")),
     M::up(include_str!("../../migrations/011_network_allowlist.sql")),
     M::up(include_str!("../../migrations/014_ui_logins.sql")),
 ];

@@ -10,9 +10,9 @@ use crate::domain::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStat
 
 pub(super) const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
-     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner, allow_json";
+     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner, allow_json, secrets_json";
 
-const COLUMN_COUNT: usize = 28;
+const COLUMN_COUNT: usize = 29;
 
 /// `?1, ?2, … ?19` starting at `first`.
 pub(super) fn placeholders(first: usize) -> String {
@@ -62,6 +62,7 @@ pub(super) fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
         } else {
             text(&serde_json::to_string(&task.allow).unwrap_or_else(|_| "[]".into()))
         },
+        text(&serde_json::to_string(&task.secrets).unwrap_or_else(|_| "[]".into())),
     ]
 }
 
@@ -311,6 +312,7 @@ struct RawTask {
     forked_from: Option<String>,
     owner: String,
     allow_json: Option<String>,
+    secrets_json: String,
 }
 
 impl RawTask {
@@ -344,6 +346,7 @@ impl RawTask {
             forked_from: r.get(25)?,
             owner: r.get(26)?,
             allow_json: r.get(27)?,
+            secrets_json: r.get(28)?,
         })
     }
 
@@ -370,8 +373,13 @@ impl RawTask {
                 value: json.clone(),
             })?,
         };
+        let secrets = serde_json::from_str(&self.secrets_json).map_err(|_| RegistryError::Corrupt {
+            column: "secrets_json",
+            value: self.secrets_json.clone(),
+        })?;
         Ok(Task {
             allow,
+            secrets,
             id: self.id,
             name: self.name,
             description: self.description,
@@ -451,6 +459,7 @@ pub(crate) mod tests {
             updated_at: at,
             version: 1,
             owner: Owner::local(),
+            secrets: vec!["TOKEN".into()],
         }
     }
 

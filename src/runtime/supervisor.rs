@@ -55,7 +55,25 @@ pub enum Supervision {
         timeout_s: Option<u64>,
         /// Seconds of silence after which it reports a wait for input or a stall (0: never).
         stall_s: u64,
+        /// Redact secret values from the output files: the patterns come on its stdin
+        /// (`redaction_input`).
+        redact: bool,
     },
+}
+
+/// The supervisor's stdin under `--redact`: one line per pattern, `NAME HEX` (the pattern's
+/// bytes in hex, so any byte can be passed), replaced by `[secret:NAME]` in the output files.
+pub fn redaction_input<'a>(patterns: impl Iterator<Item = (&'a [u8], &'a str)>) -> Vec<u8> {
+    let mut input = Vec::new();
+    for (pattern, name) in patterns {
+        input.extend_from_slice(name.as_bytes());
+        input.push(b' ');
+        for byte in pattern {
+            input.extend_from_slice(format!("{byte:02x}").as_bytes());
+        }
+        input.push(b'\n');
+    }
+    input
 }
 
 /// The user a root supervisor runs its command as (`--user UID:GID`): the command then
@@ -92,8 +110,12 @@ pub fn run_argv(
         cap_bytes,
         timeout_s,
         stall_s,
+        redact,
     } = supervision
     {
+        if *redact {
+            argv.push("--redact".into());
+        }
         argv.extend(["--dir".into(), run_dir_in_container(exec_id)]);
         argv.extend(["--cap".into(), cap_bytes.to_string()]);
         argv.extend(["--stall".into(), stall_s.to_string()]);
@@ -213,6 +235,7 @@ mod tests {
             cap_bytes: 10,
             timeout_s: Some(3),
             stall_s: 20,
+            redact: true,
         };
         let bg = run_argv("e-2", &bg, None, vec!["true".into()]);
         assert_eq!(
@@ -220,6 +243,7 @@ mod tests {
             [
                 "--grace",
                 "5",
+                "--redact",
                 "--dir",
                 "/.taskbox/run/e-2",
                 "--cap",
@@ -251,5 +275,11 @@ mod tests {
             "EOF is send_input's, not a signal"
         );
         assert_eq!(SupervisorSignal::parse("USR1"), None);
+    }
+
+    #[test]
+    fn redaction_patterns_go_as_names_and_hex() {
+        let patterns = [(&b"ab\n"[..], "TOKEN"), (&b"\xff"[..], "KEY")];
+        assert_eq!(redaction_input(patterns.into_iter()), b"TOKEN 61620a\nKEY ff\n");
     }
 }

@@ -4,6 +4,7 @@
 pub mod bounded;
 pub mod output;
 pub mod ports;
+pub mod redact;
 pub mod run_files;
 pub mod service;
 

@@ -27,6 +27,7 @@ mod recovery;
 mod registry_rebuild;
 mod release;
 mod resources;
+mod secrets;
 mod servers;
 mod shutdown;
 mod stock_client;

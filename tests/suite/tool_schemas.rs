@@ -25,6 +25,7 @@ async fn tool_list_matches_the_snapshot() {
     assert_eq!(
         names,
         [
+            "add_task_secret",
             "attach_agent_to_task",
             "cleanup_task",
             "complete_task",

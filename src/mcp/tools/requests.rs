@@ -52,6 +52,7 @@ impl CreateTaskParams {
             base_ref,
             include_uncommitted,
             from_checkpoint,
+            secrets,
         } = self;
         CreateTaskRequest {
             owner,
@@ -69,6 +70,7 @@ impl CreateTaskParams {
                 include_uncommitted,
             },
             from_checkpoint,
+            secrets: secrets.unwrap_or_default(),
         }
     }
 }

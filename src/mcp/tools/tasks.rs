@@ -57,6 +57,10 @@ pub struct CreateTaskParams {
     /// Start from a checkpoint instead ("<task>:<n>" or a checkpoint id): a fork with its own
     /// branch, whose workspace and container begin as the checkpoint's.
     pub from_checkpoint: Option<String>,
+    /// Names of secrets the server's operator declared (e.g. ["NPM_TOKEN"]): each command
+    /// gets each as an environment variable of that name. Values are never stored, and are
+    /// replaced by `[secret:NAME]` in output; files holding one are left out of commits.
+    pub secrets: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -64,6 +68,15 @@ pub struct CreateTaskParams {
 pub struct TaskParams {
     #[serde(default)]
     pub task: TaskRef,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddTaskSecretParams {
+    #[serde(default)]
+    pub task: TaskRef,
+    /// The secret's name, as the server's operator declared it (e.g. "NPM_TOKEN").
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -256,7 +269,7 @@ impl TaskboxServer {
                         .unwrap_or_default()
                 ),
             };
-            let text = format!(
+            let mut text = format!(
                 "{}; {container}; {} execution(s), {} failed; {} agent(s) attached; network {}.",
                 task_line(&report.task),
                 report.executions.total,
@@ -264,7 +277,27 @@ impl TaskboxServer {
                 report.attachments.len(),
                 report.network.summary
             );
+            if !report.task.secrets.is_empty() {
+                text.push_str(&format!(" Secrets (names only): {}.", report.task.secrets.join(", ")));
+            }
             reply(text, &report)
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Give a task's commands one more secret the server's operator declared: from the next command on, each gets it as the environment variable `name`. The value is never shown or stored: output showing it reads `[secret:NAME]`, and files holding it are left out of the task's commits. Returns the task, whose `secrets` lists the names it has.",
+        annotations(destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn add_task_secret(&self, Parameters(p): Parameters<AddTaskSecretParams>) -> Result<CallToolResult> {
+        self.on_task(Tool::AddTaskSecret, p.task, |id| async move {
+            let task = self.service.add_secret(&id, &p.name).await?;
+            let text = format!(
+                "{} now gives its commands the secret(s) {}.",
+                task_line(&task),
+                task.secrets.join(", ")
+            );
+            reply(text, &TaskReply { task: &task })
         })
         .await
     }

@@ -5,6 +5,7 @@
 //! and the server: whichever server next looks at it (a tool call, `task_executions`,
 //! `get_task_status`, startup) records how it ended. See docs/architecture.md.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
@@ -17,6 +18,7 @@ use crate::domain::{Execution, ExecutionStatus, Owner, Task, now};
 use crate::error::{Error, Result};
 use crate::runtime::supervisor::{self, Supervision, SupervisorSignal};
 use crate::runtime::{ExecSpec, OutputChunk};
+use crate::task::redact::{Redactor, Secret};
 use crate::task::run_files::{Activity, Cursor, EndedBy, RunFiles, Stream, SupervisorStatus, whole_chars};
 
 /// The longest `wait_s` of execution_output (clients end calls after a few minutes).
@@ -105,6 +107,7 @@ impl TaskService {
         mut execution: Execution,
         request: ExecRequest,
         timeout_s: Option<u64>,
+        (secrets, redactor): (&[Secret], &Arc<Redactor>),
     ) -> Result<ExecutionResult> {
         let owner = super::exec::numeric_ids(execution.user.as_deref());
         if owner.is_none() && execution.user.is_some() {
@@ -126,13 +129,14 @@ impl TaskService {
         self.registry.insert_execution(&execution, self.lease.id())?;
         let started = Instant::now();
 
-        let env = super::exec::command_env(self.network_env(task).await?, &task.env, &request.env, &execution.id);
+        let env = super::exec::command_env(self.network_env(task).await?, &task.env, &request.env, secrets, &execution.id);
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
         let supervision = Supervision::Background {
             cap_bytes: self.config.execution.spill_limit_bytes,
             timeout_s,
             stall_s: request.stall_s.unwrap_or(self.config.execution.stall_s),
+            redact: !redactor.is_empty(),
         };
         let command = vec![shell.to_string(), flag.to_string(), request.command.clone()];
         let (exec_user, drop_to) = self.supervised_as(execution.user.as_deref(), &env);
@@ -141,10 +145,22 @@ impl TaskService {
             env,
             workdir: Some(super::exec::resolve_workdir(request.workdir.as_deref())?),
             user: exec_user,
-            stdin: None,
+            // The supervisor writes the output files on the host's disk (the run directory is
+            // a bind mount): it redacts them itself, given the patterns on its stdin, never in
+            // its arguments or environment (docs/secrets.md).
+            stdin: (!redactor.is_empty()).then(|| supervisor::redaction_input(redactor.patterns())),
             stdin_file: None,
         };
-        if let Err(message) = self.start_supervisor(container, spec).await {
+        if let Err(mut message) = self.start_supervisor(container, spec).await {
+            if message.contains("unknown option --redact") {
+                // The container mounted the supervisor of an older taskbox (it is replaced on
+                // the host by rename; a running container keeps the file it mounted).
+                message.push_str(
+                    "; this task's container runs an older supervisor that cannot redact its secrets from \
+                     background output: stop_task then resume_task (the restarted container gets the current \
+                     one), or run the command in the foreground",
+                );
+            }
             execution.status = ExecutionStatus::Failed;
             execution.finished_at = Some(now());
             self.registry.finish_execution(&execution)?;
@@ -230,7 +246,10 @@ impl TaskService {
         wait_s: Option<u64>,
         cancel: CancellationToken,
     ) -> Result<ExecutionOutput> {
-        let (_, mut execution) = self.execution_for(owner, execution_id)?;
+        let (task, mut execution) = self.execution_for(owner, execution_id)?;
+        // The supervisor redacted the files as it wrote them; this is the second layer, for
+        // anything else that wrote there (the agent can write its execution's directory).
+        let redactor = self.redactor_for(&task);
         let cursor = match since.filter(|s| !s.is_empty()) {
             None => Cursor::default(),
             Some(text) => Cursor::decode(text).ok_or_else(|| {
@@ -250,7 +269,7 @@ impl TaskService {
         let deadline = Instant::now() + Duration::from_secs(wait_s);
         loop {
             execution = self.settle(execution).await;
-            let output = self.read_output(&execution, cursor)?;
+            let output = self.read_output(&execution, cursor, &redactor)?;
             let news = !output.stdout.is_empty() || !output.stderr.is_empty() || output.more;
             if news || execution.status != ExecutionStatus::Running || Instant::now() >= deadline {
                 return Ok(output);
@@ -263,7 +282,7 @@ impl TaskService {
         }
     }
 
-    fn read_output(&self, execution: &Execution, cursor: Cursor) -> Result<ExecutionOutput> {
+    fn read_output(&self, execution: &Execution, cursor: Cursor, redactor: &Redactor) -> Result<ExecutionOutput> {
         let mut output = ExecutionOutput {
             execution_id: execution.id.clone(),
             task_id: execution.task_id.clone(),
@@ -298,8 +317,14 @@ impl TaskService {
                 message: e.to_string(),
             })?;
             let read_to = from + bytes.len() as u64;
-            let take = whole_chars(&bytes, ended && read_to >= size);
-            let text = String::from_utf8_lossy(&bytes[..take]).into_owned();
+            let all = ended && read_to >= size;
+            let mut take = whole_chars(&bytes, all);
+            // A possible start of a secret's value waits for the next read, like a cut
+            // character, so that a value split across two reads is still replaced.
+            if !all {
+                take -= redactor.held_back(&bytes[..take]);
+            }
+            let text = String::from_utf8_lossy(&redactor.redact(&bytes[..take])).into_owned();
             Ok((text, take as u64, size, read_to < size))
         };
         let (stdout, out_taken, out_size, out_cut) = read(Stream::Stdout, cursor.stdout)?;
@@ -314,7 +339,7 @@ impl TaskService {
         output.cursor = next.encode();
         output.stdout = stdout;
         output.stderr = stderr;
-        output.last_line = files.last_line();
+        output.last_line = files.last_line().map(|line| redactor.redact_text(&line));
         if !ended {
             output.stdout_bytes = out_size;
             output.stderr_bytes = err_size;

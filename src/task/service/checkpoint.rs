@@ -89,7 +89,9 @@ impl TaskService {
                     // sync (the agent left the task branch): keep the workspace's commit in
                     // this checkpoint only, without moving the task branch.
                     Err(e @ Error::HookDenied { .. }) if automatic && label.as_deref() == Some(PRE_RESTORE) => {
-                        head = Some(self.save_workspace(&task, &container, &message).await?.to_string());
+                        let saved = self.save_workspace(&task, &container, &message).await?;
+                        head = Some(saved.head.to_string());
+                        warnings.extend(saved.warning);
                         warnings.push(format!(
                             "{e} (the task branch was not moved; the pre-restore checkpoint keeps the workspace)"
                         ));
@@ -346,8 +348,12 @@ impl TaskService {
             {
                 Ok(saved) => {
                     let refname = format!("refs/taskbox/{}/before-restore/{}", task.id, now().timestamp_millis());
-                    host::set_ref(repo, &refname, saved).map_err(|e| failed(e.into()))?;
-                    warnings.push(format!("the workspace as it was is kept as commit {saved} ({refname})"));
+                    host::set_ref(repo, &refname, saved.head).map_err(|e| failed(e.into()))?;
+                    warnings.push(format!(
+                        "the workspace as it was is kept as commit {} ({refname})",
+                        saved.head
+                    ));
+                    warnings.extend(saved.warning);
                 }
                 Err(e) => warnings.push(format!("the workspace as it was could not be saved: {e}")),
             }

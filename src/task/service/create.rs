@@ -36,6 +36,8 @@ pub struct CreateTaskRequest {
     pub repo: RepoRequest,
     /// `<task>:<n>` or a checkpoint id: start from that checkpoint's workspace and container.
     pub from_checkpoint: Option<String>,
+    /// Names of the config's secrets its commands get (docs/secrets.md).
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -236,6 +238,7 @@ impl TaskService {
             ));
         }
         validate_env(&request.env)?;
+        let secrets = self.check_secret_names(&request.owner, "secrets", &request.secrets)?;
         let image = request.image.unwrap_or_else(|| defaults.image.clone());
         image_policy::check_image(&request.owner, &image, &self.config.images.allowed)?;
         let id = new_task_id();
@@ -267,6 +270,7 @@ impl TaskService {
             updated_at: at,
             version: 1,
             owner: request.owner,
+            secrets,
         })
     }
 
@@ -362,7 +366,7 @@ impl TaskService {
             serde_json::json!({
                 "name": task.name, "image": task.image, "network": task.network, "allow": task.allow,
                 "limits": task.limits, "container_id": task.container_id, "repo": task.repo,
-                "forked_from": task.forked_from, "warnings": warnings,
+                "forked_from": task.forked_from, "secrets": task.secrets, "warnings": warnings,
             }),
         ))?;
         self.notify(

@@ -9,6 +9,7 @@
 //! (`background.rs`) run under the same supervisor, detached.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -28,6 +29,7 @@ use crate::runtime::supervisor::{self, DropTo, Supervision, SupervisorSignal};
 use crate::runtime::{ContainerState, ExecSpec, OutputChunk, RuntimeError};
 use crate::task::bounded::{FileSink, Head};
 use crate::task::output::{CapturedStream, StreamCapture};
+use crate::task::redact::{Redactor, Secret, StreamRedactor};
 
 /// How long a command taskbox runs for itself (a sync, a file operation) may take.
 const INTERNAL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -93,6 +95,12 @@ pub(super) struct NotKept {
     pub stderr: u64,
 }
 
+/// How an execution's command runs: under the supervisor or not, and what its output loses.
+struct Run {
+    supervised: bool,
+    redactor: Arc<Redactor>,
+}
+
 enum Ending {
     Exited,
     TimedOut,
@@ -143,9 +151,16 @@ impl TaskService {
         let requested_user = self.requested_user(request.user.as_deref())?;
         let workdir = resolve_workdir(request.workdir.as_deref())?;
         super::create::validate_env(&request.env)?;
+        // Read now, for this command only (docs/secrets.md); a secret that cannot be read
+        // refuses the command before anything is recorded.
+        let (secrets, redactor) = self.task_secrets(&task)?;
+        // What is recorded of the command (the row, the events, hooks, plan.md) never holds a
+        // value, even one the agent typed.
+        let recorded_command = redactor.redact_text(&request.command);
+        let recorded_explanation = request.explanation.as_deref().map(|e| redactor.redact_text(e));
         let arguments = serde_json::json!({
-            "operation": "execute", "command": request.command, "workdir": request.workdir,
-            "user": request.user, "timeout_s": timeout_s, "explanation": request.explanation,
+            "operation": "execute", "command": recorded_command, "workdir": request.workdir,
+            "user": request.user, "timeout_s": timeout_s, "explanation": recorded_explanation,
             "background": request.background,
         });
         let (task, seen) = self.guard_command_seen(task, arguments.clone()).await?;
@@ -175,10 +190,10 @@ impl TaskService {
         let mut execution = Execution {
             id: new_execution_id(),
             task_id: task.id.clone(),
-            command: request.command.clone(),
+            command: recorded_command,
             workdir: request.workdir.clone(),
             user: user.clone(),
-            explanation: request.explanation.clone(),
+            explanation: recorded_explanation,
             status: ExecutionStatus::Running,
             exit_code: None,
             timed_out: false,
@@ -193,14 +208,20 @@ impl TaskService {
         if request.background {
             let timeout = request.timeout_s;
             return self
-                .start_background(&task, &container, execution, request, timeout)
+                .start_background(&task, &container, execution, request, timeout, (&secrets, &redactor))
                 .await;
         }
         self.registry.insert_execution(&execution, self.lease.id())?;
 
         // The task's variables reach each command through its exec, never the container's
         // configuration, which checkpoint images would keep (docs/security.md).
-        let env = command_env(self.network_env(&task).await?, &task.env, &request.env, &execution.id);
+        let env = command_env(
+            self.network_env(&task).await?,
+            &task.env,
+            &request.env,
+            &secrets,
+            &execution.id,
+        );
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
         let mut cmd = vec![shell.to_string(), flag.to_string(), request.command.clone()];
@@ -227,7 +248,7 @@ impl TaskService {
                 &execution,
                 Duration::from_secs(timeout_s),
                 &cancel,
-                supervised,
+                Run { supervised, redactor },
             )
             .await;
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -360,7 +381,7 @@ impl TaskService {
         execution: &Execution,
         timeout: Duration,
         cancel: &CancellationToken,
-        supervised: bool,
+        Run { supervised, redactor }: Run,
     ) -> Result<(Ending, Option<i64>, CapturedStream, CapturedStream)> {
         let (exec_id, task_id) = (execution.id.as_str(), execution.task_id.as_str());
         // The marker sweep runs as the command's user: root without CAP_SYS_PTRACE cannot
@@ -369,8 +390,11 @@ impl TaskService {
         let cap = self.config.execution.output_cap_bytes;
         let outputs = self.store.outputs_dir(task_id);
         let limit = self.config.execution.spill_limit_bytes;
-        let mut stdout = StreamCapture::new(cap, outputs.join(format!("{exec_id}.log"))).with_spill_limit(limit);
-        let mut stderr = StreamCapture::new(cap, outputs.join(format!("{exec_id}.stderr.log"))).with_spill_limit(limit);
+        let stdout = StreamCapture::new(cap, outputs.join(format!("{exec_id}.log"))).with_spill_limit(limit);
+        let stderr = StreamCapture::new(cap, outputs.join(format!("{exec_id}.stderr.log"))).with_spill_limit(limit);
+        // Secret values are replaced before anything is kept: the reply, the spill files.
+        let mut stdout = Redacted::new(stdout, &redactor);
+        let mut stderr = Redacted::new(stderr, &redactor);
 
         let mut handle = self.runtime.exec(container, spec).await?;
         let deadline = tokio::time::sleep(timeout);
@@ -447,6 +471,7 @@ impl TaskService {
             }
             self.clear_setid_bits(task_id).await;
         }
+        let (stdout, stderr) = (stdout.into_inner(), stderr.into_inner());
         Ok((ending, exit_code, stdout.finish("stdout"), stderr.finish("stderr")))
     }
 
@@ -830,12 +855,41 @@ const QUIET_DEFAULTS: &[(&str, &str)] = &[
     ("GIT_PAGER", "cat"),
 ];
 
+/// A stream's capture behind its redactor: every piece goes through the redactor first, and
+/// what it held back is flushed when the capture is taken out.
+struct Redacted {
+    capture: StreamCapture,
+    stream: StreamRedactor,
+}
+
+impl Redacted {
+    fn new(capture: StreamCapture, redactor: &Arc<Redactor>) -> Self {
+        Self {
+            capture,
+            stream: StreamRedactor::new(redactor.clone()),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let redacted = self.stream.push(bytes);
+        self.capture.push(&redacted);
+    }
+
+    fn into_inner(mut self) -> StreamCapture {
+        let rest = self.stream.finish();
+        self.capture.push(&rest);
+        self.capture
+    }
+}
+
 /// A command's environment: the non-interactive defaults, the network's (`network_env`), the
-/// task's variables, then the call's own (later ones win); and the kill marker.
+/// task's variables, the call's own, then the task's secrets (later ones win); and the kill
+/// marker.
 pub(super) fn command_env(
     network_env: BTreeMap<String, String>,
     task_env: &BTreeMap<String, String>,
     call_env: &BTreeMap<String, String>,
+    secrets: &[Secret],
     exec_id: &str,
 ) -> Vec<String> {
     let mut merged: BTreeMap<String, String> = QUIET_DEFAULTS
@@ -845,6 +899,12 @@ pub(super) fn command_env(
     merged.extend(network_env);
     merged.extend(task_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     merged.extend(call_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // Values are checked to be UTF-8 when read (`secrets::read_value`), so this is lossless.
+    merged.extend(
+        secrets
+            .iter()
+            .map(|s| (s.name.clone(), String::from_utf8_lossy(&s.value).into_owned())),
+    );
     let mut vars: Vec<String> = merged.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     vars.push(format!("{MARKER_VAR}={exec_id}"));
     vars

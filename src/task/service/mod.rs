@@ -30,6 +30,7 @@ mod reconcile;
 mod repo;
 mod resources;
 mod resume;
+mod secrets;
 mod shell;
 mod startup;
 mod sync;

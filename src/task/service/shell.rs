@@ -35,7 +35,9 @@ impl TaskService {
             .await?;
         let container = self.require_running(&task)?;
         let id = new_execution_id();
-        let env = command_env(self.network_env(&task).await?, &task.env, &Default::default(), &id);
+        // No secrets: a terminal is not redacted, so a person's shell does not get them
+        // (docs/secrets.md).
+        let env = command_env(self.network_env(&task).await?, &task.env, &Default::default(), &[], &id);
         let shell = task.shell.as_deref().unwrap_or("sh");
         let mut argv = vec![shell.to_string()];
         if shell == "bash" {

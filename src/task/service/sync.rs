@@ -18,6 +18,7 @@ use crate::hooks::{HookContext, HookEvent};
 use std::io::Read;
 
 use crate::task::bounded::RemoveOnDrop;
+use crate::task::redact::{MIN_SECRET_BYTES, Redactor};
 use crate::workspace::host::worker::WorkerRequest;
 use crate::workspace::{WorkspaceError, host};
 
@@ -56,9 +57,10 @@ pub struct TaskDiff {
 }
 
 impl TaskService {
-    /// Commits every change in the workspace inside `container` and brings the commits into
-    /// the host repository, checked complete; returns the workspace's head. Moves no branch.
-    pub(super) async fn save_workspace(&self, task: &Task, container: &str, message: &str) -> Result<Oid> {
+    /// Commits every change in the workspace inside `container` (but files holding a secret's
+    /// value) and brings the commits into the host repository, checked complete; returns the
+    /// workspace's head. Moves no branch.
+    pub(super) async fn save_workspace(&self, task: &Task, container: &str, message: &str) -> Result<Saved> {
         let repo_path = task.repo.path.clone().ok_or_else(|| no_repo(task))?;
         let user = task.exec_user.as_deref();
 
@@ -70,11 +72,14 @@ impl TaskService {
             tracing::warn!(task = %task.id, stderr = %failed.stderr, "cannot hand the workspace to its user");
         }
 
-        let commit = CommitWorkspace { message, user };
-        let head_oid = self
+        let scan = scan_patterns(&self.commit_redactor(task)?);
+        let commit = CommitWorkspace { message, user, scan };
+        let committed = self
             .run_op(container, commit)
             .await?
             .map_err(|failed| workspace_failed("committing the workspace", &failed))?;
+        let head_oid = committed.head;
+        let warning = left_out_warning(&committed.left_out);
 
         if !host::has_commit(&repo_path, head_oid)? {
             let known: Vec<Oid> = [&task.repo.synced_commit, &task.repo.base_commit]
@@ -115,7 +120,10 @@ impl TaskService {
             }
         }
 
-        Ok(head_oid)
+        Ok(Saved {
+            head: head_oid,
+            warning,
+        })
     }
 
     /// Commits every change in the workspace (tracked and untracked, honouring .gitignore)
@@ -128,17 +136,22 @@ impl TaskService {
         let before = HookContext::new(HookEvent::BeforeSync, Some(task.clone()))
             .with_arguments(serde_json::json!({ "message": message }));
         self.fire(before).await?;
-        let head_oid = self.save_workspace(task, &container, message).await?;
+        let saved = self.save_workspace(task, &container, message).await?;
+        let head_oid = saved.head;
         let head = head_oid.to_string();
 
         let expected = task.repo.synced_commit.as_deref().and_then(|c| c.parse().ok());
-        let (moved, warning) = match host::move_branch(&repo_path, &branch, head_oid, expected) {
+        let (moved, branch_warning) = match host::move_branch(&repo_path, &branch, head_oid, expected) {
             Ok(()) => (true, None),
             Err(e @ (WorkspaceError::BranchCheckedOut { .. } | WorkspaceError::BranchMoved { .. })) => (
                 false,
                 Some(format!("{e}; the work is safe in the task's checkpoints and workspace")),
             ),
             Err(e) => return Err(e.into()),
+        };
+        let warning = match (saved.warning, branch_warning) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
         };
         let outcome = SyncOutcome {
             commit: head.clone(),
@@ -225,6 +238,46 @@ impl TaskService {
             warning,
         })
     }
+}
+
+/// What `save_workspace` did.
+pub(super) struct Saved {
+    /// The workspace's HEAD after its commit.
+    pub head: Oid,
+    /// Files left out of the commit, said without the values they hold.
+    pub warning: Option<String>,
+}
+
+/// The commit scan's patterns, one per line (`CommitWorkspace::scan`): git grep matches within
+/// a line, so a value with line breaks is looked for by each of its lines long enough not to
+/// match ordinary text. `None` when there is nothing to look for.
+fn scan_patterns(redactor: &Redactor) -> Option<Vec<u8>> {
+    let mut lines: Vec<&[u8]> = redactor
+        .patterns()
+        .flat_map(|(pattern, _)| pattern.split(|&b| b == b'\n' || b == b'\r'))
+        .filter(|line| line.len() >= MIN_SECRET_BYTES)
+        .collect();
+    lines.sort();
+    lines.dedup();
+    (!lines.is_empty()).then(|| lines.join(&b'\n'))
+}
+
+/// The warning for files a commit left out (their names only).
+fn left_out_warning(left_out: &[String]) -> Option<String> {
+    const NAMED: usize = 20;
+    if left_out.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = left_out.iter().take(NAMED).map(|p| format!("'{p}'")).collect();
+    if left_out.len() > NAMED {
+        names.push(format!("and {} more", left_out.len() - NAMED));
+    }
+    Some(format!(
+        "left out of the commit because they hold the value of one of the task's secrets: {}; they stay in the \
+         workspace, uncommitted (remove the value, read it from the environment instead; the operator can allow \
+         it with allow_in_commits)",
+        names.join(", ")
+    ))
 }
 
 fn no_repo(task: &Task) -> Error {

@@ -16,11 +16,31 @@ const GIT_PRELUDE: &str = r#"export GIT_DIR=/workspace/.git GIT_WORK_TREE=/works
 g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c commit.gpgsign=false -c user.name=taskbox -c user.email=taskbox@localhost "$@"; }
 "#;
 
-/// Commits the workspace's changes and prints HEAD.
+/// Commits the workspace's changes and prints HEAD. With `scan` as its second argument, the
+/// patterns of the task's secrets come on stdin, one per line: staged files (as git would
+/// commit them, in the index) that hold one are unstaged, so they stay in the workspace but
+/// out of the commit, and their paths are printed first, each ended by NUL. The patterns sit
+/// in a 0600 file in /dev/shm (a tmpfs: never in the container's layers, so never in a
+/// checkpoint image) for as long as the script runs.
 const COMMIT_SCRIPT: &str = r#"set -e
 cd /workspace
 g rev-parse --git-dir >/dev/null 2>&1 || { echo "/workspace is not a git repository any more (was .git removed?); restore a checkpoint" >&2; exit 3; }
 g add -A
+if [ "$2" = scan ] && ! g diff --cached --quiet; then
+  pat=$(mktemp -p /dev/shm taskbox-scan.XXXXXX 2>/dev/null || mktemp)
+  trap 'rm -f "$pat" "$pat.found"' EXIT
+  cat >"$pat"
+  st=0
+  g diff --cached --name-only -z --no-renames --diff-filter=d -- \
+    | GIT_LITERAL_PATHSPECS=1 xargs -0 -r sh -c 'git -c core.fsmonitor=false grep --cached -l -z -F -f "$0" -- "$@"; s=$?; [ $s -le 1 ] || exit 255' "$pat" >"$pat.found" || st=$?
+  # xargs: 0 every file list had a match, 123 some had none; anything else is a failure,
+  # and a commit that could not be scanned is not made.
+  [ $st -eq 0 ] || [ $st -eq 123 ] || { echo "cannot look for secrets' values in the files to commit (exit $st)" >&2; exit 5; }
+  if [ -s "$pat.found" ]; then
+    GIT_LITERAL_PATHSPECS=1 xargs -0 -r git -c core.hooksPath=/dev/null -c core.fsmonitor=false reset -q -- <"$pat.found"
+    cat "$pat.found"
+  fi
+fi
 if ! g diff --cached --quiet; then
   g commit -q --no-verify -m "$1"
 fi
@@ -63,32 +83,68 @@ pub(super) fn git_spec(script: &str, name: &str, args: &[&str], user: Option<&st
     }
 }
 
-/// Commits every change in the workspace (tracked and untracked, honouring .gitignore).
+/// Commits every change in the workspace (tracked and untracked, honouring .gitignore),
+/// leaving out files that hold one of `scan`'s patterns.
 pub struct CommitWorkspace<'a> {
     pub message: &'a str,
     pub user: Option<&'a str>,
+    /// Patterns no committed file may hold (secrets' values), one per line; `None`: no scan.
+    pub scan: Option<Vec<u8>>,
+}
+
+/// The most of the commit script's stdout read: the left-out paths, then HEAD.
+const COMMIT_STDOUT: usize = 1024 * 1024;
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The workspace's HEAD.
+    pub head: Oid,
+    /// Files left out because they hold a pattern (as git names them; lossy UTF-8).
+    pub left_out: Vec<String>,
 }
 
 impl ContainerOp for CommitWorkspace<'_> {
-    /// The workspace's HEAD. Exit 3: /workspace is no repository any more (stderr says what
-    /// to do); any failure, or a HEAD that is no commit id, is `Failed`.
-    type Outcome = Result<Oid, Failed>;
+    /// Exit 3: /workspace is no repository any more (stderr says what to do); any failure, or
+    /// a HEAD that is no commit id, is `Failed`.
+    type Outcome = Result<Committed, Failed>;
+
+    fn stdout(&self) -> Stdout {
+        Stdout::Memory(COMMIT_STDOUT)
+    }
 
     fn into_spec(self) -> ExecSpec {
-        git_spec(COMMIT_SCRIPT, "taskbox-sync", &[self.message], self.user)
+        let args: &[&str] = match self.scan {
+            Some(_) => &[self.message, "scan"],
+            None => &[self.message],
+        };
+        ExecSpec {
+            stdin: self.scan.clone(),
+            ..git_spec(COMMIT_SCRIPT, "taskbox-sync", args, self.user)
+        }
     }
 
     fn outcome(output: Output) -> Self::Outcome {
         let failed = output.failed();
         let stdout = output.succeeded()?;
-        let stdout = String::from_utf8_lossy(&stdout);
-        stdout
+        // Left-out paths, each ended by NUL, come before HEAD's line.
+        let (paths, rest) = match stdout.iter().rposition(|&b| b == 0) {
+            Some(at) => (&stdout[..at], &stdout[at + 1..]),
+            None => (&[][..], &stdout[..]),
+        };
+        let left_out = paths
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let head = String::from_utf8_lossy(rest)
             .lines()
             .last()
             .unwrap_or_default()
             .trim()
             .parse()
-            .map_err(|_| failed)
+            .map_err(|_| failed)?;
+        Ok(Committed { head, left_out })
     }
 }
 
@@ -223,6 +279,7 @@ mod tests {
         let commit = CommitWorkspace {
             message: "taskbox: sync",
             user: Some("dev"),
+            scan: None,
         }
         .into_spec();
         let script = format!("{GIT_PRELUDE}{COMMIT_SCRIPT}");
@@ -257,7 +314,24 @@ mod tests {
     fn a_commit_is_heads_id_on_the_last_line() {
         let id = "0123456789abcdef0123456789abcdef01234567";
         let out = output(0, format!("[main 0123456] wip\n{id}\n").as_bytes(), "");
-        assert_eq!(CommitWorkspace::outcome(out), Ok(Oid::from_str(id).unwrap()));
+        let head = Oid::from_str(id).unwrap();
+        assert_eq!(CommitWorkspace::outcome(out), Ok(Committed { head, left_out: vec![] }));
+        let scanned = output(0, format!("leak.txt\0dir/a b\n.txt\0{id}\n").as_bytes(), "");
+        assert_eq!(
+            CommitWorkspace::outcome(scanned),
+            Ok(Committed {
+                head,
+                left_out: vec!["leak.txt".into(), "dir/a b\n.txt".into()]
+            })
+        );
+        let scan = CommitWorkspace {
+            message: "m",
+            user: None,
+            scan: Some(b"value\n".to_vec()),
+        }
+        .into_spec();
+        assert_eq!(argv(&scan)[3..], ["taskbox-sync", "m", "scan"]);
+        assert_eq!(scan.stdin.as_deref(), Some(&b"value\n"[..]));
         let no_repo = CommitWorkspace::outcome(output(3, b"", "/workspace is not a git repository\n"));
         assert_eq!(
             no_repo,
