@@ -305,30 +305,38 @@ async fn bind(ip: IpAddr, want: Option<u16>) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::new(ip, 0)).await
 }
 
+/// The next connection on `listener` with a slot of `slots` held for it (at most
+/// `MAX_CONNECTIONS` at once per listener); `None` once `stop` is cancelled.
+pub(super) async fn accept_within(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: &CancellationToken,
+    what: &str,
+) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let permit = tokio::select! {
+        () = stop.cancelled() => return None,
+        permit = slots.clone().acquire_owned() => permit.ok()?,
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => return Some((stream, permit)),
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::debug!(error = %e, "{what}: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
 /// The loopback listener: each connection is bridged to a relay as it is, bytes both ways
 /// (any protocol, not only HTTP).
 async fn serve_loopback(listener: TcpListener, connector: Connector, key: ForwardKey, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => return,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let stream = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors, say: wait a little rather than spin.
-                    tracing::debug!(error = %e, "port forward: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, permit)) = accept_within(&listener, &slots, &stop, "port forward").await {
         let _ = stream.set_nodelay(true);
         let connector = connector.clone();
         let key = key.clone();

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{Connector, ForwardKey, MAX_CONNECTIONS, bridge};
+use super::{Connector, ForwardKey, MAX_CONNECTIONS, accept_within, bridge};
 use crate::domain::Owner;
 use crate::task::service::{TOKEN_PREFIX, token_hash};
 
@@ -80,25 +80,7 @@ pub(super) async fn serve(listener: TcpListener, target: Target, stop: Cancellat
         sessions: Mutex::new(Vec::new()),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => return,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let stream = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::debug!(error = %e, "port listener: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, permit)) = accept_within(&listener, &slots, &stop, "port listener").await {
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {

@@ -129,7 +129,13 @@ impl TaskService {
         self.registry.insert_execution(&execution, self.lease.id())?;
         let started = Instant::now();
 
-        let env = super::exec::command_env(self.network_env(task).await?, &task.env, &request.env, secrets, &execution.id);
+        let env = super::exec::command_env(
+            self.network_env(task).await?,
+            &task.env,
+            &request.env,
+            secrets,
+            &execution.id,
+        );
         let shell = task.shell.as_deref().unwrap_or("sh");
         let flag = if shell == "bash" { "-lc" } else { "-c" };
         let supervision = Supervision::Background {
