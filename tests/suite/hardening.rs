@@ -145,7 +145,12 @@ async fn a_failed_creation_leaves_nothing_behind() {
         json!({ "name": "broken", "image": "taskbox-test-empty" }),
     )
     .await;
-    assert_eq!(kind, "docker_error", "{message}");
+    // The init process starts and then finds no `sleep`: Docker refuses the start, or the
+    // container is gone by the time it is prepared, whichever comes first.
+    assert!(
+        matches!(kind.as_str(), "docker_error" | "container_command_failed"),
+        "{kind}: {message}"
+    );
 
     let list = call(&client, "list_tasks", json!({})).await;
     assert_eq!(list["total"], 0, "a registry row was left behind");
