@@ -22,22 +22,53 @@ async fn connect_from(client: &Client, task: &str, address: &str, port: u16) -> 
     )
 }
 
-/// Deletes the host firewall rules taskbox installs, so the server under test must put them
-/// back itself (other servers running meanwhile put them back too, before their next task).
-fn remove_taskbox_firewall_rules() {
-    for chain in ["INPUT", "DOCKER-USER"] {
-        let out = std::process::Command::new("iptables")
-            .args(["-w", "-S", chain])
-            .output()
-            .unwrap();
-        for rule in String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains("taskbox "))
-        {
-            // `-A CHAIN args…` becomes `-D CHAIN args…`, through a shell for the quoted comment.
-            let delete = format!("iptables -w -D {}", rule.trim_start_matches("-A "));
-            std::process::Command::new("sh").args(["-c", &delete]).status().unwrap();
+/// The host firewall rules taskbox installs for one subnet pool, deleted when dropped (and at
+/// creation, so the server under test must put them back itself). Each test that touches the
+/// rules has a pool of its own: the rules are shared by every server on the host, and deleting
+/// the default pool's would open the host to other suites' tasks until their servers recheck
+/// (a concurrent run once saw "metadata address: CONNECTED" that way).
+struct PoolRules {
+    pool: String,
+}
+
+impl PoolRules {
+    /// A /16 no other test uses, varied by process so two suites on one host differ too.
+    fn own() -> Self {
+        let second = 200 + std::process::id() % 12;
+        let rules = PoolRules {
+            pool: format!("10.{second}.0.0/16"),
+        };
+        rules.remove();
+        rules
+    }
+
+    fn config(&self) -> String {
+        format!("[network]\nsubnet_pool = \"{}\"\n", self.pool)
+    }
+
+    fn remove(&self) {
+        let marker = format!("taskbox {}: ", self.pool);
+        for chain in ["INPUT", "DOCKER-USER"] {
+            let out = std::process::Command::new("iptables")
+                .args(["-w", "-S", chain])
+                .output()
+                .unwrap();
+            for rule in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(&marker))
+            {
+                // `-A CHAIN args…` becomes `-D CHAIN args…`, through a shell for the quoted comment
+                // (whose `'` iptables prints as `\\'`, which a shell keeps inside double quotes).
+                let delete = format!("iptables -w -D {}", rule.trim_start_matches("-A ").replace("\\'", "'"));
+                std::process::Command::new("sh").args(["-c", &delete]).status().unwrap();
+            }
         }
+    }
+}
+
+impl Drop for PoolRules {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -64,14 +95,21 @@ fn network_of(task: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn task_networks_reach_neither_the_host_nor_other_tasks_nor_metadata() {
     require!(docker);
-    remove_taskbox_firewall_rules();
+    let rules = PoolRules::own();
     let home = Home::new();
+    write_config(&home.path(), &rules.config());
     let client = connect(&home.path(), "containment-net").await;
     let a = create(&client, "net-a").await;
     let b = create(&client, "net-b").await;
 
     // A service on the host, on a's gateway address.
     let gateway = gateway_of(&network_of(&a));
+    let prefix = rules.pool.trim_end_matches("0.0/16");
+    assert!(
+        gateway.starts_with(prefix),
+        "a's network {gateway} lies in the test's pool {}",
+        rules.pool
+    );
     let listener = std::net::TcpListener::bind((gateway.as_str(), 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     assert!(
