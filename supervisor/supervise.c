@@ -3,7 +3,7 @@
  * "Executions and their supervisor"). Built static by build.rs so that it runs in any Linux
  * image, glibc or musl; bind-mounted read-only at /.taskbox/bin/supervise.
  *
- *   supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S]
+ *   supervise run --id ID [--user UID:GID [--home]] [--dir DIR [--attach] --cap BYTES --timeout S --stall S]
  *                 [--grace S] -- CMD ARG...
  *   supervise signal SIGNAME WAIT_S ID...
  *   supervise reap ID...
@@ -29,6 +29,17 @@
  * (the FIFO, or a terminal), `stalled` with what one waits on when all sleep, `active` again
  * when output resumes or something runs. The first process exits once the supervisor is set
  * up (0, or 125 with the reason on stderr), so the caller knows it started.
+ *
+ * With --dir and --attach (a foreground command that may later be yielded to the background)
+ * the supervisor stays the caller's process: no detaching, no FIFO (CMD shares the
+ * supervisor's standard input, so a command given no input reads end-of-input at once), and,
+ * as in the foreground, the processes CMD leaves behind end with it; but its output goes to
+ * the files, the lock is held and `status` is written, exactly as in the background, so the
+ * server can stop waiting at any moment and read the rest from the files later. Its own
+ * stdout/stderr carry nothing but its own errors, so nothing blocks once nobody reads them.
+ * --timeout then kills the tree at once (as the server does in the foreground). The files are
+ * fsync'd at the end only when the server left a file `detached` in DIR (it stopped waiting);
+ * otherwise the server reads them the moment the supervisor exits.
  *
  * With --user the supervisor is started as root and runs CMD as UID:GID (those numbers, the
  * GID as the only group; --home sets HOME to that uid's home in /etc/passwd, else `/`): CMD
@@ -374,7 +385,7 @@ static void become(unsigned long uid, unsigned long gid, int set_home) {
 }
 
 static void write_status(int dirfd, const char *ended_by, int status, struct capped *out,
-                         struct capped *err, long long started) {
+                         struct capped *err, long long started, int durable) {
     char text[1024];
     int len = snprintf(text, sizeof text,
         "version=%d\nended_by=%s\n%s=%d\nstdout_bytes=%llu\nstdout_kept=%llu\n"
@@ -386,7 +397,7 @@ static void write_status(int dirfd, const char *ended_by, int status, struct cap
     int fd = openat(dirfd, "status.tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
     give_to_owner(fd);
-    if (write(fd, text, (size_t)len) == len) fsync(fd);
+    if (write(fd, text, (size_t)len) == len && durable) fsync(fd);
     close(fd);
     renameat(dirfd, "status.tmp", dirfd, "status");
 }
@@ -395,11 +406,12 @@ static int run(int argc, char **argv) {
     const char *id = NULL, *dir = NULL, *user = NULL;
     unsigned long long cap = 1ULL << 28;
     long timeout_s = 0, grace_s = 5, stall_s = 0;
-    int set_home = 0;
+    int set_home = 0, attach = 0;
     int i = 2;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) { i++; break; }
         if (!strcmp(argv[i], "--home")) { set_home = 1; continue; }
+        if (!strcmp(argv[i], "--attach")) { attach = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "supervise: %s needs a value\n", argv[i]); return 125; }
         if (!strcmp(argv[i], "--id")) id = argv[++i];
         else if (!strcmp(argv[i], "--dir")) dir = argv[++i];
@@ -411,6 +423,7 @@ static int run(int argc, char **argv) {
         else { fprintf(stderr, "supervise: unknown option %s\n", argv[i]); return 125; }
     }
     if (!id || i >= argc) { fprintf(stderr, "supervise: run needs --id and a command\n"); return 125; }
+    if (attach && !dir) { fprintf(stderr, "supervise: --attach needs --dir\n"); return 125; }
     char **cmd = argv + i;
     long long started = wall_ms();
     unsigned long uid = 0, gid = 0;
@@ -439,6 +452,8 @@ static int run(int argc, char **argv) {
             files_uid = dir_stat.st_uid;
             files_gid = dir_stat.st_gid;
         }
+    }
+    if (dir && !attach) {
         if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
         pid_t first = fork();
         if (first < 0) die("fork");
@@ -456,8 +471,12 @@ static int run(int argc, char **argv) {
         setsid();
         /* Errors from here on go to the caller through the pipe. */
         dup2(ready[1], 2);
+    }
+    if (dir) {
         lockfd = open_in(dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600);
         if (flock(lockfd, LOCK_EX) < 0) die("flock");
+    }
+    if (dir && !attach) {
         if (mkfifoat(dirfd, "stdin", 0600) < 0) die("stdin fifo");
         stdin_read = open_in(dirfd, "stdin", O_RDONLY | O_NONBLOCK, 0);
         stdin_keep = open_in(dirfd, "stdin", O_WRONLY, 0);
@@ -495,7 +514,7 @@ static int run(int argc, char **argv) {
         for (size_t k = 0; k < sizeof handled / sizeof *handled; k++) sigaction(handled[k], &dfl, NULL);
         signal(SIGPIPE, SIG_DFL);
         if (dir) {
-            dup2(stdin_read, 0);
+            if (!attach) dup2(stdin_read, 0);
             dup2(out_pipe[1], 1);
             dup2(err_pipe[1], 2);
         }
@@ -505,11 +524,13 @@ static int run(int argc, char **argv) {
         _exit(127);
     }
     if (dir) {
-        close(stdin_read);
         close(out_pipe[1]);
         close(err_pipe[1]);
         out.in = out_pipe[0];
         err.in = err_pipe[0];
+    }
+    if (dir && !attach) {
+        close(stdin_read);
         /* Started: hold none of the caller's streams, then tell it. */
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null >= 0) { dup2(null, 0); dup2(null, 1); }
@@ -552,7 +573,7 @@ static int run(int argc, char **argv) {
                 if (!main_done && !strcmp(ended_by, "exited"))
                     ended_by = sig == SIGALRM ? "timeout" : "signal";
                 ending = 1;
-                if (sig == SIGUSR1) kill_at = now_ms();
+                if (sig == SIGUSR1 || (sig == SIGALRM && attach)) kill_at = now_ms();
                 else {
                     signal_tree(sig == SIGALRM ? SIGTERM : sig);
                     long long at = now_ms() + grace_s * 1000;
@@ -567,7 +588,7 @@ static int run(int argc, char **argv) {
             if (pid == child) { main_status = st; main_done = 1; }
         int none_left = pid < 0 && errno == ECHILD;
 
-        if (main_done && !ending && !dir) {
+        if (main_done && !ending && (!dir || attach)) {
             /* A foreground CMD is over: so are the processes it left behind. (In the
              * background they are the execution too: a daemon it started keeps it running.) */
             ending = 1;
@@ -612,9 +633,12 @@ static int run(int argc, char **argv) {
             if (fds[k].revents) pump(fds[k].fd == out.in ? &out : &err);
     }
     if (dir) {
-        if (out.out >= 0) fsync(out.out);
-        if (err.out >= 0) fsync(err.out);
-        write_status(dirfd, ended_by, main_status, &out, &err, started);
+        /* Attached, the server reads the files as soon as this exits: no need to wait for
+         * the disk, unless it stopped waiting (`detached`). */
+        int durable = !attach || faccessat(dirfd, "detached", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+        if (durable && out.out >= 0) fsync(out.out);
+        if (durable && err.out >= 0) fsync(err.out);
+        write_status(dirfd, ended_by, main_status, &out, &err, started, durable);
     }
     if (WIFEXITED(main_status)) return WEXITSTATUS(main_status);
     return 128 + WTERMSIG(main_status);
@@ -765,7 +789,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "run")) return run(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "signal")) return signal_cmd(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "reap")) return reap_cmd(argc, argv);
-    fprintf(stderr, "usage: supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S]\n"
+    fprintf(stderr, "usage: supervise run --id ID [--user UID:GID [--home]] [--dir DIR [--attach] --cap BYTES --timeout S --stall S]\n"
                     "                     [--grace S] -- CMD...\n"
                     "       supervise signal TERM|INT|HUP|QUIT|KILL|EOF WAIT_S ID...\n"
                     "       supervise reap [ID...]\n");

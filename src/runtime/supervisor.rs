@@ -21,6 +21,9 @@ pub const SUPERVISOR_PATH: &str = "/.taskbox/bin/supervise";
 /// checkpoint images never hold it).
 pub const RUN_DIR: &str = "/.taskbox/run";
 
+/// The supervisor's exit status when it could not set up (the reason is on its stderr).
+pub const SETUP_FAILED: i64 = 125;
+
 /// How long the supervisor waits between passing a signal to the tree and killing it.
 pub const GRACE_S: u64 = 5;
 
@@ -49,6 +52,15 @@ pub fn install(home: &Path) -> std::io::Result<PathBuf> {
 pub enum Supervision {
     /// The command shares the exec's streams; the server reads them.
     Foreground,
+    /// A foreground command whose output goes to the files in `RUN_DIR/<id>` while the
+    /// supervisor stays the exec's process: the server waits for it like a foreground
+    /// command, and can stop waiting at any moment (the soft timeout, `yield_after_s`),
+    /// leaving a background execution behind. `timeout_s` kills the tree at once.
+    Attached {
+        cap_bytes: u64,
+        timeout_s: u64,
+        stall_s: u64,
+    },
     /// Detached, with its files in `RUN_DIR/<id>`.
     Background {
         cap_bytes: u64,
@@ -88,17 +100,29 @@ pub fn run_argv(
         }
     }
     argv.extend(["--grace".into(), GRACE_S.to_string()]);
-    if let Supervision::Background {
-        cap_bytes,
-        timeout_s,
-        stall_s,
-    } = supervision
-    {
-        argv.extend(["--dir".into(), run_dir_in_container(exec_id)]);
-        argv.extend(["--cap".into(), cap_bytes.to_string()]);
-        argv.extend(["--stall".into(), stall_s.to_string()]);
-        if let Some(timeout) = timeout_s {
-            argv.extend(["--timeout".into(), timeout.to_string()]);
+    match supervision {
+        Supervision::Foreground => {}
+        Supervision::Attached {
+            cap_bytes,
+            timeout_s,
+            stall_s,
+        } => {
+            argv.extend(["--dir".into(), run_dir_in_container(exec_id), "--attach".into()]);
+            argv.extend(["--cap".into(), cap_bytes.to_string()]);
+            argv.extend(["--stall".into(), stall_s.to_string()]);
+            argv.extend(["--timeout".into(), timeout_s.to_string()]);
+        }
+        Supervision::Background {
+            cap_bytes,
+            timeout_s,
+            stall_s,
+        } => {
+            argv.extend(["--dir".into(), run_dir_in_container(exec_id)]);
+            argv.extend(["--cap".into(), cap_bytes.to_string()]);
+            argv.extend(["--stall".into(), stall_s.to_string()]);
+            if let Some(timeout) = timeout_s {
+                argv.extend(["--timeout".into(), timeout.to_string()]);
+            }
         }
     }
     argv.push("--".into());
@@ -240,6 +264,29 @@ mod tests {
         let as_user = run_argv("e-3", &Supervision::Foreground, Some(dropped), vec!["true".into()]);
         assert_eq!(as_user[4..8], ["--user", "1000:1001", "--home", "--grace"]);
         assert_eq!(reap_argv(&["e-2"]), [SUPERVISOR_PATH, "reap", "e-2"]);
+        let attached = Supervision::Attached {
+            cap_bytes: 10,
+            timeout_s: 120,
+            stall_s: 20,
+        };
+        assert_eq!(
+            run_argv("e-4", &attached, None, vec!["true".into()])[4..],
+            [
+                "--grace",
+                "5",
+                "--dir",
+                "/.taskbox/run/e-4",
+                "--attach",
+                "--cap",
+                "10",
+                "--stall",
+                "20",
+                "--timeout",
+                "120",
+                "--",
+                "true"
+            ]
+        );
         assert_eq!(
             signal_argv(SupervisorSignal::Kill, 5, &["e-1", "e-2"]),
             [SUPERVISOR_PATH, "signal", "KILL", "5", "e-1", "e-2"]

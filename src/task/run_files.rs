@@ -21,8 +21,6 @@ use rustix::io::Errno;
 const MAX_STATUS: usize = 4096;
 /// How much of the end of stdout `last_line` looks at.
 const LAST_LINE_WINDOW: u64 = 4096;
-/// The longest `last_line` returned.
-const LAST_LINE_MAX: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -226,14 +224,29 @@ impl RunFiles {
         Ok((buf, size))
     }
 
-    /// The last non-empty line of stdout so far (at most `LAST_LINE_MAX` characters).
+    /// The last non-empty line the command printed: of the stream written to last (a prompt
+    /// may go to either: `read -p` prints to stderr, apt to stdout), at most `output::LAST_LINE_MAX`
+    /// characters, control characters dropped.
     pub fn last_line(&self) -> Option<String> {
-        let (_, size) = self.read(Stream::Stdout, 0, 0).ok()?;
-        let start = size.saturating_sub(LAST_LINE_WINDOW);
-        let (tail, _) = self.read(Stream::Stdout, start, LAST_LINE_WINDOW as usize).ok()?;
-        let text = String::from_utf8_lossy(&tail);
-        let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-        Some(line.chars().take(LAST_LINE_MAX).collect())
+        let line_of = |stream: Stream| {
+            let (_, size) = self.read(stream, 0, 0).ok()?;
+            let start = size.saturating_sub(LAST_LINE_WINDOW);
+            let (tail, _) = self.read(stream, start, LAST_LINE_WINDOW as usize).ok()?;
+            crate::task::output::last_line_of(&tail)
+        };
+        let mut streams = [Stream::Stdout, Stream::Stderr];
+        if self.modified(Stream::Stderr) > self.modified(Stream::Stdout) {
+            streams.reverse();
+        }
+        streams.into_iter().find_map(line_of)
+    }
+
+    /// When a stream was last written to (`None`: not made, or not a file).
+    fn modified(&self, stream: Stream) -> Option<std::time::SystemTime> {
+        let fd = self
+            .open(stream.file(), OFlags::RDONLY | OFlags::NONBLOCK, FileType::RegularFile)
+            .ok()?;
+        File::from(fd).metadata().ok()?.modified().ok()
     }
 
     /// The supervisor's status file: `Ok(None)` while there is none.
@@ -267,6 +280,19 @@ impl RunFiles {
             .map_err(|e| e.to_string())
             .and_then(Activity::parse)
             .unwrap_or(Activity::Active)
+    }
+
+    /// Tells an attached supervisor that the server stopped waiting for it (the command was
+    /// yielded to the background): it then makes its files and status durable at the end.
+    pub fn mark_detached(&self) -> std::io::Result<()> {
+        let dir = openat(rustix::fs::CWD, &self.dir, dir_flags(), Mode::empty())?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match openat(&dir, "detached", flags, Mode::from_raw_mode(0o600)) {
+            Ok(_) => Ok(()),
+            // Already there (a second yield cannot happen; the command may have made one).
+            Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether the supervisor is alive: it holds an exclusive lock on `lock` for as long as

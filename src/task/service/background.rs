@@ -82,7 +82,7 @@ impl TaskService {
         self.store.task_dir(task_id).join("run")
     }
 
-    fn run_files(&self, execution: &Execution) -> RunFiles {
+    pub(super) fn run_files(&self, execution: &Execution) -> RunFiles {
         RunFiles::new(self.run_dir(&execution.task_id).join(&execution.id))
     }
 
@@ -175,6 +175,8 @@ impl TaskService {
             full_output: FullOutput::default(),
             duration_ms: started.elapsed().as_millis() as u64,
             background: true,
+            yielded: false,
+            cursor: None,
         })
     }
 
@@ -263,7 +265,7 @@ impl TaskService {
         }
     }
 
-    fn read_output(&self, execution: &Execution, cursor: Cursor) -> Result<ExecutionOutput> {
+    pub(super) fn read_output(&self, execution: &Execution, cursor: Cursor) -> Result<ExecutionOutput> {
         let mut output = ExecutionOutput {
             execution_id: execution.id.clone(),
             task_id: execution.task_id.clone(),

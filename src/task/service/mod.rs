@@ -43,7 +43,7 @@ pub use background::{ExecutionOutput, InputSent};
 pub use checkpoint::{CheckpointResult, RestoreResult};
 pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
-pub use exec::{ExecRequest, ExecutionResult};
+pub use exec::{ExecProgress, ExecProgressUpdate, ExecRequest, ExecutionResult, PROGRESS_EVERY};
 pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
 pub use gc::{GcItem, GcReport};
 pub use hooks::PlanText;
