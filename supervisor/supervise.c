@@ -70,10 +70,12 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/fsuid.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -293,11 +295,18 @@ struct capped {
 
 static long long last_output_ms;
 
+static void take(struct capped *c, const char *buf, ssize_t n);
+
 static void pump(struct capped *c) {
     char buf[65536];
     ssize_t n = read(c->in, buf, sizeof buf);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
     if (n <= 0) { close(c->in); c->in = -1; return; }
+    take(c, buf, n);
+}
+
+/* Keeps `n` bytes of output up to the cap, counting the rest. */
+static void take(struct capped *c, const char *buf, ssize_t n) {
     last_output_ms = now_ms();
     c->total += (unsigned long long)n;
     if (c->kept < c->cap) {
@@ -312,6 +321,75 @@ static void pump(struct capped *c) {
         }
         c->kept += done;
     }
+}
+
+/* A terminal for CMD's standard input (background): a tool that prompts only on a terminal
+ * (bash's `read -p`, many installers) then prints its prompt, which the server reports. Not
+ * CMD's controlling terminal (O_NOCTTY, and CMD is no session leader), so nothing gets SIGHUP
+ * or job-control signals from it. Canonical mode, so that end of input can be its EOF
+ * character: a read already waiting in raw mode would never see it (the kernel wants at least
+ * one byte there), and closing the master makes reads fail with EIO instead. Everything else a
+ * terminal does is off (no echo, no signals, no line editing: `encode_input` escapes control
+ * bytes with ^V and ends a long line with ^D, which hands it over without a newline), so what
+ * send_input writes reaches CMD byte for byte. Returns 0, or -1 when the image has no usable
+ * /dev/ptmx (the FIFO is then CMD's standard input, as before). */
+static int open_terminal(int *master, int *slave) {
+    *master = *slave = -1;
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    int unlock = 0;
+    int s = -1;
+    if (ioctl(m, TIOCSPTLCK, &unlock) == 0) {
+#ifdef TIOCGPTPEER
+        s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+#endif
+        if (s < 0) {
+            unsigned int n;
+            char path[64];
+            if (ioctl(m, TIOCGPTN, &n) == 0) {
+                snprintf(path, sizeof path, "/dev/pts/%u", n);
+                s = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+            }
+        }
+    }
+    struct termios t;
+    if (s < 0 || tcgetattr(s, &t) < 0) { if (s >= 0) close(s); close(m); return -1; }
+    t.c_iflag = 0;
+    t.c_oflag &= ~(tcflag_t)OPOST;
+    t.c_lflag = ICANON | IEXTEN;
+    t.c_cflag = (t.c_cflag & ~(tcflag_t)(CSIZE | PARENB)) | CS8 | CREAD;
+    for (int k = 0; k < NCCS; k++) t.c_cc[k] = _POSIX_VDISABLE;
+    t.c_cc[VEOF] = 4;    /* ^D: end of input, or a long line handed over */
+    t.c_cc[VLNEXT] = 22; /* ^V: the next byte as is */
+    t.c_cc[VMIN] = 1;
+    tcsetattr(s, TCSANOW, &t);
+    fcntl(m, F_SETFL, O_NONBLOCK);
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+/* Bytes written to the terminal since the last line end, and the longest run handed over. */
+static size_t line_fill;
+#define LINE_PUSH 2048
+
+/* `n` bytes of input as the terminal must get them (up to 2n + n / LINE_PUSH + 1 bytes):
+ * while it is in canonical mode (CMD may switch it), control bytes behind ^V and a ^D every
+ * LINE_PUSH bytes of a line, which a canonical terminal (4 KiB) would otherwise cut. */
+static ssize_t encode_input(int slave, const char *src, ssize_t n, char *dst) {
+    struct termios t;
+    int canonical = tcgetattr(slave, &t) == 0 && (t.c_lflag & ICANON);
+    ssize_t o = 0;
+    for (ssize_t k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)src[k];
+        if (!canonical) { dst[o++] = (char)c; continue; }
+        if (c == '\n') { dst[o++] = '\n'; line_fill = 0; continue; }
+        if (line_fill >= LINE_PUSH) { dst[o++] = 4; line_fill = 0; }
+        if (c < 0x20 || c == 0x7f) dst[o++] = 22;
+        dst[o++] = (char)c;
+        line_fill++;
+    }
+    return o;
 }
 
 static int open_in(int dirfd, const char *name, int flags, mode_t mode) {
@@ -441,6 +519,7 @@ static int run(int argc, char **argv) {
     prctl(PR_SET_DUMPABLE, 0);
 
     int dirfd = -1, lockfd = -1, stdin_read = -1, stdin_keep = -1;
+    int pty_master = -1, pty_slave = -1;
     struct stat fifo;
     memset(&fifo, 0, sizeof fifo);
     int ready[2] = {-1, -1};
@@ -481,8 +560,10 @@ static int run(int argc, char **argv) {
         stdin_read = open_in(dirfd, "stdin", O_RDONLY | O_NONBLOCK, 0);
         stdin_keep = open_in(dirfd, "stdin", O_WRONLY, 0);
         give_to_owner(stdin_read);
-        fcntl(stdin_read, F_SETFL, 0); /* blocking reads for CMD */
         if (fstat(stdin_read, &fifo) < 0) die("stdin fifo");
+        /* With a terminal, the supervisor copies the FIFO to it (non-blocking reads);
+         * without one, CMD reads the FIFO itself (blocking). */
+        if (open_terminal(&pty_master, &pty_slave) < 0) fcntl(stdin_read, F_SETFL, 0);
     }
 
     /* gVisor has no child subreapers (EINVAL): the tree is then what keeps its parent links,
@@ -514,7 +595,7 @@ static int run(int argc, char **argv) {
         for (size_t k = 0; k < sizeof handled / sizeof *handled; k++) sigaction(handled[k], &dfl, NULL);
         signal(SIGPIPE, SIG_DFL);
         if (dir) {
-            if (!attach) dup2(stdin_read, 0);
+            if (!attach) dup2(pty_slave >= 0 ? pty_slave : stdin_read, 0);
             dup2(out_pipe[1], 1);
             dup2(err_pipe[1], 2);
         }
@@ -530,7 +611,8 @@ static int run(int argc, char **argv) {
         err.in = err_pipe[0];
     }
     if (dir && !attach) {
-        close(stdin_read);
+        /* With a terminal, the supervisor keeps its end of it (to see its mode). */
+        if (pty_master < 0) { close(stdin_read); stdin_read = -1; }
         /* Started: hold none of the caller's streams, then tell it. */
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null >= 0) { dup2(null, 0); dup2(null, 1); }
@@ -548,16 +630,56 @@ static int run(int argc, char **argv) {
     int activity = 0;
     long long assessed_at = 0;
     last_output_ms = now_ms();
+    /* Input on its way from the FIFO to the terminal, encoded. */
+    char raw[4096], pending[2 * sizeof raw + sizeof raw / LINE_PUSH + 2];
+    ssize_t pending_len = 0, pending_off = 0;
+    int input_ended = 0, master_readable = pty_master >= 0;
     for (;;) {
-        struct pollfd fds[3];
-        int nfds = 0;
+        struct pollfd fds[6];
+        int nfds = 0, i_out = -1, i_err = -1, i_fifo = -1, i_to_pty = -1, i_from_pty = -1;
         fds[nfds++] = (struct pollfd){sigpipe_fds[0], POLLIN, 0};
-        if (out.in >= 0) fds[nfds++] = (struct pollfd){out.in, POLLIN, 0};
-        if (err.in >= 0) fds[nfds++] = (struct pollfd){err.in, POLLIN, 0};
+        if (out.in >= 0) { i_out = nfds; fds[nfds++] = (struct pollfd){out.in, POLLIN, 0}; }
+        if (err.in >= 0) { i_err = nfds; fds[nfds++] = (struct pollfd){err.in, POLLIN, 0}; }
+        if (pty_master >= 0) {
+            if (pending_off < pending_len) { i_to_pty = nfds; fds[nfds++] = (struct pollfd){pty_master, POLLOUT, 0}; }
+            else if (stdin_read >= 0) { i_fifo = nfds; fds[nfds++] = (struct pollfd){stdin_read, POLLIN, 0}; }
+            if (master_readable) { i_from_pty = nfds; fds[nfds++] = (struct pollfd){pty_master, POLLIN, 0}; }
+        }
         int wait_ms = ending ? 100 : 1000;
         poll(fds, (nfds_t)nfds, wait_ms);
-        for (int k = 1; k < nfds; k++)
-            if (fds[k].revents) pump(fds[k].fd == out.in ? &out : &err);
+        if (i_out >= 0 && fds[i_out].revents) pump(&out);
+        if (i_err >= 0 && fds[i_err].revents) pump(&err);
+        if (i_fifo >= 0 && fds[i_fifo].revents) {
+            ssize_t n = read(stdin_read, raw, sizeof raw);
+            if (n > 0) { pending_len = encode_input(pty_slave, raw, n, pending); pending_off = 0; }
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                /* Every writer is gone, ours included (send_input's eof): end of input. */
+                close(stdin_read);
+                stdin_read = -1;
+                input_ended = 1;
+            }
+        }
+        if (i_to_pty >= 0 && fds[i_to_pty].revents) {
+            ssize_t n = write(pty_master, pending + pending_off, (size_t)(pending_len - pending_off));
+            if (n > 0) pending_off += n;
+            else if (n < 0 && errno != EAGAIN && errno != EINTR) pending_off = pending_len; /* nobody reads */
+        }
+        if (i_from_pty >= 0 && fds[i_from_pty].revents) {
+            /* What a process writes to its terminal is its output too. */
+            char buf[4096];
+            ssize_t n = read(pty_master, buf, sizeof buf);
+            if (n > 0) take(&out, buf, n);
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) master_readable = 0;
+        }
+        if (input_ended && pty_master >= 0 && pending_off >= pending_len) {
+            /* End of input: ^D at the start of a line (a second one after a line in progress,
+             * which the first hands over). */
+            char eof[2] = {4, 4};
+            size_t count = line_fill > 0 ? 2 : 1;
+            if (write(pty_master, eof, count) < 0) { /* nobody reads: nothing to end */ }
+            line_fill = 0;
+            input_ended = 0; /* done: the terminal stays, so a process reading again waits */
+        }
 
         unsigned char sigs[64];
         ssize_t got;

@@ -282,3 +282,108 @@ async fn progress_comes_every_5_s_while_a_foreground_command_runs() {
         "{message}"
     );
 }
+
+/// Polls execution_output until `pick` says the reply is the one awaited.
+async fn poll_until(client: &Client, id: &str, limit: Duration, pick: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = call(client, "execution_output", json!({ "execution_id": id, "wait_s": 1 })).await;
+        if pick(&r) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "not reached within {limit:?}: {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_p_prompt_is_reported_with_its_text_wherever_executions_are_listed() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "prompt").await;
+    create(&client, "prompt").await;
+
+    // bash prints `read -p`'s prompt only when its standard input is a terminal: a background
+    // execution's is one, fed by send_input.
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({
+            "command": "echo preparing; read -p \"Continue? [y/N] \" x; echo \"answer: $x\"; cat | wc -c",
+            "background": true, "stall_s": 2,
+        }),
+    )
+    .await;
+    let id = r["execution_id"].as_str().unwrap().to_string();
+    let waiting = poll_until(&client, &id, Duration::from_secs(60), |r| {
+        r["waiting_for_input"] == true
+    })
+    .await;
+    assert_eq!(
+        waiting["last_line"].as_str().map(str::trim_end),
+        Some("Continue? [y/N]"),
+        "{waiting}"
+    );
+    assert!(waiting["advice"].as_str().unwrap().contains("send_input"), "{waiting}");
+    assert_eq!(waiting["stderr"], "Continue? [y/N] ");
+
+    // task_executions and get_task_status say the same.
+    let listed = call(&client, "task_executions", json!({})).await;
+    let item = &listed["items"][0];
+    assert_eq!(
+        (item["id"].as_str(), item["waiting_for_input"].as_bool()),
+        (Some(id.as_str()), Some(true)),
+        "{item}"
+    );
+    assert_eq!(item["last_line"].as_str().map(str::trim_end), Some("Continue? [y/N]"));
+    assert!(
+        item["advice"].as_str().unwrap().contains("non-interactive flag"),
+        "{item}"
+    );
+    let listing = text(&call_raw(&client, "task_executions", json!({})).await);
+    assert!(
+        listing.contains("Continue? [y/N]") && listing.contains("send_input"),
+        "{listing}"
+    );
+    let status = call(&client, "get_task_status", json!({})).await;
+    assert_eq!(status["running_executions"][0]["waiting_for_input"], true, "{status}");
+
+    // The answer reaches it through the terminal byte for byte, and end of input ends `cat`
+    // (a read already waiting on the terminal included).
+    call(&client, "send_input", json!({ "execution_id": id, "text": "yes\n" })).await;
+    let data = "x\u{1}\u{4}\u{16}\u{7f}é".repeat(1500) + "\nlast line without newline";
+    call(
+        &client,
+        "send_input",
+        json!({ "execution_id": id, "text": data, "eof": true }),
+    )
+    .await;
+    let done = poll_until(&client, &id, Duration::from_secs(30), |r| r["status"] != "running").await;
+    assert_eq!(done["status"], "finished", "{done}");
+    let out = call(&client, "execution_output", json!({ "execution_id": id })).await;
+    assert_eq!(
+        out["stdout"],
+        format!("preparing\nanswer: yes\n{}\n", data.len()),
+        "{out}"
+    );
+    let listed = call(&client, "task_executions", json!({})).await;
+    assert!(
+        listed["items"][0].get("waiting_for_input").is_none(),
+        "{}",
+        listed["items"][0]
+    );
+
+    // In the foreground with no stdin, the same command reads end of input at once.
+    let started = Instant::now();
+    let r = call(
+        &client,
+        "execute_in_task",
+        json!({ "command": "read -p \"Continue? [y/N] \" x; echo \"rc=$?\"" }),
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(
+        (r["stdout"].as_str(), r["exit_code"].as_i64()),
+        (Some("rc=1\n"), Some(0)),
+        "{r}"
+    );
+}

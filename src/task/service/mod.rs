@@ -39,7 +39,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use background::{ExecutionOutput, InputSent};
+pub use background::{ActivityReport, ExecutionOutput, InputSent, ListedExecution};
 pub use checkpoint::{CheckpointResult, RestoreResult};
 pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
