@@ -496,7 +496,16 @@ pub struct ExecutionConfig {
     /// Seconds a background execution may print nothing before it is reported as waiting for
     /// input or stalled (0: never).
     pub stall_s: u64,
+    /// Seconds after which a foreground command still running stops holding its call and
+    /// goes on as a background execution (0: never). Below the 60 s after which clients built
+    /// on the TypeScript MCP SDK end a call (docs/configuration.md).
+    pub yield_after_s: u64,
 }
+
+/// The default soft timeout of a foreground command: well under the 60 s request timeout of
+/// the TypeScript MCP SDK (Claude Desktop, opencode, the MCP Inspector), leaving 20 s for what
+/// runs before the command (a stopped task resumed, hooks) and for the reply.
+pub const DEFAULT_YIELD_AFTER_S: u64 = 40;
 
 impl Default for TaskDefaults {
     fn default() -> Self {
@@ -529,6 +538,7 @@ impl Default for ExecutionConfig {
             output_cap_bytes: 64 * 1024,
             spill_limit_bytes: DEFAULT_SPILL_LIMIT_BYTES,
             stall_s: 20,
+            yield_after_s: DEFAULT_YIELD_AFTER_S,
         }
     }
 }

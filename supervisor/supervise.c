@@ -3,8 +3,8 @@
  * "Executions and their supervisor"). Built static by build.rs so that it runs in any Linux
  * image, glibc or musl; bind-mounted read-only at /.taskbox/bin/supervise.
  *
- *   supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S
- *                 [--redact]] [--grace S] -- CMD ARG...
+ *   supervise run --id ID [--user UID:GID [--home]] [--dir DIR [--attach] --cap BYTES --timeout S
+ *                 --stall S [--redact]] [--grace S] -- CMD ARG...
  *   supervise signal SIGNAME WAIT_S ID...
  *   supervise reap ID...
  *   supervise relay PORT
@@ -31,6 +31,17 @@
  * (the FIFO, or a terminal), `stalled` with what one waits on when all sleep, `active` again
  * when output resumes or something runs. The first process exits once the supervisor is set
  * up (0, or 125 with the reason on stderr), so the caller knows it started.
+ *
+ * With --dir and --attach (a foreground command that may later be yielded to the background)
+ * the supervisor stays the caller's process: no detaching, no FIFO (CMD shares the
+ * supervisor's standard input, so a command given no input reads end-of-input at once), and,
+ * as in the foreground, the processes CMD leaves behind end with it; but its output goes to
+ * the files, the lock is held and `status` is written, exactly as in the background, so the
+ * server can stop waiting at any moment and read the rest from the files later. Its own
+ * stdout/stderr carry nothing but its own errors, so nothing blocks once nobody reads them.
+ * --timeout then kills the tree at once (as the server does in the foreground). The files are
+ * fsync'd at the end only when the server left a file `detached` in DIR (it stopped waiting);
+ * otherwise the server reads them the moment the supervisor exits.
  *
  * With --user the supervisor is started as root and runs CMD as UID:GID (those numbers, the
  * GID as the only group; --home sets HOME to that uid's home in /etc/passwd, else `/`): CMD
@@ -70,11 +81,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/fsuid.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -316,7 +329,8 @@ static void keep(struct capped *c, const void *data, size_t len) {
 
 /* ---- redaction ------------------------------------------------------------------------
  * With --redact, the output files never hold a secret's value: the server passes the
- * patterns (a value and its encodings) on stdin, one `NAME HEX` line each, and every
+ * patterns (a value and its encodings) on stdin, after a line with their length in bytes, one
+ * `NAME HEX` line each, and every
  * occurrence becomes `[secret:NAME]` before it is written. The end of what was read is held
  * back while it could be the start of a pattern (and only then), so a value split across two
  * reads is still found and other output is written at once. The same algorithm as the
@@ -336,23 +350,28 @@ static int hexval(int ch) {
     return -1;
 }
 
-/* Reads the patterns from stdin to its end; 0, or -1 with `why` set. */
+/* Reads the patterns from stdin: a header line with their length in bytes, then exactly that
+ * many bytes, read to the byte so that what follows on stdin (an attached command's input)
+ * stays for CMD. 0, or -1 with `why` set. */
 static int read_patterns(const char **why) {
-    size_t cap = 4096, len = 0;
-    char *in = malloc(cap);
+    size_t len = 0;
+    for (int digits = 0;; digits++) {
+        char ch;
+        ssize_t n = read(0, &ch, 1);
+        if (n < 0 && errno == EINTR) { digits--; continue; }
+        if (n <= 0) { *why = "the patterns' length is missing"; return -1; }
+        if (ch == '\n' && digits > 0) break;
+        if (ch < '0' || ch > '9' || digits >= 8) { *why = "the patterns' length is not a number"; return -1; }
+        len = len * 10 + (size_t)(ch - '0');
+    }
+    if (len > MAX_PATTERN_INPUT) { *why = "more than 4 MiB of patterns"; return -1; }
+    char *in = malloc(len ? len : 1);
     if (!in) { *why = "out of memory"; return -1; }
-    for (;;) {
-        if (len == cap) {
-            if (cap >= MAX_PATTERN_INPUT) { *why = "more than 4 MiB of patterns"; return -1; }
-            char *more = realloc(in, cap * 2);
-            if (!more) { *why = "out of memory"; return -1; }
-            in = more; cap *= 2;
-        }
-        ssize_t n = read(0, in + len, cap - len);
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(0, in + got, len - got);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { *why = "cannot read the patterns"; return -1; }
-        if (n == 0) break;
-        len += (size_t)n;
+        if (n <= 0) { *why = "the patterns end early"; return -1; }
+        got += (size_t)n;
     }
     for (size_t at = 0; at < len;) {
         char *line = in + at;
@@ -459,6 +478,8 @@ static void redact_flush(struct capped *c) {
     c->carry_len = 0;
 }
 
+static void take(struct capped *c, const char *buf, size_t n);
+
 static void pump(struct capped *c) {
     char buf[65536];
     ssize_t n = read(c->in, buf, sizeof buf);
@@ -469,9 +490,83 @@ static void pump(struct capped *c) {
         if (npatterns) redact_flush(c);
         return;
     }
+    take(c, buf, (size_t)n);
+}
+
+/* Output from CMD (its pipes, or its terminal): redacted when there are patterns, then kept. */
+static void take(struct capped *c, const char *buf, size_t n) {
     last_output_ms = now_ms();
-    if (npatterns) redact_push(c, buf, (size_t)n);
-    else keep(c, buf, (size_t)n);
+    if (npatterns) redact_push(c, buf, n);
+    else keep(c, buf, n);
+}
+
+/* A terminal for CMD's standard input (background): a tool that prompts only on a terminal
+ * (bash's `read -p`, many installers) then prints its prompt, which the server reports. Not
+ * CMD's controlling terminal (O_NOCTTY, and CMD is no session leader), so nothing gets SIGHUP
+ * or job-control signals from it. Canonical mode, so that end of input can be its EOF
+ * character: a read already waiting in raw mode would never see it (the kernel wants at least
+ * one byte there), and closing the master makes reads fail with EIO instead. Everything else a
+ * terminal does is off (no echo, no signals, no line editing: `encode_input` escapes control
+ * bytes with ^V and ends a long line with ^D, which hands it over without a newline), so what
+ * send_input writes reaches CMD byte for byte. Returns 0, or -1 when the image has no usable
+ * /dev/ptmx (the FIFO is then CMD's standard input, as before). */
+static int open_terminal(int *master, int *slave) {
+    *master = *slave = -1;
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    int unlock = 0;
+    int s = -1;
+    if (ioctl(m, TIOCSPTLCK, &unlock) == 0) {
+#ifdef TIOCGPTPEER
+        s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+#endif
+        if (s < 0) {
+            unsigned int n;
+            char path[64];
+            if (ioctl(m, TIOCGPTN, &n) == 0) {
+                snprintf(path, sizeof path, "/dev/pts/%u", n);
+                s = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+            }
+        }
+    }
+    struct termios t;
+    if (s < 0 || tcgetattr(s, &t) < 0) { if (s >= 0) close(s); close(m); return -1; }
+    t.c_iflag = 0;
+    t.c_oflag &= ~(tcflag_t)OPOST;
+    t.c_lflag = ICANON | IEXTEN;
+    t.c_cflag = (t.c_cflag & ~(tcflag_t)(CSIZE | PARENB)) | CS8 | CREAD;
+    for (int k = 0; k < NCCS; k++) t.c_cc[k] = _POSIX_VDISABLE;
+    t.c_cc[VEOF] = 4;    /* ^D: end of input, or a long line handed over */
+    t.c_cc[VLNEXT] = 22; /* ^V: the next byte as is */
+    t.c_cc[VMIN] = 1;
+    tcsetattr(s, TCSANOW, &t);
+    fcntl(m, F_SETFL, O_NONBLOCK);
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+/* Bytes written to the terminal since the last line end, and the longest run handed over. */
+static size_t line_fill;
+#define LINE_PUSH 2048
+
+/* `n` bytes of input as the terminal must get them (up to 2n + n / LINE_PUSH + 1 bytes):
+ * while it is in canonical mode (CMD may switch it), control bytes behind ^V and a ^D every
+ * LINE_PUSH bytes of a line, which a canonical terminal (4 KiB) would otherwise cut. */
+static ssize_t encode_input(int slave, const char *src, ssize_t n, char *dst) {
+    struct termios t;
+    int canonical = tcgetattr(slave, &t) == 0 && (t.c_lflag & ICANON);
+    ssize_t o = 0;
+    for (ssize_t k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)src[k];
+        if (!canonical) { dst[o++] = (char)c; continue; }
+        if (c == '\n') { dst[o++] = '\n'; line_fill = 0; continue; }
+        if (line_fill >= LINE_PUSH) { dst[o++] = 4; line_fill = 0; }
+        if (c < 0x20 || c == 0x7f) dst[o++] = 22;
+        dst[o++] = (char)c;
+        line_fill++;
+    }
+    return o;
 }
 
 static int open_in(int dirfd, const char *name, int flags, mode_t mode) {
@@ -545,7 +640,7 @@ static void become(unsigned long uid, unsigned long gid, int set_home) {
 }
 
 static void write_status(int dirfd, const char *ended_by, int status, struct capped *out,
-                         struct capped *err, long long started) {
+                         struct capped *err, long long started, int durable) {
     char text[1024];
     int len = snprintf(text, sizeof text,
         "version=%d\nended_by=%s\n%s=%d\nstdout_bytes=%llu\nstdout_kept=%llu\n"
@@ -557,7 +652,7 @@ static void write_status(int dirfd, const char *ended_by, int status, struct cap
     int fd = openat(dirfd, "status.tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
     give_to_owner(fd);
-    if (write(fd, text, (size_t)len) == len) fsync(fd);
+    if (write(fd, text, (size_t)len) == len && durable) fsync(fd);
     close(fd);
     renameat(dirfd, "status.tmp", dirfd, "status");
 }
@@ -566,13 +661,14 @@ static int run(int argc, char **argv) {
     const char *id = NULL, *dir = NULL, *user = NULL;
     unsigned long long cap = 1ULL << 28;
     long timeout_s = 0, grace_s = 5, stall_s = 0;
-    int set_home = 0;
+    int set_home = 0, attach = 0;
     int redact = 0;
     int i = 2;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) { i++; break; }
         if (!strcmp(argv[i], "--home")) { set_home = 1; continue; }
         if (!strcmp(argv[i], "--redact")) { redact = 1; continue; }
+        if (!strcmp(argv[i], "--attach")) { attach = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "supervise: %s needs a value\n", argv[i]); return 125; }
         if (!strcmp(argv[i], "--id")) id = argv[++i];
         else if (!strcmp(argv[i], "--dir")) dir = argv[++i];
@@ -585,6 +681,7 @@ static int run(int argc, char **argv) {
     }
     if (!id || i >= argc) { fprintf(stderr, "supervise: run needs --id and a command\n"); return 125; }
     if (redact && !dir) { fprintf(stderr, "supervise: --redact needs --dir\n"); return 125; }
+    if (attach && !dir) { fprintf(stderr, "supervise: --attach needs --dir\n"); return 125; }
     if (redact) {
         const char *why = NULL;
         if (read_patterns(&why) < 0) { fprintf(stderr, "supervise: --redact: %s\n", why); return 125; }
@@ -606,6 +703,7 @@ static int run(int argc, char **argv) {
     prctl(PR_SET_DUMPABLE, 0);
 
     int dirfd = -1, lockfd = -1, stdin_read = -1, stdin_keep = -1;
+    int pty_master = -1, pty_slave = -1;
     struct stat fifo;
     memset(&fifo, 0, sizeof fifo);
     int ready[2] = {-1, -1};
@@ -617,6 +715,8 @@ static int run(int argc, char **argv) {
             files_uid = dir_stat.st_uid;
             files_gid = dir_stat.st_gid;
         }
+    }
+    if (dir && !attach) {
         if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
         pid_t first = fork();
         if (first < 0) die("fork");
@@ -634,14 +734,20 @@ static int run(int argc, char **argv) {
         setsid();
         /* Errors from here on go to the caller through the pipe. */
         dup2(ready[1], 2);
+    }
+    if (dir) {
         lockfd = open_in(dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600);
         if (flock(lockfd, LOCK_EX) < 0) die("flock");
+    }
+    if (dir && !attach) {
         if (mkfifoat(dirfd, "stdin", 0600) < 0) die("stdin fifo");
         stdin_read = open_in(dirfd, "stdin", O_RDONLY | O_NONBLOCK, 0);
         stdin_keep = open_in(dirfd, "stdin", O_WRONLY, 0);
         give_to_owner(stdin_read);
-        fcntl(stdin_read, F_SETFL, 0); /* blocking reads for CMD */
         if (fstat(stdin_read, &fifo) < 0) die("stdin fifo");
+        /* With a terminal, the supervisor copies the FIFO to it (non-blocking reads);
+         * without one, CMD reads the FIFO itself (blocking). */
+        if (open_terminal(&pty_master, &pty_slave) < 0) fcntl(stdin_read, F_SETFL, 0);
     }
 
     /* gVisor has no child subreapers (EINVAL): the tree is then what keeps its parent links,
@@ -673,7 +779,7 @@ static int run(int argc, char **argv) {
         for (size_t k = 0; k < sizeof handled / sizeof *handled; k++) sigaction(handled[k], &dfl, NULL);
         signal(SIGPIPE, SIG_DFL);
         if (dir) {
-            dup2(stdin_read, 0);
+            if (!attach) dup2(pty_slave >= 0 ? pty_slave : stdin_read, 0);
             dup2(out_pipe[1], 1);
             dup2(err_pipe[1], 2);
         }
@@ -683,11 +789,14 @@ static int run(int argc, char **argv) {
         _exit(127);
     }
     if (dir) {
-        close(stdin_read);
         close(out_pipe[1]);
         close(err_pipe[1]);
         out.in = out_pipe[0];
         err.in = err_pipe[0];
+    }
+    if (dir && !attach) {
+        /* With a terminal, the supervisor keeps its end of it (to see its mode). */
+        if (pty_master < 0) { close(stdin_read); stdin_read = -1; }
         /* Started: hold none of the caller's streams, then tell it. */
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null >= 0) { dup2(null, 0); dup2(null, 1); }
@@ -705,16 +814,56 @@ static int run(int argc, char **argv) {
     int activity = 0;
     long long assessed_at = 0;
     last_output_ms = now_ms();
+    /* Input on its way from the FIFO to the terminal, encoded. */
+    char raw[4096], pending[2 * sizeof raw + sizeof raw / LINE_PUSH + 2];
+    ssize_t pending_len = 0, pending_off = 0;
+    int input_ended = 0, master_readable = pty_master >= 0;
     for (;;) {
-        struct pollfd fds[3];
-        int nfds = 0;
+        struct pollfd fds[6];
+        int nfds = 0, i_out = -1, i_err = -1, i_fifo = -1, i_to_pty = -1, i_from_pty = -1;
         fds[nfds++] = (struct pollfd){sigpipe_fds[0], POLLIN, 0};
-        if (out.in >= 0) fds[nfds++] = (struct pollfd){out.in, POLLIN, 0};
-        if (err.in >= 0) fds[nfds++] = (struct pollfd){err.in, POLLIN, 0};
+        if (out.in >= 0) { i_out = nfds; fds[nfds++] = (struct pollfd){out.in, POLLIN, 0}; }
+        if (err.in >= 0) { i_err = nfds; fds[nfds++] = (struct pollfd){err.in, POLLIN, 0}; }
+        if (pty_master >= 0) {
+            if (pending_off < pending_len) { i_to_pty = nfds; fds[nfds++] = (struct pollfd){pty_master, POLLOUT, 0}; }
+            else if (stdin_read >= 0) { i_fifo = nfds; fds[nfds++] = (struct pollfd){stdin_read, POLLIN, 0}; }
+            if (master_readable) { i_from_pty = nfds; fds[nfds++] = (struct pollfd){pty_master, POLLIN, 0}; }
+        }
         int wait_ms = ending ? 100 : 1000;
         poll(fds, (nfds_t)nfds, wait_ms);
-        for (int k = 1; k < nfds; k++)
-            if (fds[k].revents) pump(fds[k].fd == out.in ? &out : &err);
+        if (i_out >= 0 && fds[i_out].revents) pump(&out);
+        if (i_err >= 0 && fds[i_err].revents) pump(&err);
+        if (i_fifo >= 0 && fds[i_fifo].revents) {
+            ssize_t n = read(stdin_read, raw, sizeof raw);
+            if (n > 0) { pending_len = encode_input(pty_slave, raw, n, pending); pending_off = 0; }
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                /* Every writer is gone, ours included (send_input's eof): end of input. */
+                close(stdin_read);
+                stdin_read = -1;
+                input_ended = 1;
+            }
+        }
+        if (i_to_pty >= 0 && fds[i_to_pty].revents) {
+            ssize_t n = write(pty_master, pending + pending_off, (size_t)(pending_len - pending_off));
+            if (n > 0) pending_off += n;
+            else if (n < 0 && errno != EAGAIN && errno != EINTR) pending_off = pending_len; /* nobody reads */
+        }
+        if (i_from_pty >= 0 && fds[i_from_pty].revents) {
+            /* What a process writes to its terminal is its output too. */
+            char buf[4096];
+            ssize_t n = read(pty_master, buf, sizeof buf);
+            if (n > 0) take(&out, buf, (size_t)n);
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) master_readable = 0;
+        }
+        if (input_ended && pty_master >= 0 && pending_off >= pending_len) {
+            /* End of input: ^D at the start of a line (a second one after a line in progress,
+             * which the first hands over). */
+            char eof[2] = {4, 4};
+            size_t count = line_fill > 0 ? 2 : 1;
+            if (write(pty_master, eof, count) < 0) { /* nobody reads: nothing to end */ }
+            line_fill = 0;
+            input_ended = 0; /* done: the terminal stays, so a process reading again waits */
+        }
 
         unsigned char sigs[64];
         ssize_t got;
@@ -730,7 +879,7 @@ static int run(int argc, char **argv) {
                 if (!main_done && !strcmp(ended_by, "exited"))
                     ended_by = sig == SIGALRM ? "timeout" : "signal";
                 ending = 1;
-                if (sig == SIGUSR1) kill_at = now_ms();
+                if (sig == SIGUSR1 || (sig == SIGALRM && attach)) kill_at = now_ms();
                 else {
                     signal_tree(sig == SIGALRM ? SIGTERM : sig);
                     long long at = now_ms() + grace_s * 1000;
@@ -745,7 +894,7 @@ static int run(int argc, char **argv) {
             if (pid == child) { main_status = st; main_done = 1; }
         int none_left = pid < 0 && errno == ECHILD;
 
-        if (main_done && !ending && !dir) {
+        if (main_done && !ending && (!dir || attach)) {
             /* A foreground CMD is over: so are the processes it left behind. (In the
              * background they are the execution too: a daemon it started keeps it running.) */
             ending = 1;
@@ -792,9 +941,12 @@ static int run(int argc, char **argv) {
     if (dir) {
         /* A stream some escaped process still holds open: what was held back goes too. */
         if (npatterns) { redact_flush(&out); redact_flush(&err); }
-        if (out.out >= 0) fsync(out.out);
-        if (err.out >= 0) fsync(err.out);
-        write_status(dirfd, ended_by, main_status, &out, &err, started);
+        /* Attached, the server reads the files as soon as this exits: no need to wait for
+         * the disk, unless it stopped waiting (`detached`). */
+        int durable = !attach || faccessat(dirfd, "detached", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+        if (durable && out.out >= 0) fsync(out.out);
+        if (durable && err.out >= 0) fsync(err.out);
+        write_status(dirfd, ended_by, main_status, &out, &err, started, durable);
     }
     if (WIFEXITED(main_status)) return WEXITSTATUS(main_status);
     return 128 + WTERMSIG(main_status);
@@ -1028,7 +1180,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "signal")) return signal_cmd(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "reap")) return reap_cmd(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "relay")) return relay_cmd(argc, argv);
-    fprintf(stderr, "usage: supervise run --id ID [--user UID:GID [--home]] [--dir DIR --cap BYTES --timeout S --stall S]\n"
+    fprintf(stderr, "usage: supervise run --id ID [--user UID:GID [--home]] [--dir DIR [--attach] --cap BYTES --timeout S --stall S [--redact]]\n"
                     "                     [--grace S] -- CMD...\n"
                     "       supervise signal TERM|INT|HUP|QUIT|KILL|EOF WAIT_S ID...\n"
                     "       supervise reap [ID...]\n"

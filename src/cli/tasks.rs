@@ -128,6 +128,8 @@ pub async fn run(service: &TaskService, command: TaskCommand) -> anyhow::Result<
             let request = ExecRequest {
                 command: command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
                 timeout_s: timeout,
+                // A person at a terminal waits for the command: no soft timeout.
+                yield_after_s: Some(0),
                 ..Default::default()
             };
             let cancel = CancellationToken::new();

@@ -4,6 +4,7 @@
 
 mod error;
 mod logging;
+mod progress;
 pub mod prompts;
 mod resources;
 mod server;

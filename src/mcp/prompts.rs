@@ -27,6 +27,7 @@ pub const BUILTIN_COMMANDS: &[(&str, &str)] = &[
     ("task-decisions", include_str!("../../commands/task-decisions.md")),
     ("find-task", include_str!("../../commands/find-task.md")),
     ("task-stats", include_str!("../../commands/task-stats.md")),
+    ("run-in-background", include_str!("../../commands/run-in-background.md")),
 ];
 
 #[derive(Debug, Clone, PartialEq)]

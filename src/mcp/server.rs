@@ -44,7 +44,10 @@ exit code is a normal result; read stdout/stderr. Long output is cut in the midd
 Use timeout_s for long commands (default 120 s). Processes a command leaves behind end with it: \
 start dev servers, watchers and long builds with background: true, which returns an execution_id at \
 once; then call execution_output(execution_id, since: <the previous reply's cursor>, wait_s: 30) until \
-its status is no longer running, answer prompts with send_input, and end it with kill_execution. \
+its output shows it is ready or its status is no longer running; if it reports waiting_for_input, its \
+last_line is the question: answer with send_input or rerun with a non-interactive flag (-y); end it \
+with kill_execution. A foreground command still running after yield_after_s (40 s) returns with \
+yielded: true, its output so far and a cursor, and goes on in the background: follow it the same way. \
 To open a dev server, start it in the background, then expose_port(port): the reply's url reaches \
 it from the host, even when it listens only on 127.0.0.1 in the container.
 3. stop_task when pausing (files survive), resume_task to continue.

@@ -101,6 +101,16 @@ impl Registry {
             .collect()
     }
 
+    /// A running foreground execution goes on as a background one (its call stopped waiting
+    /// for it: the soft timeout). Returns whether it was still running.
+    pub fn make_background(&self, id: &str) -> Result<bool> {
+        let changed = self.conn().execute(
+            "UPDATE executions SET background = 1 WHERE id = ?1 AND status = 'running'",
+            [id],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// Records a `running` execution as interrupted; false when it was no longer running (its
     /// own server finished it meanwhile, which wins).
     pub fn interrupt_execution(&self, exec: &Execution) -> Result<bool> {

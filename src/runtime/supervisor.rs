@@ -21,6 +21,9 @@ pub const SUPERVISOR_PATH: &str = "/.taskbox/bin/supervise";
 /// checkpoint images never hold it).
 pub const RUN_DIR: &str = "/.taskbox/run";
 
+/// The supervisor's exit status when it could not set up (the reason is on its stderr).
+pub const SETUP_FAILED: i64 = 125;
+
 /// How long the supervisor waits between passing a signal to the tree and killing it.
 pub const GRACE_S: u64 = 5;
 
@@ -49,6 +52,17 @@ pub fn install(home: &Path) -> std::io::Result<PathBuf> {
 pub enum Supervision {
     /// The command shares the exec's streams; the server reads them.
     Foreground,
+    /// A foreground command whose output goes to the files in `RUN_DIR/<id>` while the
+    /// supervisor stays the exec's process: the server waits for it like a foreground
+    /// command, and can stop waiting at any moment (the soft timeout, `yield_after_s`),
+    /// leaving a background execution behind. `timeout_s` kills the tree at once.
+    Attached {
+        cap_bytes: u64,
+        timeout_s: u64,
+        stall_s: u64,
+        /// As for `Background`; the command's own stdin follows the patterns.
+        redact: bool,
+    },
     /// Detached, with its files in `RUN_DIR/<id>`.
     Background {
         cap_bytes: u64,
@@ -61,18 +75,22 @@ pub enum Supervision {
     },
 }
 
-/// The supervisor's stdin under `--redact`: one line per pattern, `NAME HEX` (the pattern's
-/// bytes in hex, so any byte can be passed), replaced by `[secret:NAME]` in the output files.
+/// The start of the supervisor's stdin under `--redact`: a line with the patterns' length in
+/// bytes, then one line per pattern, `NAME HEX` (the pattern's bytes in hex, so any byte can
+/// be passed), replaced by `[secret:NAME]` in the output files. The supervisor reads exactly
+/// that much, so an attached command's own input can follow.
 pub fn redaction_input<'a>(patterns: impl Iterator<Item = (&'a [u8], &'a str)>) -> Vec<u8> {
-    let mut input = Vec::new();
+    let mut lines = Vec::new();
     for (pattern, name) in patterns {
-        input.extend_from_slice(name.as_bytes());
-        input.push(b' ');
+        lines.extend_from_slice(name.as_bytes());
+        lines.push(b' ');
         for byte in pattern {
-            input.extend_from_slice(format!("{byte:02x}").as_bytes());
+            lines.extend_from_slice(format!("{byte:02x}").as_bytes());
         }
-        input.push(b'\n');
+        lines.push(b'\n');
     }
+    let mut input = format!("{}\n", lines.len()).into_bytes();
+    input.extend(lines);
     input
 }
 
@@ -106,21 +124,37 @@ pub fn run_argv(
         }
     }
     argv.extend(["--grace".into(), GRACE_S.to_string()]);
-    if let Supervision::Background {
-        cap_bytes,
-        timeout_s,
-        stall_s,
-        redact,
-    } = supervision
-    {
-        if *redact {
-            argv.push("--redact".into());
+    match supervision {
+        Supervision::Foreground => {}
+        Supervision::Attached {
+            cap_bytes,
+            timeout_s,
+            stall_s,
+            redact,
+        } => {
+            if *redact {
+                argv.push("--redact".into());
+            }
+            argv.extend(["--dir".into(), run_dir_in_container(exec_id), "--attach".into()]);
+            argv.extend(["--cap".into(), cap_bytes.to_string()]);
+            argv.extend(["--stall".into(), stall_s.to_string()]);
+            argv.extend(["--timeout".into(), timeout_s.to_string()]);
         }
-        argv.extend(["--dir".into(), run_dir_in_container(exec_id)]);
-        argv.extend(["--cap".into(), cap_bytes.to_string()]);
-        argv.extend(["--stall".into(), stall_s.to_string()]);
-        if let Some(timeout) = timeout_s {
-            argv.extend(["--timeout".into(), timeout.to_string()]);
+        Supervision::Background {
+            cap_bytes,
+            timeout_s,
+            stall_s,
+            redact,
+        } => {
+            if *redact {
+                argv.push("--redact".into());
+            }
+            argv.extend(["--dir".into(), run_dir_in_container(exec_id)]);
+            argv.extend(["--cap".into(), cap_bytes.to_string()]);
+            argv.extend(["--stall".into(), stall_s.to_string()]);
+            if let Some(timeout) = timeout_s {
+                argv.extend(["--timeout".into(), timeout.to_string()]);
+            }
         }
     }
     argv.push("--".into());
@@ -264,6 +298,30 @@ mod tests {
         let as_user = run_argv("e-3", &Supervision::Foreground, Some(dropped), vec!["true".into()]);
         assert_eq!(as_user[4..8], ["--user", "1000:1001", "--home", "--grace"]);
         assert_eq!(reap_argv(&["e-2"]), [SUPERVISOR_PATH, "reap", "e-2"]);
+        let attached = Supervision::Attached {
+            cap_bytes: 10,
+            timeout_s: 120,
+            stall_s: 20,
+            redact: false,
+        };
+        assert_eq!(
+            run_argv("e-4", &attached, None, vec!["true".into()])[4..],
+            [
+                "--grace",
+                "5",
+                "--dir",
+                "/.taskbox/run/e-4",
+                "--attach",
+                "--cap",
+                "10",
+                "--stall",
+                "20",
+                "--timeout",
+                "120",
+                "--",
+                "true"
+            ]
+        );
         assert_eq!(
             signal_argv(SupervisorSignal::Kill, 5, &["e-1", "e-2"]),
             [SUPERVISOR_PATH, "signal", "KILL", "5", "e-1", "e-2"]
@@ -280,6 +338,6 @@ mod tests {
     #[test]
     fn redaction_patterns_go_as_names_and_hex() {
         let patterns = [(&b"ab\n"[..], "TOKEN"), (&b"\xff"[..], "KEY")];
-        assert_eq!(redaction_input(patterns.into_iter()), b"TOKEN 61620a\nKEY ff\n");
+        assert_eq!(redaction_input(patterns.into_iter()), b"20\nTOKEN 61620a\nKEY ff\n");
     }
 }

@@ -99,6 +99,34 @@ impl StreamCapture {
         }
     }
 
+    /// Counts `n` bytes of the stream that someone else (the supervisor, past its cap) saw but
+    /// did not keep: the reply and the record say they existed and were not kept.
+    pub fn count_not_kept(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if !self.spilled {
+            // Everything so far is still in memory: the file gets it, and is then complete
+            // up to the cut.
+            self.spilled = true;
+            self.spill(&[]);
+        }
+        self.total += n;
+    }
+
+    /// The last non-empty line the stream has printed (from the tail kept for the reply).
+    pub fn last_line(&self) -> Option<String> {
+        // Within the cap, head and tail are the whole stream; past it, the tail is its end.
+        let mut bytes = match self.total > self.cap as u64 {
+            true => Vec::with_capacity(self.tail.len()),
+            false => self.head.clone(),
+        };
+        let (front, back) = self.tail.as_slices();
+        bytes.extend_from_slice(front);
+        bytes.extend_from_slice(back);
+        last_line_of(&bytes)
+    }
+
     /// First overflow: the stream so far is exactly head + tail; write it and the new chunk.
     fn spill(&mut self, chunk: &[u8]) {
         // 0600: the output of a command can hold anything it printed.
@@ -175,6 +203,22 @@ impl StreamCapture {
             not_kept,
         }
     }
+}
+
+/// The longest line `last_line_of` returns, in characters.
+pub const LAST_LINE_MAX: usize = 500;
+
+/// The last non-empty line of `bytes` (cut to `LAST_LINE_MAX` characters, control characters
+/// dropped: it comes from a command in a container).
+pub fn last_line_of(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(
+        line.chars()
+            .filter(|c| !c.is_control() || *c == '\t')
+            .take(LAST_LINE_MAX)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -277,6 +321,31 @@ mod tests {
         assert_eq!(out.full_output, None);
         assert!(out.text.contains("could not be saved"), "{}", out.text);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn bytes_another_saw_but_did_not_keep_are_counted_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let mut c = StreamCapture::new(8, path.clone()).with_spill_limit(8);
+        c.push(b"12345678");
+        assert_eq!(c.last_line().as_deref(), Some("12345678"));
+        c.count_not_kept(92);
+        let out = c.finish("stdout");
+        assert_eq!((out.bytes, out.not_kept, out.truncated), (100, 92, true));
+        assert_eq!(std::fs::read(&path).unwrap(), b"12345678");
+        assert!(
+            out.text.contains("the last 92 bytes passed the spill limit"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn the_last_line_skips_blank_lines_and_control_characters() {
+        assert_eq!(last_line_of(b"one\ntwo\x1b[0m\n\n  \n").as_deref(), Some("two[0m"));
+        assert_eq!(last_line_of(b"Continue? [y/N] ").as_deref(), Some("Continue? [y/N] "));
+        assert_eq!(last_line_of(b"\n\n"), None);
     }
 
     #[test]

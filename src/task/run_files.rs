@@ -21,8 +21,6 @@ use rustix::io::Errno;
 const MAX_STATUS: usize = 4096;
 /// How much of the end of stdout `last_line` looks at.
 const LAST_LINE_WINDOW: u64 = 4096;
-/// The longest `last_line` returned.
-const LAST_LINE_MAX: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -226,14 +224,27 @@ impl RunFiles {
         Ok((buf, size))
     }
 
-    /// The last non-empty line of stdout so far (at most `LAST_LINE_MAX` characters).
+    /// The last non-empty line the command printed (at most `output::LAST_LINE_MAX`
+    /// characters, control characters dropped), of the stream that most likely holds a
+    /// prompt, which may go to either (`read -p` prints to stderr, apt to stdout): stderr when
+    /// it ends in a line without its newline (a prompt waits on the same line) and stdout
+    /// does not, else stdout, else stderr.
     pub fn last_line(&self) -> Option<String> {
-        let (_, size) = self.read(Stream::Stdout, 0, 0).ok()?;
-        let start = size.saturating_sub(LAST_LINE_WINDOW);
-        let (tail, _) = self.read(Stream::Stdout, start, LAST_LINE_WINDOW as usize).ok()?;
-        let text = String::from_utf8_lossy(&tail);
-        let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-        Some(line.chars().take(LAST_LINE_MAX).collect())
+        let tail_of = |stream: Stream| -> Option<(String, bool)> {
+            let (_, size) = self.read(stream, 0, 0).ok()?;
+            let start = size.saturating_sub(LAST_LINE_WINDOW);
+            let (tail, _) = self.read(stream, start, LAST_LINE_WINDOW as usize).ok()?;
+            let line = crate::task::output::last_line_of(&tail)?;
+            Some((line, !tail.ends_with(b"\n")))
+        };
+        let (out, err) = (tail_of(Stream::Stdout), tail_of(Stream::Stderr));
+        let stderr_first = match (&out, &err) {
+            (None, _) => true,
+            (_, None) => false,
+            (Some((_, out_open)), Some((_, err_open))) => *err_open && !out_open,
+        };
+        let (first, second) = if stderr_first { (err, out) } else { (out, err) };
+        first.or(second).map(|(line, _)| line)
     }
 
     /// The supervisor's status file: `Ok(None)` while there is none.
@@ -267,6 +278,30 @@ impl RunFiles {
             .map_err(|e| e.to_string())
             .and_then(Activity::parse)
             .unwrap_or(Activity::Active)
+    }
+
+    /// Whether the execution has the standard-input FIFO send_input writes to (a background
+    /// one; a foreground one, yielded or not, has its call's input).
+    pub fn has_input(&self) -> bool {
+        self.open(
+            "stdin",
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::PATH,
+            FileType::Fifo,
+        )
+        .is_ok()
+    }
+
+    /// Tells an attached supervisor that the server stopped waiting for it (the command was
+    /// yielded to the background): it then makes its files and status durable at the end.
+    pub fn mark_detached(&self) -> std::io::Result<()> {
+        let dir = openat(rustix::fs::CWD, &self.dir, dir_flags(), Mode::empty())?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match openat(&dir, "detached", flags, Mode::from_raw_mode(0o600)) {
+            Ok(_) => Ok(()),
+            // Already there (a second yield cannot happen; the command may have made one).
+            Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether the supervisor is alive: it holds an exclusive lock on `lock` for as long as
@@ -426,6 +461,23 @@ mod tests {
         assert_eq!(files.activity(), Activity::Active);
         std::fs::write(dir.path().join("activity"), waiting).unwrap();
         assert!(matches!(files.activity(), Activity::WaitingForInput { .. }));
+    }
+
+    #[test]
+    fn the_last_line_is_the_prompt_whichever_stream_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = RunFiles::new(dir.path().to_path_buf());
+        assert_eq!(files.last_line(), None);
+        std::fs::write(dir.path().join("stdout"), "preparing\n\n").unwrap();
+        std::fs::write(dir.path().join("stderr"), "warning\n").unwrap();
+        assert_eq!(files.last_line().as_deref(), Some("preparing"));
+        // `read -p` prints its prompt to stderr, without a newline.
+        std::fs::write(dir.path().join("stderr"), "Continue? [y/N] ").unwrap();
+        assert_eq!(files.last_line().as_deref(), Some("Continue? [y/N] "));
+        std::fs::write(dir.path().join("stdout"), "Do you want to continue? [Y/n] ").unwrap();
+        assert_eq!(files.last_line().as_deref(), Some("Do you want to continue? [Y/n] "));
+        std::fs::remove_file(dir.path().join("stdout")).unwrap();
+        assert_eq!(files.last_line().as_deref(), Some("Continue? [y/N] "));
     }
 
     #[test]

@@ -225,7 +225,7 @@ async fn root_can_install_packages_over_egress() {
         json!({
             "command": "apt-get update -qq && apt-get install -y -qq --no-install-recommends jq >/dev/null && jq --version",
             "user": "root",
-            "timeout_s": 600,
+            "timeout_s": 600, "yield_after_s": 0,
         }),
     )
     .await;

@@ -146,7 +146,7 @@ async fn server_memory_stays_bounded_under_floods_and_large_diffs() {
     let printed = call(
         &client,
         "execute_in_task",
-        json!({ "task": "flood", "command": format!("yes taskbox | head -c {flood_stdout}"), "timeout_s": 1800 }),
+        json!({ "task": "flood", "command": format!("yes taskbox | head -c {flood_stdout}"), "timeout_s": 1800, "yield_after_s": 0 }),
     )
     .await;
     assert_eq!(printed["stdout_bytes"], flood_stdout, "{}", printed["stderr"]);
@@ -172,7 +172,7 @@ async fn server_memory_stays_bounded_under_floods_and_large_diffs() {
     let generated = call(
         &client,
         "execute_in_task",
-        json!({ "task": "flood", "command": generate, "timeout_s": 1800 }),
+        json!({ "task": "flood", "command": generate, "timeout_s": 1800, "yield_after_s": 0 }),
     )
     .await;
     assert_eq!(generated["exit_code"], 0, "{generated}");

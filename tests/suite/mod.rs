@@ -17,6 +17,7 @@ mod http_sse;
 mod in_process;
 mod install;
 mod layering;
+mod long_running;
 mod memory;
 mod memory_bounds;
 mod operations;

@@ -9,7 +9,7 @@ use pretty_assertions::assert_eq;
 use rmcp::model::GetPromptRequestParams;
 use serde_json::{Value, json};
 
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "checkpoint",
     "cleanup-task",
     "complete-task",
@@ -19,6 +19,7 @@ const COMMANDS: [&str; 13] = [
     "list-tasks",
     "restore-checkpoint",
     "resume-task",
+    "run-in-background",
     "task-decisions",
     "task-executions",
     "task-history",
@@ -68,6 +69,24 @@ async fn every_command_is_a_prompt_and_renders_with_its_arguments() {
         "{text}"
     );
     assert!(!text.contains("{{"), "unsubstituted placeholder in {text}");
+
+    // The long-running pattern: background, poll by cursor, answer prompts, kill.
+    let text = render(
+        &client,
+        "run-in-background",
+        json!({ "command": "npm run dev", "ready": "Local:" }),
+    )
+    .await;
+    for step in [
+        "background: true",
+        "execution_output",
+        "cursor",
+        "send_input",
+        "kill_execution",
+        "Local:",
+    ] {
+        assert!(text.contains(step), "run-in-background does not mention {step}: {text}");
+    }
     let text = render(&client, "checkpoint", json!({ "label": "tests pass" })).await;
     assert!(
         text.contains("`label` \"tests pass\"") && text.contains("(not given)"),

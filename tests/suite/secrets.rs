@@ -158,6 +158,28 @@ async fn secrets_reach_commands_redacted_and_land_nowhere_taskbox_writes() {
     assert_eq!(last["status"], "finished", "{last}");
     assert!(out.starts_with("start\n[secret:FILE_KEY]\n[secret:TOKEN]"), "{out}");
 
+    // A foreground command's supervisor reads the patterns ahead of the command's own input,
+    // which reaches the command untouched.
+    let piped = call(
+        &client,
+        "execute_in_task",
+        json!({ "task": "sec", "command": "cat; echo $TOKEN", "stdin": "line one\nline two\n" }),
+    )
+    .await;
+    assert_eq!(piped["stdout"], "line one\nline two\n[secret:TOKEN]\n", "{piped}");
+    // Yielded to the background, its run files stay on the host's disk: redacted as written
+    // (the scan below reads them).
+    let yielded = call(
+        &client,
+        "execute_in_task",
+        json!({ "task": "sec", "yield_after_s": 1, "command": "echo $TOKEN; sleep 3; echo done" }),
+    )
+    .await;
+    assert_eq!(yielded["yielded"], true, "{yielded}");
+    let (last, out) = read_to_end(&client, yielded["execution_id"].as_str().unwrap()).await;
+    assert_eq!(last["status"], "finished", "{last}");
+    assert_eq!(out, "[secret:TOKEN]\ndone\n");
+
     // A file holding a value is left out of the commit, with a warning naming it (not the value).
     exec(
         &client,

@@ -22,7 +22,7 @@ async fn pip_and_npm_install_over_https_in_an_egress_task() {
             let r = call(
                 client,
                 "execute_in_task",
-                json!({ "task": "installs", "command": command, "timeout_s": 600 }),
+                json!({ "task": "installs", "command": command, "timeout_s": 600, "yield_after_s": 0 }),
             )
             .await;
             assert_eq!(r["exit_code"], 0, "{command}: {r}");

@@ -76,6 +76,8 @@ async fn server_identifies_itself_and_teaches_the_workflow() {
         "execution_output",
         "send_input",
         "kill_execution",
+        "waiting_for_input",
+        "yielded: true",
     ] {
         assert!(instructions.contains(step), "instructions do not mention {step}");
     }

@@ -245,7 +245,7 @@ async fn restore_undoes_changed_files_and_an_installed_package(flow: &Flow, tip:
         json!({
             "command": "rm docs/notes.md && echo junk > junk.txt && echo broken > a.txt && \
                         apt-get update -qq && apt-get install -y -qq --no-install-recommends jq >/dev/null && command -v jq",
-            "user": "root", "timeout_s": 600,
+            "user": "root", "timeout_s": 600, "yield_after_s": 0,
         }),
     )
     .await;

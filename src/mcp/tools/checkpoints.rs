@@ -3,7 +3,8 @@
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
-use rmcp::{tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,7 @@ use super::params::TaskRef;
 use super::tasks::task_line;
 use crate::domain::Checkpoint;
 use crate::error::Result;
+use crate::mcp::progress::{Reporter, ticking};
 use crate::mcp::server::{TaskboxServer, reply};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -55,9 +57,15 @@ impl TaskboxServer {
         description = "Checkpoint the task: commits every workspace change (honouring .gitignore) on the task branch, moves the branch in the host repository, and snapshots the container (installed packages included) as an image. Returns the checkpoint (id, seq, commit); restore_checkpoint goes back to it. Take one before risky changes.",
         annotations(destructive_hint = false, idempotent_hint = false)
     )]
-    async fn create_checkpoint(&self, Parameters(p): Parameters<CreateCheckpointParams>) -> Result<CallToolResult> {
+    async fn create_checkpoint(
+        &self,
+        Parameters(p): Parameters<CreateCheckpointParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult> {
+        let reporter = Reporter::for_request(&context);
         self.on_task(Tool::CreateCheckpoint, p.task, |id| async move {
-            let created = self.service.create_checkpoint(&id, p.label).await?;
+            let checkpointing = self.service.create_checkpoint(&id, p.label);
+            let created = ticking(reporter, "checkpointing", checkpointing).await?;
             let mut text = format!(
                 "Checkpoint {} created: {}.",
                 created.reference,
@@ -97,7 +105,12 @@ impl TaskboxServer {
         description = "Roll the task back to a checkpoint: first takes an automatic 'pre-restore' checkpoint (restore that one to undo), then resets the workspace to the checkpoint's commit (untracked files removed, ignored ones kept) and recreates the container from the checkpoint's image. Also brings a failed task back.",
         annotations(destructive_hint = true, idempotent_hint = false)
     )]
-    async fn restore_checkpoint(&self, Parameters(p): Parameters<RestoreCheckpointParams>) -> Result<CallToolResult> {
+    async fn restore_checkpoint(
+        &self,
+        Parameters(p): Parameters<RestoreCheckpointParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult> {
+        let reporter = Reporter::for_request(&context);
         // Find the checkpoint first: `<task>:<n>` and ids name their task; a bare `<n>`
         // belongs to `task` or the session's current task.
         let default_task = p.task.clone().or_else(|| self.task_ref(None).ok());
@@ -105,10 +118,8 @@ impl TaskboxServer {
             self.service
                 .resolve_checkpoint(&self.session.owner, &p.checkpoint, default_task.as_deref())?;
         self.on_task(Tool::RestoreCheckpoint, Some(task.id), |_| async move {
-            let restored = self
-                .service
-                .restore_checkpoint(&self.session.owner, &checkpoint.id)
-                .await?;
+            let restoring = self.service.restore_checkpoint(&self.session.owner, &checkpoint.id);
+            let restored = ticking(reporter, "restoring", restoring).await?;
             let mut text = format!(
                 "Restored checkpoint #{} of {}.",
                 restored.restored.seq,

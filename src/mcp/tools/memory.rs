@@ -152,7 +152,8 @@ impl TaskboxServer {
                 .executions(&id, &filter, p.limit.get(), p.offset.unwrap_or(0))
                 .await?;
             let mut text = format!("{} execution(s) match; showing {}.", page.total, page.items.len());
-            for e in &page.items {
+            for listed in &page.items {
+                let e = &listed.execution;
                 let code = e
                     .exit_code
                     .map_or_else(|| e.status.as_str().to_string(), |c| format!("exit {c}"));
@@ -161,6 +162,13 @@ impl TaskboxServer {
                     e.duration_ms.unwrap_or(0),
                     e.command
                 ));
+                if let Some(advice) = &listed.activity.advice {
+                    text.push_str(&format!(
+                        "\n  {} ({}): {advice}",
+                        e.id,
+                        listed.activity.blocked_on.as_deref().unwrap_or("?")
+                    ));
+                }
             }
             reply(text, &page)
         })

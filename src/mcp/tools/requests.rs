@@ -22,9 +22,11 @@ impl From<ExecuteParams> for ExecRequest {
             explanation,
             background,
             stall_s,
+            yield_after_s,
         } = p;
         Self {
             stall_s,
+            yield_after_s,
             background: background.unwrap_or(false),
             command,
             workdir,

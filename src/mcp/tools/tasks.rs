@@ -15,6 +15,7 @@ use crate::domain::{Task, TaskStatus};
 use crate::error::{Error, Result};
 use crate::hooks::scope;
 use crate::mcp::logging::progress_to_client;
+use crate::mcp::progress::{Reporter, ticking};
 use crate::mcp::server::{TaskboxServer, reply};
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -179,17 +180,28 @@ impl TaskboxServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult> {
         let started = std::time::Instant::now();
-        let progress = progress_to_client(context.peer.clone(), self.session.log_level.clone(), "taskbox.images");
+        let logged = progress_to_client(context.peer.clone(), self.session.log_level.clone(), "taskbox.images");
+        // Each line of an image build also goes out as progress, with the time so far; so
+        // does the time every few seconds (a clone, a fork's image) while nothing else does.
+        let reporter = Reporter::for_request(&context);
+        let progress: crate::task::service::Progress = match reporter.clone() {
+            Some(reporter) => std::sync::Arc::new(move |line: &str| {
+                logged(line);
+                reporter.report(line);
+            }),
+            None => logged,
+        };
         let request = p.into_request(self.session.owner.clone());
         // Run creation on its own task: if the client goes away mid-way, creation still
         // finishes or rolls back instead of being dropped half-done.
         let service = self.service.clone();
         let call = scope::current();
-        let created = tokio::spawn(scope::carry(call, async move {
+        let creating = tokio::spawn(scope::carry(call, async move {
             service.create_task(request, progress).await
-        }))
-        .await
-        .unwrap_or_else(|e| Err(Error::Internal(format!("task creation panicked: {e}"))));
+        }));
+        let created = ticking(reporter, "creating the task", creating)
+            .await
+            .unwrap_or_else(|e| Err(Error::Internal(format!("task creation panicked: {e}"))));
         let agent = Self::client_name(&context);
         self.created(created, &agent, started).await
     }

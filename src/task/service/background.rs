@@ -70,6 +70,36 @@ pub struct ExecutionOutput {
     pub duration_ms: Option<u64>,
 }
 
+/// An execution as task_executions and get_task_status list it: the record and, while it
+/// runs with its output in files, what execution_output says of its activity (fields left
+/// out when there is nothing to say).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ListedExecution {
+    #[serde(flatten)]
+    pub execution: Execution,
+    #[serde(flatten)]
+    pub activity: ActivityReport,
+}
+
+/// What a running execution is doing after a silence (see `ExecutionOutput`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct ActivityReport {
+    /// It has printed nothing for its `stall_s` while a process of it blocks reading its
+    /// standard input: probably a prompt (see `last_line`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub waiting_for_input: bool,
+    /// Silent for its `stall_s` while every process of it sleeps on something else.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_on: Option<String>,
+    /// The last non-empty line it printed so far (of the stream written last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_line: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct InputSent {
     pub execution_id: String,
@@ -84,7 +114,7 @@ impl TaskService {
         self.store.task_dir(task_id).join("run")
     }
 
-    fn run_files(&self, execution: &Execution) -> RunFiles {
+    pub(super) fn run_files(&self, execution: &Execution) -> RunFiles {
         RunFiles::new(self.run_dir(&execution.task_id).join(&execution.id))
     }
 
@@ -197,6 +227,8 @@ impl TaskService {
             full_output: FullOutput::default(),
             duration_ms: started.elapsed().as_millis() as u64,
             background: true,
+            yielded: false,
+            cursor: None,
         })
     }
 
@@ -288,7 +320,12 @@ impl TaskService {
         }
     }
 
-    fn read_output(&self, execution: &Execution, cursor: Cursor, redactor: &Redactor) -> Result<ExecutionOutput> {
+    pub(super) fn read_output(
+        &self,
+        execution: &Execution,
+        cursor: Cursor,
+        redactor: &Redactor,
+    ) -> Result<ExecutionOutput> {
         let mut output = ExecutionOutput {
             execution_id: execution.id.clone(),
             task_id: execution.task_id.clone(),
@@ -345,35 +382,17 @@ impl TaskService {
         output.cursor = next.encode();
         output.stdout = stdout;
         output.stderr = stderr;
-        output.last_line = files.last_line().map(|line| redactor.redact_text(&line));
-        if !ended {
+        if ended {
+            output.last_line = files.last_line().map(|line| redactor.redact_text(&line));
+        } else {
             output.stdout_bytes = out_size;
             output.stderr_bytes = err_size;
-            match files.activity() {
-                Activity::Active => {}
-                Activity::WaitingForInput { what } => {
-                    output.waiting_for_input = true;
-                    output.blocked_on = Some(what);
-                    output.advice = Some(format!(
-                        "it waits for input{}: answer with send_input (end the answer with \"\\n\"), or kill it and \
-                         run the command with a non-interactive flag (such as -y or --yes)",
-                        output
-                            .last_line
-                            .as_deref()
-                            .map(|l| format!(" after printing {l:?}"))
-                            .unwrap_or_default()
-                    ));
-                }
-                Activity::Stalled { what } => {
-                    output.stalled = true;
-                    output.blocked_on = Some(what);
-                    output.advice = Some(
-                        "it has printed nothing for a while and is not running: wait with execution_output's \
-                         wait_s if that is expected, else kill_execution"
-                            .into(),
-                    );
-                }
-            }
+            let report = activity_report(&files, redactor);
+            output.waiting_for_input = report.waiting_for_input;
+            output.stalled = report.stalled;
+            output.blocked_on = report.blocked_on;
+            output.advice = report.advice;
+            output.last_line = report.last_line;
         }
         Ok(output)
     }
@@ -478,6 +497,25 @@ impl TaskService {
                 execution
             }
         }
+    }
+
+    /// Executions of `task` as listings show them: each running background one with its
+    /// activity (its last line redacted like its output).
+    pub(super) fn listed(&self, task: &Task, executions: Vec<Execution>) -> Vec<ListedExecution> {
+        let mut redactor = None;
+        executions
+            .into_iter()
+            .map(|execution| {
+                let activity = match execution.status == ExecutionStatus::Running && execution.background {
+                    true => {
+                        let redactor = redactor.get_or_insert_with(|| self.redactor_for(task));
+                        activity_report(&self.run_files(&execution), redactor)
+                    }
+                    false => ActivityReport::default(),
+                };
+                ListedExecution { execution, activity }
+            })
+            .collect()
     }
 
     /// Records the end of every background execution of the task (or of all tasks) that ended.
@@ -592,4 +630,47 @@ impl TaskService {
         }
         Ok(execution)
     }
+}
+
+/// What a running execution's supervisor last saw it do, with the last line it printed and
+/// advice for a wait or a stall (send_input reaches an execution started in the background;
+/// a yielded one kept its call's input).
+fn activity_report(files: &RunFiles, redactor: &Redactor) -> ActivityReport {
+    let has_input = files.has_input();
+    let mut report = ActivityReport {
+        last_line: files.last_line().map(|line| redactor.redact_text(&line)),
+        ..Default::default()
+    };
+    match files.activity() {
+        Activity::Active => {}
+        Activity::WaitingForInput { what } => {
+            report.waiting_for_input = true;
+            report.blocked_on = Some(what);
+            let after = report
+                .last_line
+                .as_deref()
+                .map(|l| format!(" after printing {l:?}"))
+                .unwrap_or_default();
+            report.advice = Some(match has_input {
+                true => format!(
+                    "it waits for input{after}: answer with send_input (end the answer with \"\\n\"), or kill it and \
+                     run the command with a non-interactive flag (such as -y, --yes or --no-input)"
+                ),
+                false => format!(
+                    "it waits for input{after}, which it cannot get (it started in the foreground): kill it and run \
+                     the command with a non-interactive flag (such as -y, --yes or --no-input), or in the background"
+                ),
+            });
+        }
+        Activity::Stalled { what } => {
+            report.stalled = true;
+            report.blocked_on = Some(what);
+            report.advice = Some(
+                "it has printed nothing for a while and is not running: wait with execution_output's wait_s if that \
+                 is expected, else kill_execution"
+                    .into(),
+            );
+        }
+    }
+    report
 }

@@ -77,7 +77,10 @@ impl TaskService {
     /// The task's newest `limit` executions (running ones first), and how many it has.
     pub async fn recent_executions(&self, task_id: &str, limit: u32) -> Result<(Vec<Execution>, u64)> {
         let page = self.executions(task_id, &ExecutionFilter::default(), limit, 0).await?;
-        Ok((page.items, page.total))
+        Ok((
+            page.items.into_iter().map(|listed| listed.execution).collect(),
+            page.total,
+        ))
     }
 
     /// The task's newest `limit` events, newest first, with their positions.

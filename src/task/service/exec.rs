@@ -21,6 +21,7 @@ use super::TaskService;
 use super::container_ops::{
     ContainerOp, KillTree, MARKER_VAR, Output, ReapEscaped, STDERR_KEPT, SignalSupervisors, Stdout, is_root,
 };
+use crate::domain::Owner;
 use crate::domain::lifecycle::LifecycleEvent;
 use crate::domain::{Event, EventKind, Execution, ExecutionStatus, Task, TaskStatus, new_execution_id, now};
 use crate::error::{Error, Result};
@@ -30,6 +31,7 @@ use crate::runtime::{ContainerState, ExecSpec, OutputChunk, RuntimeError};
 use crate::task::bounded::{FileSink, Head};
 use crate::task::output::{CapturedStream, StreamCapture};
 use crate::task::redact::{Redactor, Secret, StreamRedactor};
+use crate::task::run_files::{Activity, Cursor, EndedBy, RunFiles, Stream};
 
 /// How long a command taskbox runs for itself (a sync, a file operation) may take.
 const INTERNAL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -40,6 +42,25 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to keep reading output after the process tree was killed.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// How often a foreground command reports progress (MCP progress notifications: clients
+/// that reset their timeout on progress need one well within it; the issue asks for at
+/// least every 5 s).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// How much of a stream is read from the run files at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What a running foreground command reports (`ExecProgress`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecProgressUpdate {
+    pub elapsed: Duration,
+    /// For people: the elapsed time, the last line printed, a wait for input.
+    pub message: String,
+}
+
+/// Receives a foreground command's progress, every `PROGRESS_EVERY` while it runs.
+pub type ExecProgress = Arc<dyn Fn(ExecProgressUpdate) + Send + Sync>;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecRequest {
@@ -52,9 +73,12 @@ pub struct ExecRequest {
     pub explanation: Option<String>,
     /// Start it detached and return at once (`execution_output` reads it).
     pub background: bool,
-    /// Background: seconds of silence before a wait for input or a stall is reported
-    /// (default `execution.stall_s`).
+    /// Seconds of silence before a wait for input or a stall is reported (default
+    /// `execution.stall_s`).
     pub stall_s: Option<u64>,
+    /// Foreground: seconds after which a command still running goes on in the background and
+    /// the call returns (default `execution.yield_after_s`; 0: never).
+    pub yield_after_s: Option<u64>,
 }
 
 /// The reply to `execute_in_task`.
@@ -78,8 +102,15 @@ pub struct ExecutionResult {
     /// Files holding the whole stdout / stderr, for streams that were cut.
     pub full_output: FullOutput,
     pub duration_ms: u64,
-    /// Started in the background: it is still running; read it with execution_output.
+    /// Started in the background, or yielded to it: it is still running; read it with
+    /// execution_output.
     pub background: bool,
+    /// It ran in the foreground past `yield_after_s` and goes on as a background execution;
+    /// `stdout`/`stderr` hold its output so far, and `cursor` is where execution_output
+    /// continues.
+    pub yielded: bool,
+    /// With `yielded`: pass as execution_output's `since` to get what comes after this reply.
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
@@ -103,6 +134,8 @@ struct Run {
 
 enum Ending {
     Exited,
+    /// `yield_after_s` passed: the command goes on in the background.
+    Yielded,
     TimedOut,
     Cancelled,
     /// The output stream from Docker broke; the process tree is killed like on a timeout.
@@ -116,9 +149,20 @@ impl TaskService {
         request: ExecRequest,
         cancel: CancellationToken,
     ) -> Result<ExecutionResult> {
+        self.execute_with_progress(task, request, cancel, None).await
+    }
+
+    /// `execute`, reporting a foreground command's progress to `progress`.
+    pub async fn execute_with_progress(
+        &self,
+        task: &str,
+        request: ExecRequest,
+        cancel: CancellationToken,
+        progress: Option<ExecProgress>,
+    ) -> Result<ExecutionResult> {
         self.refuse_if_shutting_down()?;
         self.in_flight
-            .track_future(self.execute_tracked(task, request, cancel))
+            .track_future(self.execute_tracked(task, request, cancel, progress))
             .await
     }
 
@@ -127,7 +171,9 @@ impl TaskService {
         task: &str,
         request: ExecRequest,
         cancel: CancellationToken,
+        progress: Option<ExecProgress>,
     ) -> Result<ExecutionResult> {
+        let call_started = Instant::now();
         let task = self.resolve(Some(task))?;
         let exec_config = &self.config.execution;
         // A background execution has no time limit unless it is given one.
@@ -186,6 +232,11 @@ impl TaskService {
             ));
         }
         let user = requested_user.or_else(|| task.exec_user.clone());
+        // The soft timeout counts from the call's start: what ran before the command (a
+        // resume, hooks) took the client's time too.
+        let yield_after_s = request.yield_after_s.unwrap_or(exec_config.yield_after_s);
+        let yield_at =
+            (yield_after_s > 0 && yield_after_s < timeout_s).then(|| call_started + Duration::from_secs(yield_after_s));
 
         let mut execution = Execution {
             id: new_execution_id(),
@@ -226,21 +277,49 @@ impl TaskService {
         let flag = if shell == "bash" { "-lc" } else { "-c" };
         let mut cmd = vec![shell.to_string(), flag.to_string(), request.command.clone()];
         let mut exec_user = user.clone();
+        let files = match supervised {
+            true => self.attached_files(&execution),
+            false => None,
+        };
+        let mut stdin = request.stdin.map(String::into_bytes);
         if supervised {
             let drop_to;
             (exec_user, drop_to) = self.supervised_as(user.as_deref(), &env);
-            cmd = supervisor::run_argv(&execution.id, &Supervision::Foreground, drop_to, cmd);
+            let supervision = match &files {
+                Some(_) => Supervision::Attached {
+                    cap_bytes: exec_config.spill_limit_bytes.max(exec_config.output_cap_bytes as u64),
+                    timeout_s,
+                    stall_s: request.stall_s.unwrap_or(exec_config.stall_s),
+                    redact: !redactor.is_empty(),
+                },
+                None => Supervision::Foreground,
+            };
+            if files.is_some() && !redactor.is_empty() {
+                // The supervisor redacts the run files on the host's disk itself: the patterns
+                // come first on its stdin, the command's own input after them (docs/secrets.md).
+                let mut input = supervisor::redaction_input(redactor.patterns());
+                input.extend(stdin.take().unwrap_or_default());
+                stdin = Some(input);
+            }
+            cmd = supervisor::run_argv(&execution.id, &supervision, drop_to, cmd);
         }
         let spec = ExecSpec {
             cmd,
             env,
             workdir: Some(workdir),
             user: exec_user,
-            stdin: request.stdin.map(String::into_bytes),
+            stdin,
             stdin_file: None,
         };
 
         let started = Instant::now();
+        let watch = Watch {
+            files: files.as_ref(),
+            // Only an execution whose output is in files can go on without its call.
+            yield_at: yield_at.filter(|_| files.is_some()),
+            owner: &task.owner,
+            progress,
+        };
         let outcome = self
             .run_execution(
                 &container,
@@ -248,7 +327,11 @@ impl TaskService {
                 &execution,
                 Duration::from_secs(timeout_s),
                 &cancel,
-                Run { supervised, redactor },
+                Run {
+                    supervised,
+                    redactor: redactor.clone(),
+                },
+                watch,
             )
             .await;
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -256,6 +339,10 @@ impl TaskService {
         execution.duration_ms = Some(duration_ms);
 
         let (ending, exit_code, stdout, stderr) = match outcome {
+            // Only an execution with run files yields (`Watch::yield_at`).
+            Ok((Ending::Yielded, ..)) if let Some(files) = &files => {
+                return self.yielded(&task, execution, files, started, &redactor).await;
+            }
             Ok(parts) => parts,
             Err(error) => {
                 execution.status = ExecutionStatus::Failed;
@@ -273,7 +360,7 @@ impl TaskService {
         execution.truncated = stdout.truncated || stderr.truncated;
         execution.timed_out = matches!(ending, Ending::TimedOut);
         execution.status = match ending {
-            Ending::Exited => ExecutionStatus::Finished,
+            Ending::Exited | Ending::Yielded => ExecutionStatus::Finished,
             Ending::TimedOut => ExecutionStatus::TimedOut,
             Ending::Cancelled => ExecutionStatus::Cancelled,
             Ending::StreamFailed(_) => ExecutionStatus::Failed,
@@ -331,7 +418,76 @@ impl TaskService {
             stderr: stderr.text,
             duration_ms,
             background: false,
+            yielded: false,
+            cursor: None,
         })
+    }
+
+    /// The run directory of a foreground execution whose output goes to files
+    /// (`Supervision::Attached`), so that it can be yielded to the background; `None` where
+    /// background executions cannot run (gVisor, a user recorded by name): the command then
+    /// streams its output through the exec as before, and runs until it ends or times out.
+    fn attached_files(&self, execution: &Execution) -> Option<RunFiles> {
+        if self.config.container.runtime.as_deref().is_some_and(|r| r != "runc") {
+            return None;
+        }
+        let owner = numeric_ids(execution.user.as_deref());
+        if owner.is_none() && execution.user.is_some() {
+            return None;
+        }
+        let files = self.run_files(execution);
+        match files.create(owner) {
+            Ok(()) => Some(files),
+            Err(e) => {
+                tracing::warn!(execution = %execution.id, error = %e, "cannot make the run directory; the command runs without one");
+                None
+            }
+        }
+    }
+
+    /// The foreground execution ran past `yield_after_s`: it goes on as a background one
+    /// (its supervisor keeps running; the server stopped waiting), and the reply gives its
+    /// output so far and the cursor after it.
+    async fn yielded(
+        &self,
+        task: &Task,
+        mut execution: Execution,
+        files: &RunFiles,
+        started: Instant,
+        redactor: &Redactor,
+    ) -> Result<ExecutionResult> {
+        if let Err(e) = files.mark_detached() {
+            tracing::warn!(execution = %execution.id, error = %e, "cannot mark the execution detached");
+        }
+        self.registry.make_background(&execution.id)?;
+        execution.background = true;
+        // It may have ended a moment ago: then it is recorded now, like any background one.
+        let execution = self.settle(execution).await;
+        let output = self.read_output(&execution, Cursor::default(), redactor)?;
+        Ok(ExecutionResult {
+            execution_id: execution.id.clone(),
+            task_id: task.id.clone(),
+            exit_code: output.exit_code,
+            timed_out: execution.timed_out,
+            truncated: output.more,
+            stdout_bytes: output.stdout_bytes,
+            stderr_bytes: output.stderr_bytes,
+            stdout_not_kept_bytes: 0,
+            stderr_not_kept_bytes: 0,
+            full_output: FullOutput::default(),
+            stdout: output.stdout,
+            stderr: output.stderr,
+            duration_ms: started.elapsed().as_millis() as u64,
+            background: true,
+            yielded: true,
+            cursor: Some(output.cursor),
+        })
+    }
+
+    /// Whether the owner may hold one more background execution (a yield is one).
+    fn background_room(&self, owner: &Owner) -> bool {
+        let running = self.registry.owner_running_background(owner).unwrap_or(u64::MAX);
+        super::quota::admit_background(owner, &self.config.quotas.for_owner(owner), running).is_ok()
     }
 
     /// `before_exec` for a command run for the agent (an execution or a file operation):
@@ -374,6 +530,7 @@ impl TaskService {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_execution(
         &self,
         container: &str,
@@ -382,6 +539,7 @@ impl TaskService {
         timeout: Duration,
         cancel: &CancellationToken,
         Run { supervised, redactor }: Run,
+        watch: Watch<'_>,
     ) -> Result<(Ending, Option<i64>, CapturedStream, CapturedStream)> {
         let (exec_id, task_id) = (execution.id.as_str(), execution.task_id.as_str());
         // The marker sweep runs as the command's user: root without CAP_SYS_PTRACE cannot
@@ -392,17 +550,27 @@ impl TaskService {
         let limit = self.config.execution.spill_limit_bytes;
         let stdout = StreamCapture::new(cap, outputs.join(format!("{exec_id}.log"))).with_spill_limit(limit);
         let stderr = StreamCapture::new(cap, outputs.join(format!("{exec_id}.stderr.log"))).with_spill_limit(limit);
-        // Secret values are replaced before anything is kept: the reply, the spill files.
+        // Secret values are replaced before anything is kept: the reply, the spill files (a
+        // second layer over the supervisor's for run files, which the agent can write too).
         let mut stdout = Redacted::new(stdout, &redactor);
         let mut stderr = Redacted::new(stderr, &redactor);
+        // With run files, the exec's own streams carry only the supervisor's errors.
+        let mut said = Head::new(4096);
 
+        let started = Instant::now();
         let mut handle = self.runtime.exec(container, spec).await?;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        let mut yield_at = watch.yield_at;
+        let yield_deadline = tokio::time::sleep_until(yield_at.unwrap_or_else(Instant::now).into());
+        tokio::pin!(yield_deadline);
+        let mut ticks = tokio::time::interval_at((started + PROGRESS_EVERY).into(), PROGRESS_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ending = Ending::Exited;
         loop {
             tokio::select! {
                 chunk = handle.output.next() => match chunk {
+                    Some(Ok(OutputChunk::Stdout(bytes) | OutputChunk::Stderr(bytes))) if watch.files.is_some() => said.push(&bytes),
                     Some(Ok(OutputChunk::Stdout(bytes))) => stdout.push(&bytes),
                     Some(Ok(OutputChunk::Stderr(bytes))) => stderr.push(&bytes),
                     Some(Err(e)) => {
@@ -411,19 +579,39 @@ impl TaskService {
                     }
                     None => break,
                 },
-                () = &mut deadline, if matches!(ending, Ending::Exited) => {
+                () = &mut deadline => {
                     ending = Ending::TimedOut;
                     break;
                 }
-                () = cancel.cancelled(), if matches!(ending, Ending::Exited) => {
+                () = &mut yield_deadline, if yield_at.is_some() => {
+                    if self.background_room(watch.owner) {
+                        ending = Ending::Yielded;
+                        break;
+                    }
+                    // The owner's quota of background executions is full: it stays in the
+                    // foreground, up to its timeout.
+                    tracing::info!(execution = exec_id, "not yielded: the owner's background quota is full");
+                    yield_at = None;
+                }
+                _ = ticks.tick(), if watch.progress.is_some() => {
+                    if let Some(progress) = &watch.progress {
+                        progress(progress_update(started.elapsed(), watch.files, &redactor, (&stdout.capture, &stderr.capture)));
+                    }
+                }
+                () = cancel.cancelled() => {
                     ending = Ending::Cancelled;
                     break;
                 }
-                () = self.shutting_down.cancelled(), if matches!(ending, Ending::Exited) => {
+                () = self.shutting_down.cancelled() => {
                     ending = Ending::Cancelled;
                     break;
                 }
             }
+        }
+        if matches!(ending, Ending::Yielded) {
+            // The supervisor goes on alone; dropping the exec's stream leaves it running.
+            let (stdout, stderr) = (stdout.into_inner(), stderr.into_inner());
+            return Ok((ending, None, stdout.finish("stdout"), stderr.finish("stderr")));
         }
         if !matches!(ending, Ending::Exited) {
             if supervised {
@@ -436,6 +624,9 @@ impl TaskService {
             let drain = async {
                 while let Some(chunk) = handle.output.next().await {
                     match chunk {
+                        Ok(OutputChunk::Stdout(bytes) | OutputChunk::Stderr(bytes)) if watch.files.is_some() => {
+                            said.push(&bytes)
+                        }
                         Ok(OutputChunk::Stdout(bytes)) => stdout.push(&bytes),
                         Ok(OutputChunk::Stderr(bytes)) => stderr.push(&bytes),
                         Err(_) => break,
@@ -444,7 +635,7 @@ impl TaskService {
             };
             let _ = tokio::time::timeout(DRAIN_AFTER_KILL, drain).await;
         }
-        let exit_code = match ending {
+        let mut exit_code = match ending {
             Ending::Exited => match self.runtime.exec_exit_code(&handle.exec_id).await {
                 Ok(code) => code,
                 // The stream ended because the daemon went away (a restart cuts it cleanly):
@@ -462,6 +653,43 @@ impl TaskService {
             },
             _ => None,
         };
+        if let Some(files) = watch.files {
+            let status = files.status().ok().flatten();
+            if status.is_none() && exit_code == Some(supervisor::SETUP_FAILED) {
+                let mut said = String::from_utf8_lossy(&said.into_bytes()).trim().to_string();
+                if said.contains("unknown option") {
+                    // The container mounted the supervisor of an older taskbox (it is replaced
+                    // on the host by rename; a running container keeps the file it mounted).
+                    said.push_str(
+                        "; this task's container runs an older supervisor: stop_task then resume_task (the \
+                         restarted container gets the current one)",
+                    );
+                }
+                self.remove_run_dir(files);
+                return Err(Error::InContainer {
+                    what: "starting the command's supervisor".into(),
+                    message: said,
+                });
+            }
+            // The supervisor's own timeout (the same as ours) may have come first.
+            if status.as_ref().is_some_and(|s| s.ended_by == EndedBy::Timeout) && matches!(ending, Ending::Exited) {
+                ending = Ending::TimedOut;
+                exit_code = None;
+            }
+            let read = read_run_files(files, &mut stdout, &mut stderr);
+            if let Err(e) = read {
+                tracing::warn!(exec_id, error = %e, "cannot read the execution's output files");
+            }
+            if let Some(status) = &status {
+                stdout
+                    .capture
+                    .count_not_kept(status.stdout_bytes.saturating_sub(status.stdout_kept));
+                stderr
+                    .capture
+                    .count_not_kept(status.stderr_bytes.saturating_sub(status.stderr_kept));
+            }
+            self.remove_run_dir(files);
+        }
         if user.as_deref().is_none_or(is_root) {
             // A root command can kill its supervisor (a dying supervisor exits 128 + signal,
             // and one stopped waits for the timeout): what it left under PID 1 goes too.
@@ -515,6 +743,19 @@ impl TaskService {
             Ok(Err(e)) => tracing::warn!(task = task_id, error = %e, "cannot reap"),
             Err(_) => tracing::warn!(task = task_id, "reaping did not finish in time"),
         }
+    }
+
+    /// Removes a foreground execution's run directory once its output is read, off the
+    /// reply's path (a command may have left many files in it).
+    fn remove_run_dir(&self, files: &RunFiles) {
+        let dir = files.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a run directory");
+            }
+        });
     }
 
     /// Asks the supervisors of these executions to signal their trees (`supervise signal`,
@@ -792,6 +1033,60 @@ pub(super) fn describe_exit(state: &crate::runtime::ContainerState) -> String {
         reason.push_str(&format!(": {error}"));
     }
     reason
+}
+
+/// What a foreground execution's wait watches besides its end: its run files (when its
+/// output goes there), the soft timeout, and whom to tell about its progress.
+struct Watch<'a> {
+    files: Option<&'a RunFiles>,
+    yield_at: Option<Instant>,
+    owner: &'a Owner,
+    progress: Option<ExecProgress>,
+}
+
+/// Copies the output the supervisor kept in the run files into the reply's captures (which
+/// keep head and tail, and spill to `outputs/` past the reply's cap, as for a streamed
+/// command). Reads are bounded per chunk; the files are hostile input (`RunFiles`).
+fn read_run_files(files: &RunFiles, stdout: &mut Redacted, stderr: &mut Redacted) -> std::io::Result<()> {
+    for (stream, capture) in [(Stream::Stdout, stdout), (Stream::Stderr, stderr)] {
+        let mut offset = 0;
+        loop {
+            let (bytes, _) = files.read(stream, offset, READ_CHUNK)?;
+            if bytes.is_empty() {
+                break;
+            }
+            offset += bytes.len() as u64;
+            capture.push(&bytes);
+        }
+    }
+    Ok(())
+}
+
+/// A progress report: the elapsed time, and the last line printed (from the run files, or
+/// from what the stream brought so far, redacted already), or what it waits for.
+fn progress_update(
+    elapsed: Duration,
+    files: Option<&RunFiles>,
+    redactor: &Redactor,
+    (stdout, stderr): (&StreamCapture, &StreamCapture),
+) -> ExecProgressUpdate {
+    let (last_line, activity) = match files {
+        Some(files) => (
+            files.last_line().map(|line| redactor.redact_text(&line)),
+            files.activity(),
+        ),
+        None => (stdout.last_line().or_else(|| stderr.last_line()), Activity::Active),
+    };
+    let mut message = format!("running for {} s", elapsed.as_secs());
+    match activity {
+        Activity::Active => {}
+        Activity::WaitingForInput { what } => message.push_str(&format!("; waiting for input ({what})")),
+        Activity::Stalled { what } => message.push_str(&format!("; silent: {what}")),
+    }
+    if let Some(line) = last_line {
+        message.push_str(&format!("; last line: {line}"));
+    }
+    ExecProgressUpdate { elapsed, message }
 }
 
 /// How reading an internal command's stdout ended.

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use crate::domain::{Decision, Event, EventKind, Execution, Owner, Task, Timestamp, now};
+use crate::domain::{Decision, Event, EventKind, Owner, Task, Timestamp, now};
 use crate::error::{Error, Result};
 use crate::registry::memory_query;
 use crate::registry::{ExecutionFilter, SearchHit, Stats};
@@ -64,13 +64,13 @@ impl TaskService {
         filter: &ExecutionFilter,
         limit: u32,
         offset: u64,
-    ) -> Result<Page<Execution>> {
+    ) -> Result<Page<super::ListedExecution>> {
         let task = self.resolve(Some(task))?;
         self.settle_background(Some(&task.id)).await;
         let limit = check_limit(limit)?;
         let (items, total) = self.registry.list_executions(&task.id, filter, limit, offset)?;
         Ok(Page {
-            items,
+            items: self.listed(&task, items),
             total,
             limit,
             offset,

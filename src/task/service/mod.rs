@@ -44,12 +44,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use background::{ExecutionOutput, InputSent};
+pub use background::{ActivityReport, ExecutionOutput, InputSent, ListedExecution};
 pub use checkpoint::{CheckpointResult, RestoreResult};
 pub use cleanup::{CleanupItem, CleanupRequest, parse_duration};
 pub use create::{CreateTaskRequest, CreatedTask};
 pub use dashboard::{LOGIN_TTL, SHOWN_OUTPUT_BYTES, ShownOutput};
-pub use exec::{ExecRequest, ExecutionResult};
+pub use exec::{ExecProgress, ExecProgressUpdate, ExecRequest, ExecutionResult, PROGRESS_EVERY};
 pub use files::{FileContent, ListEntry, Listing, WriteOutcome};
 pub use gc::{GcItem, GcReport};
 pub use hooks::PlanText;

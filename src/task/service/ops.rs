@@ -45,8 +45,9 @@ pub struct TaskStatusReport {
     pub executions: ExecutionCounts,
     /// Running executions first, then the newest.
     pub last_execution: Option<Execution>,
-    /// Executions running now (background ones included), oldest first.
-    pub running_executions: Vec<Execution>,
+    /// Executions running now (background ones included), oldest first; a background one with
+    /// its activity (waiting_for_input, stalled, last_line, advice).
+    pub running_executions: Vec<super::ListedExecution>,
     /// What the task takes on disk.
     pub disk: super::disk::DiskUse,
     /// What the task may reach.
@@ -155,7 +156,7 @@ impl TaskService {
             attachments: self.registry.active_attachments(&task.id)?,
             executions: self.registry.execution_counts(&task.id)?,
             last_execution: self.registry.recent_executions(&task.id, 1)?.into_iter().next(),
-            running_executions: self.registry.task_running_executions(&task.id)?,
+            running_executions: self.listed(&task, self.registry.task_running_executions(&task.id)?),
             task,
             container,
             container_error,
