@@ -2,6 +2,7 @@
 //! capture its executions use. The data types it works on live in `crate::domain`.
 
 pub mod bounded;
+pub mod cookies;
 pub mod output;
 pub mod ports;
 pub mod redact;

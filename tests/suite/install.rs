@@ -54,7 +54,7 @@ async fn install_claude_merges_and_the_written_entry_serves_tools_and_prompts() 
     );
     assert!(create.contains("argument-hint: <name> [description]"));
     assert!(create.contains("`name` \"$1\" and `description` \"$2\""), "{create}");
-    assert_eq!(std::fs::read_dir(dir.join(".claude/commands")).unwrap().count(), 14);
+    assert_eq!(std::fs::read_dir(dir.join(".claude/commands")).unwrap().count(), 15);
 
     // Idempotent: the same files again.
     let before = std::fs::read_to_string(dir.join(".mcp.json")).unwrap();
@@ -110,7 +110,7 @@ async fn install_claude_merges_and_the_written_entry_serves_tools_and_prompts() 
             .iter()
             .any(|t| t.name == "create_task_sandbox")
     );
-    assert_eq!(client.list_all_prompts().await.unwrap().len(), 13);
+    assert_eq!(client.list_all_prompts().await.unwrap().len(), 14);
     client.cancel().await.unwrap();
 
     // Uninstall: taskbox's entry and commands go; everything else stays.

@@ -247,28 +247,14 @@ fn query_token(request: &Request<Incoming>) -> Option<(String, String)> {
 
 /// The value of this forward's session cookie, if the request has one.
 fn own_cookie(request: &Request<Incoming>, name: &str) -> Option<String> {
-    request
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+    crate::task::cookies::value(request.headers(), name).map(String::from)
 }
 
 /// Removes every taskbox session cookie (this forward's and other ports' on the same host):
 /// the app in the container must not see them.
 fn strip_cookies(request: &mut Request<Incoming>) {
-    let kept: Vec<String> = request
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !pair.starts_with(COOKIE_PREFIX))
+    let kept: Vec<String> = crate::task::cookies::pairs(request.headers())
+        .filter(|pair| !pair.starts_with(COOKIE_PREFIX))
         .map(String::from)
         .collect();
     request.headers_mut().remove(header::COOKIE);

@@ -123,15 +123,9 @@ pub fn clear_cookie(name: &str) -> String {
 
 /// The session id the request's cookie carries, if any.
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+    crate::task::cookies::value(headers, name)
         .filter(|v| is_token(v))
+        .map(String::from)
 }
 
 /// Whether a value is of the base64url alphabet (ids, codes, CSRF tokens), 1 to 128 chars.
