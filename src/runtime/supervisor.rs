@@ -124,37 +124,34 @@ pub fn run_argv(
         }
     }
     argv.extend(["--grace".into(), GRACE_S.to_string()]);
-    match supervision {
-        Supervision::Foreground => {}
+    // With run files: (attached, cap, timeout, stall, redact).
+    let files = match *supervision {
+        Supervision::Foreground => None,
         Supervision::Attached {
             cap_bytes,
             timeout_s,
             stall_s,
             redact,
-        } => {
-            if *redact {
-                argv.push("--redact".into());
-            }
-            argv.extend(["--dir".into(), run_dir_in_container(exec_id), "--attach".into()]);
-            argv.extend(["--cap".into(), cap_bytes.to_string()]);
-            argv.extend(["--stall".into(), stall_s.to_string()]);
-            argv.extend(["--timeout".into(), timeout_s.to_string()]);
-        }
+        } => Some((true, cap_bytes, Some(timeout_s), stall_s, redact)),
         Supervision::Background {
             cap_bytes,
             timeout_s,
             stall_s,
             redact,
-        } => {
-            if *redact {
-                argv.push("--redact".into());
-            }
-            argv.extend(["--dir".into(), run_dir_in_container(exec_id)]);
-            argv.extend(["--cap".into(), cap_bytes.to_string()]);
-            argv.extend(["--stall".into(), stall_s.to_string()]);
-            if let Some(timeout) = timeout_s {
-                argv.extend(["--timeout".into(), timeout.to_string()]);
-            }
+        } => Some((false, cap_bytes, timeout_s, stall_s, redact)),
+    };
+    if let Some((attached, cap_bytes, timeout_s, stall_s, redact)) = files {
+        if redact {
+            argv.push("--redact".into());
+        }
+        argv.extend(["--dir".into(), run_dir_in_container(exec_id)]);
+        if attached {
+            argv.push("--attach".into());
+        }
+        argv.extend(["--cap".into(), cap_bytes.to_string()]);
+        argv.extend(["--stall".into(), stall_s.to_string()]);
+        if let Some(timeout) = timeout_s {
+            argv.extend(["--timeout".into(), timeout.to_string()]);
         }
     }
     argv.push("--".into());

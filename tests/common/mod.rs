@@ -153,6 +153,18 @@ pub async fn connect(home: &Path, client_name: &str) -> Client {
     connect_with_env(home, client_name, &[]).await
 }
 
+/// `taskbox serve` over stdio for a home, logging at `log`. The server's working directory
+/// is its default source repository: never this one.
+pub fn serve_command(home: &Path, log: &str) -> tokio::process::Command {
+    tokio::process::Command::new(BIN).configure(|cmd| {
+        cmd.arg("serve")
+            .current_dir(home)
+            .env("TASKBOX_HOME", home)
+            .env("TASKBOX_CONFIG", home.join("config.toml"))
+            .env("TASKBOX_LOG", log);
+    })
+}
+
 pub async fn connect_with_env(home: &Path, client_name: &str, env: &[(&str, &str)]) -> Client {
     connect_with_pid(home, client_name, env).await.0
 }
@@ -161,13 +173,7 @@ pub async fn connect_with_env(home: &Path, client_name: &str, env: &[(&str, &str
 pub async fn connect_with_pid(home: &Path, client_name: &str, env: &[(&str, &str)]) -> (Client, u32) {
     let home = home.to_path_buf();
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let command = tokio::process::Command::new(BIN).configure(|cmd| {
-        // The server's working directory is its default source repository: never this one.
-        cmd.arg("serve")
-            .current_dir(&home)
-            .env("TASKBOX_HOME", &home)
-            .env("TASKBOX_CONFIG", home.join("config.toml"))
-            .env("TASKBOX_LOG", "taskbox=debug,warn");
+    let command = serve_command(&home, "taskbox=debug,warn").configure(|cmd| {
         for (k, v) in &env {
             cmd.env(k, v);
         }
@@ -181,13 +187,7 @@ pub async fn connect_with_pid(home: &Path, client_name: &str, env: &[(&str, &str
 /// A stdio server whose stderr goes to `log` (for tests that read it, or kill the server by
 /// its pid).
 pub async fn connect_logged(home: &Path, client_name: &str, log: &Path) -> (Client, u32) {
-    let command = tokio::process::Command::new(BIN).configure(|cmd| {
-        cmd.arg("serve")
-            .current_dir(home)
-            .env("TASKBOX_HOME", home)
-            .env("TASKBOX_CONFIG", home.join("config.toml"))
-            .env("TASKBOX_LOG", "taskbox=info,warn");
-    });
+    let command = serve_command(home, "taskbox=info,warn");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let (transport, _) = TokioChildProcess::builder(command).stderr(log).spawn().unwrap();
     let pid = transport.id().expect("the server's pid");
@@ -382,4 +382,24 @@ pub fn doctor(home: &Path, args: &[&str]) -> (bool, String) {
         .output()
         .unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Polls execution_output until `pick` says the reply is the one awaited.
+pub async fn poll_until(client: &Client, id: &str, limit: std::time::Duration, pick: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let r = call(
+            client,
+            "execution_output",
+            serde_json::json!({ "execution_id": id, "wait_s": 1 }),
+        )
+        .await;
+        if pick(&r) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reached within {limit:?}: {r}"
+        );
+    }
 }

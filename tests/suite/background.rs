@@ -432,18 +432,6 @@ async fn restore_and_delete_end_background_executions_and_the_mounts_come_back()
     assert!(docker_inspect("container", &container).is_none());
 }
 
-/// Polls execution_output until `pick` says the reply is the one awaited.
-async fn poll_until(client: &Client, id: &str, limit: Duration, pick: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let r = call(client, "execution_output", json!({ "execution_id": id, "wait_s": 1 })).await;
-        if pick(&r) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "not reached within {limit:?}: {r}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prompt_is_reported_as_waiting_for_input_and_silence_as_a_stall() {
     require!(docker);

@@ -11,7 +11,7 @@ use crate::common::*;
 use pretty_assertions::assert_eq;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam};
 use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
@@ -169,13 +169,7 @@ impl ClientHandler for ProgressRecorder {
 }
 
 async fn connect_recording(home: &std::path::Path) -> (RunningService<RoleClient, ProgressRecorder>, ProgressRecorder) {
-    let command = tokio::process::Command::new(BIN).configure(|cmd| {
-        cmd.arg("serve")
-            .current_dir(home)
-            .env("TASKBOX_HOME", home)
-            .env("TASKBOX_CONFIG", home.join("config.toml"))
-            .env("TASKBOX_LOG", "taskbox=info,warn");
-    });
+    let command = serve_command(home, "taskbox=info,warn");
     let recorder = ProgressRecorder::default();
     let client = recorder
         .clone()
@@ -281,18 +275,6 @@ async fn progress_comes_every_5_s_while_a_foreground_command_runs() {
         message.contains("running for") && message.contains("last line: step"),
         "{message}"
     );
-}
-
-/// Polls execution_output until `pick` says the reply is the one awaited.
-async fn poll_until(client: &Client, id: &str, limit: Duration, pick: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let r = call(client, "execution_output", json!({ "execution_id": id, "wait_s": 1 })).await;
-        if pick(&r) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "not reached within {limit:?}: {r}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
