@@ -5,6 +5,7 @@ mod hook;
 mod images;
 mod install;
 mod logs;
+mod progress;
 mod shell;
 mod tasks;
 mod token;
