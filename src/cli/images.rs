@@ -5,6 +5,7 @@ use std::io::Write;
 
 use clap::{Subcommand, ValueEnum};
 
+use super::progress::Bar;
 use crate::task::TaskService;
 
 #[derive(Debug, Subcommand)]
@@ -58,8 +59,11 @@ pub async fn run(service: &TaskService, command: ImagesCommand) -> anyhow::Resul
         Which::Developer => &["taskbox-developer"],
         Which::All => &["taskbox-base", "taskbox-developer"],
     };
-    let progress = |line: &str| eprintln!("{line}");
-    for (name, built) in service.build_images(names, force, &progress).await? {
+    // On a terminal a bar shows the build's latest line; elsewhere each line is logged.
+    let bar = Bar::new(format!("images build {}", names.join(" "))).log_stages();
+    let progress = bar.progress();
+    let report = |line: &str| progress(line);
+    for (name, built) in bar.run(service.build_images(names, force, &report)).await? {
         if built {
             eprintln!("built {name}");
         } else {

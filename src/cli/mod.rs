@@ -5,6 +5,7 @@ mod hook;
 mod images;
 mod install;
 mod logs;
+mod progress;
 mod shell;
 mod tasks;
 mod token;
@@ -310,6 +311,30 @@ async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checkpoint images of taskbox 0.1.0 that carry their task's env: named, with the variables'
+/// names (never their values). Nothing to repair: see task/service/old_images.rs.
+async fn old_checkpoint_images(service: &TaskService) -> anyhow::Result<()> {
+    let images = service.env_carrying_images().await?;
+    if images.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "checkpoint images that carry their task's env (made by taskbox 0.1.0): {}",
+        images.len()
+    );
+    for image in &images {
+        let short = image.image.trim_start_matches("sha256:");
+        eprintln!(
+            "  {} (image {}): {}; containers made from it get these cleared, but `docker image inspect` shows the values until the task is deleted (`taskbox rm {}`)",
+            image.checkpoint,
+            &short[..short.len().min(12)],
+            image.variables.join(", "),
+            image.checkpoint.split(':').next().unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
 async fn doctor(config: Config, repair: bool) -> anyhow::Result<()> {
     let service = open_service(config)?;
     eprintln!("data directory: {}", service.home().display());
@@ -335,6 +360,9 @@ async fn doctor(config: Config, repair: bool) -> anyhow::Result<()> {
             "missing (built on first use, or `taskbox images build`)"
         };
         eprintln!("image {name}: {state}");
+    }
+    if report.docker_error.is_none() {
+        old_checkpoint_images(&service).await?;
     }
     let layers = if repair {
         service.repair_layers().await?

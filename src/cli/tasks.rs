@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
+use super::progress::Bar;
 use crate::domain::{Owner, Task, TaskStatus};
 use crate::task::TaskService;
 use crate::task::service::ExecRequest;
@@ -153,27 +154,37 @@ pub async fn run(service: &TaskService, command: TaskCommand) -> anyhow::Result<
         TaskCommand::Logs { task, follow, lines } => super::logs::run(service, &resolve(&task)?, follow, lines).await?,
         TaskCommand::Shell { task } => super::shell::run(service, &resolve(&task)?).await?,
         TaskCommand::Diff { task } => {
-            let diff = service.diff(&resolve(&task)?).await?;
+            let diff = Bar::new(format!("diff {task}"))
+                .run(service.diff(&resolve(&task)?))
+                .await?;
             print!("{}", diff.patch);
             if let Some(full) = diff.full_patch {
                 eprintln!("taskbox: the patch was cut; the whole patch is in {full}");
             }
         }
         TaskCommand::Checkpoint { task, label } => {
-            let made = service.create_checkpoint(&resolve(&task)?, label).await?;
+            let made = Bar::new(format!("checkpoint {task}"))
+                .run(service.create_checkpoint(&resolve(&task)?, label))
+                .await?;
             println!("checkpoint {} ({})", made.reference, made.checkpoint.id);
         }
         TaskCommand::Restore { checkpoint } => {
-            let restored = service.restore_checkpoint(&owner, &checkpoint).await?;
+            let restored = Bar::new(format!("restore {checkpoint}"))
+                .run(service.restore_checkpoint(&owner, &checkpoint))
+                .await?;
             println!("restored {}:{}", restored.task.name, restored.restored.seq);
         }
         TaskCommand::Stop { task } => {
-            let (task, warnings) = service.stop(&resolve(&task)?, None).await?;
+            let (task, warnings) = Bar::new(format!("stop {task}"))
+                .run(service.stop(&resolve(&task)?, None))
+                .await?;
             warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             println!("{} {}", task.name, paint(task.status));
         }
         TaskCommand::Resume { task } => {
-            let task = service.resume(&resolve(&task)?).await?;
+            let task = Bar::new(format!("resume {task}"))
+                .run(service.resume(&resolve(&task)?))
+                .await?;
             println!("{} {}", task.name, paint(task.status));
         }
         TaskCommand::Rm { task, yes } => {

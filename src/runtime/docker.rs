@@ -79,8 +79,10 @@ impl DockerRuntime {
 
     /// The environment a checkpoint image of container `id` keeps: its image's own, with every
     /// variable the container added (a task made before taskbox passed `env` per command had
-    /// it in its configuration) kept as an empty value. Docker's commit merges the container's
-    /// variables back into any it is not given, so each one must be named to be dropped.
+    /// it in its configuration) kept as an empty value, and every variable the container's
+    /// configuration cleared (set back from a 0.1.0 checkpoint image, which carried its task's
+    /// `env`) still cleared. Docker's commit merges the container's variables back into any it
+    /// is not given, so each one must be named to be dropped.
     async fn image_env_only(&self, id: &str) -> Result<Vec<String>> {
         let docker = self.docker().await?;
         let container = docker
@@ -261,11 +263,27 @@ fn map_err(what: impl Into<String>) -> impl FnOnce(BollardError) -> RuntimeError
     }
 }
 
-/// `image_env`, plus `KEY=` for each key of `container_env` the image does not set.
+/// `image_env`, but `KEY=` where `container_env` clears a variable of the image, plus `KEY=`
+/// for each key of `container_env` the image does not set.
 fn env_without_additions(image_env: &[String], container_env: &[String]) -> Vec<String> {
     let key = |entry: &String| entry.split_once('=').map_or(entry.clone(), |(k, _)| k.to_string());
     let image_keys: std::collections::HashSet<String> = image_env.iter().map(key).collect();
-    let mut env = image_env.to_vec();
+    let cleared: std::collections::HashSet<String> = container_env
+        .iter()
+        .filter(|entry| entry.split_once('=').is_some_and(|(_, value)| value.is_empty()))
+        .map(key)
+        .collect();
+    let mut env: Vec<String> = image_env
+        .iter()
+        .map(|entry| {
+            let k = key(entry);
+            if cleared.contains(&k) {
+                format!("{k}=")
+            } else {
+                entry.clone()
+            }
+        })
+        .collect();
     for entry in container_env {
         let k = key(entry);
         if !image_keys.contains(&k) {
@@ -295,6 +313,7 @@ impl ContainerRuntime for DockerRuntime {
                 Ok(Some(ImageInfo {
                     user: config.user.unwrap_or_default(),
                     labels: config.labels.unwrap_or_default(),
+                    env: config.env.unwrap_or_default(),
                 }))
             }
             Err(e) => match map_err(image)(e) {
@@ -468,7 +487,9 @@ impl ContainerRuntime for DockerRuntime {
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             entrypoint: Some(vec![]),
             // No task variables here: a checkpoint (`docker commit`) would keep them in its
-            // image. Commands get them per exec (task/service/exec.rs).
+            // image. Commands get them per exec (task/service/exec.rs). `spec.env` only sets
+            // back what an old checkpoint image carried.
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
             working_dir: Some("/workspace".into()),
             user: Some(spec.user.clone()),
             labels: Some(spec.labels.clone()),
@@ -754,6 +775,17 @@ mod tests {
         assert_eq!(
             env_without_additions(&image, &container),
             vec!["PATH=/usr/bin", "LANG=C", "API_KEY="]
+        );
+    }
+
+    #[test]
+    fn a_commit_keeps_what_the_container_cleared_of_an_old_checkpoints_variables() {
+        // A 0.1.0 checkpoint image kept its task's env; the container made from it cleared it.
+        let image = vec!["PATH=/usr/bin".to_string(), "API_KEY=hunter2".to_string()];
+        let container = vec!["PATH=/usr/bin".to_string(), "API_KEY=".to_string()];
+        assert_eq!(
+            env_without_additions(&image, &container),
+            vec!["PATH=/usr/bin", "API_KEY="]
         );
     }
 }

@@ -72,6 +72,7 @@ impl ContainerRuntime for FakeRuntime {
         Ok(self.lock().images.get(image).map(|labels| ImageInfo {
             user: "agent".into(),
             labels: labels.clone(),
+            env: Vec::new(),
         }))
     }
 

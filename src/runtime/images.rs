@@ -143,14 +143,11 @@ mod tests {
         assert_ne!(dockerfile_hash("FROM a\n"), dockerfile_hash("FROM b\n"));
         let def = &BUILTIN_IMAGES[0];
         let current = ImageInfo {
-            user: String::new(),
             labels: labels(def),
+            ..Default::default()
         };
         assert!(is_current(def, Some(&current)));
-        let old = ImageInfo {
-            user: String::new(),
-            labels: HashMap::new(),
-        };
+        let old = ImageInfo::default();
         assert!(!is_current(def, Some(&old)));
         assert!(!is_current(def, None));
     }

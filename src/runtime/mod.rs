@@ -90,6 +90,10 @@ pub struct ContainerSpec {
     /// options for the container's resolv.conf. An allowlist task's point nowhere.
     pub dns: Vec<String>,
     pub dns_options: Vec<String>,
+    /// `KEY=value` entries set over the image's own in the container's configuration. Empty
+    /// for every image but a checkpoint image of taskbox 0.1.0, whose configuration kept its
+    /// task's `env`: those variables are set back here (task/service/old_images.rs).
+    pub env: Vec<String>,
 }
 
 /// A task network as Docker reports it.
@@ -166,6 +170,8 @@ pub struct ImageInfo {
     /// The image's default user; empty when it runs as root.
     pub user: String,
     pub labels: HashMap<String, String>,
+    /// The image's configured environment (`KEY=value`).
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

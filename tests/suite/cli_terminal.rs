@@ -139,3 +139,51 @@ async fn a_person_gets_a_shell_in_a_task_and_follows_its_events() {
     tmux.keys("logs", &["C-c"]);
     tmux.wait_for("logs", "[exited 0]");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn long_work_shows_a_progress_bar_on_a_terminal_and_nothing_when_piped() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "cli-progress").await;
+    create(&client, "bar").await;
+    client.cancel().await.unwrap();
+    let tmux = Tmux::new();
+
+    // Everything the terminal receives, escape sequences and all, goes to `raw`: the bar is
+    // erased when the work ends, so the screen alone would not show it was there.
+    let raw = home.path().join("terminal.raw");
+    let command = format!(
+        "sleep 1; env TASKBOX_HOME={home} TASKBOX_CONFIG={home}/config.toml {BIN} checkpoint bar --label on-a-terminal; echo \"[exited $?]\"; sleep 600",
+        home = home.path().display()
+    );
+    tmux.run(&["new-session", "-d", "-s", "bar", "-x", "120", "-y", "40", &command]);
+    tmux.run(&["pipe-pane", "-o", "-t", "bar", &format!("cat >> {}", raw.display())]);
+    let screen = tmux.wait_for("bar", "[exited 0]");
+    assert!(screen.contains("checkpoint bar:1"), "{screen}");
+    assert!(!screen.contains('⠋'), "the bar is erased at the end:\n{screen}");
+    let raw = std::fs::read_to_string(&raw).unwrap();
+    assert!(
+        raw.contains("\r\x1b[2K⠋ checkpoint bar  0.0 s"),
+        "the first frame, drawn at once: {raw:?}"
+    );
+    let frames = raw.matches("\r\x1b[2K").count();
+    assert!(frames >= 2, "drawn in place, then erased: {raw:?}");
+
+    // Piped, stderr carries no bar (and the answer is on stdout as before).
+    let out = std::process::Command::new(BIN)
+        .args(["checkpoint", "bar", "--label", "piped"])
+        .env("TASKBOX_HOME", home.path())
+        .env("TASKBOX_CONFIG", home.path().join("config.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1),
+        Some("bar:2")
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('⠋') && !stderr.contains("\x1b["),
+        "no bar off a terminal: {stderr:?}"
+    );
+}

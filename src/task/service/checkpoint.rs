@@ -412,7 +412,9 @@ impl TaskService {
             None => NetworkAttachment::None,
         };
         let (dns, dns_options) = self.container_dns(task).await?;
+        let env = self.env_set_back(task, image).await?;
         let spec = ContainerSpec {
+            env,
             dns,
             dns_options,
             name: name.to_string(),
