@@ -145,11 +145,13 @@ mod tests {
         let current = ImageInfo {
             user: String::new(),
             labels: labels(def),
+            ..Default::default()
         };
         assert!(is_current(def, Some(&current)));
         let old = ImageInfo {
             user: String::new(),
             labels: HashMap::new(),
+            ..Default::default()
         };
         assert!(!is_current(def, Some(&old)));
         assert!(!is_current(def, None));

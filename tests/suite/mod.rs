@@ -35,4 +35,5 @@ mod stock_client;
 mod task_flow;
 mod tls_trust;
 mod tool_schemas;
+mod volumes;
 mod workspaces;
