@@ -37,6 +37,7 @@ pub struct Config {
     pub images: ImagesConfig,
     pub quotas: QuotasConfig,
     pub container: ContainerSettings,
+    pub caches: CachesConfig,
     /// `[secrets.NAME]`: values commands may use by name, never stored (docs/secrets.md).
     pub secrets: std::collections::BTreeMap<String, SecretConfig>,
 }
@@ -119,6 +120,49 @@ pub fn validate_secrets(secrets: &std::collections::BTreeMap<String, SecretConfi
         }
     }
     Ok(())
+}
+
+/// `[caches]`: package caches shared by an owner's tasks, as named Docker volumes mounted where
+/// the tools look (docs/configuration.md, "Package caches").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CachesConfig {
+    /// Off by default: a cache shared between tasks is a channel between them (a task can
+    /// poison what its owner's next task installs; docs/security.md, "Shared caches").
+    pub enabled: bool,
+    /// Which caches: "apt", "pip", "npm", "cargo".
+    pub kinds: Vec<String>,
+}
+
+impl Default for CachesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            kinds: crate::domain::volumes::CacheKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+        }
+    }
+}
+
+impl CachesConfig {
+    /// The caches new tasks get: none when switched off.
+    pub fn kinds(&self) -> Result<Vec<crate::domain::volumes::CacheKind>> {
+        if !self.enabled {
+            return Ok(Vec::new());
+        }
+        let mut kinds = Vec::new();
+        for name in &self.kinds {
+            let kind = name
+                .parse::<crate::domain::volumes::CacheKind>()
+                .map_err(|e| Error::Config(e.to_string()))?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        Ok(kinds)
+    }
 }
 
 /// `[container]`: how task containers run.
@@ -569,6 +613,10 @@ impl Config {
             std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         let config: Self = toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         validate_secrets(&config.secrets).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        config
+            .caches
+            .kinds()
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(config.with_deprecated_keys_moved(path))
     }
 
@@ -735,6 +783,18 @@ mod tests {
             let err = validate_secrets(&config.secrets).unwrap_err().to_string();
             assert!(err.contains(why), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn caches_are_off_by_default_and_their_kinds_are_checked() {
+        use crate::domain::volumes::CacheKind;
+        assert_eq!(Config::default().caches.kinds().unwrap(), Vec::<CacheKind>::new());
+        let on: Config = toml::from_str("[caches]\nenabled = true\n").unwrap();
+        assert_eq!(on.caches.kinds().unwrap(), CacheKind::ALL.to_vec());
+        let some: Config = toml::from_str("[caches]\nenabled = true\nkinds = [\"pip\", \"pip\", \"npm\"]\n").unwrap();
+        assert_eq!(some.caches.kinds().unwrap(), vec![CacheKind::Pip, CacheKind::Npm]);
+        let bad: Config = toml::from_str("[caches]\nenabled = true\nkinds = [\"maven\"]\n").unwrap();
+        assert!(bad.caches.kinds().unwrap_err().to_string().contains("'maven'"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod shell;
 mod tasks;
 mod token;
 mod ui;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +73,12 @@ pub enum Command {
     Gc {
         #[arg(long)]
         dry_run: bool,
+    },
+    /// The named volumes of this data directory: package caches and tasks' own volumes
+    /// (`ls [--json]`, `rm VOLUME…`, `prune [--dry-run]`).
+    Volumes {
+        #[command(subcommand)]
+        command: volumes::VolumesCommand,
     },
     /// Register taskbox with a client (Claude Code or opencode) and install its slash commands.
     Install(install::InstallArgs),
@@ -161,6 +168,7 @@ fn run_async(config: Config, command: Command) -> anyhow::Result<()> {
             Command::Doctor { repair } => doctor(config, repair).await,
             Command::Task(command) => tasks::run(&*open_service(config)?, command).await,
             Command::Gc { dry_run } => gc(config, dry_run).await,
+            Command::Volumes { command } => volumes::run(&*open_service(config)?, command).await,
             // Handled synchronously in `run`.
             Command::Install(_)
             | Command::Uninstall(_)

@@ -252,7 +252,7 @@ fn paint(status: TaskStatus) -> String {
 }
 
 /// The terminal's width, `COLUMNS`, or 100 when printing elsewhere.
-fn width() -> usize {
+pub(super) fn width() -> usize {
     if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdout())
         && size.ws_col > 0
     {

@@ -6,6 +6,7 @@ mod error;
 pub mod lifecycle;
 mod model;
 mod tool;
+pub mod volumes;
 
 pub use error::{DomainError, DomainResult};
 pub use model::*;

@@ -267,6 +267,43 @@ pub struct Task {
     /// which the server resolves when a command starts (docs/secrets.md).
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Named Docker volumes mounted into its container: the owner's package caches and the
+    /// task's own `volumes`. Fixed at creation; restores, forks and recreated containers
+    /// mount the same ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<TaskVolume>,
+}
+
+/// What a named volume of a task is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeKind {
+    /// A package cache shared by the owner's tasks that run as the same uid (`[caches]`).
+    Cache,
+    /// A volume the task asked for by name (`volumes` of create_task_sandbox), shared by the
+    /// owner's tasks that name it.
+    Named,
+}
+
+impl VolumeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Named => "named",
+        }
+    }
+}
+
+/// One named Docker volume mounted into a task's container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskVolume {
+    pub kind: VolumeKind,
+    /// The name the task gave it, or the cache's kind (`apt`, `pip`, `npm`, `cargo`).
+    pub name: String,
+    /// Docker's name for it: namespaced by data directory and owner.
+    pub volume: String,
+    /// Where it is mounted in the container (absolute).
+    pub path: String,
 }
 
 /// The repository a task's work is written to, only ever by the server.

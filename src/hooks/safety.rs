@@ -13,7 +13,7 @@ use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
 use crate::domain::{Task, TaskStatus};
 use crate::error::Result;
-use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, ResourceSample};
+use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, MountInfo, ResourceSample, volume_belongs};
 
 pub const CONTAINER_ENFORCER: &str = "container-enforcer";
 
@@ -117,7 +117,15 @@ impl Hook for IsolationChecker {
             Ok(None) => return Decision::ALLOW,
             Err(e) => return Decision::Deny(format!("cannot inspect the task's container: {e}")),
         };
-        let problems = isolation_problems(&state.isolation, &task.workspace, host.allowed_capabilities());
+        let problems = isolation_problems(
+            &state.isolation,
+            &task.workspace,
+            &TaskVolumes {
+                home: host.home(),
+                owner: task.owner.as_str(),
+            },
+            host.allowed_capabilities(),
+        );
         if problems.is_empty() {
             return Decision::ALLOW;
         }
@@ -146,9 +154,48 @@ fn taskbox_mounts(workspace: &Path) -> Vec<(std::path::PathBuf, &'static str)> {
     mounts
 }
 
+/// Whose volumes a task's container may mount: those taskbox made in data directory `home`
+/// for `owner` (`runtime::volume_belongs`).
+pub struct TaskVolumes<'a> {
+    pub home: &'a Path,
+    pub owner: &'a str,
+}
+
+/// Why a volume mount is not one taskbox gives a task, if it is not: a volume taskbox made for
+/// the task's owner here, or an anonymous one Docker made for the image's own `VOLUME` (a
+/// 64-hex name, no labels, plain local: empty when first mounted, and never another's).
+fn foreign_volume(mount: &MountInfo, volumes: &TaskVolumes<'_>) -> Option<String> {
+    let Some(info) = &mount.volume else {
+        return Some(format!(
+            "it mounts a volume at {} that Docker no longer knows",
+            mount.destination
+        ));
+    };
+    if volume_belongs(info, &volumes.home.to_string_lossy(), volumes.owner) {
+        return None;
+    }
+    let anonymous = info.name.len() == 64
+        && info.name.bytes().all(|b| b.is_ascii_hexdigit())
+        && info.labels.is_empty()
+        && info.driver == "local"
+        && info.options.is_empty();
+    if anonymous {
+        return None;
+    }
+    Some(format!(
+        "it mounts volume {} at {}, which taskbox did not make for this task's owner",
+        info.name, mount.destination
+    ))
+}
+
 /// Everything about a container that lets it reach the host; empty when it is as hardened as
 /// taskbox makes it.
-pub fn isolation_problems(isolation: &Isolation, workspace: &Path, allowed_caps: &[String]) -> Vec<String> {
+pub fn isolation_problems(
+    isolation: &Isolation,
+    workspace: &Path,
+    volumes: &TaskVolumes<'_>,
+    allowed_caps: &[String],
+) -> Vec<String> {
     let mut problems = Vec::new();
     if isolation.privileged {
         problems.push("it is privileged".to_string());
@@ -171,8 +218,10 @@ pub fn isolation_problems(isolation: &Isolation, workspace: &Path, allowed_caps:
     for mount in &isolation.mounts {
         if mount.source.contains("docker.sock") || mount.destination.contains("docker.sock") {
             problems.push(format!("it mounts the Docker socket ({})", mount.source));
+        } else if mount.kind == "volume" {
+            problems.extend(foreign_volume(mount, volumes));
         } else if mount.kind != "bind" {
-            // Docker's own volumes (an image's VOLUME) and tmpfs are not host paths.
+            // tmpfs is no host path.
             continue;
         } else if !taskbox_mounts(workspace)
             .iter()
@@ -329,6 +378,7 @@ mod tests {
                 kind: "bind".into(),
                 source: "/data/workspaces/t-1".into(),
                 destination: "/workspace".into(),
+                volume: None,
             }],
             cap_add: vec!["CHOWN".into(), "CAP_KILL".into()],
             cap_drop: vec!["ALL".into()],
@@ -341,6 +391,10 @@ mod tests {
         isolation_problems(
             isolation,
             Path::new("/data/workspaces/t-1"),
+            &TaskVolumes {
+                home: Path::new("/data"),
+                owner: "alice",
+            },
             &["CHOWN".to_string(), "KILL".to_string()],
         )
     }
@@ -352,6 +406,7 @@ mod tests {
             kind: "bind".into(),
             source: source.into(),
             destination: destination.into(),
+            volume: None,
         };
         with_supervisor
             .mounts
@@ -382,11 +437,13 @@ mod tests {
             kind: "bind".into(),
             source: "/var/run/docker.sock".into(),
             destination: "/var/run/docker.sock".into(),
+            volume: None,
         });
         weak.mounts.push(MountInfo {
             kind: "bind".into(),
             source: "/etc".into(),
             destination: "/host-etc".into(),
+            volume: None,
         });
         weak.cap_add.push("SYS_ADMIN".into());
         weak.security_opt.clear();
@@ -398,17 +455,73 @@ mod tests {
     }
 
     #[test]
-    fn the_workspace_must_be_this_tasks_and_docker_volumes_are_no_host_paths() {
+    fn the_workspace_must_be_this_tasks_and_volumes_taskboxs_for_its_owner() {
+        use crate::runtime::{LABEL_OWNER, VolumeInfo};
         let mut other = hardened();
         other.mounts[0].source = "/data/workspaces/t-2".into();
         assert_eq!(problems(&other).len(), 1);
-        let mut with_volume = hardened();
-        with_volume.mounts.push(MountInfo {
+        let volume = |name: &str, labels: &[(&str, &str)], options: &[(&str, &str)]| MountInfo {
             kind: "volume".into(),
-            source: "/var/lib/docker/volumes/abc/_data".into(),
-            destination: "/var/lib/postgresql/data".into(),
-        });
-        assert_eq!(problems(&with_volume), Vec::<String>::new());
+            source: format!("/var/lib/docker/volumes/{name}/_data"),
+            destination: "/data".into(),
+            volume: Some(VolumeInfo {
+                name: name.into(),
+                driver: "local".into(),
+                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ..Default::default()
+            }),
+        };
+        let with = |mount: MountInfo| {
+            let mut isolation = hardened();
+            isolation.mounts.push(mount);
+            problems(&isolation)
+        };
+        let alices = [(LABEL_HOME, "/data"), (LABEL_OWNER, "alice")];
+        assert_eq!(
+            with(volume("taskbox-1.alice.named-db", &alices, &[])),
+            Vec::<String>::new()
+        );
+        // An image's own VOLUME: Docker's anonymous volume.
+        assert_eq!(with(volume(&"ab12".repeat(16), &[], &[])), Vec::<String>::new());
+        for (mount, what) in [
+            (
+                volume(
+                    "taskbox-1.bob.named-db",
+                    &[(LABEL_HOME, "/data"), (LABEL_OWNER, "bob")],
+                    &[],
+                ),
+                "another owner's",
+            ),
+            (
+                volume(
+                    "taskbox-1.alice.named-db",
+                    &[(LABEL_HOME, "/other"), (LABEL_OWNER, "alice")],
+                    &[],
+                ),
+                "another home's",
+            ),
+            (volume("mydata", &[], &[]), "made outside taskbox"),
+            (
+                volume(&"ab12".repeat(16), &[], &[("device", "/etc"), ("o", "bind")]),
+                "a bind in disguise",
+            ),
+            (
+                volume("taskbox-1.alice.named-db", &alices, &[("device", "/"), ("o", "bind")]),
+                "a labelled bind",
+            ),
+            (
+                MountInfo {
+                    volume: None,
+                    ..volume("gone", &[], &[])
+                },
+                "one Docker no longer knows",
+            ),
+        ] {
+            let found = with(mount);
+            assert_eq!(found.len(), 1, "{what}: {found:?}");
+            assert!(found[0].contains("/data"), "{what}: {found:?}");
+        }
     }
 
     #[test]

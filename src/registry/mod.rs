@@ -51,6 +51,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/010_task_secrets.sql")),
     M::up(include_str!("../../migrations/011_network_allowlist.sql")),
     M::up(include_str!("../../migrations/014_ui_logins.sql")),
+    M::up(include_str!("../../migrations/013_task_volumes.sql")),
 ];
 
 /// A new file with mode 0600 (the registry may not import `store`, so this is its own).

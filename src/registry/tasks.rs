@@ -10,9 +10,9 @@ use crate::domain::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStat
 
 pub(super) const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
      network_name, workspace, shell, exec_user, memory_mb, cpus, pids, env_json, created_at, updated_at, version, \
-     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner, allow_json, secrets_json";
+     repo_path, repo_private, branch, base_commit, synced_commit, container_image, forked_from, owner, allow_json, secrets_json, volumes_json";
 
-const COLUMN_COUNT: usize = 29;
+const COLUMN_COUNT: usize = 30;
 
 /// `?1, ?2, … ?19` starting at `first`.
 pub(super) fn placeholders(first: usize) -> String {
@@ -63,6 +63,7 @@ pub(super) fn bind(task: &Task) -> [Value; COLUMN_COUNT] {
             text(&serde_json::to_string(&task.allow).unwrap_or_else(|_| "[]".into()))
         },
         text(&serde_json::to_string(&task.secrets).unwrap_or_else(|_| "[]".into())),
+        text(&serde_json::to_string(&task.volumes).unwrap_or_else(|_| "[]".into())),
     ]
 }
 
@@ -313,6 +314,7 @@ struct RawTask {
     owner: String,
     allow_json: Option<String>,
     secrets_json: String,
+    volumes_json: String,
 }
 
 impl RawTask {
@@ -347,6 +349,7 @@ impl RawTask {
             owner: r.get(26)?,
             allow_json: r.get(27)?,
             secrets_json: r.get(28)?,
+            volumes_json: r.get(29)?,
         })
     }
 
@@ -377,9 +380,14 @@ impl RawTask {
             column: "secrets_json",
             value: self.secrets_json.clone(),
         })?;
+        let volumes = serde_json::from_str(&self.volumes_json).map_err(|_| RegistryError::Corrupt {
+            column: "volumes_json",
+            value: self.volumes_json.clone(),
+        })?;
         Ok(Task {
             allow,
             secrets,
+            volumes,
             id: self.id,
             name: self.name,
             description: self.description,
@@ -460,6 +468,12 @@ pub(crate) mod tests {
             version: 1,
             owner: Owner::local(),
             secrets: vec!["TOKEN".into()],
+            volumes: vec![crate::domain::TaskVolume {
+                kind: crate::domain::VolumeKind::Named,
+                name: "data".into(),
+                volume: "taskbox-0123abcd.local.named-data".into(),
+                path: "/data".into(),
+            }],
         }
     }
 

@@ -25,7 +25,7 @@ use super::subnets::{Cidr, free_subnets};
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, DuplexExec, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled,
     MountInfo, NetworkAttachment, NetworkInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError,
-    SubnetPool, stable_hash,
+    SubnetPool, VolumeInfo, stable_hash,
 };
 
 #[derive(Default)]
@@ -118,6 +118,22 @@ impl DockerRuntime {
         };
         let state = inspect.state.unwrap_or_default();
         let host = inspect.host_config.unwrap_or_default();
+        // What Docker says of each volume, for isolation-checker (labels, driver options).
+        // Inspected only when the container is (watch.rs keeps the result between changes).
+        let mut mounts = Vec::new();
+        for m in inspect.mounts.unwrap_or_default() {
+            let kind = m.typ.map(|t| t.to_string()).unwrap_or_default();
+            let volume = match (kind.as_str(), &m.name) {
+                ("volume", Some(name)) => self.inspect_volume(name).await?,
+                _ => None,
+            };
+            mounts.push(MountInfo {
+                kind,
+                source: m.source.unwrap_or_default(),
+                destination: m.destination.unwrap_or_default(),
+                volume,
+            });
+        }
         let isolation = Isolation {
             privileged: host.privileged.unwrap_or(false),
             network_mode: host.network_mode.unwrap_or_default(),
@@ -126,16 +142,7 @@ impl DockerRuntime {
             uts_mode: host.uts_mode.unwrap_or_default(),
             userns_mode: host.userns_mode.unwrap_or_default(),
             cgroupns_mode: host.cgroupns_mode.map(|m| m.to_string()).unwrap_or_default(),
-            mounts: inspect
-                .mounts
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| MountInfo {
-                    kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
-                    source: m.source.unwrap_or_default(),
-                    destination: m.destination.unwrap_or_default(),
-                })
-                .collect(),
+            mounts,
             devices: host
                 .devices
                 .unwrap_or_default()
@@ -293,6 +300,59 @@ fn env_without_additions(image_env: &[String], container_env: &[String]) -> Vec<
     env
 }
 
+fn volume_info(volume: bollard::models::Volume) -> VolumeInfo {
+    VolumeInfo {
+        name: volume.name,
+        driver: volume.driver,
+        options: volume.options,
+        labels: volume.labels,
+        mountpoint: volume.mountpoint,
+        created_at: volume.created_at.map(|at| at.to_string()).unwrap_or_default(),
+    }
+}
+
+/// One file of a (created, not started) container, from its archive: `None` when it is
+/// missing, not a regular file, or larger than `limit`. The tar stream is read while it
+/// comes, and never past `limit` plus one tar header and block.
+async fn read_file_from(docker: &Docker, container: &str, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
+    let mut stream = docker.download_from_container(container, Some(options));
+    let cap = limit.saturating_add(2048);
+    let mut tar_bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if tar_bytes.len() as u64 + chunk.len() as u64 > cap {
+                    return Ok(None);
+                }
+                tar_bytes.extend_from_slice(&chunk);
+            }
+            Err(e) => {
+                return match map_err(format!("{path} in container {container}"))(e) {
+                    RuntimeError::NotFound { .. } => Ok(None),
+                    other => Err(other),
+                };
+            }
+        }
+    }
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let Ok(mut entries) = archive.entries() else {
+        return Ok(None);
+    };
+    let Some(Ok(mut entry)) = entries.next() else {
+        return Ok(None);
+    };
+    if !entry.header().entry_type().is_file() || entry.size() > limit {
+        return Ok(None);
+    }
+    let mut contents = Vec::new();
+    if entry.by_ref().take(limit).read_to_end(&mut contents).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(contents))
+}
+
 fn ignore_not_found(result: Result<()>) -> Result<()> {
     match result {
         Err(RuntimeError::NotFound { .. }) => Ok(()),
@@ -311,6 +371,7 @@ impl ContainerRuntime for DockerRuntime {
             Ok(inspect) => {
                 let config = inspect.config.unwrap_or_default();
                 Ok(Some(ImageInfo {
+                    id: inspect.id.unwrap_or_default(),
                     user: config.user.unwrap_or_default(),
                     labels: config.labels.unwrap_or_default(),
                     env: config.env.unwrap_or_default(),
@@ -479,6 +540,17 @@ impl ContainerRuntime for DockerRuntime {
             }),
             dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
             dns_options: (!spec.dns_options.is_empty()).then(|| spec.dns_options.clone()),
+            mounts: (!spec.volumes.is_empty()).then(|| {
+                spec.volumes
+                    .iter()
+                    .map(|v| bollard::models::Mount {
+                        target: Some(v.target.clone()),
+                        source: Some(v.volume.clone()),
+                        typ: Some(bollard::models::MountType::VOLUME),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -703,6 +775,103 @@ impl ContainerRuntime for DockerRuntime {
                     .collect()
             }
         })
+    }
+
+    async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<VolumeInfo> {
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: Some("local".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        // Docker answers a create of an existing local volume with that volume, as it is.
+        let volume = self
+            .docker()
+            .await?
+            .create_volume(request)
+            .await
+            .map_err(map_err(format!("volume {name}")))?;
+        Ok(volume_info(volume))
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>> {
+        match self.docker().await?.inspect_volume(name).await {
+            Ok(volume) => Ok(Some(volume_info(volume))),
+            Err(e) => match map_err(format!("volume {name}"))(e) {
+                RuntimeError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list_volumes(&self, home: &str) -> Result<Vec<VolumeInfo>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{}={home}", super::LABEL_HOME)])]);
+        let list = self
+            .docker()
+            .await?
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(map_err("volumes"))?;
+        Ok(list.volumes.unwrap_or_default().into_iter().map(volume_info).collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        ignore_not_found(
+            self.docker()
+                .await?
+                .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await
+                .map_err(map_err(format!("volume {name}"))),
+        )
+    }
+
+    async fn read_image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: u64,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let docker = self.docker().await?;
+        // Never started: nothing of the image runs. No network, and the home's label, so a
+        // server killed before the removal leaves something the sweep recognises.
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(vec!["true".into()]),
+            entrypoint: Some(vec![]),
+            network_disabled: Some(true),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+            .await
+            .map_err(map_err(format!("image {image}")))?;
+        let mut files = Vec::with_capacity(paths.len());
+        let mut failure = None;
+        for path in paths {
+            match read_file_from(docker, &created.id, path, limit).await {
+                Ok(file) => files.push(file),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        if let Err(e) = docker.remove_container(&created.id, Some(options)).await {
+            tracing::warn!(container = %created.id, error = %e, "cannot remove the container an image's files were read from");
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(files),
+        }
     }
 
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle> {

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, DuplexExec, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled,
-    MountInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool,
+    MountInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool, VolumeInfo,
 };
 
 #[derive(Default)]
@@ -36,6 +36,10 @@ pub struct FakeState {
     pub container_mounts: HashMap<String, Vec<MountInfo>>,
     /// Make containers without those mounts, like a taskbox before the supervisor did.
     pub without_mounts: bool,
+    /// Volume name → what Docker would say of it.
+    pub volumes: HashMap<String, VolumeInfo>,
+    /// Image → path → contents, for `read_image_files` (e.g. `/etc/passwd`).
+    pub image_files: HashMap<String, HashMap<String, Vec<u8>>>,
     next_id: u64,
 }
 
@@ -70,6 +74,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn image_info(&self, image: &str) -> Result<Option<ImageInfo>> {
         Ok(self.lock().images.get(image).map(|labels| ImageInfo {
+            id: format!("sha256:{image}"),
             user: "agent".into(),
             labels: labels.clone(),
             env: Vec::new(),
@@ -127,7 +132,14 @@ impl ContainerRuntime for FakeRuntime {
                     kind: "bind".into(),
                     source: m.source.display().to_string(),
                     destination: m.target.clone(),
+                    volume: None,
                 })
+                .chain(spec.volumes.iter().map(|v| MountInfo {
+                    kind: "volume".into(),
+                    source: format!("/var/lib/docker/volumes/{}/_data", v.volume),
+                    destination: v.target.clone(),
+                    volume: state.volumes.get(&v.volume).cloned(),
+                }))
                 .collect(),
         };
         state.container_mounts.insert(id.clone(), mounts);
@@ -222,6 +234,58 @@ impl ContainerRuntime for FakeRuntime {
                 .collect(),
             ObjectKind::Image => state.images.iter().filter(|(_, l)| ours(l)).map(labelled).collect(),
         })
+    }
+
+    async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<VolumeInfo> {
+        self.check("create_volume")?;
+        let mut state = self.lock();
+        let volume = state.volumes.entry(name.to_string()).or_insert_with(|| VolumeInfo {
+            name: name.to_string(),
+            driver: "local".into(),
+            labels,
+            mountpoint: format!("/var/lib/docker/volumes/{name}/_data"),
+            ..Default::default()
+        });
+        Ok(volume.clone())
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>> {
+        Ok(self.lock().volumes.get(name).cloned())
+    }
+
+    async fn list_volumes(&self, home: &str) -> Result<Vec<VolumeInfo>> {
+        Ok(self
+            .lock()
+            .volumes
+            .values()
+            .filter(|v| v.labels.get(super::LABEL_HOME).map(String::as_str) == Some(home))
+            .cloned()
+            .collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.lock().volumes.remove(name);
+        Ok(())
+    }
+
+    async fn read_image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: u64,
+        _: HashMap<String, String>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let state = self.lock();
+        let files = state.image_files.get(image);
+        Ok(paths
+            .iter()
+            .map(|path| {
+                files
+                    .and_then(|f| f.get(*path))
+                    .filter(|bytes| bytes.len() as u64 <= limit)
+                    .cloned()
+            })
+            .collect())
     }
 
     async fn exec(&self, _: &str, spec: ExecSpec) -> Result<ExecHandle> {

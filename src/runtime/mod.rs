@@ -25,6 +25,11 @@ pub use docker::DockerRuntime;
 pub const LABEL_TASK_ID: &str = "taskbox.task-id";
 pub const LABEL_HOME: &str = "taskbox.home";
 pub const LABEL_TASK_NAME: &str = "taskbox.task-name";
+/// On volumes: the owner whose tasks may mount it, and what it is (`cache` or `named`, with the
+/// cache's kind or the name the task gave it in `taskbox.volume-name`).
+pub const LABEL_OWNER: &str = "taskbox.owner";
+pub const LABEL_VOLUME_KIND: &str = "taskbox.volume-kind";
+pub const LABEL_VOLUME_NAME: &str = "taskbox.volume-name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -49,6 +54,16 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// Whether a volume is one taskbox made in data directory `home` for `owner` (its labels say
+/// so) and a plain local one: a `local` volume with driver options can bind any host path
+/// (`type=none,o=bind,device=/etc`), and another driver can be anything.
+pub fn volume_belongs(info: &VolumeInfo, home: &str, owner: &str) -> bool {
+    info.labels.get(LABEL_HOME).map(String::as_str) == Some(home)
+        && info.labels.get(LABEL_OWNER).map(String::as_str) == Some(owner)
+        && info.driver == "local"
+        && info.options.is_empty()
 }
 
 /// Where per-task networks get their subnets.
@@ -94,6 +109,30 @@ pub struct ContainerSpec {
     /// for every image but a checkpoint image of taskbox 0.1.0, whose configuration kept its
     /// task's `env`: those variables are set back here (task/service/old_images.rs).
     pub env: Vec<String>,
+    /// Named Docker volumes, made beforehand by `create_volume`.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A named volume mounted at `target`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+}
+
+/// A Docker volume as Docker reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    /// The driver's options: a `local` volume with options can be a bind of any host path
+    /// (`type=none,o=bind,device=/etc`).
+    pub options: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    /// Where its files are on the host (in Docker's data root).
+    pub mountpoint: String,
+    /// RFC 3339, as Docker gives it; empty when unknown.
+    pub created_at: String,
 }
 
 /// A task network as Docker reports it.
@@ -149,6 +188,8 @@ pub struct MountInfo {
     pub kind: String,
     pub source: String,
     pub destination: String,
+    /// A volume's name and what Docker says of it (`None`: not a volume, or gone).
+    pub volume: Option<VolumeInfo>,
 }
 
 /// A container's resource use and the counters of limits it hit (since it started).
@@ -167,6 +208,8 @@ pub struct ResourceSample {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageInfo {
+    /// Docker's id of the image (content-addressed: the same id is the same files).
+    pub id: String,
     /// The image's default user; empty when it runs as root.
     pub user: String,
     pub labels: HashMap<String, String>,
@@ -289,9 +332,63 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// images other images are committed on are left out, as Docker cannot remove them yet).
     async fn list_labelled(&self, kind: ObjectKind, home: &str) -> Result<Vec<Labelled>>;
 
+    /// Makes a local volume with `labels`, or finds the one of that name; returns what Docker
+    /// says of it (an existing volume keeps the labels it was made with).
+    async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<VolumeInfo>;
+    /// `None` when it does not exist.
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>>;
+    /// Every volume labelled `taskbox.home=<home>`.
+    async fn list_volumes(&self, home: &str) -> Result<Vec<VolumeInfo>>;
+    /// Removing one that does not exist succeeds; one a container uses is an error.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+    /// The files at `paths` in `image` (each at most `limit` bytes; `None` when missing,
+    /// not a regular file or larger), read without running anything: from a container that
+    /// is created (with `labels`, so the sweep knows a leftover), never started, and removed.
+    async fn read_image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: u64,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Option<Vec<u8>>>>;
+
     async fn exec(&self, container: &str, spec: ExecSpec) -> Result<ExecHandle>;
     /// An exec with its standard input streamed (`spec.stdin` and `stdin_file` are ignored).
     async fn exec_duplex(&self, container: &str, spec: ExecSpec) -> Result<DuplexExec>;
     /// The exit code once the exec has finished.
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_local_volumes_labelled_for_the_owner_here_belong_to_it() {
+        let labels = |home: &str, owner: &str| {
+            HashMap::from([
+                (LABEL_HOME.to_string(), home.to_string()),
+                (LABEL_OWNER.to_string(), owner.to_string()),
+            ])
+        };
+        let ours = VolumeInfo {
+            name: "v".into(),
+            driver: "local".into(),
+            labels: labels("/data", "alice"),
+            ..Default::default()
+        };
+        assert!(volume_belongs(&ours, "/data", "alice"));
+        assert!(!volume_belongs(&ours, "/data", "bob"));
+        assert!(!volume_belongs(&ours, "/other", "alice"));
+        let bind = VolumeInfo {
+            options: HashMap::from([("device".to_string(), "/etc".to_string())]),
+            ..ours.clone()
+        };
+        assert!(!volume_belongs(&bind, "/data", "alice"));
+        let plugin = VolumeInfo {
+            driver: "nfs".into(),
+            ..ours
+        };
+        assert!(!volume_belongs(&plugin, "/data", "alice"));
+    }
 }

@@ -73,7 +73,7 @@ macro_rules! require {
     };
 }
 
-/// A data directory for one test; on drop, removes every container, network and image
+/// A data directory for one test; on drop, removes every container, network, volume and image
 /// (checkpoints) labelled with it, so no test leaves anything behind in Docker, failing or not.
 pub struct Home {
     pub dir: TempDir,
@@ -116,6 +116,22 @@ impl Drop for Home {
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = StdCommand::new("docker").args(["network", "rm", id]).output();
+            }
+        }
+        // Volumes (package caches, tasks' own), once no container uses them.
+        if let Ok(out) = StdCommand::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &filter])
+            .output()
+        {
+            let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !names.is_empty() {
+                let _ = StdCommand::new("docker")
+                    .args(["volume", "rm", "-f"])
+                    .args(&names)
+                    .output();
             }
         }
         // Checkpoint images: a fork's own checkpoints are children of its source's image, so

@@ -36,4 +36,5 @@ mod task_flow;
 mod tls_trust;
 mod tool_schemas;
 mod upgrade;
+mod volumes;
 mod workspaces;

@@ -4,7 +4,8 @@
 //! they are comes from the session, never from the arguments.
 
 use super::exec::ExecuteParams;
-use super::tasks::{CleanupTaskParams, CreateTaskParams};
+use super::tasks::{CleanupTaskParams, CreateTaskParams, VolumeParam};
+use crate::domain::volumes::VolumeRequest;
 use crate::domain::{Owner, TaskStatus};
 use crate::error::Result;
 use crate::task::service::{CleanupRequest, CreateTaskRequest, ExecRequest, RepoRequest, parse_duration};
@@ -55,6 +56,7 @@ impl CreateTaskParams {
             include_uncommitted,
             from_checkpoint,
             secrets,
+            volumes,
         } = self;
         CreateTaskRequest {
             owner,
@@ -73,6 +75,11 @@ impl CreateTaskParams {
             },
             from_checkpoint,
             secrets: secrets.unwrap_or_default(),
+            volumes: volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|VolumeParam { name, path }| VolumeRequest { name, path })
+                .collect(),
         }
     }
 }

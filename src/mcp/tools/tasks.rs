@@ -62,6 +62,22 @@ pub struct CreateTaskParams {
     /// gets each as an environment variable of that name. Values are never stored, and are
     /// replaced by `[secret:NAME]` in output; files holding one are left out of commits.
     pub secrets: Option<Vec<String>>,
+    /// Named volumes of your own to mount, e.g. [{"name": "pgdata", "path":
+    /// "/var/lib/postgresql/data"}]: they outlive the task, and your other tasks that name
+    /// the same volume share its files (not other owners'). At most 16; a name is lowercase
+    /// letters, digits and '-'; a path is absolute and not /workspace or a system directory.
+    /// Volumes are not part of checkpoints: a restore keeps their current files.
+    pub volumes: Option<Vec<VolumeParam>>,
+}
+
+/// One named volume of create_task_sandbox.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeParam {
+    /// The volume's name, e.g. "pgdata": [a-z0-9][a-z0-9-]{0,62}.
+    pub name: String,
+    /// Where it is mounted in the container, e.g. "/data".
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -333,7 +333,12 @@ impl TaskService {
             .map_err(|e| (None, e))?;
         let failed = |e: Error| (Some(container.clone()), e);
         let shell = self
-            .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
+            .prepare_container(
+                &container,
+                task.exec_user.as_deref().unwrap_or(""),
+                &task.volumes,
+                super::create::numeric_ids(task.exec_user.as_deref()).as_deref(),
+            )
             .await
             .map_err(failed)?
             .shell
@@ -412,6 +417,10 @@ impl TaskService {
             None => NetworkAttachment::None,
         };
         let (dns, dns_options) = self.container_dns(task).await?;
+        // Made (or checked) before every container of the task, so a volume removed behind
+        // taskbox's back comes back with its labels rather than as Docker's unlabelled one.
+        // Volumes stay when a creation rolls back: other tasks may share them.
+        self.ensure_volumes(task).await?;
         let env = self.env_set_back(task, image).await?;
         let spec = ContainerSpec {
             env,
@@ -429,6 +438,14 @@ impl TaskService {
             runtime: self.config.container.runtime.clone(),
             user: "0".into(),
             mounts: self.supervisor_mounts(&task.id)?,
+            volumes: task
+                .volumes
+                .iter()
+                .map(|v| crate::runtime::VolumeMount {
+                    volume: v.volume.clone(),
+                    target: v.path.clone(),
+                })
+                .collect(),
         };
         let container = self.runtime.create_container(&spec).await?;
         if let Err(e) = self.runtime.start_container(&container).await {

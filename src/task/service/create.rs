@@ -12,6 +12,7 @@ use super::container_ops::{PrepareContainer, Prepared, is_root};
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService, image_policy};
 use crate::domain::lifecycle::LifecycleEvent;
+use crate::domain::volumes::{VolumeRequest, named_volumes};
 use crate::domain::{
     Event, EventKind, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name,
 };
@@ -38,6 +39,8 @@ pub struct CreateTaskRequest {
     pub from_checkpoint: Option<String>,
     /// Names of the config's secrets its commands get (docs/secrets.md).
     pub secrets: Vec<String>,
+    /// The task's own named volumes, shared by the owner's tasks that name them.
+    pub volumes: Vec<VolumeRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -80,20 +83,48 @@ impl TaskService {
             None => None,
         };
         let repo_request = request.repo.clone();
+        let requested_volumes = request.volumes.clone();
         let mut task = self.new_task(request)?;
         if let Some(existing) = self.registry.get_task_by_name(&task.owner, &task.name)? {
             return Err(name_taken(existing));
         }
         self.check_container_runtime(&task).await?;
         // Image first: a missing Docker or image fails before anything is made.
-        let image_user = match &fork {
+        let (image_user, volume_ids) = match &fork {
             Some((fork, image)) => {
                 task.image = fork.from.source.image.clone();
                 task.container_image = Some(image.clone());
                 task.forked_from = Some(fork.reference.clone());
-                fork.from.source.exec_user.clone().unwrap_or_default()
+                // A fork mounts its source's volumes (its caches and its own), and any more
+                // it asks for.
+                let source = &fork.from.source;
+                let mut volumes = source.volumes.clone();
+                volumes.extend(named_volumes(
+                    &requested_volumes,
+                    &source.volumes,
+                    &self.home_tag(),
+                    &task.owner,
+                )?);
+                task.volumes = volumes;
+                (
+                    source.exec_user.clone().unwrap_or_default(),
+                    numeric_ids(source.exec_user.as_deref()),
+                )
             }
-            None => self.ensure_image(&task.image, &progress).await?,
+            None => {
+                let info = self.ensure_image(&task.image, &progress).await?;
+                // The image's user as numbers and a home, for the volumes: read from the
+                // image only when it has any.
+                let user = if task.volumes.is_empty() && self.config.caches.kinds()?.is_empty() {
+                    None
+                } else {
+                    self.volume_user(&info, &task.image).await?
+                };
+                let mut volumes = self.cache_volumes(&task, user.as_ref()).await?;
+                volumes.append(&mut task.volumes);
+                task.volumes = volumes;
+                (info.user, user.and_then(|u| u.ids()))
+            }
         };
         if is_root(&image_user) && !self.config.security.allow_root_exec {
             return Err(Error::invalid(
@@ -112,7 +143,14 @@ impl TaskService {
         // does not take it for one whose server died (reconcile.rs).
         let lease = self.creation_lease(&task.id);
         let built = self
-            .build_task(task, &repo_request, fork_from, &image_user, &mut made)
+            .build_task(
+                task,
+                &repo_request,
+                fork_from,
+                &image_user,
+                volume_ids.as_deref(),
+                &mut made,
+            )
             .await;
         lease.abort();
         match built {
@@ -239,6 +277,11 @@ impl TaskService {
         }
         validate_env(&request.env)?;
         let secrets = self.check_secret_names(&request.owner, "secrets", &request.secrets)?;
+        // A fork's are checked against its source's too (`create_tracked`).
+        let volumes = match request.from_checkpoint {
+            Some(_) => Vec::new(),
+            None => named_volumes(&request.volumes, &[], &self.home_tag(), &request.owner)?,
+        };
         let image = request.image.unwrap_or_else(|| defaults.image.clone());
         image_policy::check_image(&request.owner, &image, &self.config.images.allowed)?;
         let id = new_task_id();
@@ -271,14 +314,15 @@ impl TaskService {
             version: 1,
             owner: request.owner,
             secrets,
+            volumes,
         })
     }
 
-    /// Returns the image's default user, building a built-in image when it is missing or stale.
-    async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<String> {
+    /// Returns the image's id and default user, building a built-in image when it is missing
+    /// or stale.
+    async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<crate::runtime::ImageInfo> {
         let report = progress.clone();
-        let info = images::ensure(self.runtime.as_ref(), image, &move |line: &str| report(line)).await?;
-        Ok(info.user)
+        Ok(images::ensure(self.runtime.as_ref(), image, &move |line: &str| report(line)).await?)
     }
 
     async fn build_task(
@@ -287,6 +331,7 @@ impl TaskService {
         repo: &RepoRequest,
         fork: Option<&ForkFrom>,
         image_user: &str,
+        volume_ids: Option<&str>,
         made: &mut Made,
     ) -> Result<CreatedTask> {
         // The quota is checked in the insert's transaction: two creations at once cannot both
@@ -343,7 +388,9 @@ impl TaskService {
         let container = self.start_container_for(&task, &image).await?;
         made.container = Some(container.clone());
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container started");
-        let prepared = self.prepare_container(&container, image_user).await?;
+        let prepared = self
+            .prepare_container(&container, image_user, &task.volumes, volume_ids)
+            .await?;
         let shell = prepared.shell.to_string();
         tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container prepared");
 
@@ -366,7 +413,8 @@ impl TaskService {
             serde_json::json!({
                 "name": task.name, "image": task.image, "network": task.network, "allow": task.allow,
                 "limits": task.limits, "container_id": task.container_id, "repo": task.repo,
-                "forked_from": task.forked_from, "secrets": task.secrets, "warnings": warnings,
+                "forked_from": task.forked_from, "secrets": task.secrets, "volumes": task.volumes,
+                "warnings": warnings,
             }),
         ))?;
         self.notify(
@@ -378,15 +426,33 @@ impl TaskService {
         Ok(CreatedTask { task, warnings })
     }
 
-    /// Hands the workspace to the image's user and finds the shell (`PrepareContainer`).
-    pub(super) async fn prepare_container(&self, container: &str, image_user: &str) -> Result<Prepared> {
+    /// Hands the workspace to the image's user and finds the shell (`PrepareContainer`); with
+    /// volumes, hands their roots (and the way down to the caches) to `volume_ids` (`uid:gid`),
+    /// and keeps apt's downloads when its cache is mounted.
+    pub(super) async fn prepare_container(
+        &self,
+        container: &str,
+        image_user: &str,
+        volumes: &[crate::domain::TaskVolume],
+        volume_ids: Option<&str>,
+    ) -> Result<Prepared> {
         let certificates = self.certificates_to_trust();
+        let apt_cache = volumes
+            .iter()
+            .any(|v| v.kind == crate::domain::VolumeKind::Cache && v.name == "apt");
+        let owned_dirs = match volume_ids {
+            Some(_) => super::volumes::directories_to_own(volumes),
+            None => Vec::new(),
+        };
         match self
             .run_op(
                 container,
                 PrepareContainer {
                     image_user,
                     certificates,
+                    apt_cache,
+                    volume_ids,
+                    owned_dirs,
                 },
             )
             .await?
@@ -445,6 +511,15 @@ fn name_taken(existing: Task) -> Error {
         id: existing.id,
         status: existing.status.to_string(),
     }
+}
+
+/// `uid:gid` when a recorded exec user is two numbers other than root's (a task made since
+/// users were fixed as numbers), for its volumes' ownership.
+pub(super) fn numeric_ids(exec_user: Option<&str>) -> Option<String> {
+    let (uid, gid) = exec_user?.split_once(':')?;
+    let uid: u32 = uid.parse().ok()?;
+    let gid: u32 = gid.parse().ok()?;
+    (uid != 0).then(|| format!("{uid}:{gid}"))
 }
 
 pub(super) fn validate_env(env: &BTreeMap<String, String>) -> Result<()> {

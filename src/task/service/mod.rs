@@ -36,6 +36,7 @@ mod shell;
 mod startup;
 mod sync;
 mod tokens;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,6 +68,7 @@ pub use resume::{ResumeReport, Revival};
 pub use shell::ShellSession;
 pub use sync::{SyncOutcome, TaskDiff};
 pub use tokens::{TOKEN_PREFIX, token_hash};
+pub use volumes::{VolumeEntry, VolumeRemoval};
 
 use crate::config::Config;
 use crate::domain::lifecycle::{LifecycleEvent, transition};
@@ -121,6 +123,8 @@ pub struct TaskService {
     egress: egress::EgressProxies,
     /// The port forwards this process holds (`ports.rs`).
     forwards: crate::task::ports::Forwards,
+    /// Images' users as numbers and homes, for their volumes (`volumes.rs`).
+    volume_users: volumes::VolumeUsers,
 }
 
 /// A status change, as recorded in the event log.
@@ -177,6 +181,7 @@ impl TaskService {
             ca_bundle,
             recovery: Default::default(),
             egress,
+            volume_users: Default::default(),
         })
     }
 

@@ -235,7 +235,12 @@ impl TaskService {
         };
         let prepared = async {
             let shell = self
-                .prepare_container(&container, task.exec_user.as_deref().unwrap_or(""))
+                .prepare_container(
+                    &container,
+                    task.exec_user.as_deref().unwrap_or(""),
+                    &task.volumes,
+                    super::create::numeric_ids(task.exec_user.as_deref()).as_deref(),
+                )
                 .await?
                 .shell
                 .to_string();

@@ -29,6 +29,22 @@ const TRUST_CERTIFICATES: &str = r#"if [ "$2" = certs ]; then
     { echo '# TASKBOX-HOST-CA'; cat /usr/local/share/ca-certificates/taskbox-host.crt; } >> /etc/ssl/certs/ca-certificates.crt || exit 4
 fi"#;
 
+/// With `$3` = `apt` (apt's cache is a volume): keeps what apt downloads there. Debian's and
+/// Ubuntu's images delete every `.deb` after each install (`docker-clean`, moved aside where apt
+/// ignores it) and `apt` (not `apt-get`) does by default. With `$4` = `uid:gid`: hands each
+/// directory in `$5…` (the volumes' roots, the way down to the caches in the home) to it unless
+/// it is its already; never through a link.
+const SET_UP_VOLUMES: &str = r#"if [ "$3" = apt ] && [ -d /etc/apt/apt.conf.d ]; then
+  if [ -f /etc/apt/apt.conf.d/docker-clean ]; then mv -f /etc/apt/apt.conf.d/docker-clean /etc/apt/apt.conf.d/docker-clean.disabled || exit 5; fi
+  echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/99taskbox-keep-packages || exit 5
+fi
+if [ -n "$4" ]; then
+  ids=$4; shift 4
+  for d in "$@"; do
+    if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" -maxdepth 0 ! -user "${ids%%:*}" -exec chown -h "$ids" {} + || exit 5; fi
+  done
+fi"#;
+
 /// Where commands are told the trusted bundle is (`CA_BUNDLE_ENV`).
 pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -81,15 +97,31 @@ pub struct PrepareContainer<'a> {
     pub image_user: &'a str,
     /// Certificates to trust (`[network] ca_certificates`), added to the image's store.
     pub certificates: Option<Vec<u8>>,
+    /// apt's cache is a volume: keep the packages it downloads.
+    pub apt_cache: bool,
+    /// `uid:gid` the volumes' directories are handed to (`None`: root's, nothing to do).
+    pub volume_ids: Option<&'a str>,
+    /// Those directories, parents first.
+    pub owned_dirs: Vec<String>,
 }
 
 impl ContainerOp for PrepareContainer<'_> {
     type Outcome = Result<Prepared, Failed>;
 
     fn into_spec(self) -> ExecSpec {
-        let script = format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}");
+        let script = format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}\n{SET_UP_VOLUMES}");
         let certs = if self.certificates.is_some() { "certs" } else { "" };
-        let mut spec = as_root(sh(&script, &["prepare", &chown_owner(self.image_user), certs]));
+        let apt = if self.apt_cache { "apt" } else { "" };
+        let ids = match (self.volume_ids, self.owned_dirs.is_empty()) {
+            (Some(ids), false) => ids,
+            _ => "",
+        };
+        let owner = chown_owner(self.image_user);
+        let mut args = vec!["prepare", owner.as_str(), certs, apt, ids];
+        if !ids.is_empty() {
+            args.extend(self.owned_dirs.iter().map(String::as_str));
+        }
+        let mut spec = as_root(sh(&script, &args));
         spec.stdin = self.certificates;
         spec
     }
@@ -152,13 +184,29 @@ mod tests {
         let prepare = PrepareContainer {
             image_user: "dev",
             certificates: None,
+            apt_cache: false,
+            volume_ids: None,
+            owned_dirs: Vec::new(),
         }
         .into_spec();
         assert_eq!(prepare.user.as_deref(), Some("root"));
-        assert_eq!(prepare.cmd[3..], ["prepare", "dev:", ""]);
+        assert_eq!(prepare.cmd[3..], ["prepare", "dev:", "", "", ""]);
         assert_eq!(
             prepare.cmd[2],
-            format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}")
+            format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}\n{SET_UP_VOLUMES}")
+        );
+        // Volumes: apt's flag, then the ids and the directories to hand over.
+        let with_volumes = PrepareContainer {
+            image_user: "dev",
+            certificates: None,
+            apt_cache: true,
+            volume_ids: Some("1000:1000"),
+            owned_dirs: vec!["/home/dev".into(), "/home/dev/.npm".into()],
+        }
+        .into_spec();
+        assert_eq!(
+            with_volumes.cmd[3..],
+            ["prepare", "dev:", "", "apt", "1000:1000", "/home/dev", "/home/dev/.npm"]
         );
         assert_eq!(prepare.stdin, None);
         // Certificates to trust arrive on stdin, with `certs` as $2.
@@ -166,6 +214,9 @@ mod tests {
         let with_certs = PrepareContainer {
             image_user: "dev",
             certificates: Some(pem.clone()),
+            apt_cache: false,
+            volume_ids: None,
+            owned_dirs: Vec::new(),
         }
         .into_spec();
         assert_eq!(with_certs.cmd[5], "certs");
@@ -174,7 +225,10 @@ mod tests {
         assert_eq!(
             PrepareContainer {
                 image_user: "",
-                certificates: None
+                certificates: None,
+                apt_cache: false,
+                volume_ids: None,
+                owned_dirs: Vec::new(),
             }
             .into_spec()
             .cmd[4],
