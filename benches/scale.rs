@@ -17,7 +17,8 @@
 //! Run (long form, about ten minutes): `cargo bench --bench scale`, that is
 //! `BENCH_SCALE_TASKS=1,10,50 BENCH_SCALE_AGENTS=1,10 BENCH_SCALE_SECONDS=15 BENCH_SCALE_ROUNDS=2`.
 //! Short form: `BENCH_SCALE_TASKS=1,10 BENCH_SCALE_AGENTS=10 BENCH_SCALE_SECONDS=5
-//! BENCH_SCALE_ROUNDS=1 cargo bench --bench scale`. Needs Docker and the taskbox-base image.
+//! BENCH_SCALE_ROUNDS=1 cargo bench --bench scale`. BENCH_SCALE_CONFIG is the server's
+//! config.toml (default empty: the defaults, every default hook on). Needs Docker and the taskbox-base image.
 //! Under `cargo test` it runs one task with one and two agents for a second each. Everything
 //! made is removed: the tasks at the end, and whatever a failed run left by a `Cleanup` guard
 //! (the data directory's label).
@@ -366,7 +367,14 @@ async fn main() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("config.toml"), "").unwrap();
+    // The default configuration (every default hook on) unless BENCH_SCALE_CONFIG gives one,
+    // to see what a setting costs.
+    let config = if quick {
+        String::new()
+    } else {
+        std::env::var("BENCH_SCALE_CONFIG").unwrap_or_default()
+    };
+    std::fs::write(home.path().join("config.toml"), &config).unwrap();
     // Declared after `home`, so dropped before it: whatever happens below, nothing stays.
     let _cleanup = Cleanup::new(home.path(), &[]);
     let (client, server_pid) = start_server_with_pid(home.path(), "scale-bench").await;
@@ -380,7 +388,7 @@ async fn main() {
     };
     println!(
         "scale bench: tasks {task_levels:?}, agents {agent_levels:?}, {seconds} s per phase, {rounds} round(s) per \
-         side, load average {:.1}",
+         side, config {config:?}, load average {:.1}",
         procfs::load_average()
     );
     let mut levels = Vec::new();
