@@ -10,7 +10,8 @@
 //! (agent i on tasks i, i + agents, …). Per side it reports executions per second, p50 and p99
 //! latency, the server's CPU (from /proc of the real server process: % of one core and ms per
 //! execution) and resident memory (now and peak), Docker's CPU per execution (dockerd,
-//! containerd and the shims) and the load average; then how each grows from the fewest tasks to
+//! containerd and every shim on the host, children included: other users' containers count
+//! too, so it is indicative) and the load average; then how each grows from the fewest tasks to
 //! the most, and the goals (at 10 agents: >= 90% of the floor's throughput, p99 <= 1.2x
 //! the floor's; server RSS <= 64 MiB with 50 tasks alive).
 //!
