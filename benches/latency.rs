@@ -28,10 +28,6 @@ use common::raw_docker::RawDocker;
 use common::*;
 use serde_json::json;
 
-fn runs(var: &str, default: usize) -> usize {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(
@@ -149,8 +145,8 @@ fn report(what: &str, series: &[Series]) {
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
     let quick = quick();
-    let exec_runs = if quick { 3 } else { runs("BENCH_EXEC_RUNS", 50) };
-    let create_runs = if quick { 1 } else { runs("BENCH_CREATE_RUNS", 10) };
+    let exec_runs = if quick { 3 } else { env_or("BENCH_EXEC_RUNS", 50) };
+    let create_runs = if quick { 1 } else { env_or("BENCH_CREATE_RUNS", 10) };
     if !docker_available() {
         println!("latency bench skipped: Docker is not available");
         return;
@@ -253,7 +249,7 @@ async fn main() {
 
     // Redaction: the same 10 MB of output (base64 text, so every byte can start a pattern's
     // encoded form) in a task with a secret and in one without, interleaved.
-    let redact_runs = if quick { 1 } else { runs("BENCH_REDACT_RUNS", 10) };
+    let redact_runs = if quick { 1 } else { env_or("BENCH_REDACT_RUNS", 10) };
     call(&client, "create_task_sandbox", json!({ "name": "plain" })).await;
     call(
         &client,

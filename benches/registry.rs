@@ -123,12 +123,6 @@ fn seed(path: &std::path::Path, tasks: u64) {
     conn.execute_batch("ANALYZE; PRAGMA optimize;").unwrap();
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
-    samples.sort();
-    let at = |p: f64| ms(samples[((samples.len() - 1) as f64 * p).round() as usize]);
-    (at(0.5), at(0.99), at(1.0))
-}
-
 fn print(what: &str, samples: Vec<Duration>, target: &str) {
     let n = samples.len();
     let (p50, p99, max) = percentiles(samples);

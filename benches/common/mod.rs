@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+pub mod procfs;
 pub mod raw_docker;
 
 use std::path::Path;
@@ -78,8 +79,18 @@ pub fn quick() -> bool {
     !std::env::args().any(|a| a == "--bench")
 }
 
+/// A count or duration from the environment (`var`), else `default`.
+pub fn env_or(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// The release binary serving `home` (its config file there too), in `home` as working dir.
 pub async fn start_server(home: &Path, client_name: &str) -> Client {
+    start_server_with_pid(home, client_name).await.0
+}
+
+/// `start_server`, also returning the server's process id (for its RSS and CPU in /proc).
+pub async fn start_server_with_pid(home: &Path, client_name: &str) -> (Client, u32) {
     let home = home.to_path_buf();
     let command = tokio::process::Command::new(taskbox_bin()).configure(|cmd| {
         cmd.arg("serve")
@@ -91,10 +102,13 @@ pub async fn start_server(home: &Path, client_name: &str) -> Client {
                 std::env::var("TASKBOX_LOG").unwrap_or_else(|_| "warn".into()),
             );
     });
-    ClientConfig::new(ClientCapabilities::default(), Implementation::new(client_name, "1"))
-        .serve(TokioChildProcess::new(command).unwrap())
+    let transport = TokioChildProcess::new(command).unwrap();
+    let pid = transport.id().expect("the server has a process id");
+    let client = ClientConfig::new(ClientCapabilities::default(), Implementation::new(client_name, "1"))
+        .serve(transport)
         .await
-        .unwrap()
+        .unwrap();
+    (client, pid)
 }
 
 /// The binary as `serve --http 127.0.0.1:0 --no-auth` on `home` (its own process beside the
@@ -129,12 +143,21 @@ pub async fn start_http_server(home: &Path, client_name: &str) -> (Client, tokio
 }
 
 pub async fn call(client: &Client, tool: &str, args: Value) -> Value {
+    try_call(client, tool, args).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `call`, with a failed call (transport or tool error) as an `Err` naming the tool.
+pub async fn try_call(client: &Client, tool: &str, args: Value) -> Result<Value, String> {
     let result = client
         .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args.as_object().unwrap().clone()))
         .await
-        .unwrap();
-    assert_ne!(result.is_error, Some(true), "{tool}: {:?}", result.content);
-    result.structured_content.unwrap()
+        .map_err(|e| format!("{tool}: {e}"))?;
+    if result.is_error == Some(true) {
+        return Err(format!("{tool}: {:?}", result.content));
+    }
+    result
+        .structured_content
+        .ok_or_else(|| format!("{tool}: no structured content"))
 }
 
 pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (Duration, T) {
@@ -155,6 +178,13 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
+}
+
+/// The 50th and 99th percentiles and the maximum of `samples`, in ms (nearest rank).
+pub fn percentiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let at = |p: f64| ms(samples[((samples.len() - 1) as f64 * p).round() as usize]);
+    (at(0.5), at(0.99), at(1.0))
 }
 
 /// Prints `what`'s median, min and max in ms; returns the median.

@@ -84,6 +84,10 @@ pub struct CheckpointCreatorConfig {
     pub enabled: bool,
     /// Take an automatic checkpoint after every this many executions of a task (0: never).
     pub every_executions: u32,
+    /// ... but not within this many seconds of the task's newest checkpoint (or its creation):
+    /// an agent running commands back to back would otherwise pay a `docker commit` every few
+    /// seconds, and the `keep_automatic` kept would span only its last minute (0: no floor).
+    pub min_interval_s: u64,
 }
 
 impl Default for CheckpointCreatorConfig {
@@ -91,6 +95,7 @@ impl Default for CheckpointCreatorConfig {
         Self {
             enabled: true,
             every_executions: 20,
+            min_interval_s: 300,
         }
     }
 }

@@ -28,6 +28,9 @@ pub trait HookHost: Send + Sync {
     /// How many executions the task has had.
     fn execution_count(&self, task_id: &str) -> Result<u64>;
 
+    /// When the task's newest checkpoint was taken (`None`: it has none).
+    fn newest_checkpoint_at(&self, task_id: &str) -> Result<Option<Timestamp>>;
+
     /// The workspace's HEAD: `refs/heads/<branch>`, or a commit when detached; `None` when git
     /// does not answer (no git in the image, no repository).
     async fn workspace_head(&self, task: &Task) -> Result<Option<String>>;

@@ -1,5 +1,5 @@
 //! Lifecycle hooks. checkpoint-creator takes automatic checkpoints when an agent detaches,
-//! when a task stops or completes, and every N executions, so work is recoverable without the
+//! when a task stops or completes, and every N executions (at most one per interval), so work is recoverable without the
 //! agent asking. (task-resumer, which brings tasks back after a host reboot or a daemon
 //! restart, is a step of the server's start that its config switches: `TaskService::recover_at_start`.)
 
@@ -8,9 +8,13 @@ use async_trait::async_trait;
 use super::host::HookHost;
 use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
+use crate::domain::now;
 
 pub struct CheckpointCreator {
     pub every_executions: u32,
+    /// The least time from the task's newest checkpoint, or its creation, to one taken after
+    /// executions.
+    pub min_interval: chrono::Duration,
 }
 
 impl CheckpointCreator {
@@ -26,8 +30,12 @@ impl CheckpointCreator {
             HookEvent::TaskCompleted => Some("on complete".into()),
             HookEvent::AfterExec => {
                 let count = host.execution_count(&task.id).ok()?;
-                (count > 0 && count % u64::from(self.every_executions) == 0)
-                    .then(|| format!("after {count} executions"))
+                if count == 0 || count % u64::from(self.every_executions) != 0 {
+                    return None;
+                }
+                // The newest recovery point: a checkpoint, else the task as it was created.
+                let since = host.newest_checkpoint_at(&task.id).ok()?.unwrap_or(task.created_at);
+                (now() - since >= self.min_interval).then(|| format!("after {count} executions"))
             }
             _ => None,
         }

@@ -60,6 +60,10 @@ impl HookManager {
         if config.checkpoint_creator.enabled {
             hooks.push(Arc::new(lifecycle::CheckpointCreator {
                 every_executions: config.checkpoint_creator.every_executions,
+                min_interval: i64::try_from(config.checkpoint_creator.min_interval_s)
+                    .ok()
+                    .and_then(chrono::Duration::try_seconds)
+                    .unwrap_or(chrono::Duration::MAX),
             }));
         }
         if config.plan_file_creator.enabled {

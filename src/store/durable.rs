@@ -28,15 +28,33 @@ pub async fn syncing_once<F: Future>(work: F) -> (F::Output, std::result::Result
             (output, PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())))
         })
         .await;
-    let mut result = Ok(());
-    for (path, file) in pending {
-        if let Err(e) = sync(&file)
-            && result.is_ok()
-        {
-            result = Err(super::io_err(&path)(e));
+    let result = off_the_runtime(|| {
+        let mut result = Ok(());
+        for (path, file) in pending {
+            #[cfg(test)]
+            tests::slow_disk(&path);
+            if let Err(e) = sync(&file)
+                && result.is_ok()
+            {
+                result = Err(super::io_err(&path)(e));
+            }
         }
-    }
+        result
+    });
     (output, result)
+}
+
+/// Runs a blocking wait (an fsync: milliseconds, tens of them on a busy disk) where it cannot
+/// stall the async runtime: on tokio's multi-thread runtime the worker first hands its other
+/// tasks to another thread (`block_in_place`), so the other calls' Docker streams and replies
+/// go on meanwhile (with two cores there are two workers, and ten calls syncing at once held
+/// both); on any other thread it just waits.
+fn off_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
 }
 
 /// Syncs `file` now, or notes it for the enclosing `syncing_once` to sync.
@@ -63,6 +81,9 @@ fn sync(file: &File) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
     use serde_json::json;
 
@@ -72,6 +93,20 @@ mod tests {
 
     thread_local! {
         pub(super) static SYNCS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A slow disk under this directory, for the test that the runtime goes on meanwhile.
+    static SLOW_DIR: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+    pub(super) fn slow_disk(path: &std::path::Path) {
+        let slow = SLOW_DIR
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|dir| path.starts_with(dir));
+        if slow {
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     fn syncs() -> usize {
@@ -102,5 +137,46 @@ mod tests {
             store.append_event(&event()).unwrap();
         }
         assert_eq!(syncs() - start, 4, "outside a call every append syncs");
+    }
+
+    /// One worker thread: while a call's events are synced (a slow disk: 500 ms here), the
+    /// worker's other tasks still run; they stalled for the whole sync when it ran on the worker.
+    #[test]
+    fn a_slow_sync_does_not_stall_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(TaskStore::new(dir.path().to_path_buf()));
+        store.create_task_dir("t-1").unwrap();
+        *SLOW_DIR.lock().unwrap() = Some(dir.path().to_path_buf());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = runtime.block_on(async move {
+            let ticks = Arc::new(AtomicU32::new(0));
+            let counter = ticks.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let before = ticks.load(Ordering::Relaxed);
+            let call = tokio::spawn(async move {
+                let (_, synced) = syncing_once(async {
+                    store
+                        .append_event(&Event::new("t-1", EventKind::ToolCall, json!({})))
+                        .unwrap();
+                })
+                .await;
+                synced
+            });
+            let synced = call.await.unwrap();
+            synced.unwrap();
+            ticker.abort();
+            ticks.load(Ordering::Relaxed) - before
+        });
+        assert!(ticks >= 20, "the runtime stalled while a call synced: {ticks} ticks");
     }
 }

@@ -49,7 +49,10 @@ fn swap_container(home: &Path, task_id: &str, container: &str) {
 async fn plan_and_checkpoint_hooks_keep_the_plan_and_automatic_checkpoints() {
     require!(docker);
     let home = Home::new();
-    write_config(&home.path(), "[hooks.checkpoint-creator]\nevery_executions = 3\n");
+    write_config(
+        &home.path(),
+        "[hooks.checkpoint-creator]\nevery_executions = 3\nmin_interval_s = 0\n",
+    );
     let client = connect(&home.path(), "plan-agent").await;
     let created = call(
         &client,
@@ -140,6 +143,35 @@ async fn with_plan_and_checkpoint_hooks_off_there_is_no_plan_and_no_automatic_ch
     assert_eq!(checkpoint_labels(&client, "unplanned").await, Vec::<String>::new());
     let attached = call(&client, "attach_agent_to_task", json!({ "task": "unplanned" })).await;
     assert_eq!(attached["resume"]["plan"], Value::Null);
+}
+
+/// Executions back to back take no checkpoint every N of them: not within `min_interval_s`
+/// (default 300) of the task's creation or newest checkpoint; once that much time has passed,
+/// the next multiple of N does.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_creator_takes_no_checkpoint_within_its_interval() {
+    require!(docker);
+    let (rapid, paced) = (Home::new(), Home::new());
+    write_config(&rapid.path(), "[hooks.checkpoint-creator]\nevery_executions = 2\n");
+    write_config(
+        &paced.path(),
+        "[hooks.checkpoint-creator]\nevery_executions = 2\nmin_interval_s = 2\n",
+    );
+    let (rapid_client, paced_client) = (
+        connect(&rapid.path(), "rapid-agent").await,
+        connect(&paced.path(), "paced-agent").await,
+    );
+    create(&rapid_client, "rapid").await;
+    for _ in 0..4 {
+        exec(&rapid_client, "rapid", "true").await;
+    }
+    assert_eq!(checkpoint_labels(&rapid_client, "rapid").await, Vec::<String>::new());
+
+    create(&paced_client, "paced").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    exec(&paced_client, "paced", "true").await;
+    exec(&paced_client, "paced", "true").await;
+    assert_eq!(checkpoint_labels(&paced_client, "paced").await, ["after 2 executions"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

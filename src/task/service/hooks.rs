@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::TaskService;
 use super::container_ops::WorkspaceHead;
-use crate::domain::{Event, EventKind, Task, TaskStatus, now};
+use crate::domain::{Event, EventKind, Task, TaskStatus, Timestamp, now};
 use crate::error::Result;
 use crate::hooks::{CompletionFacts, HookContext, HookEvent, HookHost, HookRun, plan};
 use crate::registry::ExecutionFilter;
@@ -124,6 +124,10 @@ impl HookHost for TaskService {
 
     fn execution_count(&self, task_id: &str) -> Result<u64> {
         Ok(self.registry.count_executions(task_id)?)
+    }
+
+    fn newest_checkpoint_at(&self, task_id: &str) -> Result<Option<Timestamp>> {
+        Ok(self.registry.list_checkpoints(task_id)?.first().map(|c| c.created_at))
     }
 
     async fn workspace_head(&self, task: &Task) -> Result<Option<String>> {
