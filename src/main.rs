@@ -11,7 +11,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("taskbox: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<taskbox::cli::Exiting>() {
+                Some(exiting) => ExitCode::from(exiting.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -22,6 +22,22 @@ use crate::config::Config;
 use crate::runtime::DockerRuntime;
 use crate::task::TaskService;
 
+/// An error that ends the process with `code` instead of 1 (`exec` and `shell` keep 1..=124 and
+/// 126.. for the command's own statuses).
+#[derive(Debug)]
+pub struct Exiting {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for Exiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for Exiting {}
+
 /// `taskbox --version`: the crate's version and the commit it was built from (build.rs).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TASKBOX_COMMIT"), ")");
 

@@ -78,8 +78,27 @@ pub enum TaskCommand {
 }
 
 pub async fn run(service: &TaskService, command: TaskCommand) -> anyhow::Result<()> {
+    run_command(service, command).await.map_err(for_people)
+}
+
+/// The service's hint for an unknown task names the agents' tools; a person has commands.
+fn for_people(error: anyhow::Error) -> anyhow::Error {
+    match error.downcast_ref::<crate::error::Error>() {
+        Some(crate::error::Error::TaskNotFound { task }) => {
+            anyhow::anyhow!("no task named or with id '{task}'; `taskbox ls --all` lists your tasks")
+        }
+        _ => error,
+    }
+}
+
+async fn run_command(service: &TaskService, command: TaskCommand) -> anyhow::Result<()> {
     let owner = Owner::local();
-    let resolve = |name: &str| service.resolve_for(&owner, name).map(|t| t.id);
+    let resolve = |name: &str| {
+        service
+            .resolve_for(&owner, name)
+            .map(|t| t.id)
+            .map_err(|e| for_people(e.into()))
+    };
     match command {
         TaskCommand::Ls { all, json } => {
             let page = service.list(&owner, None, 500, 0)?;
@@ -125,34 +144,17 @@ pub async fn run(service: &TaskService, command: TaskCommand) -> anyhow::Result<
             }
         }
         TaskCommand::Exec { task, command, timeout } => {
-            let id = resolve(&task)?;
-            let request = ExecRequest {
-                command: command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
-                timeout_s: timeout,
-                // A person at a terminal waits for the command: no soft timeout.
-                yield_after_s: Some(0),
-                ..Default::default()
-            };
-            let cancel = CancellationToken::new();
-            let on_interrupt = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    on_interrupt.cancel();
-                }
-            });
-            let result = service.execute(&id, request, cancel).await?;
-            std::io::stdout().write_all(result.stdout.as_bytes())?;
-            std::io::stderr().write_all(result.stderr.as_bytes())?;
-            if result.timed_out {
-                anyhow::bail!("the command timed out and was killed");
-            }
-            let code = result.exit_code.unwrap_or(1);
+            let id = resolve(&task).map_err(own_failure)?;
+            let code = exec(service, &id, command, timeout).await.map_err(own_failure)?;
             if code != 0 {
-                std::process::exit(i32::try_from(code).unwrap_or(1));
+                std::process::exit(code);
             }
         }
         TaskCommand::Logs { task, follow, lines } => super::logs::run(service, &resolve(&task)?, follow, lines).await?,
-        TaskCommand::Shell { task } => super::shell::run(service, &resolve(&task)?).await?,
+        TaskCommand::Shell { task } => {
+            let id = resolve(&task).map_err(own_failure)?;
+            super::shell::run(service, &id).await.map_err(own_failure)?
+        }
         TaskCommand::Diff { task } => {
             let diff = Bar::new(format!("diff {task}"))
                 .run(service.diff(&resolve(&task)?))
@@ -210,6 +212,42 @@ pub async fn run(service: &TaskService, command: TaskCommand) -> anyhow::Result<
 }
 
 /// Quotes a word for the shell the command runs under, unless it needs none.
+/// Runs `taskbox exec`'s command: its output printed, its exit code returned (124 when it
+/// timed out and was killed, as `timeout(1)` says).
+async fn exec(service: &TaskService, id: &str, command: Vec<String>, timeout: Option<u64>) -> anyhow::Result<i32> {
+    let request = ExecRequest {
+        command: command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
+        timeout_s: timeout,
+        // A person at a terminal waits for the command: no soft timeout.
+        yield_after_s: Some(0),
+        ..Default::default()
+    };
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel();
+        }
+    });
+    let result = service.execute(id, request, cancel).await?;
+    std::io::stdout().write_all(result.stdout.as_bytes())?;
+    std::io::stderr().write_all(result.stderr.as_bytes())?;
+    if result.timed_out {
+        eprintln!("taskbox: the command timed out and was killed");
+        return Ok(EXIT_TIMED_OUT);
+    }
+    Ok(result.exit_code.map_or(1, |code| i32::try_from(code).unwrap_or(1)))
+}
+
+/// `exec`'s status for a command that timed out.
+const EXIT_TIMED_OUT: i32 = 124;
+
+/// A failure of taskbox itself in `exec` or `shell` (no such task, Docker unreachable…),
+/// whose exit status must not pass for the command's: 125, as `docker exec` uses.
+fn own_failure(error: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(super::Exiting { code: 125, error })
+}
+
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word

@@ -93,3 +93,38 @@ async fn people_list_inspect_run_and_remove_tasks_from_the_command_line() {
         "{gone:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_say_what_to_do_and_exec_keeps_taskboxs_own_exit_codes_apart() {
+    require!(docker);
+    let home = Home::new();
+    let client = connect(&home.path(), "cli-errors").await;
+    create(&client, "cli-codes").await;
+    client.cancel().await.unwrap();
+    let home = home.path();
+
+    // An unknown task: the next step is a command, not an agent's tool; nothing on stdout.
+    for args in [
+        &["show", "nope"][..],
+        &["diff", "nope"],
+        &["restore", "nope:1"],
+        &["exec", "nope", "--", "true"],
+    ] {
+        let out = taskbox(&home, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no task named or with id 'nope'; `taskbox ls --all` lists your tasks"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("list_tasks"), "{args:?}: {stderr}");
+        assert_eq!(stdout(&out), "", "{args:?}");
+        // exec's own failures are 125, apart from the command's statuses.
+        let expected = if args[0] == "exec" { 125 } else { 1 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
+    }
+
+    // A command that times out: 124, as timeout(1) says.
+    let out = taskbox(&home, &["exec", "cli-codes", "--timeout", "1", "--", "sleep", "30"]);
+    assert_eq!(out.status.code(), Some(124), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+}
