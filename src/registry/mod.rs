@@ -10,6 +10,7 @@ mod decisions;
 mod events;
 mod executions;
 mod metrics;
+mod pool;
 mod ports;
 mod rebuild;
 mod search;
@@ -29,6 +30,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub use executions::{ExecutionFilter, RunningExecution};
 pub use metrics::RegistryCounts;
+pub use pool::PoolEntry;
 pub use ports::{ExposedPort, PortOfTask};
 pub use rebuild::{TaskRecords, TaskSummary};
 pub use search::{SearchHit, fts_query as memory_query};
@@ -51,6 +53,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/010_task_secrets.sql")),
     M::up(include_str!("../../migrations/011_network_allowlist.sql")),
     M::up(include_str!("../../migrations/014_ui_logins.sql")),
+    // Numbered 012 but applied after 014: data directories already at 014 must find the list
+    // only appended to (the version is the count of migrations applied).
+    M::up(include_str!("../../migrations/012_pool.sql")),
 ];
 
 /// A new file with mode 0600 (the registry may not import `store`, so this is its own).

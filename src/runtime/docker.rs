@@ -311,6 +311,7 @@ impl ContainerRuntime for DockerRuntime {
             Ok(inspect) => {
                 let config = inspect.config.unwrap_or_default();
                 Ok(Some(ImageInfo {
+                    id: inspect.id.unwrap_or_default(),
                     user: config.user.unwrap_or_default(),
                     labels: config.labels.unwrap_or_default(),
                     env: config.env.unwrap_or_default(),

@@ -25,6 +25,9 @@ pub use docker::DockerRuntime;
 pub const LABEL_TASK_ID: &str = "taskbox.task-id";
 pub const LABEL_HOME: &str = "taskbox.home";
 pub const LABEL_TASK_NAME: &str = "taskbox.task-name";
+/// On the container and network of a warm-pool entry (the value is the image pooled): made
+/// before any task claimed them, named after the id the claiming task takes.
+pub const LABEL_POOL: &str = "taskbox.pool";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -167,6 +170,8 @@ pub struct ResourceSample {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageInfo {
+    /// Docker's id of the image (`sha256:…`): a pool entry holds the image it was made from.
+    pub id: String,
     /// The image's default user; empty when it runs as root.
     pub user: String,
     pub labels: HashMap<String, String>,

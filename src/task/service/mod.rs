@@ -24,6 +24,7 @@ mod metrics;
 mod network_env;
 mod old_images;
 mod ops;
+mod pool;
 mod ports;
 mod quota;
 mod rebuild;
@@ -121,6 +122,8 @@ pub struct TaskService {
     egress: egress::EgressProxies,
     /// The port forwards this process holds (`ports.rs`).
     forwards: crate::task::ports::Forwards,
+    /// Wakes this process's warm-pool keeper (`pool.rs`).
+    pool: pool::PoolKeeper,
 }
 
 /// A status change, as recorded in the event log.
@@ -177,6 +180,7 @@ impl TaskService {
             ca_bundle,
             recovery: Default::default(),
             egress,
+            pool: Default::default(),
         })
     }
 

@@ -75,10 +75,18 @@ fn as_root(cmd: Vec<String>) -> ExecSpec {
     }
 }
 
+/// Certificates, the workspace's owner (unless `$3` is `keep`), the shell, the user's ids.
+fn prepare_script() -> String {
+    format!("{TRUST_CERTIFICATES}\nif [ \"$3\" != keep ]; then\n{CHOWN_TO_USER}\nfi\n{DETECT_SHELL}\n{USER_IDS}")
+}
+
 /// One root exec when a container starts: hands the workspace to the image's user (the
 /// server may run as another uid) and finds the shell commands will run under.
 pub struct PrepareContainer<'a> {
     pub image_user: &'a str,
+    /// Hand `/workspace` to the user. A warm-pool entry is prepared with an empty workspace
+    /// the server fills when a task claims it, and hands over then (`task/service/pool.rs`).
+    pub hand_over_workspace: bool,
     /// Certificates to trust (`[network] ca_certificates`), added to the image's store.
     pub certificates: Option<Vec<u8>>,
 }
@@ -87,9 +95,13 @@ impl ContainerOp for PrepareContainer<'_> {
     type Outcome = Result<Prepared, Failed>;
 
     fn into_spec(self) -> ExecSpec {
-        let script = format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}");
+        let script = prepare_script();
         let certs = if self.certificates.is_some() { "certs" } else { "" };
-        let mut spec = as_root(sh(&script, &["prepare", &chown_owner(self.image_user), certs]));
+        let workspace = if self.hand_over_workspace { "" } else { "keep" };
+        let mut spec = as_root(sh(
+            &script,
+            &["prepare", &chown_owner(self.image_user), certs, workspace],
+        ));
         spec.stdin = self.certificates;
         spec
     }
@@ -151,20 +163,28 @@ mod tests {
     fn root_commands_run_as_root_with_the_owner_as_one() {
         let prepare = PrepareContainer {
             image_user: "dev",
+            hand_over_workspace: true,
             certificates: None,
         }
         .into_spec();
         assert_eq!(prepare.user.as_deref(), Some("root"));
-        assert_eq!(prepare.cmd[3..], ["prepare", "dev:", ""]);
-        assert_eq!(
-            prepare.cmd[2],
-            format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}")
-        );
+        assert_eq!(prepare.cmd[3..], ["prepare", "dev:", "", ""]);
+        assert_eq!(prepare.cmd[2], prepare_script());
+        assert!(prepare.cmd[2].contains(CHOWN_TO_USER));
+        // A pool entry's empty workspace stays the server's until a task claims it.
+        let pooled = PrepareContainer {
+            image_user: "dev",
+            hand_over_workspace: false,
+            certificates: None,
+        }
+        .into_spec();
+        assert_eq!(pooled.cmd[3..], ["prepare", "dev:", "", "keep"]);
         assert_eq!(prepare.stdin, None);
         // Certificates to trust arrive on stdin, with `certs` as $2.
         let pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
         let with_certs = PrepareContainer {
             image_user: "dev",
+            hand_over_workspace: true,
             certificates: Some(pem.clone()),
         }
         .into_spec();
@@ -174,6 +194,7 @@ mod tests {
         assert_eq!(
             PrepareContainer {
                 image_user: "",
+                hand_over_workspace: true,
                 certificates: None
             }
             .into_spec()
