@@ -451,3 +451,27 @@ async fn the_isolation_checker_accepts_a_pool_container_only_once_claimed() {
     assert_eq!(runs.last().unwrap()["data"]["decision"], "allow", "{runs:?}");
     client.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_fills_behind_the_first_reply_never_before_it() {
+    require!(docker);
+    let home = Home::new();
+    write_config(&home.path(), "[pool]\nsize = 1\n");
+    // The start's recovery stalls at its sweep (it lists images): the keeper starts only
+    // after it, so nothing of the pool may happen before the recovery is let through.
+    let proxy = crate::common::docker_proxy::DockerProxy::start();
+    proxy.hold("/images/json");
+    let host = proxy.docker_host();
+    let client = tokio::time::timeout(
+        Duration::from_secs(20),
+        connect_with_env(&home.path(), "pool-cold-start", &[("DOCKER_HOST", &host)]),
+    )
+    .await
+    .expect("initialize is answered with the pool on");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(pool_rows(&home.path()).is_empty(), "the pool waits for the recovery");
+    assert_eq!(proxy.requests_with(&["POST", "/containers/create"]), 0);
+    proxy.release();
+    wait_for_full_pool(&home, 1).await;
+    client.cancel().await.unwrap();
+}
