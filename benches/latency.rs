@@ -8,6 +8,11 @@
 //!   keep-alive command, and `docker run -d`; then the same with a network of its own, as a task
 //!   gets;
 //! - create plus a first command vs create + start + exec;
+//! - with the warm pool on (`[pool] size = 2`, a server of its own): create, create plus a
+//!   first command without a repository, and the same over a repository of 1,000 files, each
+//!   against the Engine API's create + start (+ exec); before each timed call the pool is let
+//!   refill, so no refill runs during either side's measurement (`BENCH_POOL_ONLY=1` runs only
+//!   this part);
 //! - the cost of redacting secrets (docs/secrets.md): a command printing 10 MB of base64 text
 //!   in a task with a secret against the same in a task without one.
 //!
@@ -141,6 +146,167 @@ fn report(what: &str, series: &[Series]) {
     println!();
 }
 
+/// Ready entries in the pool of the server on `home` (its registry, read directly).
+fn pool_ready(home: &std::path::Path) -> i64 {
+    let Ok(db) = rusqlite::Connection::open(home.join("registry.db")) else {
+        return 0;
+    };
+    db.query_row("SELECT COUNT(*) FROM pool_entries WHERE state = 'ready'", [], |r| {
+        r.get(0)
+    })
+    .unwrap_or(0)
+}
+
+/// Waits (untimed) until the pool is back to `size` ready entries, and Docker idle from it.
+async fn wait_pool(home: &std::path::Path, size: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while pool_ready(home) < size {
+        assert!(std::time::Instant::now() < deadline, "the pool did not refill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A repository of `files` small files in 20 directories, one commit.
+fn repository_of(dir: &std::path::Path, files: usize) {
+    for i in 0..files {
+        let sub = dir.join(format!("src/m{:02}", i % 20));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i:04}.rs")),
+            format!("pub fn f{i}() -> usize {{ {i} }}\n"),
+        )
+        .unwrap();
+    }
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@localhost")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@localhost")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "bench repository"]);
+}
+
+/// Create (and a first command) with the warm pool on, against the Engine API, alternating.
+async fn pool_rounds(raw: &mut RawDocker, runs: usize) {
+    const SIZE: i64 = 2;
+    let home = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup::new(home.path(), &[]);
+    let repos = tempfile::tempdir().unwrap();
+    let repo = repos.path().join("thousand");
+    repository_of(&repo, 1000);
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            "[pool]\nsize = {SIZE}\n[workspace]\nallowed_repo_roots = [\"{}\"]\n",
+            repos.path().display()
+        ),
+    )
+    .unwrap();
+    let client = start_server(home.path(), "latency-bench-pool").await;
+    // Warm up: the image is there, the first claim and command made.
+    wait_pool(home.path(), SIZE).await;
+    call(&client, "create_task_sandbox", json!({ "name": "pool-warmup" })).await;
+    call(
+        &client,
+        "execute_in_task",
+        json!({ "task": "pool-warmup", "command": "true" }),
+    )
+    .await;
+    call(
+        &client,
+        "delete_task",
+        json!({ "task": "pool-warmup", "confirm": true }),
+    )
+    .await;
+    let mut n = 0;
+    for (what, repository, first_command) in [
+        ("create_task_sandbox, pool on (stdio RTT)", false, false),
+        (
+            "create_task_sandbox + execute_in_task `true`, pool on, no repository",
+            false,
+            true,
+        ),
+        (
+            "create_task_sandbox (repository of 1,000 files) + execute_in_task `true`, pool on",
+            true,
+            true,
+        ),
+    ] {
+        let mut series = if first_command {
+            vec![Series::new("taskbox"), Series::new("Engine API create + start + exec")]
+        } else {
+            vec![
+                Series::new("taskbox"),
+                Series::new("Engine API create + start"),
+                Series::new("Engine API network + create + start"),
+            ]
+        };
+        let mut claimed = 0;
+        for _ in 0..runs {
+            n += 1;
+            let name = format!("pooled-{n}");
+            let mut args = json!({ "name": name });
+            if repository {
+                args["repo_path"] = json!(repo.display().to_string());
+            }
+            wait_pool(home.path(), SIZE).await;
+            let (d, task) = timed(async {
+                let task = call(&client, "create_task_sandbox", args).await;
+                if first_command {
+                    let r = call(&client, "execute_in_task", json!({ "task": name, "command": "true" })).await;
+                    assert_eq!(r["exit_code"], 0);
+                }
+                task
+            })
+            .await;
+            series[0].times.push(d);
+            // Whether the container came from the pool: it was made before the call.
+            let created = Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{index .Config.Labels \"taskbox.pool\"}}",
+                    task["task"]["container_id"].as_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            if !String::from_utf8_lossy(&created.stdout).trim().is_empty() {
+                claimed += 1;
+            }
+            // The refill the claim started is over before the reference is timed.
+            wait_pool(home.path(), SIZE).await;
+            let (d, _) = timed(async {
+                let id = raw.create_start("taskbox-base", false).await;
+                if first_command {
+                    raw.exec_true(&id).await;
+                }
+            })
+            .await;
+            series[1].times.push(d);
+            if !first_command {
+                let (d, _) = timed(raw.create_start("taskbox-base", true)).await;
+                series[2].times.push(d);
+            }
+            raw.cleanup().await;
+            call(&client, "delete_task", json!({ "task": name, "confirm": true })).await;
+        }
+        report(&format!("{what}: {claimed}/{runs} from the pool"), &series);
+    }
+    client.cancel().await.unwrap();
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
@@ -149,6 +315,14 @@ async fn main() {
     let create_runs = if quick { 1 } else { env_or("BENCH_CREATE_RUNS", 10) };
     if !docker_available() {
         println!("latency bench skipped: Docker is not available");
+        return;
+    }
+    if std::env::var_os("BENCH_POOL_ONLY").is_some() {
+        let mut raw = RawDocker::connect();
+        let target = raw.create_start("taskbox-base", false).await;
+        raw.exec_true(&target).await;
+        raw.cleanup().await;
+        pool_rounds(&mut raw, create_runs).await;
         return;
     }
     let home = tempfile::tempdir().unwrap();
@@ -246,6 +420,8 @@ async fn main() {
         }
         report(what, &series);
     }
+
+    pool_rounds(&mut raw, create_runs).await;
 
     // Redaction: the same 10 MB of output (base64 text, so every byte can start a pattern's
     // encoded form) in a task with a secret and in one without, interleaved.

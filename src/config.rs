@@ -38,6 +38,7 @@ pub struct Config {
     pub quotas: QuotasConfig,
     pub container: ContainerSettings,
     pub caches: CachesConfig,
+    pub pool: PoolConfig,
     /// `[secrets.NAME]`: values commands may use by name, never stored (docs/secrets.md).
     pub secrets: std::collections::BTreeMap<String, SecretConfig>,
 }
@@ -173,6 +174,60 @@ pub struct ContainerSettings {
     /// between the agent and the host's; docs/security.md, "Stronger isolation"); Docker's
     /// default (runc) when unset.
     pub runtime: Option<String>,
+}
+
+/// `[pool]`: the warm pool (docs/architecture.md, "The warm pool"): started containers, their
+/// networks and empty workspaces kept ready per image, claimed by creations that ask for what
+/// they hold. Entries belong to the data directory, not to one server.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Entries kept ready for each image of `images`; 0 turns the pool off (and the next
+    /// `taskbox gc` or start removes the entries there are).
+    pub size: u32,
+    /// The images pooled; empty: `defaults.image`.
+    pub images: Vec<String>,
+}
+
+/// The most entries one image may keep ready: each is a running container holding its memory
+/// limit's worth of reservations in quotas' terms, and a network.
+pub const MAX_POOL_SIZE: u32 = 16;
+
+impl PoolConfig {
+    /// The images pooled and how many entries each keeps; empty when the pool is off.
+    pub fn sizes(&self, defaults: &TaskDefaults) -> Vec<(String, u32)> {
+        if self.size == 0 {
+            return Vec::new();
+        }
+        let images = if self.images.is_empty() {
+            std::slice::from_ref(&defaults.image)
+        } else {
+            self.images.as_slice()
+        };
+        let mut sizes: Vec<(String, u32)> = Vec::new();
+        for image in images {
+            if !sizes.iter().any(|(i, _)| i == image) {
+                sizes.push((image.clone(), self.size));
+            }
+        }
+        sizes
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.size > MAX_POOL_SIZE {
+            return Err(Error::Config(format!(
+                "pool.size is {}; at most {MAX_POOL_SIZE} entries per image are kept ready (each is a running \
+                 container): lower it",
+                self.size
+            )));
+        }
+        if self.images.iter().any(|i| i.trim().is_empty()) {
+            return Err(Error::Config(
+                "pool.images holds an empty name; list image names, or leave it out for defaults.image".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[quotas]`: what one owner may hold on a shared server (docs/security.md, "Another owner over HTTP").
@@ -617,6 +672,10 @@ impl Config {
             .caches
             .kinds()
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        config
+            .pool
+            .validate()
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(config.with_deprecated_keys_moved(path))
     }
 
@@ -795,6 +854,24 @@ mod tests {
         assert_eq!(some.caches.kinds().unwrap(), vec![CacheKind::Pip, CacheKind::Npm]);
         let bad: Config = toml::from_str("[caches]\nenabled = true\nkinds = [\"maven\"]\n").unwrap();
         assert!(bad.caches.kinds().unwrap_err().to_string().contains("'maven'"));
+    }
+
+    #[test]
+    fn the_pool_is_off_by_default_and_pools_the_default_image_once_on() {
+        let config = Config::default();
+        assert!(config.pool.sizes(&config.defaults).is_empty());
+        let on = from_text("[pool]\nsize = 2\n");
+        assert_eq!(on.pool.sizes(&on.defaults), [("taskbox-base".to_string(), 2)]);
+        let listed = from_text("[pool]\nsize = 1\nimages = [\"taskbox-developer\", \"taskbox-developer\"]\n");
+        assert_eq!(
+            listed.pool.sizes(&listed.defaults),
+            [("taskbox-developer".to_string(), 1)]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[pool]\nsize = 99\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("pool.size") && err.contains("lower it"), "{err}");
     }
 
     #[test]

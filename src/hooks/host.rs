@@ -25,6 +25,10 @@ pub trait HookHost: Send + Sync {
     /// A container's memory and pids counters (`None`: they cannot be read).
     async fn resource_sample(&self, container: &str) -> Result<Option<ResourceSample>>;
 
+    /// Whether a warm-pool entry with this id is still in the pool, claimed by no task (its
+    /// container must not serve a task yet).
+    fn is_unclaimed_pool_entry(&self, id: &str) -> Result<bool>;
+
     /// How many executions the task has had.
     fn execution_count(&self, task_id: &str) -> Result<u64>;
 

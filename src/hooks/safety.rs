@@ -13,7 +13,9 @@ use super::manager::Hook;
 use super::{Decision, HookContext, HookEvent};
 use crate::domain::{Task, TaskStatus};
 use crate::error::Result;
-use crate::runtime::{ContainerState, Isolation, LABEL_HOME, LABEL_TASK_ID, MountInfo, ResourceSample, volume_belongs};
+use crate::runtime::{
+    ContainerState, Isolation, LABEL_HOME, LABEL_POOL, LABEL_TASK_ID, MountInfo, ResourceSample, volume_belongs,
+};
 
 pub const CONTAINER_ENFORCER: &str = "container-enforcer";
 
@@ -117,7 +119,7 @@ impl Hook for IsolationChecker {
             Ok(None) => return Decision::ALLOW,
             Err(e) => return Decision::Deny(format!("cannot inspect the task's container: {e}")),
         };
-        let problems = isolation_problems(
+        let mut problems = isolation_problems(
             &state.isolation,
             &task.workspace,
             &TaskVolumes {
@@ -126,6 +128,11 @@ impl Hook for IsolationChecker {
             },
             host.allowed_capabilities(),
         );
+        match pool_problem(host, state, task) {
+            Ok(Some(problem)) => problems.push(problem),
+            Ok(None) => {}
+            Err(e) => return Decision::Deny(format!("cannot tell whether the task's container is claimed: {e}")),
+        }
         if problems.is_empty() {
             return Decision::ALLOW;
         }
@@ -136,6 +143,27 @@ impl Hook for IsolationChecker {
             problems.join("; ")
         ))
     }
+}
+
+/// A warm-pool entry's container serves a task only once that task claimed it: the task took
+/// the entry's id (so the container is labelled for it and mounts its workspace) and the entry
+/// left the pool in the same registry write. Any other pool container is refused.
+fn pool_problem(host: &dyn HookHost, state: &ContainerState, task: &Task) -> Result<Option<String>> {
+    if !state.labels.contains_key(LABEL_POOL) {
+        return Ok(None);
+    }
+    let entry = state.labels.get(LABEL_TASK_ID).map(String::as_str).unwrap_or("");
+    if entry != task.id {
+        return Ok(Some(format!(
+            "it is the container of warm-pool entry '{entry}', which this task did not claim"
+        )));
+    }
+    if host.is_unclaimed_pool_entry(entry)? {
+        return Ok(Some(format!(
+            "it is the container of warm-pool entry '{entry}', still unclaimed"
+        )));
+    }
+    Ok(None)
 }
 
 /// The mounts taskbox itself gives a task's container: the workspace

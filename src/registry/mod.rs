@@ -10,6 +10,7 @@ mod decisions;
 mod events;
 mod executions;
 mod metrics;
+mod pool;
 mod ports;
 mod rebuild;
 mod search;
@@ -29,6 +30,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub use executions::{ExecutionFilter, RunningExecution};
 pub use metrics::RegistryCounts;
+pub use pool::PoolEntry;
 pub use ports::{ExposedPort, PortOfTask};
 pub use rebuild::{TaskRecords, TaskSummary};
 pub use search::{SearchHit, fts_query as memory_query};
@@ -52,6 +54,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/011_network_allowlist.sql")),
     M::up(include_str!("../../migrations/014_ui_logins.sql")),
     M::up(include_str!("../../migrations/013_task_volumes.sql")),
+    // Numbered 012 but applied after 014 and 013: data directories already past them must
+    // find the list only appended to (the version is the count of migrations applied).
+    M::up(include_str!("../../migrations/012_pool.sql")),
 ];
 
 /// A new file with mode 0600 (the registry may not import `store`, so this is its own).

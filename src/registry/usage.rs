@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
+use super::pool::PoolEntry;
 use super::tasks::{COLUMNS, bind, placeholders};
 use super::{Registry, RegistryError, Result};
 use crate::domain::{Owner, Task};
@@ -71,6 +72,24 @@ impl Registry {
         task: &Task,
         admit: impl FnOnce(&OwnerUsage) -> Result<(), E>,
     ) -> Result<Result<(), E>> {
+        let mut task = task.clone();
+        Ok(self
+            .insert_task_admitted_from_pool(&mut task, None, |_, _| {}, admit)?
+            .map(drop))
+    }
+
+    /// `insert_task_admitted`, claiming in the same transaction the oldest ready pool entry
+    /// of `pool_spec` when there is one: `take` then gives the task what the entry holds (its
+    /// id above all) before the row is inserted, and the entry is returned. The claim and the
+    /// task's row are one write, so no other server claims the entry, and no sweep finds it
+    /// neither pooled nor a task's. A refused creation claims nothing.
+    pub fn insert_task_admitted_from_pool<E>(
+        &self,
+        task: &mut Task,
+        pool_spec: Option<&str>,
+        take: impl FnOnce(&mut Task, &PoolEntry),
+        admit: impl FnOnce(&OwnerUsage) -> Result<(), E>,
+    ) -> Result<Result<Option<PoolEntry>, E>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let held = usage(&tx, &task.owner, None)?;
@@ -90,11 +109,18 @@ impl Registry {
                 name: task.name.clone(),
             });
         }
+        let entry = match pool_spec {
+            Some(spec) => super::pool::claim_in(&tx, spec)?,
+            None => None,
+        };
+        if let Some(entry) = &entry {
+            take(task, entry);
+        }
         tx.execute(
             &format!("INSERT INTO tasks ({COLUMNS}) VALUES ({})", placeholders(1)),
             params_from_iter(bind(task)),
         )?;
         tx.commit()?;
-        Ok(Ok(()))
+        Ok(Ok(entry))
     }
 }

@@ -74,7 +74,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn image_info(&self, image: &str) -> Result<Option<ImageInfo>> {
         Ok(self.lock().images.get(image).map(|labels| ImageInfo {
-            id: format!("sha256:{image}"),
+            id: format!("sha256:fake-{image}"),
             user: "agent".into(),
             labels: labels.clone(),
             env: Vec::new(),

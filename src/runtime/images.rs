@@ -84,6 +84,16 @@ pub async fn build(
         .await
 }
 
+/// Whether `image`, as `info` describes it, is what `ensure` would start a task from without
+/// building: present, and current when it is a built-in image. The warm pool fills only from
+/// such images (a build is left to a creation, which reports its progress).
+pub fn is_ready(image: &str, info: Option<&ImageInfo>) -> bool {
+    match builtin(image) {
+        Some(def) => is_current(def, info),
+        None => info.is_some(),
+    }
+}
+
 /// Builds a built-in image unless it is present and current; returns whether it built.
 pub async fn build_if_needed(
     runtime: &dyn ContainerRuntime,

@@ -30,6 +30,9 @@ pub const LABEL_TASK_NAME: &str = "taskbox.task-name";
 pub const LABEL_OWNER: &str = "taskbox.owner";
 pub const LABEL_VOLUME_KIND: &str = "taskbox.volume-kind";
 pub const LABEL_VOLUME_NAME: &str = "taskbox.volume-name";
+/// On the container and network of a warm-pool entry (the value is the image pooled): made
+/// before any task claimed them, named after the id the claiming task takes.
+pub const LABEL_POOL: &str = "taskbox.pool";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -208,7 +211,7 @@ pub struct ResourceSample {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageInfo {
-    /// Docker's id of the image (content-addressed: the same id is the same files).
+    /// Docker's id of the image (`sha256:…`): a pool entry holds the image it was made from.
     pub id: String,
     /// The image's default user; empty when it runs as root.
     pub user: String,

@@ -11,6 +11,7 @@
 //! validates into the host repository (`host::index_pack`), and the server moves the branch.
 
 pub mod host;
+pub mod owner;
 pub mod setid;
 pub mod walk;
 
@@ -98,6 +99,25 @@ pub fn is_valid_branch_name(branch: &str) -> bool {
 /// The hidden ref that keeps a checkpoint's commit alive in the host repository.
 pub fn checkpoint_ref(task_id: &str, seq: i64) -> String {
     format!("refs/taskbox/{task_id}/checkpoints/{seq}")
+}
+
+/// Removes what `path` holds but keeps the directory itself: a warm-pool entry's workspace is
+/// bind-mounted into its container by inode, so a clone that failed half-way must leave the
+/// same directory for the next attempt.
+pub fn empty(path: &Path) -> Result<()> {
+    let io = |source| WorkspaceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let removed = match entry.file_type().map_err(io)?.is_dir() {
+            true => std::fs::remove_dir_all(entry.path()),
+            false => std::fs::remove_file(entry.path()),
+        };
+        removed.map_err(io)?;
+    }
+    Ok(())
 }
 
 pub fn remove(path: &Path) -> Result<()> {

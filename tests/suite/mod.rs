@@ -22,6 +22,7 @@ mod memory;
 mod memory_bounds;
 mod operations;
 mod overhead;
+mod pool;
 mod ports;
 mod prompts;
 mod recovery;

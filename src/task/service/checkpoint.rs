@@ -412,6 +412,19 @@ impl TaskService {
 
     /// Creates and starts a container for the task named `name`; nothing is left on failure.
     pub(super) async fn start_container_named(&self, task: &Task, image: &str, name: &str) -> Result<String> {
+        self.start_container_labelled(task, image, name, self.labels(task))
+            .await
+    }
+
+    /// `start_container_named` with the labels given (a warm-pool entry's mark it as one):
+    /// every task container, pooled or not, is made here, with the same hardening and mounts.
+    pub(super) async fn start_container_labelled(
+        &self,
+        task: &Task,
+        image: &str,
+        name: &str,
+        labels: std::collections::HashMap<String, String>,
+    ) -> Result<String> {
         let network = match &task.network_name {
             Some(name) => NetworkAttachment::Bridge(name.clone()),
             None => NetworkAttachment::None,
@@ -428,7 +441,7 @@ impl TaskService {
             dns_options,
             name: name.to_string(),
             image: image.to_string(),
-            labels: self.labels(task),
+            labels,
             workspace: task.workspace.clone(),
             network,
             memory_mb: task.limits.memory_mb,

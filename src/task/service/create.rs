@@ -18,7 +18,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
-use crate::registry::RegistryError;
+use crate::registry::{PoolEntry, RegistryError};
 use crate::runtime::images;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -90,7 +90,7 @@ impl TaskService {
         }
         self.check_container_runtime(&task).await?;
         // Image first: a missing Docker or image fails before anything is made.
-        let (image_user, volume_ids) = match &fork {
+        let (image_user, volume_ids, pool_spec) = match &fork {
             Some((fork, image)) => {
                 task.image = fork.from.source.image.clone();
                 task.container_image = Some(image.clone());
@@ -109,6 +109,7 @@ impl TaskService {
                 (
                     source.exec_user.clone().unwrap_or_default(),
                     numeric_ids(source.exec_user.as_deref()),
+                    None,
                 )
             }
             None => {
@@ -123,7 +124,13 @@ impl TaskService {
                 let mut volumes = self.cache_volumes(&task, user.as_ref()).await?;
                 volumes.append(&mut task.volumes);
                 task.volumes = volumes;
-                (info.user, user.and_then(|u| u.ids()))
+                // What a warm-pool entry for this very request holds (`pool.rs`), if any: a
+                // pool container mounts no volumes, so a task with any takes the normal path.
+                let spec = match task.volumes.is_empty() {
+                    true => self.pool_spec(&task.image, &info, &task.limits, task.network),
+                    false => None,
+                };
+                (info.user, user.and_then(|u| u.ids()), spec)
             }
         };
         if is_root(&image_user) && !self.config.security.allow_root_exec {
@@ -139,20 +146,21 @@ impl TaskService {
 
         let mut made = Made::default();
         let fork_from = fork.as_ref().map(|(f, _)| &f.from);
-        // The creation's lease: refreshed while it goes on, so that a server starting meanwhile
-        // does not take it for one whose server died (reconcile.rs).
-        let lease = self.creation_lease(&task.id);
+        let pooled = pool_spec.is_some();
         let built = self
             .build_task(
                 task,
                 &repo_request,
                 fork_from,
                 &image_user,
-                volume_ids.as_deref(),
+                (volume_ids.as_deref(), pool_spec),
                 &mut made,
             )
             .await;
-        lease.abort();
+        if pooled {
+            // Refill after a claim; after a miss, the pool may be filling already.
+            self.wake_pool();
+        }
         match built {
             Ok(created) => {
                 self.metrics.creation(began.elapsed());
@@ -168,7 +176,7 @@ impl TaskService {
     /// With `[container] runtime` set: the runtime must be registered with dockerd, and an
     /// `egress` task must not ask for a network the runtime switches off (gVisor's `runsc`
     /// registered with `--network=none` gives containers loopback only).
-    async fn check_container_runtime(&self, task: &Task) -> Result<()> {
+    pub(super) async fn check_container_runtime(&self, task: &Task) -> Result<()> {
         let Some(name) = &self.config.container.runtime else {
             return Ok(());
         };
@@ -318,8 +326,8 @@ impl TaskService {
         })
     }
 
-    /// Returns the image's id and default user, building a built-in image when it is missing
-    /// or stale.
+    /// Returns the image's details (its default user above all), building a built-in image
+    /// when it is missing or stale.
     async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<crate::runtime::ImageInfo> {
         let report = progress.clone();
         Ok(images::ensure(self.runtime.as_ref(), image, &move |line: &str| report(line)).await?)
@@ -331,17 +339,31 @@ impl TaskService {
         repo: &RepoRequest,
         fork: Option<&ForkFrom>,
         image_user: &str,
-        volume_ids: Option<&str>,
+        (volume_ids, pool_spec): (Option<&str>, Option<String>),
         made: &mut Made,
     ) -> Result<CreatedTask> {
         // The quota is checked in the insert's transaction: two creations at once cannot both
-        // take the last place.
+        // take the last place. A warm-pool entry is claimed in the same transaction: the task
+        // takes its id, so its container, network and workspace are the task's own.
         let quota = self.config.quotas.for_owner(&task.owner);
-        let admit = |held: &_| super::quota::admit_task(&task.owner, &quota, held, &task.limits, true);
-        match self.registry.insert_task_admitted(&task, admit) {
-            Ok(Ok(())) => {
+        let (owner, limits) = (task.owner.clone(), task.limits);
+        let admit = |held: &_| super::quota::admit_task(&owner, &quota, held, &limits, true);
+        let take = |task: &mut Task, entry: &PoolEntry| {
+            task.id = entry.id.clone();
+            task.workspace = self.workspace_dir(&entry.id);
+        };
+        let claimed = match self
+            .registry
+            .insert_task_admitted_from_pool(&mut task, pool_spec.as_deref(), take, admit)
+        {
+            Ok(Ok(claimed)) => {
                 made.row = Some(task.id.clone());
+                if let Some(entry) = &claimed {
+                    made.container = entry.container_id.clone();
+                    made.network = entry.network_name.clone();
+                }
                 self.registry.heartbeat(&task.id, self.lease.id())?;
+                claimed
             }
             Ok(Err(refused)) => return Err(refused),
             // Another process took the name between our check and the insert.
@@ -352,7 +374,10 @@ impl TaskService {
                 });
             }
             Err(e) => return Err(e.into()),
-        }
+        };
+        // The creation's lease: refreshed while it goes on, so that a server starting meanwhile
+        // does not take it for one whose server died (reconcile.rs).
+        let _lease = AbortOnDrop(self.creation_lease(&task.id));
         made.task_dir = Some(task.id.clone());
         self.store.create_task_dir(&task.id)?;
         self.write_state(&task);
@@ -370,35 +395,31 @@ impl TaskService {
         // says where the task branch is.
         task = self.update(task.clone(), |t| t.repo = task.repo.clone())?;
 
-        if task.network != NetworkMode::None {
-            let name = format!("taskbox-{}", task.id);
-            // An allowlist task's network has no way out but the proxy (Docker's `Internal`).
-            let internal = task.network == NetworkMode::Allowlist;
-            self.runtime
-                .create_network(&name, self.labels(&task), &self.subnet_pool, internal)
-                .await?;
-            made.network = Some(name.clone());
-            task.network_name = Some(name);
-            if internal {
-                // Listening before the container exists: its first command has its proxy.
-                self.ensure_proxy(&task).await?;
-            }
-        }
         let image = task.container_image.clone().unwrap_or_else(|| task.image.clone());
-        let container = self.start_container_for(&task, &image).await?;
-        made.container = Some(container.clone());
-        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container started");
-        let prepared = self
-            .prepare_container(&container, image_user, &task.volumes, volume_ids)
-            .await?;
-        let shell = prepared.shell.to_string();
-        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container prepared");
-
-        // Commands run as the user's numbers, fixed now (docs/security.md, "Set-id files").
-        let exec_user = prepared
-            .user_ids
-            .or_else(|| Some(image_user.to_string()))
-            .filter(|u| !u.is_empty());
+        let pooled = match &claimed {
+            Some(entry) => self.claimed_container(entry).await?.map(|c| (c, entry)),
+            None => None,
+        };
+        let from_pool = pooled.is_some();
+        let (container, shell, exec_user) = match pooled {
+            Some((container, entry)) => {
+                // Prepared when the entry was made (shell, the user's ids, certificates); the
+                // workspace, filled now, is handed over here.
+                task.network_name = entry.network_name.clone();
+                task.exec_user = entry.exec_user.clone();
+                self.hand_over_claimed(&task, &container).await?;
+                tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: pool entry claimed");
+                let shell = entry.shell.clone().unwrap_or_else(|| "sh".into());
+                (container, shell, entry.exec_user.clone())
+            }
+            None => {
+                // The claimed entry's container and network went in `claimed_container`.
+                made.container = None;
+                made.network = None;
+                self.start_task_container(&mut task, &image, (image_user, volume_ids), made, started)
+                    .await?
+            }
+        };
         let network_name = task.network_name.clone();
         let task = self.transition(task, LifecycleEvent::Started, None, |t| {
             t.container_id = Some(container.clone());
@@ -414,7 +435,7 @@ impl TaskService {
                 "name": task.name, "image": task.image, "network": task.network, "allow": task.allow,
                 "limits": task.limits, "container_id": task.container_id, "repo": task.repo,
                 "forked_from": task.forked_from, "secrets": task.secrets, "volumes": task.volumes,
-                "warnings": warnings,
+                "warnings": warnings, "pool": from_pool,
             }),
         ))?;
         self.notify(
@@ -426,6 +447,45 @@ impl TaskService {
         Ok(CreatedTask { task, warnings })
     }
 
+    /// The task's network and container, made for it (not from the pool), and the prepare
+    /// step; returns the container, the shell and the user commands run as.
+    async fn start_task_container(
+        &self,
+        task: &mut Task,
+        image: &str,
+        (image_user, volume_ids): (&str, Option<&str>),
+        made: &mut Made,
+        started: std::time::Instant,
+    ) -> Result<(String, String, Option<String>)> {
+        if task.network != NetworkMode::None {
+            let name = format!("taskbox-{}", task.id);
+            // An allowlist task's network has no way out but the proxy (Docker's `Internal`).
+            let internal = task.network == NetworkMode::Allowlist;
+            self.runtime
+                .create_network(&name, self.labels(task), &self.subnet_pool, internal)
+                .await?;
+            made.network = Some(name.clone());
+            task.network_name = Some(name);
+            if internal {
+                // Listening before the container exists: its first command has its proxy.
+                self.ensure_proxy(task).await?;
+            }
+        }
+        let container = self.start_container_for(task, image).await?;
+        made.container = Some(container.clone());
+        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container started");
+        let prepared = self
+            .prepare_container(&container, image_user, &task.volumes, volume_ids)
+            .await?;
+        tracing::debug!(task = %task.id, elapsed_ms = started.elapsed().as_millis() as u64, "create: container prepared");
+        // Commands run as the user's numbers, fixed now (docs/security.md, "Set-id files").
+        let exec_user = prepared
+            .user_ids
+            .or_else(|| Some(image_user.to_string()))
+            .filter(|u| !u.is_empty());
+        Ok((container, prepared.shell.to_string(), exec_user))
+    }
+
     /// Hands the workspace to the image's user and finds the shell (`PrepareContainer`); with
     /// volumes, hands their roots (and the way down to the caches) to `volume_ids` (`uid:gid`),
     /// and keeps apt's downloads when its cache is mounted.
@@ -435,6 +495,20 @@ impl TaskService {
         image_user: &str,
         volumes: &[crate::domain::TaskVolume],
         volume_ids: Option<&str>,
+    ) -> Result<Prepared> {
+        self.prepare_container_with(container, image_user, volumes, volume_ids, true)
+            .await
+    }
+
+    /// `prepare_container`; a warm-pool entry keeps its empty workspace the server's
+    /// (`hand_over_workspace: false`) until a task claims it.
+    pub(super) async fn prepare_container_with(
+        &self,
+        container: &str,
+        image_user: &str,
+        volumes: &[crate::domain::TaskVolume],
+        volume_ids: Option<&str>,
+        hand_over_workspace: bool,
     ) -> Result<Prepared> {
         let certificates = self.certificates_to_trust();
         let apt_cache = volumes
@@ -449,6 +523,7 @@ impl TaskService {
                 container,
                 PrepareContainer {
                     image_user,
+                    hand_over_workspace,
                     certificates,
                     apt_cache,
                     volume_ids,
@@ -496,6 +571,15 @@ impl TaskService {
         {
             tracing::error!(task = id, error = %e, "rollback: cannot remove registry row");
         }
+    }
+}
+
+/// Aborts the task when dropped (the creation's lease ends with the creation, however it ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

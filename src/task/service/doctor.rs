@@ -49,6 +49,9 @@ impl TaskService {
     pub async fn check_layers(&self) -> Result<LayerReport> {
         let mut ids: BTreeSet<String> = self.store.task_ids()?.into_iter().collect();
         ids.extend(self.registry.task_ids()?);
+        // A warm-pool entry's directory (its run directory only) is no task's yet.
+        let pooled: BTreeSet<String> = self.registry.pool_entries()?.into_iter().map(|e| e.id).collect();
+        ids.retain(|id| !pooled.contains(id));
         let mut report = LayerReport::default();
         for id in ids {
             report.tasks_checked += 1;

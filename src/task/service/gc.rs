@@ -47,14 +47,32 @@ struct Live {
 
 impl Live {
     /// Whether the task's Docker objects and workspace are in use: a live task that is not
-    /// archived (archiving removed them) and not being deleted.
+    /// archived (archiving removed them) and not being deleted, or a warm-pool entry.
     fn owns_objects(&self, service: &TaskService, task_id: &str) -> bool {
         if service.store.is_deleting(task_id) {
             return false;
         }
         match self.tasks.get(task_id) {
             Some(task) => task.status != TaskStatus::Archived,
-            None => service.store.has_record(task_id),
+            None => match Self::recorded_since(service, task_id) {
+                Some(status) => status != TaskStatus::Archived,
+                None => service.store.has_record(task_id),
+            },
+        }
+    }
+
+    /// An id the sweep's list of tasks does not hold, read again now: a warm-pool entry (its
+    /// objects are in use) or a task made since, perhaps by claiming an entry. The pool's row
+    /// is read first: a claim deletes it in the write that inserts the task's row, so one of
+    /// the two reads sees it. An unreadable registry counts as live.
+    /// Returns the status it is recorded with (an entry counts as `creating`).
+    fn recorded_since(service: &TaskService, id: &str) -> Option<TaskStatus> {
+        if service.registry.is_pool_entry(id).unwrap_or(true) {
+            return Some(TaskStatus::Creating);
+        }
+        match service.registry.get_task(id) {
+            Ok(task) => task.map(|t| t.status),
+            Err(_) => Some(TaskStatus::Creating),
         }
     }
 }
@@ -64,12 +82,19 @@ impl TaskService {
     /// live task. Removals that fail (an image a container still uses) are reported and left
     /// for the next run.
     pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
-        self.sweep(
-            dry_run,
-            &[ObjectKind::Container, ObjectKind::Network, ObjectKind::Image],
-            true,
-        )
-        .await
+        // Warm-pool entries that should not be there first (`pool.rs`): orphans of a dead
+        // server, entries over the size, of an image no longer pooled or made for other
+        // settings; then the rest of the data directory.
+        let pool = self.trim_pool(dry_run).await?;
+        let mut report = self
+            .sweep(
+                dry_run,
+                &[ObjectKind::Container, ObjectKind::Network, ObjectKind::Image],
+                true,
+            )
+            .await?;
+        report.items.splice(0..0, pool);
+        Ok(report)
     }
 
     /// Removes the checkpoint images no live task needs (after a delete: its fork's source's
@@ -184,7 +209,11 @@ impl TaskService {
         }
         for id in self.store.task_ids()? {
             let deleting = self.store.is_deleting(&id);
-            if !deleting && (live.tasks.contains_key(&id) || self.store.has_record(&id)) {
+            if !deleting
+                && (live.tasks.contains_key(&id)
+                    || self.store.has_record(&id)
+                    || Live::recorded_since(self, &id).is_some())
+            {
                 continue;
             }
             if deleting && live.tasks.contains_key(&id) {

@@ -122,6 +122,10 @@ impl HookHost for TaskService {
         &self.config.security.cap_add
     }
 
+    fn is_unclaimed_pool_entry(&self, id: &str) -> Result<bool> {
+        Ok(self.registry.is_pool_entry(id)?)
+    }
+
     fn execution_count(&self, task_id: &str) -> Result<u64> {
         Ok(self.registry.count_executions(task_id)?)
     }

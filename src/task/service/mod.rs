@@ -24,6 +24,7 @@ mod metrics;
 mod network_env;
 mod old_images;
 mod ops;
+mod pool;
 mod ports;
 mod quota;
 mod rebuild;
@@ -125,6 +126,8 @@ pub struct TaskService {
     forwards: crate::task::ports::Forwards,
     /// Images' users as numbers and homes, for their volumes (`volumes.rs`).
     volume_users: volumes::VolumeUsers,
+    /// Wakes this process's warm-pool keeper (`pool.rs`).
+    pool: pool::PoolKeeper,
 }
 
 /// A status change, as recorded in the event log.
@@ -182,6 +185,7 @@ impl TaskService {
             recovery: Default::default(),
             egress,
             volume_users: Default::default(),
+            pool: Default::default(),
         })
     }
 

@@ -73,6 +73,9 @@ impl TaskService {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "start-up recovery done"
             );
+            // Calls go on meanwhile: the warm pool fills behind them (`pool.rs`).
+            drop(_open);
+            service.start_pool_keeper();
         });
     }
 

@@ -7,7 +7,7 @@ use git2::build::{CloneLocal, RepoBuilder};
 use git2::{Index, Oid, Repository};
 
 use super::{index_pack, open, signature};
-use crate::workspace::{AGENT_EMAIL, AGENT_NAME, Result, WorkspaceError, remove};
+use crate::workspace::{AGENT_EMAIL, AGENT_NAME, Result, WorkspaceError, empty, remove};
 
 /// A private bare repository with one empty commit on `branch`; returns that commit.
 pub fn init_private(path: &Path, branch: &str, message: &str) -> Result<Oid> {
@@ -40,7 +40,8 @@ pub fn clone_private(source: &Path, dest: &Path) -> Result<()> {
 }
 
 /// Makes `dest` a new clone of `repo_path` with `branch` checked out, and nothing that points
-/// back at the host (no remote). Objects are copied, never hard-linked: the agent will own
+/// back at the host (no remote). `dest` may exist as an empty directory (a warm-pool entry's
+/// workspace): it is filled in place, never replaced. Objects are copied, never hard-linked: the agent will own
 /// these files.
 ///
 /// With `reachable_only`, only the objects the branch reaches are copied (git's pack protocol
@@ -62,10 +63,17 @@ pub fn clone_workspace(repo_path: &Path, branch: &str, dest: &Path, reachable_on
     Ok(())
 }
 
+/// Undoes a clone that failed: the directory goes, unless it was there before (an empty
+/// warm-pool workspace, mounted into its container by inode), which is only emptied.
+fn discard(dest: &Path, keep: bool) -> Result<()> {
+    if keep { empty(dest) } else { remove(dest) }
+}
+
 /// The git command line, when installed: on a large repository its clone is several times
 /// faster than libgit2's (measured: 0.4 s against about 3 s for 10,000 files / 100 MB).
 /// Returns false when there is no `git` to run. Hooks are off and nothing may prompt.
 fn clone_with_git(repo_path: &Path, branch: &str, dest: &Path, reachable_only: bool) -> Result<bool> {
+    let keep = dest.is_dir();
     let output = std::process::Command::new("git")
         .args(["-c", "core.hooksPath=/dev/null", "clone", "-q", "--single-branch"])
         .arg(if reachable_only { "--no-local" } else { "--no-hardlinks" })
@@ -86,7 +94,7 @@ fn clone_with_git(repo_path: &Path, branch: &str, dest: &Path, reachable_only: b
         }),
         Ok(out) if out.status.success() => Ok(true),
         Ok(out) => {
-            remove(dest)?;
+            discard(dest, keep)?;
             tracing::debug!(stderr = %String::from_utf8_lossy(&out.stderr), "git clone failed; using libgit2");
             Ok(false)
         }
@@ -123,6 +131,7 @@ pub(super) fn clone_with_libgit2(repo_path: &Path, branch: &str, dest: &Path, re
     }
     // A local clone copies the object files; a `git gc` running in the developer's
     // repository at the same time can pack them away mid-copy. Start again when that happens.
+    let keep = dest.is_dir();
     let mut attempt = 0;
     loop {
         match RepoBuilder::new()
@@ -134,7 +143,7 @@ pub(super) fn clone_with_libgit2(repo_path: &Path, branch: &str, dest: &Path, re
             Err(e) if attempt < 3 && e.class() == git2::ErrorClass::Os => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "local clone raced with the source repository; retrying");
-                remove(dest)?;
+                discard(dest, keep)?;
                 std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
             }
             Err(e) => return Err(e.into()),

@@ -29,17 +29,17 @@ const TRUST_CERTIFICATES: &str = r#"if [ "$2" = certs ]; then
     { echo '# TASKBOX-HOST-CA'; cat /usr/local/share/ca-certificates/taskbox-host.crt; } >> /etc/ssl/certs/ca-certificates.crt || exit 4
 fi"#;
 
-/// With `$3` = `apt` (apt's cache is a volume): keeps what apt downloads there. Debian's and
+/// With `$4` = `apt` (apt's cache is a volume): keeps what apt downloads there. Debian's and
 /// Ubuntu's images delete every `.deb` after each install (`docker-clean`, moved aside where apt
-/// ignores it) and `apt` (not `apt-get`) does by default. With `$4` = `uid:gid`: hands each
-/// directory in `$5…` (the volumes' roots, the way down to the caches in the home) to it unless
+/// ignores it) and `apt` (not `apt-get`) does by default. With `$5` = `uid:gid`: hands each
+/// directory in `$6…` (the volumes' roots, the way down to the caches in the home) to it unless
 /// it is its already; never through a link.
-const SET_UP_VOLUMES: &str = r#"if [ "$3" = apt ] && [ -d /etc/apt/apt.conf.d ]; then
+const SET_UP_VOLUMES: &str = r#"if [ "$4" = apt ] && [ -d /etc/apt/apt.conf.d ]; then
   if [ -f /etc/apt/apt.conf.d/docker-clean ]; then mv -f /etc/apt/apt.conf.d/docker-clean /etc/apt/apt.conf.d/docker-clean.disabled || exit 5; fi
   echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > /etc/apt/apt.conf.d/99taskbox-keep-packages || exit 5
 fi
-if [ -n "$4" ]; then
-  ids=$4; shift 4
+if [ -n "$5" ]; then
+  ids=$5; shift 5
   for d in "$@"; do
     if [ -d "$d" ] && [ ! -L "$d" ]; then find "$d" -maxdepth 0 ! -user "${ids%%:*}" -exec chown -h "$ids" {} + || exit 5; fi
   done
@@ -91,10 +91,21 @@ fn as_root(cmd: Vec<String>) -> ExecSpec {
     }
 }
 
+/// Certificates, the workspace's owner (unless `$3` is `keep`), the shell, the user's ids,
+/// the volumes (`SET_UP_VOLUMES`).
+fn prepare_script() -> String {
+    format!(
+        "{TRUST_CERTIFICATES}\nif [ \"$3\" != keep ]; then\n{CHOWN_TO_USER}\nfi\n{DETECT_SHELL}\n{USER_IDS}\n{SET_UP_VOLUMES}"
+    )
+}
+
 /// One root exec when a container starts: hands the workspace to the image's user (the
 /// server may run as another uid) and finds the shell commands will run under.
 pub struct PrepareContainer<'a> {
     pub image_user: &'a str,
+    /// Hand `/workspace` to the user. A warm-pool entry is prepared with an empty workspace
+    /// the server fills when a task claims it, and hands over then (`task/service/pool.rs`).
+    pub hand_over_workspace: bool,
     /// Certificates to trust (`[network] ca_certificates`), added to the image's store.
     pub certificates: Option<Vec<u8>>,
     /// apt's cache is a volume: keep the packages it downloads.
@@ -109,15 +120,16 @@ impl ContainerOp for PrepareContainer<'_> {
     type Outcome = Result<Prepared, Failed>;
 
     fn into_spec(self) -> ExecSpec {
-        let script = format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}\n{SET_UP_VOLUMES}");
+        let script = prepare_script();
         let certs = if self.certificates.is_some() { "certs" } else { "" };
+        let workspace = if self.hand_over_workspace { "" } else { "keep" };
         let apt = if self.apt_cache { "apt" } else { "" };
         let ids = match (self.volume_ids, self.owned_dirs.is_empty()) {
             (Some(ids), false) => ids,
             _ => "",
         };
         let owner = chown_owner(self.image_user);
-        let mut args = vec!["prepare", owner.as_str(), certs, apt, ids];
+        let mut args = vec!["prepare", owner.as_str(), certs, workspace, apt, ids];
         if !ids.is_empty() {
             args.extend(self.owned_dirs.iter().map(String::as_str));
         }
@@ -183,6 +195,7 @@ mod tests {
     fn root_commands_run_as_root_with_the_owner_as_one() {
         let prepare = PrepareContainer {
             image_user: "dev",
+            hand_over_workspace: true,
             certificates: None,
             apt_cache: false,
             volume_ids: None,
@@ -190,14 +203,24 @@ mod tests {
         }
         .into_spec();
         assert_eq!(prepare.user.as_deref(), Some("root"));
-        assert_eq!(prepare.cmd[3..], ["prepare", "dev:", "", "", ""]);
-        assert_eq!(
-            prepare.cmd[2],
-            format!("{TRUST_CERTIFICATES}\n{CHOWN_TO_USER}\n{DETECT_SHELL}\n{USER_IDS}\n{SET_UP_VOLUMES}")
-        );
+        assert_eq!(prepare.cmd[3..], ["prepare", "dev:", "", "", "", ""]);
+        assert_eq!(prepare.cmd[2], prepare_script());
+        assert!(prepare.cmd[2].contains(CHOWN_TO_USER) && prepare.cmd[2].contains(SET_UP_VOLUMES));
+        // A pool entry's empty workspace stays the server's until a task claims it.
+        let pooled = PrepareContainer {
+            image_user: "dev",
+            hand_over_workspace: false,
+            certificates: None,
+            apt_cache: false,
+            volume_ids: None,
+            owned_dirs: Vec::new(),
+        }
+        .into_spec();
+        assert_eq!(pooled.cmd[3..], ["prepare", "dev:", "", "keep", "", ""]);
         // Volumes: apt's flag, then the ids and the directories to hand over.
         let with_volumes = PrepareContainer {
             image_user: "dev",
+            hand_over_workspace: true,
             certificates: None,
             apt_cache: true,
             volume_ids: Some("1000:1000"),
@@ -206,13 +229,23 @@ mod tests {
         .into_spec();
         assert_eq!(
             with_volumes.cmd[3..],
-            ["prepare", "dev:", "", "apt", "1000:1000", "/home/dev", "/home/dev/.npm"]
+            [
+                "prepare",
+                "dev:",
+                "",
+                "",
+                "apt",
+                "1000:1000",
+                "/home/dev",
+                "/home/dev/.npm"
+            ]
         );
         assert_eq!(prepare.stdin, None);
         // Certificates to trust arrive on stdin, with `certs` as $2.
         let pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
         let with_certs = PrepareContainer {
             image_user: "dev",
+            hand_over_workspace: true,
             certificates: Some(pem.clone()),
             apt_cache: false,
             volume_ids: None,
@@ -225,6 +258,7 @@ mod tests {
         assert_eq!(
             PrepareContainer {
                 image_user: "",
+                hand_over_workspace: true,
                 certificates: None,
                 apt_cache: false,
                 volume_ids: None,
