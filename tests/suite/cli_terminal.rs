@@ -159,7 +159,8 @@ async fn long_work_shows_a_progress_bar_on_a_terminal_and_nothing_when_piped() {
     tmux.run(&["new-session", "-d", "-s", "bar", "-x", "120", "-y", "40", &command]);
     tmux.run(&["pipe-pane", "-o", "-t", "bar", &format!("cat >> {}", raw.display())]);
     let screen = tmux.wait_for("bar", "[exited 0]");
-    assert!(screen.contains("checkpoint bar:1"), "{screen}");
+    // `bar:1` or a later number: the session's end may have checkpointed the task already.
+    assert!(screen.contains("checkpoint bar:"), "{screen}");
     assert!(!screen.contains('⠋'), "the bar is erased at the end:\n{screen}");
     let raw = std::fs::read_to_string(&raw).unwrap();
     assert!(

@@ -159,6 +159,26 @@ async fn check_invariants(home: &Home, client: &Client, ledger: &Ledger, round: 
     tasks.len()
 }
 
+/// Waits (up to 30 s) until process `pid` has exited: gone, or a zombie left for its parent.
+async fn wait_for_exit(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+            {
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("the server {pid} did not exit within 30 s of its session's end");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_points_loses_nothing_and_leaks_nothing() {
     require!(docker);
@@ -205,9 +225,11 @@ async fn kill_9_at_random_points_loses_nothing_and_leaks_nothing() {
         // What the checks themselves changed (a session's end checkpoints its tasks) is
         // settled by the next start, as after any stop; then the registry must equal a
         // rebuild from the files, and nothing may be left of a task that is gone.
-        let (client, _) = connect_logged(&home.path(), "fault-injection-settle", &log).await;
+        let (client, settle_pid) = connect_logged(&home.path(), "fault-injection-settle", &log).await;
         call(&client, "list_tasks", json!({})).await;
         client.cancel().await.unwrap();
+        // The session's end still writes (its agents detach): doctor reads once it has exited.
+        wait_for_exit(settle_pid).await;
         let (ok, report) = doctor(&home.path(), &[]);
         if !ok && std::env::var_os("TASKBOX_FAULT_KEEP").is_some() {
             // For a person investigating: the data directory and its Docker objects stay.
