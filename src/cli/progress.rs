@@ -66,7 +66,9 @@ impl Bar {
         let mut frame = 0;
         let result = loop {
             tokio::select! {
-                result = &mut work => break result,
+                // The frame first: the bar shows before the work's first poll, which may run
+                // a while before it yields.
+                biased;
                 _ = ticks.tick() => {
                     let stage = self.stage.lock().map(|s| s.clone()).unwrap_or_default();
                     let line = render(FRAMES[frame % FRAMES.len()], &self.what, started.elapsed(), &stage, width());
@@ -75,6 +77,7 @@ impl Bar {
                     let _ = write!(err, "\r\x1b[2K{line}");
                     let _ = err.flush();
                 }
+                result = &mut work => break result,
             }
         };
         let mut err = std::io::stderr().lock();

@@ -163,8 +163,9 @@ async fn long_work_shows_a_progress_bar_on_a_terminal_and_nothing_when_piped() {
     assert!(screen.contains("checkpoint bar:"), "{screen}");
     assert!(!screen.contains('⠋'), "the bar is erased at the end:\n{screen}");
     let raw = std::fs::read_to_string(&raw).unwrap();
+    // The first frame, drawn at once (its elapsed time is 0.0 s unless the machine is busy).
     assert!(
-        raw.contains("\r\x1b[2K⠋ checkpoint bar  0.0 s"),
+        raw.contains("\r\x1b[2K⠋ checkpoint bar  0."),
         "the first frame, drawn at once: {raw:?}"
     );
     let frames = raw.matches("\r\x1b[2K").count();
@@ -178,9 +179,13 @@ async fn long_work_shows_a_progress_bar_on_a_terminal_and_nothing_when_piped() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1),
-        Some("bar:2")
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|label| label.starts_with("bar:")),
+        "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
