@@ -30,7 +30,7 @@ pub fn hand_over(root: &Path, uid: u32, gid: u32) -> std::io::Result<u64> {
     Ok(changed)
 }
 
-/// Whether this process may give files away (root, or `CAP_CHOWN`): only then does the server
+/// Whether this process may give files away (it runs as root): only then does the server
 /// hand a workspace over from the host; otherwise the container's root does it.
 pub fn can_hand_over() -> bool {
     rustix::process::geteuid().is_root()

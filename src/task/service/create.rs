@@ -600,9 +600,8 @@ fn name_taken(existing: Task) -> Error {
 /// `uid:gid` when a recorded exec user is two numbers other than root's (a task made since
 /// users were fixed as numbers), for its volumes' ownership.
 pub(super) fn numeric_ids(exec_user: Option<&str>) -> Option<String> {
-    let (uid, gid) = exec_user?.split_once(':')?;
-    let uid: u32 = uid.parse().ok()?;
-    let gid: u32 = gid.parse().ok()?;
+    let recorded = exec_user.filter(|u| u.contains(':'));
+    let (uid, gid) = super::exec::numeric_ids(recorded)?;
     (uid != 0).then(|| format!("{uid}:{gid}"))
 }
 

@@ -676,7 +676,18 @@ impl TaskService {
                 ending = Ending::TimedOut;
                 exit_code = None;
             }
-            let read = read_run_files(files, &mut stdout, &mut stderr);
+            // No more than the supervisor says it kept, and never past its cap: a process the
+            // command left behind may still be appending to the files (the agent can write them).
+            let cap = self
+                .config
+                .execution
+                .spill_limit_bytes
+                .max(self.config.execution.output_cap_bytes as u64);
+            let limits = match &status {
+                Some(s) => (s.stdout_kept.min(cap), s.stderr_kept.min(cap)),
+                None => (cap, cap),
+            };
+            let read = read_run_files(files, limits, &mut stdout, &mut stderr);
             if let Err(e) = read {
                 tracing::warn!(exec_id, error = %e, "cannot read the execution's output files");
             }
@@ -1063,12 +1074,22 @@ struct Watch<'a> {
 
 /// Copies the output the supervisor kept in the run files into the reply's captures (which
 /// keep head and tail, and spill to `outputs/` past the reply's cap, as for a streamed
-/// command). Reads are bounded per chunk; the files are hostile input (`RunFiles`).
-fn read_run_files(files: &RunFiles, stdout: &mut Redacted, stderr: &mut Redacted) -> std::io::Result<()> {
-    for (stream, capture) in [(Stream::Stdout, stdout), (Stream::Stderr, stderr)] {
+/// command). Reads are bounded per chunk and in total (`limits`, bytes per stream); the files
+/// are hostile input (`RunFiles`).
+fn read_run_files(
+    files: &RunFiles,
+    (stdout_limit, stderr_limit): (u64, u64),
+    stdout: &mut Redacted,
+    stderr: &mut Redacted,
+) -> std::io::Result<()> {
+    for (stream, limit, capture) in [
+        (Stream::Stdout, stdout_limit, stdout),
+        (Stream::Stderr, stderr_limit, stderr),
+    ] {
         let mut offset = 0;
-        loop {
-            let (bytes, _) = files.read(stream, offset, READ_CHUNK)?;
+        while offset < limit {
+            let chunk = READ_CHUNK.min((limit - offset) as usize);
+            let (bytes, _) = files.read(stream, offset, chunk)?;
             if bytes.is_empty() {
                 break;
             }
@@ -1243,5 +1264,27 @@ pub(super) fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
         Some(dir) if dir.contains('\0') => Err(Error::invalid("workdir", "it contains a NUL byte")),
         Some(dir) if dir.starts_with('/') => Ok(dir.to_string()),
         Some(dir) => Ok(format!("/workspace/{dir}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process left behind may go on appending to the files: the read stops at its limits.
+    #[test]
+    fn run_files_are_read_up_to_their_limits_whatever_the_files_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stdout"), vec![b'x'; 300_000]).unwrap();
+        std::fs::write(dir.path().join("stderr"), b"err\n").unwrap();
+        let files = RunFiles::new(dir.path().to_path_buf());
+        let redactor = Arc::new(Redactor::none());
+        let capture = |name: &str| Redacted::new(StreamCapture::new(1 << 20, dir.path().join(name)), &redactor);
+        let (mut stdout, mut stderr) = (capture("out.log"), capture("err.log"));
+        read_run_files(&files, (100_000, 2), &mut stdout, &mut stderr).unwrap();
+        let out = stdout.into_inner().finish("stdout");
+        let err = stderr.into_inner().finish("stderr");
+        assert_eq!(out.bytes, 100_000);
+        assert_eq!(err.text, "er");
     }
 }

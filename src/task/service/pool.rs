@@ -410,9 +410,7 @@ impl TaskService {
     /// the same root exec a new container's prepare step runs.
     pub(super) async fn hand_over_claimed(&self, task: &Task, container: &str) -> Result<()> {
         let user = task.exec_user.clone().unwrap_or_default();
-        let ids = user
-            .split_once(':')
-            .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)));
+        let ids = super::exec::numeric_ids(Some(user.as_str()).filter(|u| u.contains(':')));
         if let Some((uid, gid)) = ids
             && crate::workspace::owner::can_hand_over()
         {
