@@ -2,7 +2,7 @@
 
 use rusqlite::{Row, params};
 
-use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Attachment, now};
 
 impl Registry {
@@ -23,7 +23,7 @@ impl Registry {
             Some(row) => row,
             None => {
                 let at = ts_to_sql(&now());
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO attachments (task_id, agent, session_id, attached_at) VALUES (?1, ?2, ?3, ?4)",
                     params![task_id, agent, session_id, at],
                 )?;

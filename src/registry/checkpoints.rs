@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::Checkpoint;
 
 const COLUMNS: &str = "id, task_id, seq, label, automatic, git_commit, image_id, created_at";
@@ -11,7 +11,7 @@ impl Registry {
     /// Inserts the checkpoint with the task's next sequence number, which it returns. The
     /// number is taken in the same statement, so concurrent checkpoints never share one.
     pub fn insert_checkpoint(&self, c: &Checkpoint) -> Result<i64> {
-        Ok(self.conn().query_row(
+        Ok(self.conn().query_row_cached(
             "INSERT INTO checkpoints (id, task_id, seq, label, automatic, git_commit, image_id, created_at)
              SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6, ?7 FROM checkpoints WHERE task_id = ?2
              RETURNING seq",
@@ -41,7 +41,7 @@ impl Registry {
     pub fn get_checkpoint(&self, id: &str) -> Result<Option<Checkpoint>> {
         let row = self
             .conn()
-            .query_row(&format!("SELECT {COLUMNS} FROM checkpoints WHERE id = ?1"), [id], raw)
+            .query_row_cached(&format!("SELECT {COLUMNS} FROM checkpoints WHERE id = ?1"), [id], raw)
             .optional()?;
         row.map(into_checkpoint).transpose()
     }
@@ -49,7 +49,7 @@ impl Registry {
     pub fn get_checkpoint_by_seq(&self, task_id: &str, seq: i64) -> Result<Option<Checkpoint>> {
         let row = self
             .conn()
-            .query_row(
+            .query_row_cached(
                 &format!("SELECT {COLUMNS} FROM checkpoints WHERE task_id = ?1 AND seq = ?2"),
                 params![task_id, seq],
                 raw,
@@ -59,7 +59,8 @@ impl Registry {
     }
 
     pub fn delete_checkpoint(&self, id: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM checkpoints WHERE id = ?1", [id])?;
+        self.conn()
+            .execute_cached("DELETE FROM checkpoints WHERE id = ?1", [id])?;
         Ok(())
     }
 }

@@ -3,13 +3,13 @@
 
 use rusqlite::{Row, params};
 
-use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::Decision;
 
 impl Registry {
     pub fn insert_decision(&self, d: &Decision) -> Result<i64> {
         let conn = self.conn();
-        conn.execute(
+        conn.execute_cached(
             "INSERT INTO decisions (task_id, decision, rationale, agent, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![d.task_id, d.decision, d.rationale, d.agent, ts_to_sql(&d.created_at)],
         )?;
@@ -19,9 +19,10 @@ impl Registry {
     /// Newest first.
     pub fn list_decisions(&self, task_id: &str, limit: u32, offset: u64) -> Result<(Vec<Decision>, u64)> {
         let conn = self.conn();
-        let total: i64 = conn.query_row("SELECT COUNT(*) FROM decisions WHERE task_id = ?1", [task_id], |r| {
-            r.get(0)
-        })?;
+        let total: i64 =
+            conn.query_row_cached("SELECT COUNT(*) FROM decisions WHERE task_id = ?1", [task_id], |r| {
+                r.get(0)
+            })?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, task_id, decision, rationale, agent, created_at FROM decisions
              WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",

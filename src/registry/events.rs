@@ -2,12 +2,12 @@
 
 use rusqlite::params;
 
-use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Event, Timestamp};
 
 impl Registry {
     pub fn insert_event(&self, event: &Event) -> Result<()> {
-        self.conn().execute(
+        self.conn().execute_cached(
             "INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)",
             params![
                 event.task_id,
@@ -45,7 +45,7 @@ impl Registry {
              AND (json_array_length(?2) = 0 OR type IN (SELECT value FROM json_each(?2)))
              AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)";
         let conn = self.conn();
-        let total: i64 = conn.query_row(
+        let total: i64 = conn.query_row_cached(
             &format!("SELECT COUNT(*) FROM events WHERE {filter}"),
             params![task_id, types_json, since, until],
             |r| r.get(0),

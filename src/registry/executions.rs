@@ -3,7 +3,7 @@
 
 use rusqlite::{Row, params};
 
-use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Execution, ExecutionCounts, ExecutionStatus};
 
 const COLUMNS: &str = "id, task_id, command, workdir, user, explanation, status, exit_code, timed_out, \
@@ -38,7 +38,7 @@ pub(super) fn write_execution_row(
     exec: &Execution,
     server_id: Option<&str>,
 ) -> Result<()> {
-    conn.execute(
+    conn.execute_cached(
         &format!(
             "INSERT INTO executions ({COLUMNS}, server_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
@@ -104,7 +104,7 @@ impl Registry {
     /// A running foreground execution goes on as a background one (its call stopped waiting
     /// for it: the soft timeout). Returns whether it was still running.
     pub fn make_background(&self, id: &str) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             "UPDATE executions SET background = 1 WHERE id = ?1 AND status = 'running'",
             [id],
         )?;
@@ -114,7 +114,7 @@ impl Registry {
     /// Records a `running` execution as interrupted; false when it was no longer running (its
     /// own server finished it meanwhile, which wins).
     pub fn interrupt_execution(&self, exec: &Execution) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             "UPDATE executions SET status = 'interrupted', finished_at = ?2, duration_ms = ?3
              WHERE id = ?1 AND status = 'running'",
             params![
@@ -136,7 +136,7 @@ impl Registry {
     /// Writes how the execution ended; with `only_running`, only while its row still says
     /// `running`. Returns whether a row changed.
     fn complete(&self, exec: &Execution, only_running: bool) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             "UPDATE executions SET status = ?2, exit_code = ?3, timed_out = ?4, stdout_bytes = ?5,
                  stderr_bytes = ?6, truncated = ?7, finished_at = ?8, duration_ms = ?9
              WHERE id = ?1 AND (?10 = 0 OR status = 'running')",
@@ -178,7 +178,7 @@ impl Registry {
 
     /// Background executions the owner's tasks run now, as the registry last recorded them.
     pub fn owner_running_background(&self, owner: &crate::domain::Owner) -> Result<u64> {
-        let count: i64 = self.conn().query_row(
+        let count: i64 = self.conn().query_row_cached(
             "SELECT COUNT(*) FROM executions e JOIN tasks t ON t.id = e.task_id
              WHERE e.status = 'running' AND e.background = 1 AND t.owner = ?1",
             [owner.as_str()],
@@ -212,7 +212,7 @@ impl Registry {
              AND (?4 IS NULL OR instr(command, ?4) > 0)"
         );
         let conn = self.conn();
-        let total: i64 = conn.query_row(
+        let total: i64 = conn.query_row_cached(
             &format!("SELECT COUNT(*) FROM executions WHERE {condition}"),
             params![task_id, filter.exit_code, filter.failed, filter.command],
             |r| r.get(0),
@@ -257,14 +257,14 @@ impl Registry {
     pub fn count_executions(&self, task_id: &str) -> Result<u64> {
         let count: i64 =
             self.conn()
-                .query_row("SELECT COUNT(*) FROM executions WHERE task_id = ?1", [task_id], |r| {
+                .query_row_cached("SELECT COUNT(*) FROM executions WHERE task_id = ?1", [task_id], |r| {
                     r.get(0)
                 })?;
         Ok(count as u64)
     }
 
     pub fn execution_counts(&self, task_id: &str) -> Result<ExecutionCounts> {
-        let (total, failed, running): (i64, i64, i64) = self.conn().query_row(
+        let (total, failed, running): (i64, i64, i64) = self.conn().query_row_cached(
             "SELECT COUNT(*),
                     COALESCE(SUM(status IN ('timed_out', 'cancelled', 'failed', 'interrupted') OR (status = 'finished' AND exit_code != 0)), 0),
                     COALESCE(SUM(status = 'running'), 0)

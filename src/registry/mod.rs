@@ -67,6 +67,36 @@ fn private_file() -> std::fs::OpenOptions {
     options
 }
 
+/// How many prepared statements a connection keeps (rusqlite's default is 16).
+const STATEMENT_CACHE: usize = 256;
+
+/// `execute` and `query_row` through the connection's statement cache: rusqlite's own parse
+/// the SQL on every call.
+trait Cached {
+    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn query_row_cached<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, row)
+    }
+}
+
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -133,6 +163,10 @@ impl Registry {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Every statement the registry runs is kept prepared (`Cached`): parsing SQL was the
+        // largest part of a command's own CPU time (docs/performance.md). The registry runs
+        // fewer distinct statements than this.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self { conn: Mutex::new(conn) })
     }
 

@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Registry, Result, ts_to_sql};
+use super::{Cached, Registry, Result, ts_to_sql};
 use crate::domain::now;
 
 /// One entry as recorded.
@@ -51,7 +51,7 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<PoolEntry> {
 /// The oldest ready entry of `spec`, deleted: the claim itself, inside the caller's transaction.
 pub(super) fn claim_in(tx: &rusqlite::Transaction<'_>, spec: &str) -> Result<Option<PoolEntry>> {
     let entry = tx
-        .query_row(
+        .query_row_cached(
             &format!(
                 "SELECT {COLUMNS} FROM pool_entries WHERE spec = ?1 AND state = 'ready' ORDER BY created_at LIMIT 1"
             ),
@@ -60,7 +60,7 @@ pub(super) fn claim_in(tx: &rusqlite::Transaction<'_>, spec: &str) -> Result<Opt
         )
         .optional()?;
     if let Some(entry) = &entry {
-        tx.execute("DELETE FROM pool_entries WHERE id = ?1", [&entry.id])?;
+        tx.execute_cached("DELETE FROM pool_entries WHERE id = ?1", [&entry.id])?;
     }
     Ok(entry)
 }
@@ -72,7 +72,7 @@ impl Registry {
     pub fn reserve_pool_entry(&self, id: &str, image: &str, spec: &str, size: u32, server: &str) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let held: i64 = tx.query_row(
+        let held: i64 = tx.query_row_cached(
             "SELECT COUNT(*) FROM pool_entries WHERE image = ?1 AND spec = ?2",
             [image, spec],
             |r| r.get(0),
@@ -80,7 +80,7 @@ impl Registry {
         if held >= i64::from(size) {
             return Ok(false);
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO pool_entries (id, image, spec, state, server_id, created_at)
              VALUES (?1, ?2, ?3, 'filling', ?4, ?5)",
             params![id, image, spec, server, ts_to_sql(&now())],
@@ -99,7 +99,7 @@ impl Registry {
         shell: &str,
         exec_user: Option<&str>,
     ) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             "UPDATE pool_entries SET state = 'ready', container_id = ?2, network_name = ?3, shell = ?4,
                     exec_user = ?5, created_at = ?6
              WHERE id = ?1 AND state = 'filling'",
@@ -121,7 +121,7 @@ impl Registry {
     pub fn is_pool_entry(&self, id: &str) -> Result<bool> {
         let found: Option<i64> = self
             .conn()
-            .query_row("SELECT 1 FROM pool_entries WHERE id = ?1", [id], |r| r.get(0))
+            .query_row_cached("SELECT 1 FROM pool_entries WHERE id = ?1", [id], |r| r.get(0))
             .optional()?;
         Ok(found.is_some())
     }
@@ -131,7 +131,7 @@ impl Registry {
     pub fn take_pool_entry(&self, id: &str, state: &str) -> Result<bool> {
         let deleted = self
             .conn()
-            .execute("DELETE FROM pool_entries WHERE id = ?1 AND state = ?2", [id, state])?;
+            .execute_cached("DELETE FROM pool_entries WHERE id = ?1 AND state = ?2", [id, state])?;
         Ok(deleted > 0)
     }
 }

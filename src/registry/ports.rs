@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Owner, TaskStatus};
 
 /// One exposed port, as recorded.
@@ -86,7 +86,7 @@ impl Registry {
     /// Records an exposed port; `false` when the task has it exposed already.
     pub fn insert_port(&self, task_id: &str, port: u16, at: &DateTime<Utc>) -> Result<bool> {
         let conn = self.conn();
-        let inserted = conn.execute(
+        let inserted = conn.execute_cached(
             "INSERT OR IGNORE INTO exposed_ports (task_id, port, exposed_at) VALUES (?1, ?2, ?3)",
             params![task_id, port, ts_to_sql(at)],
         )?;
@@ -95,7 +95,7 @@ impl Registry {
 
     /// Forgets an exposed port (its listeners could not be opened for a new expose).
     pub fn remove_port(&self, task_id: &str, port: u16) -> Result<()> {
-        self.conn().execute(
+        self.conn().execute_cached(
             "DELETE FROM exposed_ports WHERE task_id = ?1 AND port = ?2",
             params![task_id, port],
         )?;
@@ -105,7 +105,7 @@ impl Registry {
     pub fn get_port(&self, task_id: &str, port: u16) -> Result<Option<ExposedPort>> {
         let conn = self.conn();
         let row = conn
-            .query_row(
+            .query_row_cached(
                 &format!("SELECT {COLUMNS} FROM exposed_ports p WHERE p.task_id = ?1 AND p.port = ?2"),
                 params![task_id, port],
                 raw,
@@ -159,7 +159,7 @@ impl Registry {
     /// How many ports the owner has exposed, over all its tasks.
     pub fn owner_exposed_ports(&self, owner: &Owner) -> Result<u64> {
         let conn = self.conn();
-        let n: i64 = conn.query_row(
+        let n: i64 = conn.query_row_cached(
             "SELECT COUNT(*) FROM exposed_ports p JOIN tasks t ON t.id = p.task_id WHERE t.owner = ?1",
             params![owner.as_str()],
             |r| r.get(0),
@@ -170,7 +170,7 @@ impl Registry {
     /// Makes `server_id` the server of the port if it is `expected` now (`None`: closed);
     /// `false` when another server took it first.
     pub fn claim_port(&self, task_id: &str, port: u16, expected: Option<&str>, server_id: &str) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             "UPDATE exposed_ports SET server_id = ?4 WHERE task_id = ?1 AND port = ?2 AND server_id IS ?3",
             params![task_id, port, expected, server_id],
         )?;
@@ -186,7 +186,7 @@ impl Registry {
         host_port: Option<u16>,
         public: Option<(u16, &str)>,
     ) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             "UPDATE exposed_ports SET host_port = ?4, public_port = ?5, public_host = ?6
              WHERE task_id = ?1 AND port = ?2 AND server_id = ?3",
             params![
@@ -203,7 +203,7 @@ impl Registry {
 
     /// Marks the port closed, if `server_id` serves it (`None`: whoever does).
     pub fn release_port(&self, task_id: &str, port: u16, server_id: Option<&str>) -> Result<()> {
-        self.conn().execute(
+        self.conn().execute_cached(
             "UPDATE exposed_ports SET server_id = NULL
              WHERE task_id = ?1 AND port = ?2 AND (?3 IS NULL OR server_id = ?3)",
             params![task_id, port, server_id],

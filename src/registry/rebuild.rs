@@ -6,7 +6,7 @@
 use rusqlite::params;
 
 use super::tasks::{COLUMNS, bind, placeholders};
-use super::{Registry, Result, ts_to_sql};
+use super::{Cached, Registry, Result, ts_to_sql};
 use crate::domain::{Attachment, Checkpoint, Decision, Event, Execution, Task};
 
 /// Everything the registry holds about one task.
@@ -56,14 +56,14 @@ impl Registry {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Cascades to the task's executions, attachments, decisions and checkpoints.
-        tx.execute("DELETE FROM tasks WHERE id = ?1", [&task.id])?;
-        tx.execute("DELETE FROM events WHERE task_id = ?1", [&task.id])?;
-        tx.execute(
+        tx.execute_cached("DELETE FROM tasks WHERE id = ?1", [&task.id])?;
+        tx.execute_cached("DELETE FROM events WHERE task_id = ?1", [&task.id])?;
+        tx.execute_cached(
             &format!("INSERT INTO tasks ({COLUMNS}) VALUES ({})", placeholders(1)),
             rusqlite::params_from_iter(bind(task)),
         )?;
         for a in &records.attachments {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO attachments (id, task_id, agent, session_id, attached_at, detached_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -80,7 +80,7 @@ impl Registry {
             super::executions::write_execution_row(&tx, e, None)?;
         }
         for c in &records.checkpoints {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR REPLACE INTO checkpoints (id, task_id, seq, label, automatic, git_commit, image_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -96,7 +96,7 @@ impl Registry {
             )?;
         }
         for d in &records.decisions {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR REPLACE INTO decisions (id, task_id, decision, rationale, agent, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -129,7 +129,7 @@ impl Registry {
             ids("SELECT id FROM executions WHERE task_id = ?1 AND status != 'running' ORDER BY id")?;
         let checkpoints = ids("SELECT id FROM checkpoints WHERE task_id = ?1 ORDER BY id")?;
         let decisions = ids("SELECT CAST(id AS TEXT) FROM decisions WHERE task_id = ?1 ORDER BY id")?;
-        let events: i64 = conn.query_row("SELECT COUNT(*) FROM events WHERE task_id = ?1", [task_id], |r| {
+        let events: i64 = conn.query_row_cached("SELECT COUNT(*) FROM events WHERE task_id = ?1", [task_id], |r| {
             r.get(0)
         })?;
         Ok(TaskSummary {
@@ -144,7 +144,7 @@ impl Registry {
     pub fn reindex_events(&self, task_id: &str, events: &[Event]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM events WHERE task_id = ?1", [task_id])?;
+        tx.execute_cached("DELETE FROM events WHERE task_id = ?1", [task_id])?;
         super::events::index_events(&tx, events)?;
         tx.commit()?;
         Ok(())
@@ -152,11 +152,11 @@ impl Registry {
 
     /// How many events of the task are indexed.
     pub fn indexed_events(&self, task_id: &str) -> Result<usize> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM events WHERE task_id = ?1", [task_id], |r| {
-                r.get(0)
-            })?;
+        let n: i64 =
+            self.conn()
+                .query_row_cached("SELECT COUNT(*) FROM events WHERE task_id = ?1", [task_id], |r| {
+                    r.get(0)
+                })?;
         Ok(n.max(0) as usize)
     }
 
@@ -171,7 +171,7 @@ impl Registry {
     /// SQLite's own check of the file (`PRAGMA quick_check`): `None` when it is sound, else
     /// what it found.
     pub fn damage(&self) -> Result<Option<String>> {
-        let found: String = self.conn().query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        let found: String = self.conn().query_row_cached("PRAGMA quick_check", [], |r| r.get(0))?;
         Ok((found != "ok").then_some(found))
     }
 }

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::executions::FAILED;
-use super::{Registry, Result};
+use super::{Cached, Registry, Result};
 use crate::domain::Owner;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
@@ -53,12 +53,12 @@ impl Registry {
     /// (an SQL condition on `task_id` with one parameter, `key`).
     fn scoped_stats(&self, scope: &str, key: &str) -> Result<Stats> {
         let conn = self.conn();
-        let (executions, failed): (i64, i64) = conn.query_row(
+        let (executions, failed): (i64, i64) = conn.query_row_cached(
             &format!("SELECT COUNT(*), COALESCE(SUM({FAILED}), 0) FROM executions WHERE {scope}"),
             [key],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let timed: i64 = conn.query_row(
+        let timed: i64 = conn.query_row_cached(
             &format!("SELECT COUNT(*) FROM executions WHERE {scope} AND duration_ms IS NOT NULL"),
             [key],
             |r| r.get(0),
@@ -67,7 +67,7 @@ impl Registry {
             if timed == 0 {
                 return Ok(None);
             }
-            let value: i64 = conn.query_row(
+            let value: i64 = conn.query_row_cached(
                 &format!(
                     "SELECT duration_ms FROM executions WHERE {scope} AND duration_ms IS NOT NULL
                      ORDER BY duration_ms LIMIT 1 OFFSET ?2"
@@ -78,7 +78,8 @@ impl Registry {
             Ok(Some(value.max(0) as u64))
         };
         let (p50, p95) = (percentile(0.5)?, percentile(0.95)?);
-        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [key], |r| r.get::<_, i64>(0))? as u64) };
+        let count =
+            |sql: &str| -> Result<u64> { Ok(conn.query_row_cached(sql, [key], |r| r.get::<_, i64>(0))? as u64) };
         let checkpoints = count(&format!("SELECT COUNT(*) FROM checkpoints WHERE {scope}"))?;
         let decisions = count(&format!("SELECT COUNT(*) FROM decisions WHERE {scope}"))?;
         let mut stmt = conn.prepare_cached(&format!(
@@ -104,16 +105,16 @@ impl Registry {
     fn overall_stats(&self) -> Result<Stats> {
         let conn = self.conn();
         let (executions, failed): (i64, i64) =
-            conn.query_row("SELECT total, failed FROM exec_totals WHERE id = 1", [], |r| {
+            conn.query_row_cached("SELECT total, failed FROM exec_totals WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
-        let timed: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM exec_durations", [], |r| r.get(0))?;
+        let timed: i64 = conn.query_row_cached("SELECT COALESCE(SUM(n), 0) FROM exec_durations", [], |r| r.get(0))?;
         let percentile = |p: f64| -> Result<Option<u64>> {
             if timed == 0 {
                 return Ok(None);
             }
             // The duration at sorted position k is the first whose running count passes k.
-            let value: i64 = conn.query_row(
+            let value: i64 = conn.query_row_cached(
                 "SELECT ms FROM (SELECT ms, SUM(n) OVER (ORDER BY ms) AS seen FROM exec_durations)
                  WHERE seen > ?1 ORDER BY ms LIMIT 1",
                 [rank(timed, p)],
@@ -122,7 +123,7 @@ impl Registry {
             Ok(Some(value.max(0) as u64))
         };
         let (p50, p95) = (percentile(0.5)?, percentile(0.95)?);
-        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        let count = |sql: &str| -> Result<u64> { Ok(conn.query_row_cached(sql, [], |r| r.get::<_, i64>(0))? as u64) };
         let checkpoints = count("SELECT COUNT(*) FROM checkpoints")?;
         let decisions = count("SELECT COUNT(*) FROM decisions")?;
         let pairs = |sql: &str| -> Result<Vec<(String, u64)>> {

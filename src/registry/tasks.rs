@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params_from_iter};
 
-use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{NetworkMode, Owner, ResourceLimits, Task, TaskRepo, TaskStatus, now};
 
 pub(super) const COLUMNS: &str = "id, name, description, status, status_reason, image, container_id, network, \
@@ -78,7 +78,7 @@ impl Registry {
     /// Inserts a new task; `NameTaken` when the owner already has a task of that name (two
     /// servers creating it at once: the second insert fails here).
     pub fn insert_task(&self, task: &Task) -> Result<()> {
-        let inserted = self.conn().execute(
+        let inserted = self.conn().execute_cached(
             &format!("INSERT INTO tasks ({COLUMNS}) VALUES ({})", placeholders(1)),
             params_from_iter(bind(task)),
         );
@@ -134,14 +134,14 @@ impl Registry {
 
     fn query_one(&self, sql: &str, key: &str) -> Result<Option<Task>> {
         let conn = self.conn();
-        let raw = conn.query_row(sql, [key], RawTask::from_row).optional()?;
+        let raw = conn.query_row_cached(sql, [key], RawTask::from_row).optional()?;
         raw.map(RawTask::into_task).transpose()
     }
 
     fn query_owned(&self, sql: &str, owner: &Owner, key: &str) -> Result<Option<Task>> {
         let conn = self.conn();
         let raw = conn
-            .query_row(sql, [owner.as_str(), key], RawTask::from_row)
+            .query_row_cached(sql, [owner.as_str(), key], RawTask::from_row)
             .optional()?;
         raw.map(RawTask::into_task).transpose()
     }
@@ -155,7 +155,7 @@ impl Registry {
         // order as the insert; the extra last parameter is the version this write expects.
         let mut values = bind(&updated).to_vec();
         values.push(Value::Integer(task.version));
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             &format!(
                 "UPDATE tasks SET ({COLUMNS}) = ({}) WHERE id = ?1 AND version = ?{}",
                 placeholders(1),
@@ -209,7 +209,7 @@ impl Registry {
         };
         let n = args.len();
         let conn = self.conn();
-        let total: i64 = conn.query_row(
+        let total: i64 = conn.query_row_cached(
             &format!("SELECT COUNT(*) FROM tasks {filter}"),
             params_from_iter(args.iter()),
             |r| r.get(0),
@@ -237,7 +237,7 @@ impl Registry {
     /// and leaves `version` alone (the lease is not a change of the task).
     /// `server` is the creating server's lease id, so that others know at once when it died.
     pub fn heartbeat(&self, id: &str, server: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn().execute_cached(
             "UPDATE tasks SET heartbeat_at = ?2, creating_server = ?3 WHERE id = ?1 AND status = 'creating'",
             [id, &ts_to_sql(&now()), server],
         )?;
@@ -249,7 +249,7 @@ impl Registry {
     pub fn creation_lease(&self, id: &str) -> Result<Option<(chrono::DateTime<chrono::Utc>, Option<String>)>> {
         let value: Option<(String, Option<String>)> = self
             .conn()
-            .query_row(
+            .query_row_cached(
                 "SELECT COALESCE(heartbeat_at, created_at), creating_server FROM tasks WHERE id = ?1",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -262,7 +262,7 @@ impl Registry {
 
     /// Removes the task and, through the foreign keys, every row that belongs to it.
     pub fn delete_task(&self, id: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
+        Ok(self.conn().execute_cached("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
     }
 
     /// Whether every task there is belongs to `owner` (true with no tasks at all): then the
@@ -270,10 +270,10 @@ impl Registry {
     pub(super) fn only_owner(&self, owner: &Owner) -> Result<bool> {
         let conn = self.conn();
         let first: Option<String> = conn
-            .query_row("SELECT owner FROM tasks ORDER BY owner LIMIT 1", [], |r| r.get(0))
+            .query_row_cached("SELECT owner FROM tasks ORDER BY owner LIMIT 1", [], |r| r.get(0))
             .optional()?;
         let last: Option<String> = conn
-            .query_row("SELECT owner FROM tasks ORDER BY owner DESC LIMIT 1", [], |r| r.get(0))
+            .query_row_cached("SELECT owner FROM tasks ORDER BY owner DESC LIMIT 1", [], |r| r.get(0))
             .optional()?;
         Ok(match (first, last) {
             (Some(first), Some(last)) => first == owner.as_str() && last == owner.as_str(),

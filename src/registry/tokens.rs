@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, RegistryError, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Owner, Timestamp, now};
 
 /// How stale `last_used_at` may get before a request writes it again: one write per token and
@@ -27,7 +27,7 @@ const COLUMNS: &str = "id, owner, label, created_at, last_used_at, revoked_at";
 
 impl Registry {
     pub fn insert_token(&self, record: &TokenRecord, hash: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn().execute_cached(
             "INSERT INTO tokens (id, owner, label, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 record.id,
@@ -50,7 +50,7 @@ impl Registry {
 
     /// Marks the token revoked; `false` when there is no such token or it was revoked already.
     pub fn revoke_token(&self, id: &str) -> Result<bool> {
-        let changed = self.conn().execute(
+        let changed = self.conn().execute_cached(
             "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             params![id, ts_to_sql(&now())],
         )?;
@@ -60,7 +60,7 @@ impl Registry {
     pub fn get_token(&self, id: &str) -> Result<Option<TokenRecord>> {
         let conn = self.conn();
         let raw = conn
-            .query_row(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"), [id], raw_token)
+            .query_row_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"), [id], raw_token)
             .optional()?;
         raw.map(into_record).transpose()
     }
@@ -70,7 +70,7 @@ impl Registry {
     pub fn authenticate_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
         let conn = self.conn();
         let raw = conn
-            .query_row(
+            .query_row_cached(
                 &format!("SELECT {COLUMNS} FROM tokens WHERE hash = ?1 AND revoked_at IS NULL"),
                 [hash],
                 raw_token,
@@ -81,7 +81,7 @@ impl Registry {
         };
         let at = now();
         if record.last_used_at.is_none_or(|last| at - last > LAST_USED_PRECISION) {
-            conn.execute(
+            conn.execute_cached(
                 "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
                 params![record.id, ts_to_sql(&at)],
             )?;

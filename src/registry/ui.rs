@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Registry, Result, ts_from_sql, ts_to_sql};
+use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Event, Owner, Timestamp, now};
 
 /// A redeemed sign-in code: whom it signs in, and the token it was asked for with.
@@ -18,8 +18,8 @@ impl Registry {
     /// Records a sign-in code (its hash); codes past their time are dropped on the way.
     pub fn insert_ui_login(&self, hash: &str, login: &UiLogin, expires_at: &Timestamp) -> Result<()> {
         let conn = self.conn();
-        conn.execute("DELETE FROM ui_logins WHERE expires_at < ?1", [ts_to_sql(&now())])?;
-        conn.execute(
+        conn.execute_cached("DELETE FROM ui_logins WHERE expires_at < ?1", [ts_to_sql(&now())])?;
+        conn.execute_cached(
             "INSERT INTO ui_logins (hash, owner, token_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
             params![hash, login.owner.as_str(), login.token_id, ts_to_sql(expires_at)],
         )?;
@@ -32,7 +32,7 @@ impl Registry {
     pub fn take_ui_login(&self, hash: &str) -> Result<Option<UiLogin>> {
         let conn = self.conn();
         let row = conn
-            .query_row(
+            .query_row_cached(
                 "DELETE FROM ui_logins WHERE hash = ?1 RETURNING owner, token_id, expires_at",
                 [hash],
                 |r| {

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::pool::PoolEntry;
 use super::tasks::{COLUMNS, bind, placeholders};
-use super::{Registry, RegistryError, Result};
+use super::{Cached, Registry, RegistryError, Result};
 use crate::domain::{Owner, Task};
 
 /// An owner's tasks and what their limits reserve.
@@ -26,7 +26,7 @@ const RUNNING: &str = "status IN ('creating', 'running')";
 
 fn usage(conn: &Connection, owner: &Owner, except_task: Option<&str>) -> Result<OwnerUsage> {
     let except = except_task.unwrap_or("");
-    let (tasks, running_tasks, memory_mb, cpus) = conn.query_row(
+    let (tasks, running_tasks, memory_mb, cpus) = conn.query_row_cached(
         &format!(
             "SELECT COUNT(*),
                     COALESCE(SUM({RUNNING}), 0),
@@ -44,7 +44,7 @@ fn usage(conn: &Connection, owner: &Owner, except_task: Option<&str>) -> Result<
             ))
         },
     )?;
-    let checkpoint_images: i64 = conn.query_row(
+    let checkpoint_images: i64 = conn.query_row_cached(
         "SELECT COUNT(*) FROM checkpoints c JOIN tasks t ON t.id = c.task_id
          WHERE t.owner = ?1 AND c.image_id IS NOT NULL",
         [owner.as_str()],
@@ -97,7 +97,7 @@ impl Registry {
             return Ok(Err(refused));
         }
         let taken: Option<String> = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT id FROM tasks WHERE owner = ?1 AND name = ?2",
                 (task.owner.as_str(), &task.name),
                 |r| r.get(0),
@@ -116,7 +116,7 @@ impl Registry {
         if let Some(entry) = &entry {
             take(task, entry);
         }
-        tx.execute(
+        tx.execute_cached(
             &format!("INSERT INTO tasks ({COLUMNS}) VALUES ({})", placeholders(1)),
             params_from_iter(bind(task)),
         )?;
