@@ -37,8 +37,13 @@ impl RawDocker {
     /// `true` in the container as taskbox runs a command: exec create, start attached with the
     /// output read to its end, then inspect for the exit code.
     pub async fn exec_true(&self, container: &str) -> i64 {
+        self.exec(container, &["true"]).await
+    }
+
+    /// `cmd` the same way: exec create, start attached, read to the end, inspect.
+    pub async fn exec(&self, container: &str, cmd: &[&str]) -> i64 {
         let options = CreateExecOptions {
-            cmd: Some(vec!["true".to_string()]),
+            cmd: Some(cmd.iter().map(|arg| arg.to_string()).collect()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             ..Default::default()

@@ -63,6 +63,12 @@ pub enum EndedBy {
 }
 
 impl SupervisorStatus {
+    /// The exit status the supervisor itself exits with, as Docker reports it: the
+    /// command's exit code, or 128 + the signal that ended it.
+    pub fn exit_status(&self) -> Option<i64> {
+        self.exit_code.or(self.signal.map(|signal| 128 + signal))
+    }
+
     /// Parses `key=value` lines; unknown keys are ignored (a newer supervisor may add some),
     /// missing or malformed ones are an error.
     pub fn parse(text: &str) -> Result<Self, String> {

@@ -2,7 +2,7 @@
 //! The container's state before each command comes from Docker's event stream rather than an
 //! inspection, and a tool call's event lines are synced to disk once, before its reply.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::docker_proxy::DockerProxy;
 use crate::common::*;
@@ -65,4 +65,42 @@ async fn commands_use_the_followed_container_state_until_docker_reports_a_change
         exec(&client, "steady", "true").await;
     }
     assert!(inspections() > seen, "an update drops the followed state");
+}
+
+/// A command that is not root cannot end its supervisor, so the supervisor's status file says
+/// how it ended, and Docker is not asked again (`GET /exec/<id>/json`); a root command's exit
+/// code, which decides whether what escaped its supervisor is reaped, still comes from Docker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commands_exit_code_comes_from_its_supervisor_unless_it_ran_as_root() {
+    require!(docker);
+    let home = Home::new();
+    let proxy = DockerProxy::start();
+    let host = proxy.docker_host();
+    let client = connect_with_env(&home.path(), "overhead-test", &[("DOCKER_HOST", &host)]).await;
+    create(&client, "codes").await;
+    let exec_inspections = || proxy.requests_with(&["GET ", "/exec/", "/json"]);
+
+    let before = exec_inspections();
+    assert_eq!(exec(&client, "codes", "exit 3").await["exit_code"], 3);
+    assert_eq!(exec(&client, "codes", "true").await["exit_code"], 0);
+    // Ended by a signal: 128 + its number, as Docker reports the supervisor's exit.
+    assert_eq!(exec(&client, "codes", "kill -TERM $$").await["exit_code"], 143);
+    let r = exec(&client, "codes", "echo out; echo err >&2; exit 7").await;
+    assert_eq!(
+        (r["exit_code"].as_i64(), r["stdout"].as_str(), r["stderr"].as_str()),
+        (Some(7), Some("out\n"), Some("err\n"))
+    );
+    assert_eq!(
+        exec_inspections(),
+        before,
+        "no exec inspection for the agent's commands"
+    );
+
+    let root = |command: &str| json!({ "task": "codes", "command": command, "user": "root" });
+    let r = call(&client, "execute_in_task", root("exit 4")).await;
+    assert_eq!(r["exit_code"], 4);
+    assert!(
+        exec_inspections() > before,
+        "a root command's exit code comes from Docker"
+    );
 }

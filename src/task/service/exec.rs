@@ -31,7 +31,7 @@ use crate::runtime::{ContainerState, ExecSpec, OutputChunk, RuntimeError};
 use crate::task::bounded::{FileSink, Head};
 use crate::task::output::{CapturedStream, StreamCapture};
 use crate::task::redact::{Redactor, Secret, StreamRedactor};
-use crate::task::run_files::{Activity, Cursor, EndedBy, RunFiles, Stream};
+use crate::task::run_files::{Activity, Cursor, EndedBy, RunFiles, Stream, SupervisorStatus};
 
 /// How long a command taskbox runs for itself (a sync, a file operation) may take.
 const INTERNAL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -635,7 +635,18 @@ impl TaskService {
             };
             let _ = tokio::time::timeout(DRAIN_AFTER_KILL, drain).await;
         }
+        // Written by the supervisor just before it exits, which ends the stream.
+        let status = watch.files.and_then(|files| files.status().ok().flatten());
+        // A command that is not root cannot end its supervisor, so the status says how the
+        // command ended as well as Docker would, one round trip sooner (docs/performance.md).
+        // A root command can kill its supervisor and leave a status of its own making, and
+        // whether it did decides the reaping below: Docker's word then.
+        let reported = status
+            .as_ref()
+            .filter(|_| user.as_deref().is_some_and(|u| !is_root(u)))
+            .and_then(SupervisorStatus::exit_status);
         let mut exit_code = match ending {
+            Ending::Exited if reported.is_some() => reported,
             Ending::Exited => match self.runtime.exec_exit_code(&handle.exec_id).await {
                 Ok(code) => code,
                 // The stream ended because the daemon went away (a restart cuts it cleanly):
@@ -654,7 +665,6 @@ impl TaskService {
             _ => None,
         };
         if let Some(files) = watch.files {
-            let status = files.status().ok().flatten();
             if status.is_none() && exit_code == Some(supervisor::SETUP_FAILED) {
                 let mut said = String::from_utf8_lossy(&said.into_bytes()).trim().to_string();
                 if said.contains("unknown option") {
