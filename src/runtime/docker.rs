@@ -711,8 +711,7 @@ impl ContainerRuntime for DockerRuntime {
             "label".to_string(),
             vec![format!("{}={home}", super::LABEL_HOME)],
         )]));
-        let task_of =
-            |labels: Option<&HashMap<String, String>>| labels.and_then(|l| l.get(super::LABEL_TASK_ID)).cloned();
+        let label = |labels: Option<&HashMap<String, String>>, key: &str| labels.and_then(|l| l.get(key)).cloned();
         Ok(match kind {
             ObjectKind::Container => docker
                 .list_containers(Some(ListContainersOptions {
@@ -724,7 +723,8 @@ impl ContainerRuntime for DockerRuntime {
                 .map_err(map_err("containers"))?
                 .into_iter()
                 .map(|c| Labelled {
-                    task_id: task_of(c.labels.as_ref()),
+                    task_id: label(c.labels.as_ref(), super::LABEL_TASK_ID),
+                    server: label(c.labels.as_ref(), super::LABEL_SERVER),
                     name: c
                         .names
                         .and_then(|n| n.into_iter().next())
@@ -739,7 +739,8 @@ impl ContainerRuntime for DockerRuntime {
                 .map_err(map_err("networks"))?
                 .into_iter()
                 .map(|n| Labelled {
-                    task_id: task_of(n.labels.as_ref()),
+                    task_id: label(n.labels.as_ref(), super::LABEL_TASK_ID),
+                    server: label(n.labels.as_ref(), super::LABEL_SERVER),
                     name: n.name.unwrap_or_default(),
                     id: n.id.unwrap_or_default(),
                 })
@@ -768,7 +769,8 @@ impl ContainerRuntime for DockerRuntime {
                     .into_iter()
                     .filter(|i| !parents.contains(&i.id))
                     .map(|i| Labelled {
-                        task_id: task_of(Some(&i.labels)),
+                        task_id: label(Some(&i.labels), super::LABEL_TASK_ID),
+                        server: label(Some(&i.labels), super::LABEL_SERVER),
                         name: i.repo_tags.into_iter().next().unwrap_or_default(),
                         id: i.id,
                     })
@@ -835,8 +837,9 @@ impl ContainerRuntime for DockerRuntime {
         labels: HashMap<String, String>,
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let docker = self.docker().await?;
-        // Never started: nothing of the image runs. No network, and the home's label, so a
-        // server killed before the removal leaves something the sweep recognises.
+        // Never started: nothing of the image runs. No network, and the caller's labels (the
+        // home's and the server's, `LABEL_SERVER`), so that a server killed before the removal
+        // leaves something the sweep removes.
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: Some(vec!["true".into()]),

@@ -222,6 +222,7 @@ impl ContainerRuntime for FakeRuntime {
             id: id.clone(),
             name: id.clone(),
             task_id: labels.get(super::LABEL_TASK_ID).cloned(),
+            server: labels.get(super::LABEL_SERVER).cloned(),
         };
         Ok(match kind {
             // The fake keeps no labels on networks.

@@ -33,6 +33,10 @@ pub const LABEL_VOLUME_NAME: &str = "taskbox.volume-name";
 /// On the container and network of a warm-pool entry (the value is the image pooled): made
 /// before any task claimed them, named after the id the claiming task takes.
 pub const LABEL_POOL: &str = "taskbox.pool";
+/// On a short-lived helper that belongs to no task (the never-started container an image's
+/// files are read from): the server that made it. A server killed before removing it leaves it
+/// behind; the sweep removes it once that server is gone.
+pub const LABEL_SERVER: &str = "taskbox.server";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -247,6 +251,8 @@ pub struct Labelled {
     pub name: String,
     /// `taskbox.task-id`, when it has one.
     pub task_id: Option<String>,
+    /// `taskbox.server`, when it has one (`LABEL_SERVER`).
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

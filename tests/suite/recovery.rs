@@ -242,10 +242,35 @@ async fn gc_removes_what_belongs_to_no_live_task_and_the_start_sweeps_too() {
     docker(&network);
     std::fs::create_dir_all(path.join("workspaces").join(ghost).join("src")).unwrap();
     std::fs::create_dir_all(path.join("tasks").join(ghost).join("outputs")).unwrap();
+    // A helper of no task (the container an image's files are read from) whose server was
+    // killed before removing it; and one of this home's with no server, which is not ours
+    // to judge.
+    let helper = |name: &str, server: Option<&str>| {
+        let mut args = vec![
+            "create".to_string(),
+            format!("--name={name}"),
+            format!("--label=taskbox.home={}", path.display()),
+        ];
+        args.extend(server.map(|s| format!("--label=taskbox.server={s}")));
+        args.extend(["taskbox-base".into(), "true".into()]);
+        docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    let orphan_helper = format!("taskbox-gc-helper-{}", std::process::id());
+    let unknown = format!("taskbox-gc-unknown-{}", std::process::id());
+    helper(&orphan_helper, Some("s-01deadserver00000000000000"));
+    helper(&unknown, None);
+    let exists = |name: &str| docker_inspect("container", name).is_some();
 
     let (ok, dry) = taskbox(&path, &["gc", "--dry-run"]);
     assert!(ok, "{dry}");
-    for expected in ["container", "network", "workspace", "task_dir", &stray_name] {
+    for expected in [
+        "container",
+        "network",
+        "workspace",
+        "task_dir",
+        &stray_name,
+        &orphan_helper,
+    ] {
         assert!(dry.contains(expected), "{expected} missing from: {dry}");
     }
     assert_eq!(
@@ -256,6 +281,12 @@ async fn gc_removes_what_belongs_to_no_live_task_and_the_start_sweeps_too() {
 
     let (ok, done) = taskbox(&path, &["gc"]);
     assert!(ok, "{done}");
+    assert!(!exists(&orphan_helper), "a dead server's helper goes: {done}");
+    assert!(
+        exists(&unknown),
+        "what carries neither a task nor a server stays: {done}"
+    );
+    docker(&["rm", "-f", &unknown]);
     assert!(task_objects(&home, &["ps", "-a"], ghost).is_empty(), "{done}");
     assert!(task_objects(&home, &["network", "ls"], ghost).is_empty(), "{done}");
     assert!(!path.join("workspaces").join(ghost).exists());

@@ -178,8 +178,12 @@ impl TaskService {
 
     fn object_is_live(&self, live: &Live, kind: ObjectKind, object: &Labelled) -> bool {
         let Some(task_id) = &object.task_id else {
-            // taskbox labels everything it makes with its task; leave anything else alone.
-            return true;
+            // taskbox labels everything it makes with its task, or, a helper of no task, with
+            // the server that made it (`LABEL_SERVER`): that goes once its server is gone.
+            // Leave anything else alone.
+            return object.server.as_deref().is_none_or(|server| {
+                server == self.lease.id() || crate::store::server_alive(&self.home.join("servers"), server)
+            });
         };
         if kind == ObjectKind::Image {
             let in_use = live

@@ -20,7 +20,7 @@ use crate::domain::volumes::{CacheKind, cache_volume_suffix, docker_volume_name,
 use crate::domain::{Owner, Task, TaskStatus, TaskVolume, VolumeKind};
 use crate::error::{Error, Result};
 use crate::runtime::{
-    ImageInfo, LABEL_HOME, LABEL_OWNER, LABEL_VOLUME_KIND, LABEL_VOLUME_NAME, VolumeInfo, stable_hash,
+    ImageInfo, LABEL_HOME, LABEL_OWNER, LABEL_SERVER, LABEL_VOLUME_KIND, LABEL_VOLUME_NAME, VolumeInfo, stable_hash,
 };
 
 /// The most of `/etc/passwd` or `/etc/group` read from an image.
@@ -161,6 +161,7 @@ impl TaskService {
         }
         let mut labels = HashMap::new();
         labels.insert(LABEL_HOME.to_string(), self.home.to_string_lossy().into_owned());
+        labels.insert(LABEL_SERVER.to_string(), self.lease.id().to_string());
         let files = self
             .runtime
             .read_image_files(image_ref, &["/etc/passwd", "/etc/group"], ACCOUNT_FILE_LIMIT, labels)
