@@ -187,6 +187,12 @@ pub fn is_at_or_under(path: &str, dir: &str) -> bool {
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Whether a volume at `a` and one at `b` would share a mount point or nest in each other: a
+/// task's own volume then displaces a cache there.
+pub fn overlap(a: &str, b: &str) -> bool {
+    is_at_or_under(a, b) || is_at_or_under(b, a)
+}
+
 /// One `{name, path}` of create_task_sandbox's `volumes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeRequest {

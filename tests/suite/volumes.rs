@@ -138,6 +138,29 @@ async fn caches_are_shared_by_one_owners_tasks_and_never_with_another_owner() {
         "the restored container mounts the caches: {apt}"
     );
 
+    // A fork that asks for a volume of its own where its source has a cache gets its volume
+    // there instead of the cache (Docker refuses two mounts at one path).
+    let fork = call(
+        &alice,
+        "create_task_sandbox",
+        json!({ "name": "own-apt", "from_checkpoint": "first:1", "volumes": [{ "name": "apt-own", "path": "/var/cache/apt/archives" }] }),
+    )
+    .await["task"]
+        .clone();
+    let mounted: Vec<(&str, &str)> = fork["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v["path"].as_str().unwrap()))
+        .collect();
+    assert!(mounted.contains(&("apt-own", "/var/cache/apt/archives")), "{mounted:?}");
+    assert!(!mounted.contains(&("apt", "/var/cache/apt/archives")), "{mounted:?}");
+    assert_eq!(
+        run(&alice, fork["id"].as_str().unwrap(), "cat ~/.cache/pip/marker").await,
+        "from-first\n",
+        "the other caches stay"
+    );
+
     // Alice's second task sees what the first left in the cache.
     let second = new_task(&alice, "second").await;
     assert_eq!(second["volumes"], first["volumes"]);

@@ -12,9 +12,9 @@ use super::container_ops::{PrepareContainer, Prepared, is_root};
 use super::repo::{ForkFrom, RepoRequest, remove_branch, remove_workspace};
 use super::{Progress, TaskService, image_policy};
 use crate::domain::lifecycle::LifecycleEvent;
-use crate::domain::volumes::{VolumeRequest, named_volumes};
+use crate::domain::volumes::{VolumeRequest, named_volumes, overlap};
 use crate::domain::{
-    Event, EventKind, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, new_task_id, now, validate_name,
+    Event, EventKind, NetworkMode, Owner, ResourceLimits, Task, TaskStatus, VolumeKind, new_task_id, now, validate_name,
 };
 use crate::error::{Error, Result};
 use crate::hooks::HookEvent;
@@ -96,15 +96,17 @@ impl TaskService {
                 task.container_image = Some(image.clone());
                 task.forked_from = Some(fork.reference.clone());
                 // A fork mounts its source's volumes (its caches and its own), and any more
-                // it asks for.
+                // it asks for; one of those displaces a cache at, above or under its path, as
+                // at a creation (`cache_volumes`).
                 let source = &fork.from.source;
-                let mut volumes = source.volumes.clone();
-                volumes.extend(named_volumes(
-                    &requested_volumes,
-                    &source.volumes,
-                    &self.home_tag(),
-                    &task.owner,
-                )?);
+                let requested = named_volumes(&requested_volumes, &source.volumes, &self.home_tag(), &task.owner)?;
+                let mut volumes: Vec<_> = source
+                    .volumes
+                    .iter()
+                    .filter(|v| v.kind != VolumeKind::Cache || !requested.iter().any(|r| overlap(&v.path, &r.path)))
+                    .cloned()
+                    .collect();
+                volumes.extend(requested);
                 task.volumes = volumes;
                 (
                     source.exec_user.clone().unwrap_or_default(),

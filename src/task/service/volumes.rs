@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::TaskService;
-use crate::domain::volumes::{CacheKind, cache_volume_suffix, docker_volume_name, is_at_or_under};
+use crate::domain::volumes::{CacheKind, cache_volume_suffix, docker_volume_name, overlap};
 use crate::domain::{Owner, Task, TaskStatus, TaskVolume, VolumeKind};
 use crate::error::{Error, Result};
 use crate::runtime::{
@@ -113,11 +113,7 @@ impl TaskService {
                     continue;
                 }
             };
-            let covered = task
-                .volumes
-                .iter()
-                .any(|v| is_at_or_under(&path, &v.path) || is_at_or_under(&v.path, &path));
-            if covered {
+            if task.volumes.iter().any(|v| overlap(&path, &v.path)) {
                 continue;
             }
             caches.push(TaskVolume {
