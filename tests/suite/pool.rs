@@ -253,6 +253,20 @@ async fn gc_drains_the_pool_when_it_shrinks_or_is_turned_off() {
     // The entries outlive the server.
     assert_eq!(pool_containers(&home), full);
 
+    // An entry whose container stopped (a Docker restart stops them all) serves no claim: gc
+    // removes it, and the next server fills the pool again.
+    let stopped = full.iter().next().unwrap().clone();
+    docker(&["stop", "-t", "0", &stopped]);
+    let (ok, _, report) = taskbox(&home.path(), &["gc"]);
+    assert!(ok, "{report}");
+    assert!(report.contains("removed pool_entry"), "{report}");
+    assert!(docker_inspect("container", &stopped).is_none(), "{report}");
+    assert_eq!(ready_containers(&home.path()).len(), 1);
+    let client = connect(&home.path(), "pool-drain").await;
+    let full = wait_for_full_pool(&home, 2).await;
+    assert!(!full.contains(&stopped));
+    client.cancel().await.unwrap();
+
     write_config(&home.path(), "[pool]\nsize = 1\n");
     let (ok, _, report) = taskbox(&home.path(), &["gc"]);
     assert!(ok, "{report}");

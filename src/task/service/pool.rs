@@ -314,8 +314,10 @@ impl TaskService {
 
     /// Removes (or, on a dry run, lists) entries that should not be there: made by a server
     /// that died before it finished, of an image no longer pooled (or the pool is off), made
-    /// for other settings or an older image, or beyond `size`. Each is taken from the registry
-    /// first, so a claim going on in another server is never undercut.
+    /// for other settings or an older image, whose container stopped or is gone (a Docker
+    /// restart stops them all: left, each would only send its claim down the slow path), or
+    /// beyond `size`. Each is taken from the registry first, so a claim going on in another
+    /// server is never undercut.
     pub(super) async fn trim_pool(&self, dry_run: bool) -> Result<Vec<GcItem>> {
         let entries = self.registry.pool_entries()?;
         if entries.is_empty() {
@@ -346,6 +348,7 @@ impl TaskService {
                 }
             } else if let Some((size, Some(spec))) = current.get(&entry.image)
                 && *spec == entry.spec
+                && self.entry_runs(&entry).await?
             {
                 let held = kept.entry(entry.image.clone()).or_default();
                 if *held < *size {
@@ -356,6 +359,19 @@ impl TaskService {
             items.extend(self.remove_entry(&entry, dry_run).await?);
         }
         Ok(items)
+    }
+
+    /// Whether a ready entry's container still runs (Docker's followed state: no inspection
+    /// while nothing happened to it).
+    async fn entry_runs(&self, entry: &PoolEntry) -> Result<bool> {
+        let Some(container) = &entry.container_id else {
+            return Ok(false);
+        };
+        Ok(self
+            .runtime
+            .inspect_container_followed(container)
+            .await?
+            .is_some_and(|state| state.running))
     }
 
     /// Takes one entry out of the pool and removes what it holds; `None` when another server
