@@ -242,6 +242,11 @@ impl TaskService {
             if !entry.used_by.is_empty() {
                 continue;
             }
+            // Asked again just before the removal: a task created since the list may mount it
+            // by now (Docker itself refuses only once a container of it exists).
+            if !dry_run && self.volume_users_by_task()?.contains_key(&entry.volume) {
+                continue;
+            }
             let error = if dry_run {
                 None
             } else {
