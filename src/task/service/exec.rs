@@ -637,10 +637,11 @@ impl TaskService {
         }
         // Written by the supervisor just before it exits, which ends the stream.
         let status = watch.files.and_then(|files| files.status().ok().flatten());
-        // A command that is not root cannot end its supervisor, so the status says how the
-        // command ended as well as Docker would, one round trip sooner (docs/performance.md).
-        // A root command can kill its supervisor and leave a status of its own making, and
-        // whether it did decides the reaping below: Docker's word then.
+        // It says how the command ended as Docker would, one round trip sooner
+        // (docs/performance.md). The agent's command can write its run directory: a command
+        // that is not root could at worst forge its own exit code; a root command can kill its
+        // supervisor and leave a status of its own making, and whether it cut the supervisor
+        // short decides the reaping below: Docker's word then.
         let reported = status
             .as_ref()
             .filter(|_| user.as_deref().is_some_and(|u| !is_root(u)))
