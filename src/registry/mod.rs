@@ -2,7 +2,8 @@
 //!
 //! WAL mode and a busy timeout let several `taskbox serve` processes read and write at once;
 //! writes that read-then-write use `BEGIN IMMEDIATE` so they queue instead of failing, and
-//! task rows carry an optimistic `version`. Nothing here is cached in memory.
+//! task rows carry an optimistic `version`. No row is cached in memory (only prepared
+//! statements are, `Cached`).
 
 mod attachments;
 mod checkpoints;
@@ -70,8 +71,8 @@ fn private_file() -> std::fs::OpenOptions {
 /// How many prepared statements a connection keeps (rusqlite's default is 16).
 const STATEMENT_CACHE: usize = 256;
 
-/// `execute` and `query_row` through the connection's statement cache: rusqlite's own parse
-/// the SQL on every call.
+/// `execute` and `query_row` through the connection's statement cache: rusqlite's own
+/// `Connection::execute` and `query_row` parse the SQL again on every call.
 trait Cached {
     fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
     fn query_row_cached<T>(

@@ -171,7 +171,7 @@ impl Registry {
     /// SQLite's own check of the file (`PRAGMA quick_check`): `None` when it is sound, else
     /// what it found.
     pub fn damage(&self) -> Result<Option<String>> {
-        let found: String = self.conn().query_row_cached("PRAGMA quick_check", [], |r| r.get(0))?;
+        let found: String = self.conn().query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         Ok((found != "ok").then_some(found))
     }
 }

@@ -7,6 +7,13 @@ use serde_json::{Value, json};
 use crate::common::docker_proxy::DockerProxy;
 use crate::common::*;
 
+/// A server on `home` whose Docker requests pass the returned proxy, which counts them.
+async fn through_proxy(home: &Home) -> (DockerProxy, Client) {
+    let proxy = DockerProxy::start();
+    let client = connect_with_env(&home.path(), "overhead-test", &[("DOCKER_HOST", &proxy.docker_host())]).await;
+    (proxy, client)
+}
+
 fn warnings(result: &Value) -> String {
     result["hook_warnings"].to_string()
 }
@@ -15,9 +22,7 @@ fn warnings(result: &Value) -> String {
 async fn commands_use_the_followed_container_state_until_docker_reports_a_change() {
     require!(docker);
     let home = Home::new();
-    let proxy = DockerProxy::start();
-    let host = proxy.docker_host();
-    let client = connect_with_env(&home.path(), "overhead-test", &[("DOCKER_HOST", &host)]).await;
+    let (proxy, client) = through_proxy(&home).await;
     let task = create(&client, "steady").await;
     let container = task["container_id"].as_str().unwrap().to_string();
     let inspection = format!("/containers/{container}/json");
@@ -67,16 +72,15 @@ async fn commands_use_the_followed_container_state_until_docker_reports_a_change
     assert!(inspections() > seen, "an update drops the followed state");
 }
 
-/// A command that is not root cannot end its supervisor, so the supervisor's status file says
-/// how it ended, and Docker is not asked again (`GET /exec/<id>/json`); a root command's exit
-/// code, which decides whether what escaped its supervisor is reaped, still comes from Docker.
+/// A command that is not root takes its exit code from its supervisor's status file, and
+/// Docker is not asked again (`GET /exec/<id>/json`); a root command, which can kill its
+/// supervisor and forge that file, still gets its exit code (which decides whether what
+/// escaped the supervisor is reaped) from Docker.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commands_exit_code_comes_from_its_supervisor_unless_it_ran_as_root() {
     require!(docker);
     let home = Home::new();
-    let proxy = DockerProxy::start();
-    let host = proxy.docker_host();
-    let client = connect_with_env(&home.path(), "overhead-test", &[("DOCKER_HOST", &host)]).await;
+    let (proxy, client) = through_proxy(&home).await;
     create(&client, "codes").await;
     let exec_inspections = || proxy.requests_with(&["GET ", "/exec/", "/json"]);
 
