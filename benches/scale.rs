@@ -72,6 +72,9 @@ struct Totals {
     /// The server's resident memory after the last phase, and its peak so far (MiB).
     rss: (f64, f64),
     load: Vec<f64>,
+    /// Automatic checkpoints taken during the phases (checkpoint-creator's, on taskbox's side:
+    /// a `docker commit` each, which takes Docker's time from every exec meanwhile).
+    checkpoints: i64,
 }
 
 impl Totals {
@@ -136,6 +139,7 @@ where
 struct Bench {
     client: Client,
     server_pid: u32,
+    home: std::path::PathBuf,
     raw: RawDocker,
     /// Task names and their containers, in creation order.
     names: Vec<String>,
@@ -187,6 +191,7 @@ impl Bench {
     async fn phase(&self, side: Side, tasks: usize, agents: usize, totals: &mut Totals) {
         let docker = procfs::docker_pids();
         let server_before = procfs::cpu_seconds(self.server_pid, false).unwrap();
+        let checkpoints_before = checkpoints_taken(&self.home);
         let docker_before = procfs::docker_cpu_seconds(&docker);
         totals.load.push(procfs::load_average());
         match side {
@@ -209,6 +214,7 @@ impl Bench {
         totals.server_cpu += procfs::cpu_seconds(self.server_pid, false).unwrap() - server_before;
         totals.docker_cpu += procfs::docker_cpu_seconds(&docker) - docker_before;
         totals.rss = procfs::rss_mib(self.server_pid).unwrap();
+        totals.checkpoints += checkpoints_taken(&self.home) - checkpoints_before;
     }
 
     /// `rounds` rounds of both sides at one level, alternating which goes first.
@@ -236,10 +242,11 @@ impl Bench {
             let (p50, p99) = totals.p50_p99();
             println!(
                 "  {tasks:>3} tasks, {agents:>2} agents, {what:<7}: {:>6.1}/s  p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  \
-                 n={}  errors={}",
+                 n={}  errors={}  checkpoints={}",
                 totals.per_second(),
                 totals.latencies.len(),
-                totals.errors.len()
+                totals.errors.len(),
+                totals.checkpoints
             );
             if let Some(first) = totals.errors.first() {
                 println!("      first error: {first}");
@@ -261,15 +268,29 @@ impl Bench {
     }
 }
 
+/// Checkpoints taken so far by the server on `home` (its registry, read directly).
+fn checkpoints_taken(home: &std::path::Path) -> i64 {
+    let Ok(db) = rusqlite::Connection::open(home.join("registry.db")) else {
+        return 0;
+    };
+    db.query_row(
+        "SELECT COUNT(*) FROM events WHERE type = 'checkpoint_created'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
 /// The figures as markdown tables: every level side by side, then growth from the first
 /// level, then the goals.
 fn report(levels: &[Level], idle_rss: &[(usize, f64)]) {
     println!();
     println!(
         "| tasks | agents | taskbox exec/s | floor exec/s | % of floor | taskbox p50 | floor p50 | taskbox p99 | floor p99 \
-         | p99 ratio | server CPU | server CPU/exec | server RSS (peak) | Docker CPU/exec taskbox / floor | load |"
+         | p99 ratio | server CPU | server CPU/exec | server RSS (peak) | Docker CPU/exec taskbox / floor | load \
+         | automatic checkpoints |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for l in levels {
         let (t, f) = (&l.taskbox, &l.floor);
         let ((tp50, tp99), (fp50, fp99)) = (t.p50_p99(), f.p50_p99());
@@ -278,7 +299,7 @@ fn report(levels: &[Level], idle_rss: &[(usize, f64)]) {
         let load_max = load.iter().copied().fold(0.0, f64::max);
         println!(
             "| {} | {} | {:.1} | {:.1} | {:.0}% | {tp50:.1} ms | {fp50:.1} ms | {tp99:.1} ms | {fp99:.1} ms | {:.2}× \
-             | {:.0}% | {:.1} ms | {:.1} MiB ({:.1}) | {:.1} / {:.1} ms | {load_min:.1}–{load_max:.1} |",
+             | {:.0}% | {:.1} ms | {:.1} MiB ({:.1}) | {:.1} / {:.1} ms | {load_min:.1}–{load_max:.1} | {} |",
             l.tasks,
             l.agents,
             t.per_second(),
@@ -291,6 +312,7 @@ fn report(levels: &[Level], idle_rss: &[(usize, f64)]) {
             t.rss.1,
             t.cpu_per_exec(t.docker_cpu),
             f.cpu_per_exec(f.docker_cpu),
+            t.checkpoints,
         );
     }
     println!();
@@ -382,6 +404,7 @@ async fn main() {
     let mut bench = Bench {
         client,
         server_pid,
+        home: home.path().to_path_buf(),
         raw: RawDocker::connect(),
         names: Vec::new(),
         containers: Vec::new(),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::domain::{Decision, Execution, ExecutionCounts, Task, Timestamp};
 use crate::error::Result;
-use crate::runtime::{ContainerState, ResourceSample};
+use crate::runtime::{ContainerState, ResourceSample, SampleDepth};
 
 #[async_trait]
 pub trait HookHost: Send + Sync {
@@ -23,7 +23,7 @@ pub trait HookHost: Send + Sync {
     async fn inspect_container(&self, container: &str) -> Result<Option<ContainerState>>;
 
     /// A container's memory and pids counters (`None`: they cannot be read).
-    async fn resource_sample(&self, container: &str) -> Result<Option<ResourceSample>>;
+    async fn resource_sample(&self, container: &str, depth: SampleDepth) -> Result<Option<ResourceSample>>;
 
     /// Whether a warm-pool entry with this id is still in the pool, claimed by no task (its
     /// container must not serve a task yet).

@@ -14,7 +14,8 @@ use super::{Decision, HookContext, HookEvent};
 use crate::domain::{Task, TaskStatus};
 use crate::error::Result;
 use crate::runtime::{
-    ContainerState, Isolation, LABEL_HOME, LABEL_POOL, LABEL_TASK_ID, MountInfo, ResourceSample, volume_belongs,
+    ContainerState, Isolation, LABEL_HOME, LABEL_POOL, LABEL_TASK_ID, MountInfo, ResourceSample, SampleDepth,
+    volume_belongs,
 };
 
 pub const CONTAINER_ENFORCER: &str = "container-enforcer";
@@ -324,7 +325,12 @@ impl Hook for ResourceMonitor {
         let Some(container) = context.task.as_ref().and_then(|t| t.container_id.clone()) else {
             return Decision::ALLOW;
         };
-        let sample = match host.resource_sample(&container).await {
+        // The baseline needs only the counters the report compares against.
+        let depth = match context.event {
+            HookEvent::BeforeExec => SampleDepth::LimitHits,
+            _ => SampleDepth::Full,
+        };
+        let sample = match host.resource_sample(&container, depth).await {
             Ok(Some(sample)) => sample,
             Ok(None) => return Decision::ALLOW,
             Err(e) => return Decision::Warn(format!("cannot read the container's resource use: {e}")),

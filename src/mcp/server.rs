@@ -330,45 +330,49 @@ impl ServerHandler for TaskboxServer {
         let known = Tool::from_name(&tool);
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = CallScope::new(&tool, &Self::client_name(&context));
-        // The call's event lines are synced once, here, before the reply (one fsync instead
-        // of one per event): an acknowledged call is on disk.
-        let (response, synced) = crate::task::syncing_once(scope::within(call.clone(), async {
-            // The start's recovery runs behind the first reply: no call acts before it is done.
-            if let Err(e) = self.service.wait_recovered().await {
-                return Ok(tool_error(&e).into());
-            }
-            let task = self.task_of_call(known, &arguments);
-            if let Err(denied) = self.service.before_tool(&tool, task.clone(), &arguments).await {
-                let mut result = tool_error(&denied);
-                add_hook_warnings(&mut result, call.take_warnings());
-                return Ok(result.into());
-            }
-            let response = self
-                .tool_router
-                .call(ToolCallContext::new(self, request, context))
-                .await;
-            // Only complete results exist here: no tool asks the client for input.
-            let is_error = !matches!(&response, Ok(CallToolResponse::Complete(r)) if r.is_error != Some(true));
-            // A creation's task exists only now; a deleted task is gone.
-            let task = match known {
-                Some(Tool::CreateTaskSandbox) if !is_error => self
-                    .task_ref(None)
-                    .ok()
-                    .and_then(|t| self.service.resolve(Some(&t)).ok()),
-                _ => task.and_then(|t| self.service.resolve(Some(&t.id)).ok()),
-            };
-            self.service.after_tool(&tool, task, &arguments, is_error).await;
-            let mut response = response?;
-            if let CallToolResponse::Complete(result) = &mut response {
-                give_argument_errors_a_kind(result);
-                if let Some(kind) = error_kind(result) {
-                    self.service.metrics().tool_error(kind);
+        // The call's event lines are synced and indexed once, here, before the reply (one
+        // fsync and one registry transaction instead of one per write). The call's future is
+        // boxed: each wrapper holding it by value takes its size again from the worker's stack
+        // (megabytes in a debug build, past the 2 MiB of a worker on a command's recovery path).
+        let (response, synced) = self
+            .service
+            .recording_once(Box::pin(scope::within(call.clone(), async {
+                // The start's recovery runs behind the first reply: no call acts before it is done.
+                if let Err(e) = self.service.wait_recovered().await {
+                    return Ok(tool_error(&e).into());
                 }
-                add_hook_warnings(result, call.take_warnings());
-            }
-            Ok(response)
-        }))
-        .await;
+                let task = self.task_of_call(known, &arguments);
+                if let Err(denied) = self.service.before_tool(&tool, task.clone(), &arguments).await {
+                    let mut result = tool_error(&denied);
+                    add_hook_warnings(&mut result, call.take_warnings());
+                    return Ok(result.into());
+                }
+                let response = self
+                    .tool_router
+                    .call(ToolCallContext::new(self, request, context))
+                    .await;
+                // Only complete results exist here: no tool asks the client for input.
+                let is_error = !matches!(&response, Ok(CallToolResponse::Complete(r)) if r.is_error != Some(true));
+                // A creation's task exists only now; a deleted task is gone.
+                let task = match known {
+                    Some(Tool::CreateTaskSandbox) if !is_error => self
+                        .task_ref(None)
+                        .ok()
+                        .and_then(|t| self.service.resolve(Some(&t)).ok()),
+                    _ => task.and_then(|t| self.service.resolve(Some(&t.id)).ok()),
+                };
+                self.service.after_tool(&tool, task, &arguments, is_error).await;
+                let mut response = response?;
+                if let CallToolResponse::Complete(result) = &mut response {
+                    give_argument_errors_a_kind(result);
+                    if let Some(kind) = error_kind(result) {
+                        self.service.metrics().tool_error(kind);
+                    }
+                    add_hook_warnings(result, call.take_warnings());
+                }
+                Ok(response)
+            })))
+            .await;
         if let Err(e) = synced {
             tracing::error!(tool, error = %e, "cannot sync the call's events to disk");
             return Ok(tool_error(&Error::Store(e)).into());

@@ -1,26 +1,75 @@
 //! The registry's index of task events (the JSONL file under tasks/<id>/ is the record).
+//!
+//! Inside `indexing_once` (a tool call), the events a call records are indexed together, in
+//! one transaction when the call's work is done, instead of one transaction per write: an
+//! execution records eight event lines in four writes (docs/performance.md). Readers see a
+//! call's events once it has replied, which is when they could ask for them anyway.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Arc;
 
 use rusqlite::params;
 
 use super::{Cached, Registry, Result, ts_from_sql, ts_to_sql};
 use crate::domain::{Event, Timestamp};
 
+tokio::task_local! {
+    static DEFERRED: RefCell<Deferred>;
+}
+
+/// A call's events not indexed yet, indexed when it is dropped: at the end of the call, or
+/// when the call is cancelled (its future dropped), so no line of the log misses its row.
+struct Deferred {
+    registry: Arc<Registry>,
+    events: Vec<Event>,
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if let Err(e) = self.registry.index_now(&self.events) {
+            // The log is the record; the start's index check re-reads a task whose counts differ.
+            tracing::warn!(events = self.events.len(), error = %e, "cannot index the call's events");
+        }
+    }
+}
+
+/// Runs `work` with the events it records on `registry` indexed once, together, at its end.
+pub async fn indexing_once<F: Future>(registry: Arc<Registry>, work: F) -> F::Output {
+    let deferred = Deferred {
+        registry,
+        events: Vec::new(),
+    };
+    DEFERRED.scope(RefCell::new(deferred), work).await
+}
+
 impl Registry {
+    /// Indexes an event, or, inside `indexing_once` on this registry, notes it for the end of
+    /// the call.
     pub fn insert_event(&self, event: &Event) -> Result<()> {
-        self.conn().execute_cached(
-            "INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                event.task_id,
-                event.kind.as_str(),
-                ts_to_sql(&event.at),
-                event.data.to_string()
-            ],
-        )?;
-        Ok(())
+        self.insert_events(std::slice::from_ref(event))
     }
 
-    /// Indexes several events in one transaction.
+    /// Indexes several events in one transaction (or notes them, as `insert_event`).
     pub fn insert_events(&self, events: &[Event]) -> Result<()> {
+        let deferred = DEFERRED.try_with(|deferred| {
+            let mut deferred = deferred.borrow_mut();
+            let ours = std::ptr::eq(Arc::as_ptr(&deferred.registry), self);
+            if ours {
+                deferred.events.extend_from_slice(events);
+            }
+            ours
+        });
+        if deferred == Ok(true) {
+            return Ok(());
+        }
+        self.index_now(events)
+    }
+
+    fn index_now(&self, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         index_events(&tx, events)?;
@@ -90,4 +139,70 @@ pub(super) fn index_events(conn: &rusqlite::Connection, events: &[Event]) -> Res
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::pending;
+    use std::time::Duration;
+
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::EventKind;
+    use crate::registry::tasks::tests::sample_task;
+
+    fn registry_with_task() -> (Arc<Registry>, String) {
+        let registry = Arc::new(Registry::open_in_memory().unwrap());
+        let task = sample_task("events");
+        registry.insert_task(&task).unwrap();
+        (registry, task.id)
+    }
+
+    fn indexed(registry: &Registry, task: &str) -> Vec<i64> {
+        let (events, _) = registry.list_events(task, &[], None, None, 100, 0).unwrap();
+        events.iter().rev().map(|e| e.data["n"].as_i64().unwrap()).collect()
+    }
+
+    fn event(task: &str, n: i64) -> Event {
+        Event::new(task, EventKind::ToolCall, json!({ "n": n }))
+    }
+
+    #[tokio::test]
+    async fn a_calls_events_are_indexed_together_at_its_end() {
+        let (registry, task) = registry_with_task();
+        let other = Arc::new(Registry::open_in_memory().unwrap());
+        let other_task = sample_task("other");
+        other.insert_task(&other_task).unwrap();
+        indexing_once(registry.clone(), async {
+            registry.insert_event(&event(&task, 1)).unwrap();
+            registry.insert_events(&[event(&task, 2), event(&task, 3)]).unwrap();
+            assert_eq!(
+                indexed(&registry, &task),
+                Vec::<i64>::new(),
+                "indexed before the call's end"
+            );
+            // Another registry is not the call's: its events are indexed at once.
+            other.insert_event(&event(&other_task.id, 9)).unwrap();
+            assert_eq!(indexed(&other, &other_task.id), [9]);
+        })
+        .await;
+        assert_eq!(indexed(&registry, &task), [1, 2, 3]);
+        // Outside a call, at once.
+        registry.insert_event(&event(&task, 4)).unwrap();
+        assert_eq!(indexed(&registry, &task), [1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_calls_events_are_indexed_all_the_same() {
+        let (registry, task) = registry_with_task();
+        let call = indexing_once(registry.clone(), async {
+            registry.insert_event(&event(&task, 1)).unwrap();
+            pending::<()>().await;
+        });
+        // The client gives up on the call: its future is dropped mid-way.
+        assert!(tokio::time::timeout(Duration::from_millis(20), call).await.is_err());
+        assert_eq!(indexed(&registry, &task), [1]);
+    }
 }

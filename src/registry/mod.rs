@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
+pub use events::indexing_once;
 pub use executions::{ExecutionFilter, RunningExecution};
 pub use metrics::RegistryCounts;
 pub use pool::PoolEntry;

@@ -5,17 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
-use super::ResourceSample;
+use super::{ResourceSample, SampleDepth};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// `None` when no cgroup of the container is visible (not running, remote Docker, another
 /// cgroup layout).
-pub fn sample(container_id: &str) -> Option<ResourceSample> {
-    sample_under(Path::new(CGROUP_ROOT), container_id)
+pub fn sample(container_id: &str, depth: SampleDepth) -> Option<ResourceSample> {
+    sample_under(Path::new(CGROUP_ROOT), container_id, depth)
 }
 
-fn sample_under(root: &Path, id: &str) -> Option<ResourceSample> {
+fn sample_under(root: &Path, id: &str, depth: SampleDepth) -> Option<ResourceSample> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
@@ -23,7 +23,7 @@ fn sample_under(root: &Path, id: &str) -> Option<ResourceSample> {
     for group in [format!("docker/{id}"), format!("system.slice/docker-{id}.scope")] {
         let memory = root.join("memory").join(&group);
         if memory.is_dir() {
-            return Some(sample_v1(&memory, &root.join("pids").join(&group)));
+            return Some(sample_v1(&memory, &root.join("pids").join(&group), depth));
         }
     }
     [
@@ -32,10 +32,18 @@ fn sample_under(root: &Path, id: &str) -> Option<ResourceSample> {
     ]
     .into_iter()
     .find(|dir| dir.join("memory.current").is_file())
-    .map(|dir| sample_v2(&dir))
+    .map(|dir| sample_v2(&dir, depth))
 }
 
-fn sample_v1(memory: &Path, pids: &Path) -> ResourceSample {
+fn sample_v1(memory: &Path, pids: &Path, depth: SampleDepth) -> ResourceSample {
+    let hits = ResourceSample {
+        oom_kills: keyed(&memory.join("memory.oom_control"), "oom_kill").unwrap_or(0),
+        pids_limit_hits: keyed(&pids.join("pids.events"), "max").unwrap_or(0),
+        ..Default::default()
+    };
+    if depth == SampleDepth::LimitHits {
+        return hits;
+    }
     let usage = read_number(&memory.join("memory.usage_in_bytes")).unwrap_or(0);
     let inactive = keyed(&memory.join("memory.stat"), "total_inactive_file").unwrap_or(0);
     // v1 reports "no limit" as a huge page-aligned number.
@@ -43,23 +51,29 @@ fn sample_v1(memory: &Path, pids: &Path) -> ResourceSample {
     ResourceSample {
         memory_bytes: usage.saturating_sub(inactive),
         memory_limit: limit,
-        oom_kills: keyed(&memory.join("memory.oom_control"), "oom_kill").unwrap_or(0),
         pids: read_number(&pids.join("pids.current")).unwrap_or(0),
         pids_limit: read_number(&pids.join("pids.max")),
-        pids_limit_hits: keyed(&pids.join("pids.events"), "max").unwrap_or(0),
+        ..hits
     }
 }
 
-fn sample_v2(dir: &Path) -> ResourceSample {
+fn sample_v2(dir: &Path, depth: SampleDepth) -> ResourceSample {
+    let hits = ResourceSample {
+        oom_kills: keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0),
+        pids_limit_hits: keyed(&dir.join("pids.events"), "max").unwrap_or(0),
+        ..Default::default()
+    };
+    if depth == SampleDepth::LimitHits {
+        return hits;
+    }
     let usage = read_number(&dir.join("memory.current")).unwrap_or(0);
     let inactive = keyed(&dir.join("memory.stat"), "inactive_file").unwrap_or(0);
     ResourceSample {
         memory_bytes: usage.saturating_sub(inactive),
         memory_limit: read_number(&dir.join("memory.max")),
-        oom_kills: keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0),
         pids: read_number(&dir.join("pids.current")).unwrap_or(0),
         pids_limit: read_number(&dir.join("pids.max")),
-        pids_limit_hits: keyed(&dir.join("pids.events"), "max").unwrap_or(0),
+        ..hits
     }
 }
 
@@ -102,7 +116,7 @@ mod tests {
         write(&pids, "pids.current", "7\n");
         write(&pids, "pids.max", "50\n");
         write(&pids, "pids.events", "max 3\n");
-        let sample = sample_under(root.path(), "abc123").unwrap();
+        let sample = sample_under(root.path(), "abc123", SampleDepth::Full).unwrap();
         assert_eq!(
             sample,
             ResourceSample {
@@ -112,6 +126,16 @@ mod tests {
                 pids: 7,
                 pids_limit: Some(50),
                 pids_limit_hits: 3,
+            }
+        );
+        // The baseline reads the counters alone: without memory.stat it is the same.
+        std::fs::remove_file(memory.join("memory.stat")).unwrap();
+        assert_eq!(
+            sample_under(root.path(), "abc123", SampleDepth::LimitHits).unwrap(),
+            ResourceSample {
+                oom_kills: 2,
+                pids_limit_hits: 3,
+                ..Default::default()
             }
         );
     }
@@ -125,18 +149,20 @@ mod tests {
         write(&dir, "memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n");
         write(&dir, "pids.current", "2\n");
         write(&dir, "pids.max", "max\n");
-        let sample = sample_under(root.path(), "beef").unwrap();
+        let sample = sample_under(root.path(), "beef", SampleDepth::Full).unwrap();
         assert_eq!(
             (sample.memory_bytes, sample.memory_limit, sample.oom_kills),
             (500, None, 1)
         );
         assert_eq!((sample.pids_limit, sample.pids_limit_hits), (None, 0));
+        let hits = sample_under(root.path(), "beef", SampleDepth::LimitHits).unwrap();
+        assert_eq!((hits.memory_bytes, hits.oom_kills), (0, 1));
     }
 
     #[test]
     fn unknown_or_odd_ids_give_nothing() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(sample_under(root.path(), "abc"), None);
-        assert_eq!(sample_under(root.path(), "../etc"), None);
+        assert_eq!(sample_under(root.path(), "abc", SampleDepth::Full), None);
+        assert_eq!(sample_under(root.path(), "../etc", SampleDepth::LimitHits), None);
     }
 }

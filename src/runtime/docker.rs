@@ -25,7 +25,7 @@ use super::subnets::{Cidr, free_subnets};
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, DuplexExec, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled,
     MountInfo, NetworkAttachment, NetworkInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError,
-    SubnetPool, VolumeInfo, stable_hash,
+    SampleDepth, SubnetPool, VolumeInfo, stable_hash,
 };
 
 #[derive(Default)]
@@ -630,10 +630,10 @@ impl ContainerRuntime for DockerRuntime {
         Ok(inspected.map(|(_, state)| state))
     }
 
-    async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>> {
+    async fn resource_sample(&self, id: &str, depth: SampleDepth) -> Result<Option<ResourceSample>> {
         // The cgroup files are read directly: an exec or a stats call would cost tens of
         // milliseconds on every execution, a file read costs microseconds.
-        Ok(super::cgroup::sample(id))
+        Ok(super::cgroup::sample(id, depth))
     }
 
     async fn runtime_args(&self, name: &str) -> Result<Option<Vec<String>>> {

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, DuplexExec, ExecHandle, ExecSpec, ImageInfo, Isolation, Labelled,
-    MountInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SubnetPool, VolumeInfo,
+    MountInfo, ObjectKind, OutputChunk, ResourceSample, Result, RuntimeError, SampleDepth, SubnetPool, VolumeInfo,
 };
 
 #[derive(Default)]
@@ -187,7 +187,7 @@ impl ContainerRuntime for FakeRuntime {
         }))
     }
 
-    async fn resource_sample(&self, _: &str) -> Result<Option<ResourceSample>> {
+    async fn resource_sample(&self, _: &str, _: SampleDepth) -> Result<Option<ResourceSample>> {
         Ok(None)
     }
 

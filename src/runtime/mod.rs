@@ -199,6 +199,17 @@ pub struct MountInfo {
     pub volume: Option<VolumeInfo>,
 }
 
+/// How much of a container's resource use `resource_sample` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleDepth {
+    /// Only the counters of limits hit (OOM kills, failed forks), the rest left at zero: the
+    /// baseline before each command, two small files instead of seven (`memory.stat`, the
+    /// costly one, is not read).
+    LimitHits,
+    /// Everything, for what a command used.
+    Full,
+}
+
 /// A container's resource use and the counters of limits it hit (since it started).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceSample {
@@ -320,7 +331,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     }
     /// The container's memory and pids use and limit counters; `None` when they cannot be
     /// read (the container is not running, or its cgroup is not visible to this process).
-    async fn resource_sample(&self, id: &str) -> Result<Option<ResourceSample>>;
+    async fn resource_sample(&self, id: &str, depth: SampleDepth) -> Result<Option<ResourceSample>>;
 
     /// The arguments dockerd passes to runtime `name`; `None` when it is not registered.
     async fn runtime_args(&self, name: &str) -> Result<Option<Vec<String>>>;

@@ -9,6 +9,4 @@ pub mod redact;
 pub mod run_files;
 pub mod service;
 
-/// A tool call's event appends synced once, before its reply (`store/durable.rs`).
-pub use crate::store::syncing_once;
 pub use service::{Health, TaskService};

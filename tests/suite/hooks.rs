@@ -616,13 +616,20 @@ command = ["{notify}", "{notified}"]
         "{}",
         text(&listed)
     );
-    // What the hook started went with it (its whole process group was killed).
+    // What the hook started went with it (its whole process group was killed). A killed
+    // process exits on its own time: the server waits for the hook, not for its children, so
+    // the child may still be on its way out (state R with SIGKILL pending) for a moment.
     let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
-    let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-    assert!(
-        state.is_empty() || state.contains(") Z "),
-        "the hook's child {child} survived: {state}"
-    );
+    let gone = || {
+        let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        (state.is_empty() || state.contains(") Z "), state)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gone().0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (gone, state) = gone();
+    assert!(gone, "the hook's child {child} survived: {state}");
     let (kind, message) = call_err(&client, "task_stats", json!({})).await;
     assert_eq!(kind, "hook_denied");
     assert!(

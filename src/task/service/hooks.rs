@@ -15,7 +15,7 @@ use crate::domain::{Event, EventKind, Task, TaskStatus, Timestamp, now};
 use crate::error::Result;
 use crate::hooks::{CompletionFacts, HookContext, HookEvent, HookHost, HookRun, plan};
 use crate::registry::ExecutionFilter;
-use crate::runtime::{ContainerState, ResourceSample};
+use crate::runtime::{ContainerState, ResourceSample, SampleDepth};
 use crate::workspace::host;
 
 /// The plan of a task, as `attach_agent_to_task` returns it.
@@ -114,8 +114,8 @@ impl HookHost for TaskService {
         Ok(self.runtime.inspect_container(container).await?)
     }
 
-    async fn resource_sample(&self, container: &str) -> Result<Option<ResourceSample>> {
-        Ok(self.runtime.resource_sample(container).await?)
+    async fn resource_sample(&self, container: &str, depth: SampleDepth) -> Result<Option<ResourceSample>> {
+        Ok(self.runtime.resource_sample(container, depth).await?)
     }
 
     fn allowed_capabilities(&self) -> &[String] {

@@ -320,6 +320,17 @@ impl TaskService {
         Ok(self.registry.list_owner_tasks(owner, status, limit, offset)?)
     }
 
+    /// Runs one tool call's work with the event lines it records synced once and indexed once,
+    /// together, at its end, before the reply (`store/durable.rs`, `registry/events.rs`): an
+    /// acknowledged call is on disk and searchable. The error is a failed sync, for the caller
+    /// to report instead of the work's result.
+    pub async fn recording_once<F: std::future::Future>(
+        &self,
+        work: F,
+    ) -> (F::Output, std::result::Result<(), crate::store::StoreError>) {
+        crate::store::syncing_once(crate::registry::indexing_once(self.registry.clone(), work)).await
+    }
+
     /// Appends an event to the task's log and indexes it. The log is the record: an index
     /// failure is logged, not fatal.
     pub fn record(&self, event: Event) -> Result<()> {
