@@ -127,9 +127,14 @@ impl Registry {
     }
 }
 
-/// Inserts the events' index rows on `conn` (a transaction of the caller's).
+/// Inserts the events' index rows on `conn` (a transaction of the caller's). An event of a task
+/// whose row is gone gets none: deleting a task deletes its rows (`ON DELETE CASCADE`), and a
+/// call that deleted its task indexes the task's events after the delete.
 pub(super) fn index_events(conn: &rusqlite::Connection, events: &[Event]) -> Result<()> {
-    let mut stmt = conn.prepare_cached("INSERT INTO events (task_id, type, at, data_json) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (task_id, type, at, data_json)
+         SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)",
+    )?;
     for event in events {
         stmt.execute(params![
             event.task_id,
@@ -192,6 +197,21 @@ mod tests {
         // Outside a call, at once.
         registry.insert_event(&event(&task, 4)).unwrap();
         assert_eq!(indexed(&registry, &task), [1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_deletes_a_task_still_indexes_its_other_events() {
+        let (registry, task) = registry_with_task();
+        let deleted = sample_task("deleted");
+        registry.insert_task(&deleted).unwrap();
+        indexing_once(registry.clone(), async {
+            registry.insert_event(&event(&deleted.id, 1)).unwrap();
+            registry.insert_event(&event(&task, 2)).unwrap();
+            assert!(registry.delete_task(&deleted.id).unwrap());
+        })
+        .await;
+        assert_eq!(indexed(&registry, &task), [2]);
+        assert_eq!(indexed(&registry, &deleted.id), Vec::<i64>::new());
     }
 
     #[tokio::test]

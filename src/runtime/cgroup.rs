@@ -35,12 +35,18 @@ fn sample_under(root: &Path, id: &str, depth: SampleDepth) -> Option<ResourceSam
     .map(|dir| sample_v2(&dir, depth))
 }
 
-fn sample_v1(memory: &Path, pids: &Path, depth: SampleDepth) -> ResourceSample {
-    let hits = ResourceSample {
-        oom_kills: keyed(&memory.join("memory.oom_control"), "oom_kill").unwrap_or(0),
-        pids_limit_hits: keyed(&pids.join("pids.events"), "max").unwrap_or(0),
+/// The two counters of limits hit, from the file that counts OOM kills (`oom_kill`) and the
+/// pids controller's `pids.events` (`max`); the rest left at zero.
+fn limit_hits(oom_counter: &PathBuf, pids_events: &PathBuf) -> ResourceSample {
+    ResourceSample {
+        oom_kills: keyed(oom_counter, "oom_kill").unwrap_or(0),
+        pids_limit_hits: keyed(pids_events, "max").unwrap_or(0),
         ..Default::default()
-    };
+    }
+}
+
+fn sample_v1(memory: &Path, pids: &Path, depth: SampleDepth) -> ResourceSample {
+    let hits = limit_hits(&memory.join("memory.oom_control"), &pids.join("pids.events"));
     if depth == SampleDepth::LimitHits {
         return hits;
     }
@@ -58,11 +64,7 @@ fn sample_v1(memory: &Path, pids: &Path, depth: SampleDepth) -> ResourceSample {
 }
 
 fn sample_v2(dir: &Path, depth: SampleDepth) -> ResourceSample {
-    let hits = ResourceSample {
-        oom_kills: keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0),
-        pids_limit_hits: keyed(&dir.join("pids.events"), "max").unwrap_or(0),
-        ..Default::default()
-    };
+    let hits = limit_hits(&dir.join("memory.events"), &dir.join("pids.events"));
     if depth == SampleDepth::LimitHits {
         return hits;
     }
