@@ -11,7 +11,9 @@
 //! latency, the server's CPU (from /proc of the real server process: % of one core and ms per
 //! execution) and resident memory (now and peak), Docker's CPU per execution (dockerd,
 //! containerd and every shim on the host, children included: other users' containers count
-//! too, so it is indicative) and the load average; then how each grows from the fewest tasks to
+//! too, so it is indicative), the load average and the automatic checkpoints taken during
+//! taskbox's phases (a `docker commit` each, which slows every exec meanwhile; read from the
+//! registry's events); then how each grows from the fewest tasks to
 //! the most, and the goals (at 10 agents: >= 90% of the floor's throughput, p99 <= 1.2x
 //! the floor's; server RSS <= 64 MiB with 50 tasks alive).
 //!
