@@ -2,12 +2,15 @@
 //!
 //! Inside `indexing_once` (a tool call), the events a call records are indexed together, in
 //! one transaction when the call's work is done, instead of one transaction per write: an
-//! execution records eight event lines in four writes (docs/performance.md). Readers see a
-//! call's events once it has replied, which is when they could ask for them anyway.
+//! execution records eight event lines in four writes (docs/performance.md). A call still
+//! running after `LONGEST_WAIT` (a long command, a clone) has what it recorded so far indexed
+//! then, and again each `LONGEST_WAIT`, so the dashboard's feed and `taskbox logs -f`, which
+//! read the index, show it while it runs.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::params;
 
@@ -18,6 +21,9 @@ tokio::task_local! {
     static DEFERRED: RefCell<Deferred>;
 }
 
+/// How long a call's events may wait for the call's end before they are indexed.
+const LONGEST_WAIT: Duration = Duration::from_secs(1);
+
 /// A call's events not indexed yet, indexed when it is dropped: at the end of the call, or
 /// when the call is cancelled (its future dropped), so no line of the log misses its row.
 struct Deferred {
@@ -25,22 +31,41 @@ struct Deferred {
     events: Vec<Event>,
 }
 
-impl Drop for Deferred {
-    fn drop(&mut self) {
-        if let Err(e) = self.registry.index_now(&self.events) {
+impl Deferred {
+    fn index(&mut self) {
+        let events = std::mem::take(&mut self.events);
+        if let Err(e) = self.registry.index_now(&events) {
             // The log is the record; the start's index check re-reads a task whose counts differ.
-            tracing::warn!(events = self.events.len(), error = %e, "cannot index the call's events");
+            tracing::warn!(events = events.len(), error = %e, "cannot index the call's events");
         }
     }
 }
 
-/// Runs `work` with the events it records on `registry` indexed once, together, at its end.
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        self.index();
+    }
+}
+
+/// Runs `work` with the events it records on `registry` indexed once, together, at its end
+/// (or each `LONGEST_WAIT` while it runs longer).
 pub async fn indexing_once<F: Future>(registry: Arc<Registry>, work: F) -> F::Output {
     let deferred = Deferred {
         registry,
         events: Vec::new(),
     };
-    DEFERRED.scope(RefCell::new(deferred), work).await
+    DEFERRED
+        .scope(RefCell::new(deferred), async {
+            let mut work = std::pin::pin!(work);
+            loop {
+                tokio::select! {
+                    biased;
+                    output = &mut work => return output,
+                    () = tokio::time::sleep(LONGEST_WAIT) => DEFERRED.with(|d| d.borrow_mut().index()),
+                }
+            }
+        })
+        .await
 }
 
 impl Registry {
@@ -197,6 +222,20 @@ mod tests {
         // Outside a call, at once.
         registry.insert_event(&event(&task, 4)).unwrap();
         assert_eq!(indexed(&registry, &task), [1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_long_calls_events_are_indexed_while_it_runs() {
+        let (registry, task) = registry_with_task();
+        indexing_once(registry.clone(), async {
+            registry.insert_event(&event(&task, 1)).unwrap();
+            tokio::time::sleep(LONGEST_WAIT + Duration::from_millis(300)).await;
+            assert_eq!(indexed(&registry, &task), [1], "not indexed while the call runs");
+            registry.insert_event(&event(&task, 2)).unwrap();
+            assert_eq!(indexed(&registry, &task), [1]);
+        })
+        .await;
+        assert_eq!(indexed(&registry, &task), [1, 2]);
     }
 
     #[tokio::test]
