@@ -109,6 +109,20 @@ fn labelled(home: &Home, kind: &str) -> Vec<(String, String)> {
 async fn check_invariants(home: &Home, client: &Client, ledger: &Ledger, round: usize) -> usize {
     let list = call(client, "list_tasks", json!({ "limit": 500 })).await;
     let tasks = live_tasks(&list);
+    // Every line of a live task's event log has its row in the registry's index: a call's rows
+    // are written after its lines (at its end), and the start repairs what a kill left between
+    // them before any call is served. No call names a task between here and the start.
+    let registry = rusqlite::Connection::open(home.path().join("registry.db")).unwrap();
+    for id in tasks.keys() {
+        let indexed: i64 = registry
+            .query_row("SELECT COUNT(*) FROM events WHERE task_id = ?1", [id], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            indexed as usize,
+            events(&home.path(), id).len(),
+            "round {round}: {id}'s event index and its events.jsonl differ"
+        );
+    }
     // Every acknowledged execution of a task that still exists is in its event log.
     for (task, execution) in &ledger.executions {
         if tasks.contains_key(task) {
